@@ -1,0 +1,8 @@
+"""Benchmarks: scripts that measure things side by side in one run and print ratios.
+
+Each sub-command of ``asrc-bench`` is a module here with ``add_arguments(parser)`` and
+``run(args) -> int``.
+"""
+
+SUBCOMMANDS = {
+}

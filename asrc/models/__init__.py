@@ -1,0 +1,16 @@
+"""wav2vec 2.0 CTC models: configuration, construction, model directories, import, students."""
+
+from asrc.models.config import Wav2Vec2Config
+from asrc.models.io import is_model_dir, load, load_config, read_token_list, save_model_dir, write_token_list
+from asrc.models.wav2vec2 import EncoderOutput, Wav2Vec2CTC, num_parameters
+
+
+def build_model(config: Wav2Vec2Config, tokens=None) -> Wav2Vec2CTC:
+    """A randomly initialised model for ``config``."""
+    return Wav2Vec2CTC(config, tokens)
+
+
+__all__ = [
+    "Wav2Vec2Config", "Wav2Vec2CTC", "EncoderOutput", "build_model", "load", "load_config", "save_model_dir",
+    "is_model_dir", "read_token_list", "write_token_list", "num_parameters",
+]

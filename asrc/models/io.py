@@ -1,0 +1,106 @@
+"""Model directories: ``config.yaml`` + ``model.pth`` (+ ``tokens.txt``).
+
+``config.yaml`` is a :class:`Wav2Vec2Config`; ``model.pth`` its ``state_dict``; ``tokens.txt``
+one token per line, the line number being the CTC output index. A quantized model directory
+also holds ``quantization.yaml`` and is loaded through :mod:`asrc.quant`.
+"""
+
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+import torch
+
+from asrc.errors import CheckpointError
+from asrc.models.config import Wav2Vec2Config
+from asrc.models.wav2vec2 import Wav2Vec2CTC
+from asrc.utils.io import atomic_torch_save, atomic_write
+
+CONFIG_NAME = "config.yaml"
+WEIGHTS_NAME = "model.pth"
+TOKENS_NAME = "tokens.txt"
+QUANT_NAME = "quantization.yaml"
+
+
+def read_token_list(path) -> List[str]:
+    with open(path, encoding="utf-8") as f:
+        tokens = [line.rstrip("\n") for line in f]
+    while tokens and tokens[-1] == "":
+        tokens.pop()
+    if not tokens:
+        raise ValueError(f"{path}: empty token list")
+    bad = [i + 1 for i, t in enumerate(tokens) if not t or " " in t]
+    if bad:
+        raise ValueError(f"{path}: empty token or token with a space on lines {bad[:10]}")
+    dup = sorted({t for t in tokens if tokens.count(t) > 1})
+    if dup:
+        raise ValueError(f"{path}: duplicate tokens {dup}")
+    return tokens
+
+
+def write_token_list(path, tokens: Sequence[str]):
+    with atomic_write(path) as f:
+        f.writelines(t + "\n" for t in tokens)
+
+
+def load_state_dict_strict(model: torch.nn.Module, state_dict: dict, source: str):
+    """``load_state_dict`` that names every missing/unexpected key and shape mismatch."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(own))
+    mismatched = [f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}"
+                  for k in sorted(set(own) & set(state_dict)) if tuple(own[k].shape) != tuple(state_dict[k].shape)]
+    if missing or unexpected or mismatched:
+        parts = []
+        if missing:
+            parts.append(f"missing keys {missing}")
+        if unexpected:
+            parts.append(f"unexpected keys {unexpected}")
+        if mismatched:
+            parts.append(f"shape mismatches {mismatched}")
+        raise CheckpointError(f"{source}: " + "; ".join(parts))
+    model.load_state_dict(state_dict)
+
+
+def is_model_dir(path) -> bool:
+    p = Path(path)
+    return (p / CONFIG_NAME).is_file() and (p / WEIGHTS_NAME).is_file()
+
+
+def save_model_dir(model: Wav2Vec2CTC, out_dir, tokens: Optional[Sequence[str]] = None):
+    """Write ``config.yaml``, ``model.pth`` and (when known) ``tokens.txt`` to ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tokens = tokens if tokens is not None else model.tokens
+    with atomic_write(out / CONFIG_NAME) as f:
+        f.write(model.config.to_yaml())
+    atomic_torch_save(model.state_dict(), out / WEIGHTS_NAME)
+    if tokens is not None:
+        write_token_list(out / TOKENS_NAME, tokens)
+
+
+def load_config(model_dir) -> Wav2Vec2Config:
+    path = Path(model_dir) / CONFIG_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"{model_dir}: no {CONFIG_NAME}; not an asrc model directory")
+    return Wav2Vec2Config.from_yaml(path)
+
+
+def load(model_dir, map_location="cpu") -> Wav2Vec2CTC:
+    """Load a model directory; returns the model in eval mode with ``.tokens`` set (or None)."""
+    model_dir = Path(model_dir)
+    if (model_dir / QUANT_NAME).is_file():
+        from asrc.quant import load_quantized
+
+        return load_quantized(model_dir, map_location=map_location)
+    config = load_config(model_dir)
+    weights = model_dir / WEIGHTS_NAME
+    if not weights.is_file():
+        raise FileNotFoundError(f"{model_dir}: no {WEIGHTS_NAME}")
+    tokens_path = model_dir / TOKENS_NAME
+    tokens = read_token_list(tokens_path) if tokens_path.is_file() else None
+    if tokens is not None and len(tokens) != config.vocab_size:
+        raise CheckpointError(f"{tokens_path}: {len(tokens)} tokens but config.yaml has vocab_size={config.vocab_size}")
+    model = Wav2Vec2CTC(config, tokens)
+    state = torch.load(weights, map_location=map_location, weights_only=True)
+    load_state_dict_strict(model, state, str(weights))
+    return model.eval()

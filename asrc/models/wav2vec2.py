@@ -1,0 +1,403 @@
+"""wav2vec 2.0 encoder with a CTC head, written for compression.
+
+Layout (parameter names follow fairseq's where a module exists there, which keeps checkpoint
+import a table of renames):
+
+    Wav2Vec2CTC
+      feature_extractor.conv_layers[i].{conv, norm}     CNN front end, 320x down-sampling (base)
+      feature_projection.{layer_norm, projection}       conv channels -> embed_dim
+      encoder.pos_conv.{weight_g, weight_v, bias}       weight-normed grouped conv positional embedding
+      encoder.layer_norm                                after pos_conv (post-LN) or at the end (pre-LN)
+      encoder.layers[i].{self_attn.{q,k,v,out}_proj, self_attn_layer_norm, fc1, fc2, final_layer_norm}
+      mask_emb                                          fine-tuning time-mask embedding
+      ctc_head                                          embed_dim -> vocab_size
+
+Padding is handled with masks all the way: the group norm of the first conv layer takes its
+statistics over valid frames only, padded frames are zeroed before the positional conv, and
+attention ignores them, so a padded batch gives each utterance the logits it gets alone.
+"""
+
+import math
+from typing import List, NamedTuple, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from asrc.models.config import Wav2Vec2Config
+
+
+class EncoderOutput(NamedTuple):
+    """What :meth:`Wav2Vec2CTC.encode` returns.
+
+    x: ``[batch, frame, embed_dim]`` last hidden state (input of the CTC head).
+    lengths: ``[batch]`` valid frames per utterance.
+    hidden_states: ``num_layers * layer_reuse + 1`` tensors ``[batch, frame, embed_dim]``:
+        the input of the first transformer layer, then the output of every layer application;
+        None unless asked for.
+    features: ``[batch, frame, conv_dim]`` CNN output before the feature projection; None unless asked for.
+    padding_mask: ``[batch, frame]`` True on padded frames; None when nothing is padded.
+    """
+
+    x: Tensor
+    lengths: Tensor
+    hidden_states: Optional[List[Tensor]]
+    features: Optional[Tensor]
+    padding_mask: Optional[Tensor]
+
+
+def lengths_to_padding_mask(lengths: Tensor, max_len: int) -> Tensor:
+    """``[batch]`` lengths -> ``[batch, max_len]`` bool mask, True on padding."""
+    return torch.arange(max_len, device=lengths.device)[None, :] >= lengths[:, None]
+
+
+class MaskedChannelNorm(nn.Module):
+    """Per-channel normalisation over time (GroupNorm with one group per channel).
+
+    Statistics are taken over valid frames only, so padding does not change the result.
+    """
+
+    def __init__(self, channels: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: Tensor, padding_mask: Optional[Tensor] = None) -> Tensor:
+        """x: ``[batch, channel, frame]``; padding_mask: ``[batch, frame]`` True on padding."""
+        if padding_mask is None:
+            return F.group_norm(x, x.shape[1], self.weight, self.bias, self.eps)
+        valid = (~padding_mask).unsqueeze(1).to(x.dtype)
+        count = valid.sum(-1, keepdim=True).clamp(min=1.0)
+        mean = (x * valid).sum(-1, keepdim=True) / count
+        var = (((x - mean) * valid) ** 2).sum(-1, keepdim=True) / count
+        x = (x - mean) * torch.rsqrt(var + self.eps)
+        return x * self.weight[None, :, None] + self.bias[None, :, None]
+
+
+class ChannelLayerNorm(nn.LayerNorm):
+    """LayerNorm over channels of a ``[batch, channel, frame]`` tensor."""
+
+    def forward(self, x: Tensor, padding_mask: Optional[Tensor] = None) -> Tensor:
+        return super().forward(x.transpose(1, 2)).transpose(1, 2)
+
+
+class ConvBlock(nn.Module):
+    """Conv1d (no padding) -> optional norm -> GELU."""
+
+    def __init__(self, in_channels, out_channels, kernel, stride, bias, groups, norm: Optional[nn.Module]):
+        super().__init__()
+        self.kernel = kernel
+        self.stride = stride
+        self.conv = nn.Conv1d(in_channels, out_channels, kernel, stride=stride, bias=bias, groups=groups)
+        self.norm = norm
+
+    def output_lengths(self, lengths: Tensor) -> Tensor:
+        return torch.div(lengths - self.kernel, self.stride, rounding_mode="floor") + 1
+
+    def forward(self, x: Tensor, padding_mask: Optional[Tensor] = None) -> Tensor:
+        x = self.conv(x)
+        if self.norm is not None:
+            x = self.norm(x, padding_mask)
+        return F.gelu(x)
+
+
+def conv_layer_groups(config: Wav2Vec2Config) -> List[int]:
+    """Groups of every conv layer: ``conv_groups`` wherever both channel counts divide."""
+    groups, in_ch = [], 1
+    for out_ch, _, _ in config.conv_layers:
+        g = config.conv_groups
+        groups.append(g if g > 1 and in_ch % g == 0 and out_ch % g == 0 else 1)
+        in_ch = out_ch
+    return groups
+
+
+class ConvFeatureExtractor(nn.Module):
+    """Raw waveform ``[batch, sample]`` -> features ``[batch, channel, frame]``."""
+
+    def __init__(self, config: Wav2Vec2Config):
+        super().__init__()
+        layers, in_ch = [], 1
+        for i, ((out_ch, k, s), g) in enumerate(zip(config.conv_layers, conv_layer_groups(config))):
+            if config.extractor_mode == "layer_norm":
+                norm = ChannelLayerNorm(out_ch, eps=config.layer_norm_eps)
+            elif i == 0:
+                norm = MaskedChannelNorm(out_ch, eps=config.layer_norm_eps)
+            else:
+                norm = None
+            layers.append(ConvBlock(in_ch, out_ch, k, s, config.conv_bias, g, norm))
+            in_ch = out_ch
+        self.conv_layers = nn.ModuleList(layers)
+        if config.conv_share:
+            self._share_kernels()
+
+    def _share_kernels(self):
+        """Tie the weights (and biases) of conv layers with identical parameter shapes."""
+        first = {}
+        for block in self.conv_layers:
+            conv = block.conv
+            key = (tuple(conv.weight.shape), conv.groups, conv.bias is not None)
+            if key in first:
+                conv.weight = first[key].weight
+                if conv.bias is not None:
+                    conv.bias = first[key].bias
+            else:
+                first[key] = conv
+
+    def output_lengths(self, lengths: Tensor) -> Tensor:
+        for block in self.conv_layers:
+            lengths = block.output_lengths(lengths)
+        return lengths
+
+    def forward(self, wav: Tensor, lengths: Optional[Tensor] = None):
+        """Returns features ``[batch, channel, frame]`` and their lengths (None if not given)."""
+        x = wav.unsqueeze(1)
+        for block in self.conv_layers:
+            padding_mask = None
+            if lengths is not None:
+                lengths = block.output_lengths(lengths)
+                frames = (x.shape[-1] - block.kernel) // block.stride + 1
+                if isinstance(block.norm, MaskedChannelNorm) and bool((lengths < frames).any()):
+                    padding_mask = lengths_to_padding_mask(lengths, frames)
+            x = block(x, padding_mask)
+        return x, lengths
+
+
+class FeatureProjection(nn.Module):
+    def __init__(self, conv_dim: int, embed_dim: int, dropout: float, eps: float):
+        super().__init__()
+        self.layer_norm = nn.LayerNorm(conv_dim, eps=eps)
+        self.projection = nn.Linear(conv_dim, embed_dim)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, features: Tensor) -> Tensor:
+        """features ``[batch, frame, conv_dim]`` -> ``[batch, frame, embed_dim]``."""
+        return self.dropout(self.projection(self.layer_norm(features)))
+
+
+class PositionalConv(nn.Module):
+    """Grouped conv over time with weight normalisation (dim 2), "same" length, GELU.
+
+    The weight is ``weight_g * weight_v / ||weight_v||`` with the norm over dims 0 and 1 per
+    kernel position, computed here rather than through torch's parametrisation so that the
+    module stays plain for quantisation, TorchScript and ONNX export.
+    """
+
+    def __init__(self, embed_dim: int, kernel: int, groups: int):
+        super().__init__()
+        self.kernel = kernel
+        self.groups = groups
+        self.weight_v = nn.Parameter(torch.empty(embed_dim, embed_dim // groups, kernel))
+        self.weight_g = nn.Parameter(torch.empty(1, 1, kernel))
+        self.bias = nn.Parameter(torch.zeros(embed_dim))
+        std = math.sqrt(4.0 / (kernel * embed_dim))
+        nn.init.normal_(self.weight_v, mean=0.0, std=std)
+        with torch.no_grad():
+            self.weight_g.copy_(self.weight_v.norm(dim=(0, 1), keepdim=True))
+
+    def weight(self) -> Tensor:
+        return self.weight_g * self.weight_v / self.weight_v.norm(dim=(0, 1), keepdim=True)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x ``[batch, frame, embed_dim]`` -> same shape."""
+        y = F.conv1d(x.transpose(1, 2), self.weight(), self.bias, padding=self.kernel // 2, groups=self.groups)
+        if self.kernel % 2 == 0:
+            y = y[:, :, :-1]
+        return F.gelu(y).transpose(1, 2)
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, embed_dim: int, num_heads: int, dropout: float):
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_dim = embed_dim // num_heads
+        self.dropout = dropout
+        self.q_proj = nn.Linear(embed_dim, embed_dim)
+        self.k_proj = nn.Linear(embed_dim, embed_dim)
+        self.v_proj = nn.Linear(embed_dim, embed_dim)
+        self.out_proj = nn.Linear(embed_dim, embed_dim)
+
+    def forward(self, x: Tensor, attn_mask: Optional[Tensor] = None) -> Tensor:
+        """x ``[batch, frame, embed_dim]``; attn_mask ``[batch, 1, 1, frame]`` True where attended."""
+        b, t, d = x.shape
+
+        def heads(y: Tensor) -> Tensor:
+            return y.view(b, t, self.num_heads, self.head_dim).transpose(1, 2)
+
+        y = F.scaled_dot_product_attention(
+            heads(self.q_proj(x)), heads(self.k_proj(x)), heads(self.v_proj(x)),
+            attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0,
+        )
+        return self.out_proj(y.transpose(1, 2).reshape(b, t, d))
+
+
+class TransformerLayer(nn.Module):
+    def __init__(self, config: Wav2Vec2Config):
+        super().__init__()
+        d, eps = config.embed_dim, config.layer_norm_eps
+        self.layer_norm_first = config.layer_norm_first
+        self.self_attn = SelfAttention(d, config.num_heads, config.attention_dropout)
+        self.self_attn_layer_norm = nn.LayerNorm(d, eps=eps)
+        self.fc1 = nn.Linear(d, config.ffn_dim)
+        self.fc2 = nn.Linear(config.ffn_dim, d)
+        self.final_layer_norm = nn.LayerNorm(d, eps=eps)
+        self.dropout = nn.Dropout(config.dropout)
+        self.activation_dropout = nn.Dropout(config.activation_dropout)
+
+    def _ffn(self, x: Tensor) -> Tensor:
+        return self.dropout(self.fc2(self.activation_dropout(F.gelu(self.fc1(x)))))
+
+    def forward(self, x: Tensor, attn_mask: Optional[Tensor] = None) -> Tensor:
+        if self.layer_norm_first:
+            x = x + self.dropout(self.self_attn(self.self_attn_layer_norm(x), attn_mask))
+            return x + self._ffn(self.final_layer_norm(x))
+        x = self.self_attn_layer_norm(x + self.dropout(self.self_attn(x, attn_mask)))
+        return self.final_layer_norm(x + self._ffn(x))
+
+
+class TransformerEncoder(nn.Module):
+    def __init__(self, config: Wav2Vec2Config):
+        super().__init__()
+        self.layer_norm_first = config.layer_norm_first
+        self.layer_reuse = config.layer_reuse
+        self.layer_drop = config.layer_drop
+        self.pos_conv = PositionalConv(config.embed_dim, config.pos_conv_kernel, config.pos_conv_groups)
+        self.layer_norm = nn.LayerNorm(config.embed_dim, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.dropout)
+        self.layers = nn.ModuleList(TransformerLayer(config) for _ in range(config.num_layers))
+
+    def forward(self, x: Tensor, padding_mask: Optional[Tensor] = None, output_hidden_states: bool = False):
+        """x ``[batch, frame, embed_dim]`` -> (x, hidden states or None)."""
+        attn_mask = None
+        if padding_mask is not None:
+            x = x.masked_fill(padding_mask.unsqueeze(-1), 0.0)
+            attn_mask = (~padding_mask)[:, None, None, :]
+        x = x + self.pos_conv(x)
+        if not self.layer_norm_first:
+            x = self.layer_norm(x)
+        x = self.dropout(x)
+        hidden = [x] if output_hidden_states else None
+        for layer in self.layers:
+            for _ in range(self.layer_reuse):
+                # LayerDrop (Fan et al., 2019): skip whole layers while training.
+                if not (self.training and self.layer_drop > 0 and torch.rand(()) < self.layer_drop):
+                    x = layer(x, attn_mask)
+                if hidden is not None:
+                    hidden.append(x)
+        if self.layer_norm_first:
+            x = self.layer_norm(x)
+        return x, hidden
+
+
+def span_mask(shape, lengths: Optional[Tensor], prob: float, span: int, device) -> Tensor:
+    """Random spans covering about ``prob`` of each row's valid positions; ``[batch, size]`` bool."""
+    b, size = shape
+    mask = torch.zeros(b, size, dtype=torch.bool, device=device)
+    valid = lengths.tolist() if lengths is not None else [size] * b
+    for i, n in enumerate(valid):
+        if n <= span:
+            continue
+        num = int(prob * n / span + torch.rand(()).item())
+        if num == 0:
+            continue
+        starts = torch.randint(0, n - span + 1, (num,), device=device)
+        idx = (starts[:, None] + torch.arange(span, device=device)[None, :]).reshape(-1)
+        mask[i, idx] = True
+    return mask
+
+
+class Wav2Vec2CTC(nn.Module):
+    """wav2vec 2.0 encoder + CTC head.
+
+    ``forward(wav, lengths)`` takes float32 16 kHz audio ``[batch, sample]`` and valid sample
+    counts ``[batch]`` and returns ``(logits [batch, frame, vocab], out_lengths [batch])``.
+    """
+
+    def __init__(self, config: Wav2Vec2Config, tokens: Optional[List[str]] = None):
+        super().__init__()
+        if tokens is not None and len(tokens) != config.vocab_size:
+            raise ValueError(f"{len(tokens)} tokens given for vocab_size={config.vocab_size}")
+        self.config = config
+        self.tokens = list(tokens) if tokens is not None else None
+        self.feature_extractor = ConvFeatureExtractor(config)
+        self.feature_projection = FeatureProjection(
+            config.conv_dim, config.embed_dim, config.feature_dropout, config.layer_norm_eps)
+        self.encoder = TransformerEncoder(config)
+        self.mask_emb = nn.Parameter(torch.empty(config.embed_dim).uniform_())
+        self.final_dropout = nn.Dropout(config.final_dropout)
+        self.ctc_head = nn.Linear(config.embed_dim, config.vocab_size)
+
+    def output_lengths(self, lengths: Tensor) -> Tensor:
+        """Frames produced for ``lengths`` samples (0 below the receptive field)."""
+        return self.feature_extractor.output_lengths(lengths).clamp(min=0)
+
+    def _check_input(self, wav: Tensor, lengths: Optional[Tensor]):
+        if wav.dim() != 2:
+            raise ValueError(f"wav must be [batch, sample], got shape {tuple(wav.shape)}")
+        rf = self.config.receptive_field
+        if lengths is None:
+            if wav.shape[1] < rf:
+                raise ValueError(f"wav has {wav.shape[1]} samples; the front end needs at least {rf}")
+            return
+        if lengths.shape != (wav.shape[0],):
+            raise ValueError(f"lengths must be [batch]={wav.shape[0]}, got shape {tuple(lengths.shape)}")
+        if not torch.jit.is_tracing():
+            short = (lengths < rf).nonzero().flatten().tolist()
+            if short:
+                raise ValueError(f"utterances {short} of the batch have fewer than {rf} samples "
+                                 f"(lengths {lengths[short].tolist()}); the front end needs {rf}")
+            if int(lengths.max()) > wav.shape[1]:
+                raise ValueError(f"lengths {lengths.tolist()} exceed the padded length {wav.shape[1]}")
+
+    def normalize(self, wav: Tensor, lengths: Optional[Tensor]) -> Tensor:
+        """Zero mean, unit variance per utterance over its valid samples; padding stays 0."""
+        if lengths is None:
+            return F.layer_norm(wav, wav.shape[-1:], eps=1e-5)
+        valid = (~lengths_to_padding_mask(lengths, wav.shape[1])).to(wav.dtype)
+        n = lengths.to(wav.dtype).unsqueeze(1)
+        mean = (wav * valid).sum(1, keepdim=True) / n
+        var = (((wav - mean) * valid) ** 2).sum(1, keepdim=True) / n
+        return (wav - mean) * torch.rsqrt(var + 1e-5) * valid
+
+    def encode(self, wav: Tensor, lengths: Optional[Tensor] = None, *, output_hidden_states: bool = False,
+               return_features: bool = False, apply_mask: bool = False) -> EncoderOutput:
+        """Run everything but the CTC head. ``apply_mask`` applies the fine-tuning masks (training only)."""
+        self._check_input(wav, lengths)
+        if self.config.normalize_waveform:
+            wav = self.normalize(wav, lengths)
+        features, out_lengths = self.feature_extractor(wav, lengths)
+        features = features.transpose(1, 2)
+        b, t, _ = features.shape
+        padding_mask = None
+        if out_lengths is None:
+            out_lengths = torch.full((b,), t, dtype=torch.long, device=wav.device)
+        elif torch.jit.is_tracing() or bool((out_lengths < t).any()):
+            padding_mask = lengths_to_padding_mask(out_lengths, t)
+        x = self.feature_projection(features)
+        if apply_mask and self.training:
+            x = self._apply_masks(x, out_lengths if padding_mask is not None else None)
+        x, hidden = self.encoder(x, padding_mask, output_hidden_states)
+        return EncoderOutput(x, out_lengths, hidden, features if return_features else None, padding_mask)
+
+    def _apply_masks(self, x: Tensor, lengths: Optional[Tensor]) -> Tensor:
+        c = self.config
+        if c.mask_time_prob > 0:
+            m = span_mask(x.shape[:2], lengths, c.mask_time_prob, c.mask_time_length, x.device)
+            x = torch.where(m.unsqueeze(-1), self.mask_emb.to(x.dtype), x)
+        if c.mask_channel_prob > 0:
+            m = span_mask((x.shape[0], x.shape[2]), None, c.mask_channel_prob, c.mask_channel_length, x.device)
+            x = x.masked_fill(m.unsqueeze(1), 0.0)
+        return x
+
+    def forward(self, wav: Tensor, lengths: Optional[Tensor] = None, output_hidden_states: bool = False):
+        """Returns ``(logits, out_lengths)``, plus the hidden states when asked for."""
+        out = self.encode(wav, lengths, output_hidden_states=output_hidden_states)
+        logits = self.ctc_head(self.final_dropout(out.x))
+        if output_hidden_states:
+            return logits, out.lengths, out.hidden_states
+        return logits, out.lengths
+
+
+def num_parameters(module: nn.Module) -> int:
+    """Distinct parameters (shared tensors counted once)."""
+    return sum(p.numel() for p in module.parameters())

@@ -1,0 +1,36 @@
+"""Small file helpers shared by the whole library."""
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def atomic_write(path, mode="w", encoding="utf-8"):
+    """Open a temporary file next to ``path`` and rename it over ``path`` on success.
+
+    A job killed mid-write leaves the old file (or none), never a truncated one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        kwargs = {} if "b" in mode else {"encoding": encoding}
+        with os.fdopen(fd, mode, **kwargs) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_torch_save(obj, path):
+    """``torch.save`` through :func:`atomic_write`."""
+    import torch
+
+    with atomic_write(path, "wb") as f:
+        torch.save(obj, f)

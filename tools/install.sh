@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Create tools/venv with asrc's pinned toolchain and install asrc into it (editable).
+#
+#   tools/install.sh            # idempotent: seconds when nothing changed
+#   PYTHON=/path/to/python3.11 tools/install.sh
+#   ASRC_NO_APT=1 tools/install.sh   # do not try Debian packages (sctk, espeak-ng, flite)
+#
+# The stamp tools/venv/.asrc_stamp holds the hash of the requirement files, setup.py and this
+# script; a run with the same hash does nothing.
+set -euo pipefail
+
+tools_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(dirname "$tools_dir")
+venv="$tools_dir/venv"
+python=${PYTHON:-python3.11}
+
+if ! command -v "$python" >/dev/null 2>&1; then
+    echo "tools/install.sh: '$python' not found. asrc needs Python 3.11 (torch==2.9.1 and espnet==202511 are pinned for it)." >&2
+    echo "  Install it (e.g. 'apt-get install python3.11-venv' or pyenv) or set PYTHON=/path/to/python3.11." >&2
+    exit 1
+fi
+version=$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+if [ "$version" != "3.11" ]; then
+    echo "tools/install.sh: $python is Python $version; asrc needs Python 3.11." >&2
+    exit 1
+fi
+
+stamp_value=$(cat "$tools_dir/requirements.txt" "$tools_dir/constraints.txt" "$root/setup.py" "$tools_dir/install.sh" | sha256sum | cut -d' ' -f1)
+
+install_debian() {
+    # sclite (sctk) scores recipes; espeak-ng/flite add voices to the synthetic corpus.
+    [ "${ASRC_NO_APT:-0}" = 1 ] && return 0
+    [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 || return 0
+    local missing=()
+    [ -x /usr/lib/sctk/bin/sclite ] || command -v sclite >/dev/null 2>&1 || missing+=(sctk)
+    command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
+    command -v flite >/dev/null 2>&1 || missing+=(flite)
+    [ ${#missing[@]} = 0 ] && return 0
+    echo "tools/install.sh: apt-get install ${missing[*]}"
+    if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null; }; then
+        echo "tools/install.sh: warning: could not install ${missing[*]} (scoring falls back to asrc's own scorer)" >&2
+    fi
+}
+
+install_debian
+
+if [ -f "$venv/.asrc_stamp" ] && [ "$(cat "$venv/.asrc_stamp")" = "$stamp_value" ]; then
+    exit 0
+fi
+
+echo "tools/install.sh: building $venv (about 7 GB, a few minutes)"
+[ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
+# pip is not upgraded: pip >= 25 rejects ci_sdr (an espnet dependency) for its direct-URL extra.
+# This machine's pip config names local index folders that may be absent: drop pip's warnings about them.
+"$venv/bin/python" -m pip install -q -r "$tools_dir/requirements.txt" -c "$tools_dir/constraints.txt" 2>&1 \
+    | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+"$venv/bin/python" -m pip install -q --no-deps --no-build-isolation -e "$root"
+"$venv/bin/python" -c "import torch, torchaudio, espnet2, asrc; print('tools/install.sh: torch', torch.__version__, '| asrc from', asrc.__file__)"
+echo "$stamp_value" > "$venv/.asrc_stamp"
