@@ -1,0 +1,273 @@
+"""WER/CER scoring of a hypothesis ``text`` against a reference ``text``.
+
+:func:`score` is the built-in scorer (sclite's alignment, see :mod:`asrc.score.align`).
+:func:`score_dir` writes what ESPnet's scoring stage writes into ``OUT/score_{wer,cer}/``:
+
+- ``ref.trn``, ``hyp.trn``: sclite input, ids ``spk-utt``;
+- ``result.txt``: sclite's report (``-o all stdout``) when sclite is installed, otherwise a
+  report of the built-in scorer with the same count table and ``id:``/``Scores:`` lines;
+- ``alignments_worst.txt``: the alignments of the utterances with the most errors;
+- ``per_utt.tsv``: counts of every utterance;
+- ``score.json``: totals, percentages, which scorer produced them, and whether sclite and the
+  built-in scorer agreed (they should; a disagreement is logged as a warning and kept here).
+"""
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Mapping, Optional, Union
+
+from asrc.errors import AsrcError
+from asrc.score.align import INS_COST, SUB_COST, AlignedPair, Counts, align, count, format_alignment
+from asrc.score.sclite import find_sclite, run_sclite
+from asrc.score.trn import UNITS, tokenize, write_trn
+from asrc.score.trn import trn_id as make_trn_id
+from asrc.utils.io import atomic_write
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class UttScore:
+    """One utterance: its tokens, alignment and counts."""
+
+    utt: str
+    spk: str
+    ref: List[str]
+    hyp: List[str]
+    pairs: List[AlignedPair]
+    counts: Counts
+
+    @property
+    def trn_id(self) -> str:
+        return make_trn_id(self.spk, self.utt)
+
+
+@dataclass
+class ScoreResult:
+    """Scores of a set. ``total`` holds the numbers to report (sclite's when it ran)."""
+
+    unit: str
+    total: Counts
+    utts: List[UttScore]
+    scorer: str = "builtin"
+    missing_hyp: List[str] = field(default_factory=list)
+    out_dir: Optional[str] = None
+
+    @property
+    def error_rate(self) -> float:
+        """WER or CER in percent."""
+        return self.total.percentages()["err"]
+
+    def summary(self) -> str:
+        """One line in Kaldi's ``%WER`` style, e.g. ``%WER 12.50 [ 5 / 40, 1 ins, 2 del, 2 sub ]``."""
+        name = "WER" if self.unit == "word" else "CER"
+        t = self.total
+        return (
+            f"%{name} {self.error_rate:.2f} [ {t.err} / {t.wrd}, {t.ins} ins, {t.dele} del, {t.sub} sub ] "
+            f"S.Err {t.percentages()['s_err']:.2f} [ {t.s_err} / {t.snt} ] ({self.scorer})"
+        )
+
+
+def _check_ids(refs: Mapping[str, str], hyps: Mapping[str, str], allow_missing: bool, hyp_name: str):
+    extra = [u for u in hyps if u not in refs]
+    if extra:
+        raise AsrcError(
+            f"{hyp_name}: {len(extra)} utterance(s) not in the reference, e.g. {extra[:5]}; "
+            f"score against the matching reference"
+        )
+    missing = [u for u in refs if u not in hyps]
+    if missing and not allow_missing:
+        raise AsrcError(
+            f"{hyp_name}: no hypothesis for {len(missing)} of {len(refs)} reference utterance(s), "
+            f"e.g. {missing[:5]}; decode them or pass allow_missing to score them as empty"
+        )
+    return missing
+
+
+def score(
+    refs: Mapping[str, str],
+    hyps: Mapping[str, str],
+    *,
+    unit: str = "word",
+    utt2spk: Optional[Mapping[str, str]] = None,
+    allow_missing: bool = False,
+    hyp_name: str = "hypothesis",
+) -> ScoreResult:
+    """Score hypotheses against references with the built-in scorer.
+
+    Args:
+        refs: ``{utt: reference text}``.
+        hyps: ``{utt: hypothesis text}``; every key must be in ``refs``.
+        unit: ``"word"`` (WER) or ``"char"`` (CER with ``<space>`` word boundaries, see
+            :mod:`asrc.score.trn`).
+        utt2spk: speaker of each utterance (for trn ids); default: the utterance id itself.
+        allow_missing: score reference utterances without a hypothesis as empty hypotheses
+            (listed in ``ScoreResult.missing_hyp``) instead of raising.
+        hyp_name: how to name the hypotheses in error messages (e.g. their file).
+
+    Raises:
+        AsrcError: hypotheses for unknown utterances, or missing ones without ``allow_missing``,
+            or an utterance without a speaker in ``utt2spk``.
+    """
+    if unit not in UNITS:
+        raise ValueError(f"unknown scoring unit {unit!r}; expected one of {UNITS}")
+    missing = _check_ids(refs, hyps, allow_missing, hyp_name)
+    total = Counts()
+    utts = []
+    for utt, ref_text in refs.items():
+        if utt2spk is not None and utt not in utt2spk:
+            raise AsrcError(f"utt2spk: no speaker for utterance {utt!r}")
+        spk = utt2spk[utt] if utt2spk is not None else utt
+        ref = tokenize(ref_text, unit)
+        hyp = tokenize(hyps.get(utt, ""), unit)
+        pairs = align(ref, hyp)
+        c = count(pairs)
+        total += c
+        utts.append(UttScore(utt=utt, spk=spk, ref=ref, hyp=hyp, pairs=pairs, counts=c))
+    return ScoreResult(unit=unit, total=total, utts=utts, missing_hyp=missing)
+
+
+def worst_utterances(result: ScoreResult, n: int) -> List[UttScore]:
+    """The ``n`` utterances with the most errors (ties: higher error rate, then id)."""
+
+    def key(u: UttScore):
+        rate = u.counts.err / max(u.counts.wrd, 1)
+        return (-u.counts.err, -rate, u.utt)
+
+    return sorted((u for u in result.utts if u.counts.err > 0), key=key)[:n]
+
+
+def _count_row(label: str, c: Counts, width: int) -> str:
+    return (
+        f"| {label:<{width}} | {c.snt:5d} {c.wrd:6d} | {c.corr:6d} {c.sub:6d} {c.dele:6d} "
+        f"{c.ins:6d} {c.err:6d} {c.s_err:6d} |"
+    )
+
+
+def builtin_report(result: ScoreResult) -> str:
+    """A plain-text report with sclite's count table (per speaker, ``Sum``) and alignment dump."""
+    by_spk: Dict[str, Counts] = {}
+    for u in result.utts:
+        by_spk.setdefault(u.spk, Counts())
+        by_spk[u.spk] += u.counts
+    width = max([4] + [len(s) for s in by_spk])
+    lines = [
+        f"asrc built-in scorer (sclite costs sub {SUB_COST}, ins/del {INS_COST}; ASCII case folded); "
+        f"unit: {result.unit}",
+        "",
+        f"| {'SPKR':<{width}} | # Snt  # Wrd |   Corr    Sub    Del    Ins    Err  S.Err |",
+    ]
+    lines += [_count_row(spk, c, width) for spk, c in sorted(by_spk.items())]
+    lines += [_count_row("Sum", result.total, width), "", ""]
+    for u in sorted(result.utts, key=lambda u: (u.spk, u.utt)):
+        c = u.counts
+        lines.append(f"id: ({u.trn_id})")
+        lines.append(f"Scores: (#C #S #D #I) {c.corr} {c.sub} {c.dele} {c.ins}")
+        lines += format_alignment(u.pairs)
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def score_dir(
+    refs: Mapping[str, str],
+    hyps: Mapping[str, str],
+    out_dir,
+    *,
+    unit: str = "word",
+    utt2spk: Optional[Mapping[str, str]] = None,
+    allow_missing: bool = False,
+    use_sclite: Union[str, bool] = "auto",
+    worst: int = 50,
+    hyp_name: str = "hypothesis",
+) -> ScoreResult:
+    """Score and write ESPnet's scoring files into ``out_dir`` (see the module docstring).
+
+    Args:
+        refs, hyps, unit, utt2spk, allow_missing, hyp_name: as for :func:`score`.
+        out_dir: directory to write (created).
+        use_sclite: ``"auto"`` runs sclite when installed; ``True`` requires it; ``False`` uses
+            only the built-in scorer.
+        worst: how many utterances go into ``alignments_worst.txt``.
+
+    Returns:
+        The result; ``total`` is sclite's when sclite ran (it agrees with the built-in scorer,
+        which is checked and recorded in ``score.json``).
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    result = score(refs, hyps, unit=unit, utt2spk=utt2spk, allow_missing=allow_missing, hyp_name=hyp_name)
+    result.out_dir = str(out_dir)
+    write_trn(out_dir / "ref.trn", ((u.trn_id, u.ref) for u in result.utts))
+    write_trn(out_dir / "hyp.trn", ((u.trn_id, u.hyp) for u in result.utts))
+
+    sclite = None
+    if use_sclite:
+        sclite = find_sclite()
+        if sclite is None and use_sclite is True:
+            raise FileNotFoundError("sclite was required but not found (install Debian's sctk or set ASRC_SCLITE)")
+    builtin_total = result.total
+    info = {"unit": unit, "scorer": "builtin", "builtin_total": builtin_total.as_dict()}
+    if sclite is not None:
+        report = run_sclite(out_dir / "ref.trn", out_dir / "hyp.trn", out_dir / "result.txt", sclite=sclite)
+        result.total = report.total
+        result.scorer = "sclite"
+        info.update(scorer="sclite", sclite=sclite, sclite_total=report.total.as_dict())
+        info["agree"] = report.total.as_dict() == builtin_total.as_dict()
+        if not info["agree"]:
+            log.warning(
+                "sclite and the built-in scorer disagree on %s: sclite %s, built-in %s (reporting sclite's)",
+                out_dir,
+                report.total.as_dict(),
+                builtin_total.as_dict(),
+            )
+    else:
+        with atomic_write(out_dir / "result.txt") as f:
+            f.write(builtin_report(result))
+
+    info["total"] = result.total.as_dict()
+    info["percent"] = {k: round(v, 4) for k, v in result.total.percentages().items()}
+    info["missing_hyp"] = result.missing_hyp
+    with atomic_write(out_dir / "score.json") as f:
+        json.dump(info, f, indent=2)
+        f.write("\n")
+
+    with atomic_write(out_dir / "per_utt.tsv") as f:
+        f.write("id\twrd\tcorr\tsub\tdel\tins\terr\n")
+        for u in result.utts:
+            c = u.counts
+            f.write(f"{u.trn_id}\t{c.wrd}\t{c.corr}\t{c.sub}\t{c.dele}\t{c.ins}\t{c.err}\n")
+
+    chosen = worst_utterances(result, worst)
+    with atomic_write(out_dir / "alignments_worst.txt") as f:
+        f.write(f"# {len(chosen)} utterances with the most errors (of {len(result.utts)}), unit: {unit}\n")
+        if result.missing_hyp:
+            f.write(f"# scored as empty (no hypothesis): {' '.join(result.missing_hyp)}\n")
+        for u in chosen:
+            c = u.counts
+            rate = 100.0 * c.err / c.wrd if c.wrd else float("inf")
+            f.write(
+                f"\nid: ({u.trn_id})  err {c.err} / {c.wrd} = {rate:.1f} %  "
+                f"(C {c.corr} S {c.sub} D {c.dele} I {c.ins})\n"
+            )
+            f.write("\n".join(format_alignment(u.pairs)) + "\n")
+    return result
+
+
+def read_score_json(score_dir_path) -> Counts:
+    """The reported totals of a directory written by :func:`score_dir`."""
+    path = Path(score_dir_path) / "score.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file (run asrc-score first)")
+    with open(path, encoding="utf-8") as f:
+        total = json.load(f)["total"]
+    return Counts(
+        snt=total["snt"],
+        wrd=total["wrd"],
+        corr=total["corr"],
+        sub=total["sub"],
+        dele=total["del"],
+        ins=total["ins"],
+        s_err=total["s_err"],
+    )
