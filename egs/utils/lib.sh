@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Shared helpers for egs/*/run.sh: logging, idempotent stages with .done stamps, logged commands.
+#
+#   . utils/lib.sh
+#   if stage_begin 3 "prepare data" exp/stages; then
+#       run_logged exp/logs/prepare.log asrc-data prepare-an4 ...
+#       stage_done 3 exp/stages
+#   fi
+#
+# A stage whose stamp exists is skipped unless the user passes --force_stages "3 5" (or "all").
+
+log() { echo "$(date '+%Y-%m-%d %H:%M:%S') ($(basename "$0")) $*" >&2; }
+
+die() { log "ERROR: $*"; exit 1; }
+
+# stage_begin N DESCRIPTION STAMP_DIR -> 0 if the stage must run now.
+stage_begin() {
+    local n=$1 desc=$2 dir=$3
+    [ "$stage" -le "$n" ] && [ "$stop_stage" -ge "$n" ] || return 1
+    if [ -f "$dir/stage$n.done" ] && [[ " ${force_stages:-} " != *" $n "* ]] && [ "${force_stages:-}" != all ]; then
+        log "stage $n: $desc — already done ($dir/stage$n.done); --force_stages $n redoes it"
+        return 1
+    fi
+    log "stage $n: $desc"
+    mkdir -p "$dir"
+    # The command that resumes the recipe from this stage.
+    echo "cd $(pwd) && $0 ${_recipe_args:-} --stage $n" > "$dir/stage$n.resume"
+    return 0
+}
+
+stage_done() {
+    local n=$1 dir=$2
+    date '+%Y-%m-%d %H:%M:%S' > "$dir/stage$n.done"
+}
+
+# run_logged LOG CMD ARGS... : run CMD with its output in LOG (and on the terminal);
+# on failure print the log's tail and stop the recipe.
+run_logged() {
+    local logfile=$1; shift
+    mkdir -p "$(dirname "$logfile")"
+    echo "# $*" > "$logfile"
+    echo "# started $(date '+%Y-%m-%d %H:%M:%S')" >> "$logfile"
+    local rc
+    # errexit/pipefail do not fire inside "|| true": the status is read from PIPESTATUS instead.
+    { "$@" 2>&1 | tee -a "$logfile"; rc=${PIPESTATUS[0]}; } || true
+    if [ "$rc" != 0 ]; then
+        echo "# failed with status $rc $(date '+%Y-%m-%d %H:%M:%S')" >> "$logfile"
+        log "ERROR: '$*' failed (status $rc); last lines of $logfile:"
+        tail -n 20 "$logfile" >&2
+        exit "$rc"
+    fi
+    echo "# finished $(date '+%Y-%m-%d %H:%M:%S')" >> "$logfile"
+}

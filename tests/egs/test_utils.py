@@ -1,0 +1,48 @@
+"""The shell helpers every recipe sources: option parsing and idempotent stages."""
+
+import subprocess
+from pathlib import Path
+
+UTILS = Path(__file__).resolve().parents[2] / "egs" / "utils"
+
+
+def run_script(tmp_path, body, *args):
+    script = tmp_path / "script.sh"
+    script.write_text("#!/usr/bin/env bash\n# Demo script.\nset -e\n" + body)
+    return subprocess.run(["bash", str(script), *args], capture_output=True, text=True, cwd=tmp_path)
+
+
+def test_parse_options_sets_known_variables_and_rejects_unknown(tmp_path):
+    body = f"stage=1\nstop_stage=9\nmy_opt=x\n. {UTILS}/parse_options.sh\necho \"$stage|$stop_stage|$my_opt|$*\"\n"
+    r = run_script(tmp_path, body, "--stage", "3", "--my-opt", "a b", "--stop_stage=5", "p1", "p2")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "3|5|a b|p1 p2"
+    r = run_script(tmp_path, body, "--HOME", "/x")
+    assert r.returncode != 0 and "unknown option --HOME" in r.stderr
+    r = run_script(tmp_path, body, "--help")
+    assert r.returncode == 0 and "--my-opt x" in r.stdout and "Demo script." in r.stdout
+    (tmp_path / "opts.conf").write_text("my_opt=fromfile\n")
+    r = run_script(tmp_path, body, "--config", "opts.conf", "--stage", "2")
+    assert r.stdout.strip() == "2|9|fromfile|"
+
+
+def test_stages_are_idempotent_and_failures_show_the_log(tmp_path):
+    body = f"""stage=1
+stop_stage=100
+force_stages=
+fail=0
+. {UTILS}/parse_options.sh
+. {UTILS}/lib.sh
+if stage_begin 1 "count" st; then
+    run_logged logs/one.log bash -c "echo ran >> counter; [ $fail = 0 ] || {{ echo boom-detail; exit 3; }}"
+    stage_done 1 st
+fi
+"""
+    assert run_script(tmp_path, body).returncode == 0
+    assert run_script(tmp_path, body).returncode == 0
+    assert (tmp_path / "counter").read_text().count("ran") == 1
+    assert (tmp_path / "st" / "stage1.resume").read_text().endswith("--stage 1\n")
+    r = run_script(tmp_path, body, "--force_stages", "1", "--fail", "1")
+    assert r.returncode == 3
+    assert "boom-detail" in r.stderr and "logs/one.log" in r.stderr
+    assert (tmp_path / "counter").read_text().count("ran") == 2
