@@ -1,0 +1,298 @@
+"""Import Hugging Face ``Wav2Vec2ForCTC`` folders without transformers.
+
+A folder written by ``save_pretrained`` (plus its processor) holds:
+
+- ``config.json``: the architecture (FACTS.md section 3); keys it lacks take transformers'
+  ``Wav2Vec2Config`` defaults, which are the base model's;
+- ``model.safetensors`` or ``pytorch_model.bin`` (or sharded, with ``*.index.json``);
+- ``vocab.json`` (+ ``added_tokens.json``): token -> CTC output index;
+- ``preprocessor_config.json``: ``do_normalize`` -> ``normalize_waveform`` (default true, as
+  in transformers' feature extractor); ``tokenizer_config.json``: ``word_delimiter_token``.
+
+Tokens: the token at ``pad_token_id`` is the CTC blank; it becomes ``<blank>`` and index 0
+(the head's rows are reordered if it was elsewhere). The word delimiter becomes ``|``.
+A pretraining-only folder (``Wav2Vec2ForPreTraining``, no ``lm_head``) imports only with an
+explicit token list (``tokens=``), which sizes a freshly initialised CTC head.
+
+Numerics: the model is the same function as transformers' (logits within 1e-4 in the tests).
+The waveform normalisation uses variance + 1e-5 (fairseq's) where the Hugging Face feature
+extractor adds 1e-7; this matters only for near-silent input.
+"""
+
+import json
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import torch
+from torch import Tensor
+
+from asrc.errors import CheckpointError, ConfigError
+from asrc.models.config import Wav2Vec2Config
+from asrc.models.import_common import (BLANK, WEIGHT_NORM_CONV_PARAM, WORD_BOUNDARY, ImportedCheckpoint, RenameRule,
+                                       move_blank_first, rename_state_dict, tensor_dict)
+from asrc.models.wav2vec2 import Wav2Vec2CTC
+
+__all__ = ["read_hf", "load_hf", "convert_hf", "hf_config_to_asrc", "hf_state_dict_to_asrc", "hf_tokens"]
+
+# transformers' Wav2Vec2Config defaults for keys an older config.json may lack (FACTS.md section 3).
+HF_DEFAULTS = {
+    "model_type": "wav2vec2",
+    "conv_dim": [512] * 7,
+    "conv_kernel": [10, 3, 3, 3, 3, 2, 2],
+    "conv_stride": [5, 2, 2, 2, 2, 2, 2],
+    "conv_bias": False,
+    "feat_extract_norm": "group",
+    "feat_extract_activation": "gelu",
+    "hidden_act": "gelu",
+    "hidden_size": 768,
+    "intermediate_size": 3072,
+    "num_attention_heads": 12,
+    "num_hidden_layers": 12,
+    "num_conv_pos_embeddings": 128,
+    "num_conv_pos_embedding_groups": 16,
+    "do_stable_layer_norm": False,
+    "layer_norm_eps": 1e-5,
+    "hidden_dropout": 0.1,
+    "attention_dropout": 0.1,
+    "activation_dropout": 0.1,
+    "feat_proj_dropout": 0.0,
+    "final_dropout": 0.1,
+    "layerdrop": 0.1,
+    "apply_spec_augment": True,
+    "mask_time_prob": 0.05,
+    "mask_time_length": 10,
+    "mask_feature_prob": 0.0,
+    "mask_feature_length": 10,
+    "vocab_size": 32,
+    "pad_token_id": 0,
+    "add_adapter": False,
+    "adapter_attn_dim": None,
+}
+
+_P = r"wav2vec2\."
+_LAYER = _P + r"encoder\.layers\.(\d+)\."
+HF_RENAME_RULES = [
+    RenameRule(_P + r"feature_extractor\.conv_layers\.(\d+)\.conv\.(weight|bias)",
+               r"feature_extractor.conv_layers.\1.conv.\2"),
+    RenameRule(_P + r"feature_extractor\.conv_layers\.(\d+)\.layer_norm\.(weight|bias)",
+               r"feature_extractor.conv_layers.\1.norm.\2"),
+    RenameRule(_P + r"feature_projection\.(layer_norm|projection)\.(weight|bias)", r"feature_projection.\1.\2"),
+    RenameRule(_P + r"encoder\.pos_conv_embed\.conv\." + WEIGHT_NORM_CONV_PARAM, r"encoder.pos_conv.\1"),
+    RenameRule(_P + r"encoder\.layer_norm\.(weight|bias)", r"encoder.layer_norm.\1"),
+    RenameRule(_LAYER + r"attention\.(q|k|v|out)_proj\.(weight|bias)", r"encoder.layers.\1.self_attn.\2_proj.\3"),
+    RenameRule(_LAYER + r"layer_norm\.(weight|bias)", r"encoder.layers.\1.self_attn_layer_norm.\2"),
+    RenameRule(_LAYER + r"feed_forward\.intermediate_dense\.(weight|bias)", r"encoder.layers.\1.fc1.\2"),
+    RenameRule(_LAYER + r"feed_forward\.output_dense\.(weight|bias)", r"encoder.layers.\1.fc2.\2"),
+    RenameRule(_LAYER + r"final_layer_norm\.(weight|bias)", r"encoder.layers.\1.final_layer_norm.\2"),
+    RenameRule(_P + r"masked_spec_embed", "mask_emb"),
+    RenameRule(r"lm_head\.(weight|bias)", r"ctc_head.\1"),
+    # Wav2Vec2ForPreTraining: the contrastive task's modules.
+    RenameRule(r"(quantizer|project_q|project_hid)\..*", None),
+]
+
+
+def hf_config_to_asrc(hf: dict, normalize: bool, source: str = "config.json") -> Wav2Vec2Config:
+    """transformers ``Wav2Vec2Config`` dict -> :class:`Wav2Vec2Config`."""
+    c = {**HF_DEFAULTS, **{k: v for k, v in hf.items() if v is not None or k == "adapter_attn_dim"}}
+    problems = []
+    if c["model_type"] != "wav2vec2":
+        problems.append(f"model_type={c['model_type']!r} is not 'wav2vec2'")
+    for key in ("feat_extract_activation", "hidden_act"):
+        if c[key] != "gelu":
+            problems.append(f"{key}={c[key]!r} (only exact 'gelu' is supported)")
+    if c["add_adapter"] or c["adapter_attn_dim"] is not None:
+        problems.append("adapter layers (add_adapter / adapter_attn_dim) are not supported")
+    if c["feat_extract_norm"] not in ("group", "layer"):
+        problems.append(f"feat_extract_norm={c['feat_extract_norm']!r} is not 'group' or 'layer'")
+    conv = (c["conv_dim"], c["conv_kernel"], c["conv_stride"])
+    if len({len(x) for x in conv}) != 1:
+        problems.append(f"conv_dim/conv_kernel/conv_stride lengths differ: {[len(x) for x in conv]}")
+    if problems:
+        raise ConfigError(f"{source}: " + "; ".join(problems))
+    spec_augment = bool(c["apply_spec_augment"])
+    return Wav2Vec2Config(
+        conv_layers=[list(x) for x in zip(*conv)],
+        extractor_mode="group_norm" if c["feat_extract_norm"] == "group" else "layer_norm",
+        conv_bias=bool(c["conv_bias"]),
+        embed_dim=c["hidden_size"],
+        ffn_dim=c["intermediate_size"],
+        num_heads=c["num_attention_heads"],
+        num_layers=c["num_hidden_layers"],
+        layer_norm_first=bool(c["do_stable_layer_norm"]),
+        pos_conv_kernel=c["num_conv_pos_embeddings"],
+        pos_conv_groups=c["num_conv_pos_embedding_groups"],
+        layer_norm_eps=float(c["layer_norm_eps"]),
+        dropout=c["hidden_dropout"],
+        attention_dropout=c["attention_dropout"],
+        activation_dropout=c["activation_dropout"],
+        feature_dropout=c["feat_proj_dropout"],
+        final_dropout=c["final_dropout"],
+        layer_drop=c["layerdrop"],
+        mask_time_prob=c["mask_time_prob"] if spec_augment else 0.0,
+        mask_time_length=c["mask_time_length"],
+        mask_channel_prob=c["mask_feature_prob"] if spec_augment else 0.0,
+        mask_channel_length=c["mask_feature_length"],
+        normalize_waveform=normalize,
+        vocab_size=c["vocab_size"],
+    )
+
+
+def hf_state_dict_to_asrc(state: Dict[str, Tensor], source: str = "state_dict"):
+    """transformers ``Wav2Vec2ForCTC`` state dict -> ``(asrc state dict, dropped keys)``."""
+    return rename_state_dict(state, HF_RENAME_RULES, source)
+
+
+def hf_tokens(vocab: Dict[str, int], vocab_size: int, pad_token_id: int, word_delimiter: str = WORD_BOUNDARY,
+              source: str = "vocab.json"):
+    """``{token: index}`` -> (tokens by index with the blank renamed ``<blank>``, notes).
+
+    Outputs of the CTC head that no token names get placeholders ``<unused{i}>``; tokens past
+    the head are left out (both noted).
+    """
+    by_index: Dict[int, str] = {}
+    for token, index in vocab.items():
+        if not isinstance(index, int):
+            raise CheckpointError(f"{source}: token {token!r} has index {index!r}; expected a flat "
+                                  "{token: index} vocabulary (multilingual per-language vocabularies are not supported)")
+        if index in by_index and by_index[index] != token:
+            raise CheckpointError(f"{source}: tokens {by_index[index]!r} and {token!r} share index {index}")
+        by_index[index] = token
+    negative = sorted(t for t, i in vocab.items() if i < 0)
+    if negative:
+        raise CheckpointError(f"{source}: tokens {negative} have negative indices")
+    notes = []
+    # Tokenizers may add tokens (<s>, </s>) past the head's outputs: they are not CTC outputs.
+    beyond = sorted(i for i in by_index if i >= vocab_size)
+    if beyond:
+        notes.append(f"tokens {[by_index[i] for i in beyond]} at indices >= vocab_size={vocab_size} "
+                     "are not CTC outputs; left out")
+    if pad_token_id not in by_index or pad_token_id >= vocab_size:
+        raise CheckpointError(f"{source}: no CTC output token at pad_token_id={pad_token_id} (the CTC blank)")
+    unnamed = [i for i in range(vocab_size) if i not in by_index]
+    if unnamed:
+        notes.append(f"CTC outputs {unnamed} have no token in {source}; named <unused{{i}}>")
+    tokens = [by_index.get(i, f"<unused{i}>") for i in range(vocab_size)]
+    tokens[pad_token_id] = BLANK
+    if word_delimiter != WORD_BOUNDARY and word_delimiter in tokens:
+        if WORD_BOUNDARY in tokens:
+            raise CheckpointError(f"{source}: both the word delimiter {word_delimiter!r} and {WORD_BOUNDARY!r} "
+                                  "are tokens; cannot rename the delimiter to '|'")
+        tokens[tokens.index(word_delimiter)] = WORD_BOUNDARY
+        notes.append(f"word delimiter {word_delimiter!r} renamed {WORD_BOUNDARY!r}")
+    return tokens, notes
+
+
+def _read_json(path: Path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{path}: not valid JSON: {e}") from e
+
+
+def _read_weights(src: Path) -> Dict[str, Tensor]:
+    """``model.safetensors`` (preferred, like transformers) or ``pytorch_model.bin``, single or sharded."""
+    for single, index in (("model.safetensors", "model.safetensors.index.json"),
+                          ("pytorch_model.bin", "pytorch_model.bin.index.json")):
+        if (src / single).is_file():
+            files = [src / single]
+        elif (src / index).is_file():
+            weight_map = _read_json(src / index).get("weight_map")
+            if not isinstance(weight_map, dict):
+                raise CheckpointError(f"{src / index}: no weight_map")
+            files = [src / name for name in sorted(set(weight_map.values()))]
+        else:
+            continue
+        state = {}
+        for path in files:
+            if not path.is_file():
+                raise FileNotFoundError(f"{path}: shard listed in {src / index} is missing")
+            if path.suffix == ".safetensors":
+                from safetensors.torch import load_file
+
+                part = load_file(str(path), device="cpu")
+            else:
+                part = torch.load(path, map_location="cpu", weights_only=True)
+            state.update(tensor_dict(part, str(path)))
+        return state
+    raise FileNotFoundError(f"{src}: no model.safetensors or pytorch_model.bin (nor a sharded index)")
+
+
+def read_hf(src, normalize: Optional[bool] = None, tokens: Optional[Sequence[str]] = None) -> ImportedCheckpoint:
+    """Read a Hugging Face wav2vec 2.0 folder.
+
+    normalize: overrides ``preprocessor_config.json``'s ``do_normalize``.
+    tokens: the token list for a folder without ``lm_head`` (blank first); ignored otherwise.
+    """
+    src = Path(src)
+    if not (src / "config.json").is_file():
+        raise FileNotFoundError(f"{src}: no config.json; not a Hugging Face model folder")
+    hf = _read_json(src / "config.json")
+    notes = []
+
+    pre_path = src / "preprocessor_config.json"
+    pre = _read_json(pre_path) if pre_path.is_file() else {}
+    if normalize is None:
+        normalize = bool(pre.get("do_normalize", True))
+        if "do_normalize" not in pre:
+            notes.append(f"no do_normalize in {pre_path.name}; normalize_waveform=true (transformers' default)")
+    if pre.get("sampling_rate", 16000) != 16000:
+        notes.append(f"{pre_path.name}: sampling_rate={pre['sampling_rate']}; feed the model audio at that rate")
+
+    state, dropped = hf_state_dict_to_asrc(_read_weights(src), str(src))
+    has_head = "ctc_head.weight" in state
+    config = hf_config_to_asrc(hf, normalize, str(src / "config.json"))
+    fresh = [] if "mask_emb" in state else ["mask_emb"]
+
+    if has_head:
+        vocab_size = state["ctc_head.weight"].shape[0]
+        if vocab_size != config.vocab_size:
+            raise CheckpointError(f"{src}: lm_head has {vocab_size} outputs but config.json vocab_size="
+                                  f"{config.vocab_size}")
+        token_list, pad_id = _read_hf_tokens(src, hf, vocab_size, notes)
+        if pad_id != 0:
+            notes.append(f"blank (pad_token_id={pad_id}) moved to index 0; CTC head rows reordered")
+        token_list = move_blank_first(state, token_list, pad_id)
+    else:
+        if tokens is None:
+            raise CheckpointError(f"{src}: no lm_head (a pretraining-only checkpoint); pass a token list "
+                                  "(asrc-convert --dict) to get a model with an untrained CTC head")
+        token_list = list(tokens)
+        config = config.replace(vocab_size=len(token_list))
+        fresh += ["ctc_head.weight", "ctc_head.bias"]
+    return ImportedCheckpoint(str(src), config, state, token_list, fresh, dropped, notes)
+
+
+def _read_hf_tokens(src: Path, hf: dict, vocab_size: int, notes: List[str]):
+    vocab_path = src / "vocab.json"
+    if not vocab_path.is_file():
+        raise FileNotFoundError(f"{src}: no vocab.json (the CTC token list)")
+    vocab = _read_json(vocab_path)
+    added_path = src / "added_tokens.json"
+    if added_path.is_file():
+        vocab = {**vocab, **_read_json(added_path)}
+    tok_path = src / "tokenizer_config.json"
+    tok_cfg = _read_json(tok_path) if tok_path.is_file() else {}
+    pad_id = hf.get("pad_token_id")
+    if pad_id is None:
+        pad_token = tok_cfg.get("pad_token", "<pad>")
+        if pad_token not in vocab:
+            raise CheckpointError(f"{src}: config.json has no pad_token_id and {pad_token!r} is not in vocab.json")
+        pad_id = vocab[pad_token]
+    delimiter = tok_cfg.get("word_delimiter_token") or WORD_BOUNDARY
+    token_list, token_notes = hf_tokens(vocab, vocab_size, pad_id, delimiter, str(vocab_path))
+    notes += token_notes
+    return token_list, pad_id
+
+
+def load_hf(src, normalize: Optional[bool] = None, tokens: Optional[Sequence[str]] = None) -> Wav2Vec2CTC:
+    """A Hugging Face folder as an asrc model (eval mode, ``.tokens`` set)."""
+    return read_hf(src, normalize, tokens).build_model()
+
+
+def convert_hf(src, out_dir, normalize: Optional[bool] = None,
+               tokens: Optional[Sequence[str]] = None) -> ImportedCheckpoint:
+    """Write an asrc model directory from a Hugging Face folder; returns what was imported."""
+    imported = read_hf(src, normalize, tokens)
+    imported.save(out_dir)
+    return imported
