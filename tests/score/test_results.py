@@ -1,0 +1,44 @@
+"""RESULTS.md in ESPnet's layout with size and RTF columns."""
+
+import json
+
+from asrc.score.align import Counts
+from asrc.score.results import ResultRecord, collect_environment, record_from_decode_dir, render_results
+from asrc.score.scorer import score_dir
+
+ENV = {"date": "Mon Jan 01 00:00:00 UTC 2026", "python": "3.11.7", "espnet": "202511", "torch": "2.9.1",
+       "git_hash": "abc123", "git_date": "Mon Jan 01 2026"}
+
+
+def test_render():
+    wer = Counts(snt=3, wrd=13, corr=7, sub=1, dele=5, ins=1, s_err=3)
+    cer = Counts(snt=3, wrd=34, corr=20, sub=1, dele=13, ins=2, s_err=3)
+    text = render_results([
+        ResultRecord("teacher", "test", wer, cer, params=94_400_000, size_mb=377.6, rtf=0.3),
+        ResultRecord("teacher", "dev", wer),
+        ResultRecord("student_int8", "test", wer, None, params=23_456, size_mb=0.1, rtf=0.01234),
+    ], env=ENV)
+    lines = text.splitlines()
+    assert lines[1] == "# RESULTS" and "- espnet version: `espnet 202511`" in lines
+    assert "- Git hash: `abc123`" in lines
+    header = "|dataset|Snt|Wrd|Corr|Sub|Del|Ins|Err|S.Err|Params|MB|RTF|"
+    assert lines.count(header) == 3  # teacher WER + CER, student WER
+    assert "|test|3|13|53.8|7.7|38.5|7.7|53.8|100.0|94.40M|377.6|0.3000|" in lines
+    assert "|dev|3|13|53.8|7.7|38.5|7.7|53.8|100.0|-|-|-|" in lines
+    assert "|test|3|34|58.8|2.9|38.2|5.9|47.1|100.0|94.40M|377.6|0.3000|" in lines
+    assert "|test|3|13|53.8|7.7|38.5|7.7|53.8|100.0|23.5k|0.1|0.0123|" in lines
+    assert lines.index("## student_int8") > lines.index("## teacher")
+
+
+def test_record_from_decode_dir(tmp_path):
+    refs, hyps = {"u": "A B"}, {"u": "A C"}
+    score_dir(refs, hyps, tmp_path / "score_wer", use_sclite=False)
+    score_dir(refs, hyps, tmp_path / "score_cer", unit="char", use_sclite=False)
+    (tmp_path / "rtf.json").write_text(json.dumps({"rtf": 0.05, "model": {"params": 1000, "size_mb": 0.004}}))
+    rec = record_from_decode_dir("m", "d", tmp_path)
+    assert (rec.wer.sub, rec.cer.wrd, rec.rtf, rec.params, rec.size_mb) == (1, 3, 0.05, 1000, 0.004)
+
+
+def test_environment_has_the_keys():
+    env = collect_environment()
+    assert set(ENV) <= set(env) and env["torch"] != "not installed"
