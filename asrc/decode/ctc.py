@@ -1,0 +1,399 @@
+"""CTC decoding: greedy search, and beam search with an optional lexicon and n-gram LM.
+
+Both decoders take the CTC head's output ``logits[B, T', V]`` with ``lengths[B]`` and return one
+:class:`Hypothesis` per utterance. The token list gives the meaning of each output index;
+index 0 is the CTC blank (``<blank>``).
+
+Token lists come in three flavours and :func:`tokens_to_text` reads all of them:
+
+- letters (fairseq ``dict.ltr.txt`` order): ``|`` is the word boundary;
+- ESPnet ``char`` lists: ``<space>`` is the word boundary;
+- sentencepiece BPE: ``▁`` starts a word.
+
+Special tokens ``<...>`` (``<blank>``, ``<pad>``, ``</s>``, ``<s>``, ``<sos/eos>``) carry no
+text and are dropped; ``<unk>`` is the exception: a model that emits it did recognise *some*
+word, so it is kept as the word ``<unk>`` and is scored as an error instead of vanishing.
+
+Beam search is torchaudio's flashlight-text decoder (:func:`torchaudio.models.decoder.ctc_decoder`):
+
+- lexicon mode (``lexicon=`` a file of ``WORD tok tok ... |`` lines, see
+  :func:`write_letter_lexicon`): only lexicon words can be output; with ``lm=`` an ARPA (or
+  KenLM binary) file of *word* n-grams, scored with ``lm_weight`` and ``word_score``;
+- lexicon-free mode: any token sequence; an LM, if given, is over *tokens* (its vocabulary
+  is the token list, e.g. a character n-gram for letter models).
+"""
+
+import math
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, List, Optional, Sequence, Tuple
+
+import torch
+
+from asrc.errors import AsrcError
+
+BLANK = "<blank>"
+UNK = "<unk>"
+LETTER_BOUNDARY = "|"
+CHAR_BOUNDARY = "<space>"
+BPE_WORD_START = "\u2581"
+
+
+def is_special(token: str) -> bool:
+    """``<...>`` tokens other than ``<unk>`` and ``<space>``: they carry no text."""
+    return len(token) > 2 and token.startswith("<") and token.endswith(">") and token not in (UNK, CHAR_BOUNDARY)
+
+
+def tokens_to_text(tokens: Iterable[str]) -> str:
+    """Join CTC output tokens into words.
+
+    ``|`` and ``<space>`` become word boundaries, ``▁`` inside a token becomes a space,
+    specials are dropped (see the module docstring), ``<unk>`` stays a word of its own;
+    runs of boundaries collapse and the result has single spaces, none leading or trailing.
+
+    >>> tokens_to_text(["H", "I", "|", "Y", "O", "U"])
+    'HI YOU'
+    >>> tokens_to_text(["\u2581HE", "LLO", "\u2581WORLD"])
+    'HELLO WORLD'
+    """
+    pieces = []
+    for t in tokens:
+        if t in (LETTER_BOUNDARY, CHAR_BOUNDARY):
+            pieces.append(" ")
+        elif t == UNK:
+            pieces.append(f" {UNK} ")
+        elif is_special(t):
+            continue
+        else:
+            pieces.append(t.replace(BPE_WORD_START, " "))
+    return " ".join("".join(pieces).split())
+
+
+@dataclass
+class Hypothesis:
+    """A decoding result: CTC output indices (repeats collapsed, blanks removed), text, score.
+
+    ``score`` is the decoder's total score (acoustic log-probability plus weighted LM and word
+    scores for beam search; the sum of the chosen frames' log-probabilities for greedy search).
+    """
+
+    ids: List[int]
+    text: str
+    score: float = 0.0
+    words: List[str] = field(default_factory=list)
+
+
+def _check_logits(logits: torch.Tensor, lengths: Optional[torch.Tensor], vocab: int):
+    if logits.ndim != 3:
+        raise ValueError(f"logits must be [batch, frames, vocab], got shape {tuple(logits.shape)}")
+    if logits.shape[2] != vocab:
+        raise ValueError(f"logits have {logits.shape[2]} outputs but the token list has {vocab} tokens")
+    if lengths is None:
+        return torch.full((logits.shape[0],), logits.shape[1], dtype=torch.long)
+    if lengths.shape != (logits.shape[0],):
+        raise ValueError(f"lengths must be [batch]={logits.shape[0]}, got shape {tuple(lengths.shape)}")
+    if len(lengths) and (int(lengths.max()) > logits.shape[1] or int(lengths.min()) < 0):
+        raise ValueError(f"lengths {lengths.tolist()} outside [0, {logits.shape[1]}] frames")
+    return lengths.to(torch.long).cpu()
+
+
+def greedy_ids(logits: torch.Tensor, lengths: Optional[torch.Tensor] = None, blank: int = 0) -> List[List[int]]:
+    """Best-path CTC decoding: argmax per frame, collapse repeats, then drop blanks.
+
+    Args:
+        logits: ``[batch, frames, vocab]`` scores (logits or log-probabilities).
+        lengths: ``[batch]`` valid frames per utterance; frames past it are ignored.
+        blank: the blank index.
+
+    Returns:
+        Per utterance, the output indices. A blank between two equal labels keeps both
+        (``A - A`` -> ``A A``), a repeat without blank merges (``A A`` -> ``A``).
+    """
+    if logits.ndim != 3:
+        raise ValueError(f"logits must be [batch, frames, vocab], got shape {tuple(logits.shape)}")
+    batch, frames, _ = logits.shape
+    lengths = _check_logits(logits, lengths, logits.shape[2])
+    best = logits.argmax(dim=-1).cpu()  # [B, T']
+    new = torch.ones_like(best, dtype=torch.bool)
+    new[:, 1:] = best[:, 1:] != best[:, :-1]
+    valid = torch.arange(frames).unsqueeze(0) < lengths.unsqueeze(1)
+    keep = new & (best != blank) & valid
+    return [best[b][keep[b]].tolist() for b in range(batch)]
+
+
+class GreedyDecoder:
+    """Greedy CTC decoding into text with a token list (index 0 = blank)."""
+
+    def __init__(self, tokens: Sequence[str], blank: int = 0):
+        self.tokens = list(tokens)
+        self.blank = blank
+
+    def __call__(self, logits: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> List[Hypothesis]:
+        """Decode ``logits[B, T', V]`` (``lengths[B]``) into one hypothesis per utterance."""
+        lengths = _check_logits(logits, lengths, len(self.tokens))
+        log_probs = torch.log_softmax(logits.float(), dim=-1)
+        best_scores, _ = log_probs.max(dim=-1)  # [B, T']
+        valid = torch.arange(logits.shape[1]).unsqueeze(0) < lengths.unsqueeze(1)
+        totals = (best_scores.cpu() * valid).sum(dim=1)
+        out = []
+        for b, ids in enumerate(greedy_ids(logits, lengths, self.blank)):
+            toks = [self.tokens[i] for i in ids]
+            out.append(Hypothesis(ids=ids, text=tokens_to_text(toks), score=float(totals[b])))
+        return out
+
+
+def _sil_token(tokens: Sequence[str]) -> str:
+    """The token flashlight treats as silence / word boundary: ``|``, ``<space>``, else blank (BPE)."""
+    for t in (LETTER_BOUNDARY, CHAR_BOUNDARY):
+        if t in tokens:
+            return t
+    return tokens[0]
+
+
+class BeamSearchDecoder:
+    """CTC prefix beam search (flashlight-text through torchaudio) with optional lexicon and LM.
+
+    Args:
+        tokens: the token list (index 0 = blank).
+        lexicon: lexicon file (``WORD tok tok ... |`` per line) or None for lexicon-free search.
+        lm: ARPA or KenLM binary n-gram file, or None. With a lexicon it is a word LM; without,
+            a token LM whose words are the tokens.
+        beam_size: hypotheses kept per frame.
+        beam_size_token: tokens considered per frame (default: all).
+        beam_threshold: prune hypotheses scoring this much below the best.
+        lm_weight: LM score weight.
+        word_score: score added per emitted word (lexicon mode) - counteracts the LM's bias
+            towards short outputs.
+        sil_score: score added per word boundary/silence token.
+        unk_score: score of words outside the lexicon (``-inf``: never emitted).
+        nbest: hypotheses returned per utterance by :meth:`nbest`.
+
+    Raises:
+        FileNotFoundError: lexicon or LM file missing.
+        AsrcError: a lexicon spelling uses a token not in ``tokens`` (names the word).
+    """
+
+    def __init__(
+        self,
+        tokens: Sequence[str],
+        *,
+        lexicon=None,
+        lm=None,
+        beam_size: int = 50,
+        beam_size_token: Optional[int] = None,
+        beam_threshold: float = 50.0,
+        lm_weight: float = 2.0,
+        word_score: float = 0.0,
+        sil_score: float = 0.0,
+        unk_score: float = -math.inf,
+        nbest: int = 1,
+    ):
+        from torchaudio.models.decoder import ctc_decoder
+
+        self.tokens = list(tokens)
+        if self.tokens[0] != BLANK:
+            raise AsrcError(f"token 0 must be the CTC blank {BLANK!r}, got {self.tokens[0]!r}")
+        for what, path in (("lexicon", lexicon), ("LM", lm)):
+            if path is not None and not Path(path).is_file():
+                raise FileNotFoundError(f"{what} file {path} does not exist")
+        if lexicon is not None:
+            check_lexicon(lexicon, self.tokens)
+        elif lm is not None and is_arpa(lm):
+            # Without a lexicon flashlight scores *tokens* with the LM; a word LM would be
+            # consulted with single letters and quietly do nothing useful.
+            not_tokens = [w for w in arpa_unigrams(lm) if w not in self.tokens and w not in (UNK, "<s>", "</s>")]
+            if not_tokens:
+                raise AsrcError(
+                    f"LM {lm} has words that are not tokens (e.g. {not_tokens[:5]}): a word LM needs a lexicon "
+                    f"(write one with write_letter_lexicon / asrc-decode --lexicon-words {lm})"
+                )
+        self.lexicon = str(lexicon) if lexicon is not None else None
+        self.lm = str(lm) if lm is not None else None
+        try:
+            with tempfile.TemporaryDirectory(prefix="asrc-ctc-") as tmp:
+                lm_dict = None
+                if self.lm is not None and self.lexicon is None:
+                    # Lexicon-free search queries the LM with *token* indices, but torchaudio
+                    # numbers its LM dictionary in another order unless given one: pass the
+                    # token list itself (checked by test_lexicon_free_token_lm).
+                    lm_dict = str(Path(tmp) / "lm_dict.txt")
+                    Path(lm_dict).write_text("".join(t + "\n" for t in self.tokens), encoding="utf-8")
+                self._decoder = ctc_decoder(
+                    lexicon=self.lexicon,
+                    tokens=self.tokens,
+                    lm=self.lm,
+                    lm_dict=lm_dict,
+                    nbest=nbest,
+                    beam_size=beam_size,
+                    beam_size_token=beam_size_token,
+                    beam_threshold=beam_threshold,
+                    lm_weight=lm_weight,
+                    word_score=word_score,
+                    sil_score=sil_score,
+                    unk_score=unk_score,
+                    blank_token=BLANK,
+                    sil_token=_sil_token(self.tokens),
+                    unk_word=UNK,
+                )
+        except RuntimeError as e:
+            # KenLM's FormatLoadException and friends: say which file it was.
+            raise AsrcError(f"cannot build the CTC beam decoder (lexicon={self.lexicon}, lm={self.lm}): {e}") from e
+        self._boundaries = {i for i, t in enumerate(self.tokens) if t in (LETTER_BOUNDARY, CHAR_BOUNDARY)}
+
+    def nbest(self, logits: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> List[List[Hypothesis]]:
+        """Decode ``logits[B, T', V]`` (``lengths[B]``); per utterance the n best, best first."""
+        lengths = _check_logits(logits, lengths, len(self.tokens))
+        log_probs = torch.log_softmax(logits.detach().float(), dim=-1).cpu().contiguous()
+        results = self._decoder(log_probs, lengths.to(torch.int32))
+        out = []
+        for hyps in results:
+            utt = []
+            for h in hyps:
+                ids = h.tokens.tolist()
+                # flashlight opens and closes every hypothesis with the silence token.
+                while ids and ids[0] in self._boundaries:
+                    ids.pop(0)
+                while ids and ids[-1] in self._boundaries:
+                    ids.pop()
+                if self.lexicon is not None:
+                    text = " ".join(h.words)
+                else:
+                    text = tokens_to_text(self.tokens[i] for i in ids)
+                utt.append(Hypothesis(ids=ids, text=text, score=float(h.score), words=list(h.words)))
+            out.append(utt)
+        return out
+
+    def __call__(self, logits: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> List[Hypothesis]:
+        """Decode ``logits[B, T', V]`` (``lengths[B]``) into the best hypothesis per utterance."""
+        return [hyps[0] if hyps else Hypothesis(ids=[], text="", score=-math.inf) for hyps in self.nbest(logits, lengths)]
+
+
+def check_lexicon(path, tokens: Sequence[str]) -> int:
+    """Check every spelling in the lexicon ``path`` uses only ``tokens``; return the word count.
+
+    Raises:
+        AsrcError: a line without spelling or a spelling token not in ``tokens`` (file, line, word).
+    """
+    known = set(tokens)
+    n = 0
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            parts = line.split()
+            if not parts:
+                continue
+            if len(parts) < 2:
+                raise AsrcError(f"{path}:{lineno}: word {parts[0]!r} has no spelling")
+            bad = [t for t in parts[1:] if t not in known]
+            if bad:
+                raise AsrcError(f"{path}:{lineno}: word {parts[0]!r} is spelled with tokens {bad} not in the token list")
+            n += 1
+    if n == 0:
+        raise AsrcError(f"{path}: empty lexicon")
+    return n
+
+
+def spell_letters(word: str, tokens: Sequence[str]) -> Optional[List[str]]:
+    """The letter-token spelling of ``word`` followed by the word boundary, or None if a letter
+    has no token (case is matched as given, then upper, then lower case)."""
+    known = set(tokens)
+    boundary = LETTER_BOUNDARY if LETTER_BOUNDARY in known else CHAR_BOUNDARY if CHAR_BOUNDARY in known else None
+    if boundary is None:
+        raise AsrcError(f"token list has no word boundary ({LETTER_BOUNDARY!r} or {CHAR_BOUNDARY!r}); not a letter token list")
+    spelling = []
+    for c in word:
+        for cand in (c, c.upper(), c.lower()):
+            if cand in known and not is_special(cand) and cand not in (LETTER_BOUNDARY, CHAR_BOUNDARY):
+                spelling.append(cand)
+                break
+        else:
+            return None
+    return spelling + [boundary]
+
+
+def write_letter_lexicon(words: Iterable[str], tokens: Sequence[str], path) -> Tuple[int, List[str]]:
+    """Write a flashlight lexicon (``WORD W O R D |``) for letter tokens.
+
+    Words that cannot be spelled with ``tokens`` are left out of the lexicon and returned, and
+    also written one per line to ``path`` + ``.skipped`` so that nothing is dropped unseen.
+    Duplicates are written once.
+
+    Returns:
+        ``(number of words written, skipped words)``.
+
+    Raises:
+        AsrcError: no word at all could be spelled.
+    """
+    from asrc.utils.io import atomic_write
+
+    path = Path(path)
+    seen = set()
+    written, skipped = 0, []
+    with atomic_write(path) as f:
+        for word in words:
+            if word in seen or word in (UNK, "<s>", "</s>"):
+                continue
+            seen.add(word)
+            spelling = spell_letters(word, tokens)
+            if spelling is None:
+                skipped.append(word)
+                continue
+            f.write(f"{word}\t{' '.join(spelling)}\n")
+            written += 1
+    skipped_path = path.with_name(path.name + ".skipped")
+    if skipped:
+        with atomic_write(skipped_path) as f:
+            f.write("".join(w + "\n" for w in skipped))
+    elif skipped_path.exists():
+        skipped_path.unlink()
+    if written == 0:
+        raise AsrcError(f"{path}: none of the {len(skipped)} words can be spelled with the token list")
+    return written, skipped
+
+
+def read_word_list(path) -> List[str]:
+    """Words of a word-list file (first field of each line) or of an ARPA file's unigrams."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"word list {path} does not exist")
+    with open(path, encoding="utf-8") as f:
+        first = ""
+        for first in f:
+            if first.strip():
+                break
+        if first.strip() == "\\data\\":
+            return arpa_unigrams(path)
+        words = [first.split()[0]] if first.strip() else []
+        words += [line.split()[0] for line in f if line.strip()]
+    return words
+
+
+def is_arpa(path) -> bool:
+    """True if the first non-empty line of ``path`` is ``\\data\\`` (an ARPA file, not a KenLM binary)."""
+    with open(path, "rb") as f:
+        for line in f:
+            if line.strip():
+                return line.strip() == b"\\data\\"
+    return False
+
+
+def arpa_unigrams(path) -> List[str]:
+    """The words of the ``\\1-grams:`` section of an ARPA file, in file order."""
+    words, in_unigrams = [], False
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            line = line.strip()
+            if line == "\\1-grams:":
+                in_unigrams = True
+                continue
+            if in_unigrams:
+                if line.startswith("\\"):
+                    break
+                if line:
+                    parts = line.split()
+                    if len(parts) < 2:
+                        raise AsrcError(f"{path}: malformed unigram line {line!r}")
+                    words.append(parts[1])
+    if not words:
+        raise AsrcError(f"{path}: no \\1-grams: section found; not an ARPA file")
+    return words

@@ -1,0 +1,49 @@
+"""Transcribe individual audio files (any rate, any channel count) with a model directory."""
+
+from pathlib import Path
+from typing import List, Optional, Sequence, Tuple, Union
+
+import torch
+
+from asrc.decode.audio import read_audio
+from asrc.decode.decode_dir import DecodeOptions, build_decoder, load_model, resolve_model_dir
+from asrc.errors import AsrcError
+
+
+def transcribe_files(
+    model, paths: Sequence[str], options: Optional[DecodeOptions] = None, work_dir=None
+) -> List[Tuple[str, Union[str, Exception]]]:
+    """Recognise each file on its own (no padding, so no batch effects).
+
+    Audio is mixed down to mono and resampled to 16 kHz as needed. A file that cannot be read
+    (or is too short for the model) does not stop the others: its entry holds the exception,
+    whose message names the file.
+
+    Args:
+        model: asrc model directory (or ESPnet experiment directory, exported into ``work_dir``).
+        paths: audio files.
+        options: decoding method and beam options (batching/job options are ignored).
+        work_dir: where an ESPnet experiment is exported (default: ``model/asrc_export``).
+
+    Returns:
+        ``[(path, text or exception)]`` in the order given.
+    """
+    options = options or DecodeOptions()
+    options.validate()
+    model_dir = resolve_model_dir(model, work_dir or Path(model) / "asrc_export")
+    net = load_model(model_dir)
+    decoder = build_decoder(net.tokens, options)
+    min_samples = getattr(getattr(net, "config", None), "receptive_field", 0)
+    out = []
+    for path in paths:
+        try:
+            wav = read_audio(str(path), what=f"file {path}", resample=True, mix_channels=True)
+            if wav.shape[0] < min_samples:
+                raise AsrcError(f"file {path}: {wav.shape[0]} samples at 16 kHz, fewer than the model's {min_samples}")
+            x = torch.from_numpy(wav).unsqueeze(0)
+            with torch.inference_mode():
+                logits, lengths = net(x, torch.tensor([x.shape[1]]))
+            out.append((str(path), decoder(logits.float(), lengths)[0].text))
+        except (AsrcError, FileNotFoundError) as e:
+            out.append((str(path), e))
+    return out
