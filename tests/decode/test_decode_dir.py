@@ -1,0 +1,157 @@
+"""decode_dir end to end on generated audio with a tiny real model."""
+
+import json
+import sys
+import types
+
+import pytest
+import soundfile as sf
+import torch
+
+from asrc.bin.decode import main as decode_main
+from asrc.bin.score import main as score_main
+from asrc.decode.ctc import GreedyDecoder, tokens_to_text
+from asrc.decode.decode_dir import DecodeOptions, _fingerprint, decode_dir, make_batches, split_jobs
+from asrc.decode.kaldi_files import read_table
+from asrc.errors import AsrcError
+from asrc.models import load, num_parameters
+
+
+
+def single_utterance_texts(model_dir, data_dir):
+    """Reference: every utterance decoded alone, straight from its file."""
+    model = load(model_dir)
+    greedy = GreedyDecoder(model.tokens)
+    out = {}
+    for utt, spec in read_table(data_dir / "wav.scp").items():
+        path = spec.split()[1] if spec.endswith("|") else spec  # "cat PATH |"
+        wav, _ = sf.read(path, dtype="float32")
+        x = torch.from_numpy(wav).unsqueeze(0)
+        with torch.inference_mode():
+            logits, out_lengths = model(x, torch.tensor([x.shape[1]]))
+        out[utt] = greedy(logits, out_lengths)[0].text
+    return out
+
+
+def test_planning_is_balanced_and_length_sorted(lengths):
+    jobs = split_jobs(lengths, 2)
+    # Longest first, each to the lighter job: totals 14400 and 15200 samples.
+    assert jobs == [["u2", "u1", "u5"], ["u4", "u6", "u3"]]
+    assert make_batches(jobs[0], lengths, 9600 * 2 / 16000) == [["u2", "u1"], ["u5"]]
+    assert make_batches(jobs[0], lengths, 0) == [["u2"], ["u1"], ["u5"]]
+    assert split_jobs(lengths, 10) == [[u] for u in ["u2", "u4", "u6", "u1", "u3", "u5"]]
+
+
+def test_batched_decoding_equals_single_utterances(model_dir, data_dir, lengths, tmp_path):
+    out = tmp_path / "out"
+    summary = decode_dir(data_dir, model_dir, out, DecodeOptions(batch_seconds=1.5))
+    text = read_table(out / "text", allow_empty_value=True)
+    assert list(text) == list(lengths)  # wav.scp order
+    expected = single_utterance_texts(model_dir, data_dir)
+    assert text == expected
+    assert len(set(expected.values())) > 2  # the tiny model does say different things
+    tokens = read_table(out / "token", allow_empty_value=True)
+    assert {u: tokens_to_text(t.split()) for u, t in tokens.items()} == text
+
+    assert summary["num_utts"] == len(lengths)
+    assert summary["audio_seconds"] == pytest.approx(sum(lengths.values()) / 16000)
+    assert summary["rtf"] == pytest.approx(summary["compute_seconds"] / summary["audio_seconds"])
+    assert summary["model"]["params"] == num_parameters(load(model_dir))
+    assert summary["model"]["size_mb"] == pytest.approx((model_dir / "model.pth").stat().st_size / 1e6)
+    assert set(summary["latency_seconds"]) == {"mean", "median", "p90", "max"}
+    assert json.loads((out / "rtf.json").read_text())["num_utts"] == 6
+    assert "RTF" in (out / "rtf.log").read_text()
+
+
+def test_parallel_jobs_and_resume(model_dir, data_dir, lengths, tmp_path):
+    one = tmp_path / "one"
+    two = tmp_path / "two"
+    decode_dir(data_dir, model_dir, one, DecodeOptions(nj=1))
+    first = decode_dir(data_dir, model_dir, two, DecodeOptions(nj=2, batch_seconds=0))
+    assert first["resumed_jobs"] == []
+    assert (two / "text").read_text() == (one / "text").read_text()
+    assert sorted(p.name for p in (two / "jobs").iterdir()) == ["1", "2"]
+
+    # A rerun redoes nothing; removing one job's marker redoes only that job.
+    mtime = (two / "jobs/1/text").stat().st_mtime_ns
+    assert decode_dir(data_dir, model_dir, two, DecodeOptions(nj=2))["resumed_jobs"] == [1, 2]
+    (two / "jobs/2/done").unlink()
+    again = decode_dir(data_dir, model_dir, two, DecodeOptions(nj=2))
+    assert again["resumed_jobs"] == [1] and again["num_utts"] == 6
+    assert (two / "jobs/1/text").stat().st_mtime_ns == mtime
+    assert (two / "text").read_text() == (one / "text").read_text()
+    # Search options change the output, so finished jobs are not reused for them; the speed
+    # options (jobs, threads, batching) do not.
+    utts = list(lengths)
+    base = _fingerprint(model_dir, DecodeOptions(), utts)
+    assert _fingerprint(model_dir, DecodeOptions(nj=3, threads_per_job=2, batch_seconds=0), utts) == base
+    assert _fingerprint(model_dir, DecodeOptions(method="beam"), utts) != base
+    assert _fingerprint(model_dir, DecodeOptions(), utts[::-1]) != base
+
+
+def test_audio_errors_name_the_utterance(model_dir, data_dir, lengths, make_wav, tmp_path):
+    wav_scp = data_dir / "wav.scp"
+    good = wav_scp.read_text()
+
+    def decode_with(line, **kw):
+        wav_scp.write_text(good + line + "\n")
+        return decode_dir(data_dir, model_dir, tmp_path / f"o{len(line)}", DecodeOptions(**kw))
+
+    slow = make_wav(tmp_path / "slow.wav", 4000, sample_rate=8000)
+    with pytest.raises(AsrcError, match=r"utterance u7: .*slow.wav.* 8000 Hz.*16000 Hz"):
+        decode_with(f"u7 {slow}")
+    assert decode_with(f"u7 {slow}", resample=True)["audio_seconds"] == pytest.approx(sum(lengths.values()) / 16000 + 0.5)
+
+    stereo = make_wav(tmp_path / "stereo.wav", 4000, channels=2)
+    with pytest.raises(AsrcError, match=r"utterance u8: .*2 channels"):
+        decode_with(f"u8 {stereo}")
+
+    junk = tmp_path / "junk.wav"
+    junk.write_bytes(b"RIFF this is not audio at all" * 10)
+    with pytest.raises(AsrcError, match=r"utterance u9: cannot read audio .*junk.wav"):
+        decode_with(f"u9 {junk}")
+    with pytest.raises(FileNotFoundError, match=r"utterance u10: .*missing.wav"):
+        decode_with(f"u10 {tmp_path}/missing.wav")
+    with pytest.raises(AsrcError, match=r"utterance u11: command 'false' failed"):
+        decode_with("u11 false |")
+    short = make_wav(tmp_path / "short.wav", 20)
+    with pytest.raises(AsrcError, match=r"utterance u12: 20 samples .*receptive field of 40"):
+        decode_with(f"u12 {short}")
+
+
+def test_espnet_experiment_hook(model_dir, data_dir, tmp_path, monkeypatch):
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    (exp / "config.yaml").write_text("encoder: asrc_wav2vec2\ntoken_list: [a, b]\n")
+    monkeypatch.setitem(sys.modules, "asrc.espnet.export", None)  # as if not written yet
+    with pytest.raises(AsrcError, match="ESPnet experiment.*export_model_dir"):
+        decode_dir(data_dir, exp, tmp_path / "o1")
+
+    calls = []
+
+    def export_model_dir(exp_dir, out_dir):
+        import shutil
+
+        calls.append((exp_dir, out_dir))
+        shutil.copytree(model_dir, out_dir)
+
+    monkeypatch.setitem(sys.modules, "asrc.espnet.export", types.SimpleNamespace(export_model_dir=export_model_dir))
+    summary = decode_dir(data_dir, exp, tmp_path / "o2")
+    assert calls == [(exp, tmp_path / "o2" / "model")] and summary["num_utts"] == 6
+    with pytest.raises(AsrcError, match="not a model directory"):
+        decode_dir(data_dir, tmp_path / "wav", tmp_path / "o3")
+
+
+def test_cli_beam_with_lexicon_then_score(model_dir, data_dir, tmp_path, capsys):
+    words = tmp_path / "words.txt"
+    words.write_text("A\nB\nAB\nTHE\n\u00c9T\u00c9\n")
+    out = tmp_path / "beam"
+    assert decode_main(["--model", str(model_dir), "--data", str(data_dir), "--out", str(out), "--method", "beam",
+                        "--lexicon-words", str(words), "--beam-size", "8", "--batch-seconds", "0.5"]) == 0
+    assert (out / "lexicon.txt.skipped").read_text() == "\u00c9T\u00c9\n"
+    hyps = read_table(out / "text", allow_empty_value=True)
+    assert all(set(h.split()) <= {"A", "B", "AB", "THE"} for h in hyps.values())
+    assert score_main(["--ref", str(data_dir / "text"), "--hyp", str(out / "text"), "--out", str(out),
+                       "--utt2spk", str(data_dir / "utt2spk")]) == 0
+    assert "%WER" in capsys.readouterr().out
+    assert (out / "score_wer" / "score.json").is_file()
