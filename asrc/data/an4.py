@@ -1,0 +1,191 @@
+"""CMU AN4 (census): download and preparation into Kaldi-style data directories.
+
+The corpus in its original ``an4_sphere`` layout::
+
+    an4/wav/an4_clstk/<spk>/<id>.sph          training speech (74 speakers, 948 utterances)
+    an4/wav/an4test_clstk/<spk>/<id>.sph      test speech (10 other speakers, 130 utterances)
+    an4/etc/an4_{train,test}.fileids          "an4_clstk/fash/an251-fash-b" per line
+    an4/etc/an4_{train,test}.transcription    "<s> YES </s> (an251-fash-b)" per line
+                                              (the test file has no <s> </s>)
+
+16 kHz 16-bit PCM NIST SPHERE, which soundfile (libsndfile) reads directly, so ``wav.scp``
+points at the ``.sph`` files. Utterance ids put the speaker first, as Kaldi wants
+(``an251-fash-b`` -> ``fash-an251-b``). :func:`prepare_an4` writes ``train``, ``dev`` (a
+deterministic ~10 % of the training speakers, both genders) and ``test``.
+"""
+
+import logging
+import os
+import re
+from pathlib import Path
+
+from asrc.data.audio import AudioHeaderError, audio_info
+from asrc.data.datadir import Utterance, write_data_dir
+from asrc.data.download import extract_archive, fetch_and_extract
+from asrc.data.text import normalize_text
+from asrc.errors import AsrcError
+
+__all__ = ["AN4_URL", "AN4_MIRRORS", "download_an4", "prepare_an4", "split_speakers"]
+
+logger = logging.getLogger(__name__)
+
+AN4_URL = "http://www.speech.cs.cmu.edu/databases/an4/an4_sphere.tar.gz"
+AN4_MIRRORS = ("https://dldata-public.s3.us-east-2.amazonaws.com/an4_sphere.tar.gz",)
+_TRANSCRIPT = re.compile(r"^\s*(?:<s>)?(.*?)(?:</s>)?\s*\(([^()\s]+)\)\s*$")
+
+
+def download_an4(dest="downloads", url: str = AN4_URL, mirrors=AN4_MIRRORS, source=None, md5=None,
+                 retries: int = 5, backoff: float = 2.0, progress: bool = True) -> Path:
+    """Fetch and unpack ``an4_sphere.tar.gz`` into ``<dest>/an4``; returns that folder.
+
+    ``source`` replaces the network: an extracted ``an4`` folder (linked, not copied), a
+    folder holding ``an4_sphere.tar.gz`` or ``an4/``, or the tarball itself. No checksum is
+    published for AN4, so ``md5`` defaults to ``None``; a truncated archive is still caught
+    (extraction fails), reported, deleted and fetched again. Idempotent via ``an4/.done``.
+    """
+    dest = Path(dest)
+    root = dest / "an4"
+    stamp = root / ".done"
+    if stamp.is_file() or (root.is_symlink() and _is_an4_root(root)):
+        return root
+    if source is not None:
+        source = Path(source)
+        for tree in (source, source / "an4"):
+            if _is_an4_root(tree):
+                if root.exists() and root.resolve() != tree.resolve():
+                    raise AsrcError(f"{root} exists and is not {tree}; remove it or choose another dest")
+                dest.mkdir(parents=True, exist_ok=True)
+                if not root.exists():
+                    root.symlink_to(tree.resolve(), target_is_directory=True)
+                return root
+        archive = source if source.is_file() else source / "an4_sphere.tar.gz"
+        if not archive.is_file():
+            raise FileNotFoundError(f"download_an4: {source} holds neither an4/ (wav/, etc/) nor an4_sphere.tar.gz")
+        extract_archive(archive, dest, stamp, progress=progress)
+    else:
+        fetch_and_extract([url, *mirrors], dest / "an4_sphere.tar.gz", dest, stamp, md5=md5,
+                          retries=retries, backoff=backoff, progress=progress)
+    if not _is_an4_root(root):
+        raise AsrcError(f"the AN4 archive did not produce {root}/wav and {root}/etc")
+    return root
+
+
+def _is_an4_root(path: Path) -> bool:
+    return (path / "wav").is_dir() and (path / "etc").is_dir()
+
+
+def prepare_an4(an4_root, out_dir, dev_fraction: float = 0.1) -> dict:
+    """Write ``<out_dir>/{train,dev,test}`` from the AN4 corpus; returns ``{name: path}``.
+
+    ``dev`` holds the training speakers chosen by :func:`split_speakers` (``dev_fraction`` of
+    each gender, evenly spaced in sorted order: deterministic, no random state). Each
+    utterance listed in ``.fileids`` or ``.transcription`` ends up in a table or in
+    ``skipped.txt`` with the reason (missing audio or transcript, unreadable audio, empty
+    transcript).
+    """
+    an4_root = Path(an4_root)
+    if not _is_an4_root(an4_root) and _is_an4_root(an4_root / "an4"):
+        an4_root = an4_root / "an4"
+    if not _is_an4_root(an4_root):
+        raise FileNotFoundError(f"prepare_an4: {an4_root} is not an AN4 folder (needs wav/ and etc/)")
+    an4_root = an4_root.resolve()
+    out_dir = Path(out_dir)
+    train_utts, train_skipped = _read_part(an4_root, "train")
+    test_utts, test_skipped = _read_part(an4_root, "test")
+    dev_speakers = set(split_speakers(sorted({u.speaker for u in train_utts}), dev_fraction))
+    train_speakers = {u.speaker for u in train_utts}
+    overlap = train_speakers & {u.speaker for u in test_utts}
+    if overlap:
+        raise AsrcError(f"prepare_an4: speakers in both train and test: {sorted(overlap)}")
+    written = {
+        "train": write_data_dir(
+            out_dir / "train", [u for u in train_utts if u.speaker not in dev_speakers],
+            skipped=[s for s in train_skipped if s[0].split("-", 1)[0] not in dev_speakers],
+        ),
+        "dev": write_data_dir(
+            out_dir / "dev", [u for u in train_utts if u.speaker in dev_speakers],
+            skipped=[s for s in train_skipped if s[0].split("-", 1)[0] in dev_speakers],
+        ),
+        "test": write_data_dir(out_dir / "test", test_utts, skipped=test_skipped),
+    }
+    logger.info("an4: dev speakers %s", " ".join(sorted(dev_speakers)))
+    return written
+
+
+def split_speakers(speakers, fraction: float):
+    """Deterministic held-out speakers: ``fraction`` of each gender group, evenly spaced.
+
+    AN4 speaker ids start with ``f`` or ``m``; each group (by first letter) contributes
+    ``max(1, round(fraction * size))`` speakers at evenly spaced positions of its sorted list.
+    """
+    if not 0 < fraction < 1:
+        raise ValueError(f"split_speakers: fraction must be in (0, 1), got {fraction}")
+    groups = {}
+    for spk in sorted(speakers):
+        groups.setdefault(spk[:1], []).append(spk)
+    chosen = []
+    for group in groups.values():
+        n = max(1, round(fraction * len(group)))
+        if n >= len(group):
+            continue  # a lone speaker of its group stays in training
+        chosen.extend(group[int((i + 0.5) * len(group) / n)] for i in range(n))
+    return sorted(chosen)
+
+
+def _read_part(root: Path, part: str):
+    """(utterances, skipped) of ``train`` or ``test``; ids are ``<spk>-<rest>``."""
+    fileids_path = root / "etc" / f"an4_{part}.fileids"
+    trans_path = root / "etc" / f"an4_{part}.transcription"
+    for p in (fileids_path, trans_path):
+        if not p.is_file():
+            raise FileNotFoundError(f"prepare_an4: missing {p}")
+    files = {}
+    with open(fileids_path, encoding="utf-8") as f:
+        for line in f:
+            rel = line.strip()
+            if rel:
+                files[os.path.basename(rel)] = rel
+    transcripts, skipped = {}, []
+    with open(trans_path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            m = _TRANSCRIPT.match(line)
+            if m is None:
+                skipped.append((f"{trans_path.name}:{lineno}", f"unparsable transcription line {line.strip()!r}"))
+                continue
+            transcripts[m.group(2)] = m.group(1)
+    utts = []
+    for base in sorted(files.keys() | transcripts.keys()):
+        rel = files.get(base)
+        speaker = os.path.basename(os.path.dirname(rel)) if rel else _speaker_from_id(base)
+        utt_id = _utt_id(base, speaker)
+        if rel is None:
+            skipped.append((utt_id, f"in {trans_path.name} but not in {fileids_path.name}"))
+            continue
+        if base not in transcripts:
+            skipped.append((utt_id, f"no transcript in {trans_path}"))
+            continue
+        path = root / "wav" / f"{rel}.sph"
+        try:
+            info = audio_info(path)
+        except (AudioHeaderError, OSError) as e:
+            skipped.append((utt_id, f"unreadable audio: {e}"))
+            continue
+        text = normalize_text(transcripts[base])
+        if not text:
+            skipped.append((utt_id, f"transcript {transcripts[base]!r} is empty after normalisation"))
+            continue
+        utts.append(Utterance(utt_id, speaker, str(path), text, info.num_samples, info.sample_rate))
+    return utts, skipped
+
+
+def _speaker_from_id(base: str) -> str:
+    parts = base.split("-")
+    return parts[1] if len(parts) == 3 else parts[0]
+
+
+def _utt_id(base: str, speaker: str) -> str:
+    """``an251-fash-b`` of speaker ``fash`` -> ``fash-an251-b``."""
+    rest = [p for p in base.split("-") if p != speaker]
+    return "-".join([speaker, *rest])

@@ -1,0 +1,170 @@
+"""Audio facts read from file headers, without decoding the samples.
+
+:func:`audio_info` answers "how many samples at which rate" for FLAC, WAV and NIST SPHERE
+files by reading their first bytes (42 for FLAC), which is what lets
+:func:`asrc.data.librispeech.prepare_librispeech` handle 280k files in seconds.  Any other
+format, and the rare header these parsers decline (FLAC behind an ID3 tag, FLAC with an
+unknown total, WAV without a ``data`` chunk in its first 64 KiB), goes through
+``soundfile.info``.
+"""
+
+import os
+from typing import NamedTuple
+
+__all__ = ["AudioInfo", "AudioHeaderError", "audio_info", "read_header_info"]
+
+_FLAC_MAGIC = b"fLaC"
+_STREAMINFO_BYTES = 42  # "fLaC" + 4-byte block header + 34-byte STREAMINFO
+_TOTAL_MASK = (1 << 36) - 1
+_WAV_PROBE_BYTES = 4096
+_WAV_MAX_PROBE = 1 << 16
+
+
+class AudioInfo(NamedTuple):
+    """What the header says. ``duration`` is ``num_samples / sample_rate`` seconds."""
+
+    sample_rate: int
+    num_samples: int  # per channel
+    channels: int
+
+    @property
+    def duration(self) -> float:
+        return self.num_samples / self.sample_rate
+
+
+class AudioHeaderError(ValueError):
+    """A file whose header cannot be read; the message names the file and the reason."""
+
+
+def audio_info(path) -> AudioInfo:
+    """Sample rate, samples per channel and channel count of the audio file ``path``.
+
+    Fast header parsers for FLAC, WAV (RIFF/RF64 PCM and float) and NIST SPHERE; anything
+    else, or a header they cannot decide on, falls back to ``soundfile.info`` (and, if that
+    reports no length, to decoding). Raises :class:`AudioHeaderError` naming the file when
+    the file is not readable audio, :class:`FileNotFoundError` when it does not exist.
+    """
+    info = read_header_info(path)
+    if info is not None:
+        return info
+    return _soundfile_info(path)
+
+
+def read_header_info(path, head: bytes = None):
+    """The fast path of :func:`audio_info`: an :class:`AudioInfo`, or ``None`` to fall back.
+
+    ``head`` may hold the file's first bytes if the caller already read them. Raises
+    :class:`AudioHeaderError` for a header that is recognisably broken (e.g. a FLAC
+    STREAMINFO giving a zero sample rate, a file too short to hold its header).
+    """
+    if head is None:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            head = os.read(fd, _STREAMINFO_BYTES)
+            if head[:4] == b"RIFF" or head[:4] == b"RF64" or head[:4] == b"NIST":
+                head += os.read(fd, _WAV_PROBE_BYTES - len(head))
+        finally:
+            os.close(fd)
+    magic = head[:4]
+    if magic == _FLAC_MAGIC:
+        return parse_flac_streaminfo(head, path)
+    if magic in (b"RIFF", b"RF64"):
+        return _parse_wav(head, path)
+    if magic == b"NIST":
+        return _parse_nist(head, path)
+    if not head:
+        raise AudioHeaderError(f"{path}: empty file")
+    return None
+
+
+def parse_flac_streaminfo(head: bytes, path="<bytes>"):
+    """Decode the STREAMINFO block that must follow ``fLaC`` (FLAC spec, section 8.2).
+
+    Returns ``None`` when the total sample count is 0 ("unknown", allowed by the spec for
+    streams) so the caller can fall back to counting.
+    """
+    if len(head) < _STREAMINFO_BYTES:
+        raise AudioHeaderError(f"{path}: truncated FLAC header ({len(head)} bytes, need 42)")
+    if head[4] & 0x7F != 0 or int.from_bytes(head[5:8], "big") != 34:
+        raise AudioHeaderError(f"{path}: FLAC file does not start with a 34-byte STREAMINFO block")
+    # 64 bits: sample rate (20) | channels - 1 (3) | bits per sample - 1 (5) | total samples (36)
+    bits = int.from_bytes(head[18:26], "big")
+    sample_rate = bits >> 44
+    if sample_rate == 0:
+        raise AudioHeaderError(f"{path}: FLAC STREAMINFO gives sample rate 0")
+    total = bits & _TOTAL_MASK
+    if total == 0:
+        return None
+    return AudioInfo(sample_rate, total, ((bits >> 41) & 7) + 1)
+
+
+def _parse_wav(head: bytes, path):
+    """RIFF/RF64 WAVE: ``fmt `` gives rate and block size, ``data`` (or ``ds64``) the length."""
+    if len(head) < 12 or head[8:12] != b"WAVE":
+        raise AudioHeaderError(f"{path}: RIFF file is not WAVE")
+    pos, fmt, data_size, ds64_size = 12, None, None, None
+    while pos + 8 <= len(head):
+        chunk_id, size = head[pos : pos + 4], int.from_bytes(head[pos + 4 : pos + 8], "little")
+        body = pos + 8
+        if chunk_id == b"fmt ":
+            if body + 16 > len(head):
+                break
+            fmt_tag = int.from_bytes(head[body : body + 2], "little")
+            channels = int.from_bytes(head[body + 2 : body + 4], "little")
+            sample_rate = int.from_bytes(head[body + 4 : body + 8], "little")
+            block_align = int.from_bytes(head[body + 12 : body + 14], "little")
+            fmt = (fmt_tag, channels, sample_rate, block_align)
+        elif chunk_id == b"ds64" and body + 24 <= len(head):
+            ds64_size = int.from_bytes(head[body + 8 : body + 16], "little")
+        elif chunk_id == b"data":
+            data_size = ds64_size if (size == 0xFFFFFFFF and ds64_size is not None) else size
+            break
+        pos = body + size + (size & 1)
+    if fmt is None or data_size is None:
+        if len(head) < _WAV_MAX_PROBE and isinstance(path, (str, os.PathLike)):
+            with open(path, "rb") as f:
+                longer = f.read(_WAV_MAX_PROBE)
+            if len(longer) > len(head):
+                return _parse_wav(longer, path)
+        return None
+    fmt_tag, channels, sample_rate, block_align = fmt
+    if fmt_tag not in (1, 3, 0xFFFE) or block_align == 0 or sample_rate == 0:
+        return None  # compressed or odd WAV: let libsndfile decide
+    if data_size in (0, 0xFFFFFFFF) and isinstance(path, (str, os.PathLike)):
+        # Streaming writers leave the size unset: the data runs to the end of the file.
+        data_size = os.path.getsize(path) - (pos + 8)
+    return AudioInfo(sample_rate, data_size // block_align, channels)
+
+
+def _parse_nist(head: bytes, path):
+    """NIST SPHERE: a text header (``name -type value`` lines) up to ``end_head``."""
+    text = head.split(b"end_head", 1)[0].decode("ascii", "replace").split("\n")
+    fields = {}
+    for line in text[2:]:
+        parts = line.split(None, 2)
+        if len(parts) == 3:
+            fields[parts[0]] = parts[2].strip()
+    coding = fields.get("sample_coding", "pcm")
+    if not coding.startswith("pcm") or "shorten" in coding or "wavpack" in coding:
+        return None  # compressed SPHERE: libsndfile reports it properly
+    try:
+        return AudioInfo(
+            int(fields["sample_rate"]), int(fields["sample_count"]), int(fields.get("channel_count", 1))
+        )
+    except (KeyError, ValueError):
+        return None
+
+
+def _soundfile_info(path) -> AudioInfo:
+    import soundfile
+
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: no such audio file")
+    try:
+        info = soundfile.info(str(path))
+        frames = info.frames
+        if frames <= 0:
+            frames = len(soundfile.read(str(path), dtype="int16", always_2d=True)[0])
+    except (soundfile.LibsndfileError, RuntimeError, OSError) as e:
+        raise AudioHeaderError(f"{path}: not readable audio ({e})") from None
+    return AudioInfo(info.samplerate, frames, info.channels)

