@@ -1,0 +1,53 @@
+"""Warm-start the CNN front end of a new wav2vec 2.0 CTC model on log-mel targets.
+
+    asrc-frontend-init --config conf/teacher_model.yaml --tokens data/tokens.txt \\
+        --data-dir data/train --steps 130 --out exp/teacher_frontend_init
+
+builds a randomly initialised model from ``--config`` (a Wav2Vec2Config YAML), trains its
+feature extractor and feature projection to predict 80-dim log-mel frames for ``--steps``
+steps (:mod:`asrc.models.frontend_init`), and writes an asrc model directory (``config.yaml``,
+``model.pth``, ``tokens.txt``, ``frontend_init.log``) to initialise CTC training from.
+"""
+
+import argparse
+
+import torch
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="asrc-frontend-init", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", required=True, help="Wav2Vec2Config YAML of the model to build")
+    p.add_argument("--tokens", required=True, help="tokens.txt (one per line; count must equal vocab_size)")
+    p.add_argument("--data-dir", required=True, help="Kaldi-style data dir whose audio is used (wav.scp ...)")
+    p.add_argument("--out", required=True, help="output model directory")
+    p.add_argument("--steps", type=int, default=130, help="regression steps (default 130)")
+    p.add_argument("--lr", type=float, default=2e-3, help="AdamW learning rate (default 2e-3)")
+    p.add_argument("--batch-seconds", type=float, default=25.0, help="padded audio per batch (default 25 s)")
+    p.add_argument("--n-mels", type=int, default=80, help="mel bins of the target (default 80)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--num-threads", type=int, default=1, help="torch threads (default 1)")
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    from asrc.models import Wav2Vec2Config, build_model, read_token_list
+    from asrc.models.frontend_init import frontend_init_data_dir
+
+    torch.set_num_threads(args.num_threads)
+    torch.manual_seed(args.seed)
+    config = Wav2Vec2Config.from_yaml(args.config)
+    tokens = read_token_list(args.tokens)
+    if len(tokens) != config.vocab_size:
+        raise ValueError(f"{args.tokens}: {len(tokens)} tokens but {args.config} has vocab_size={config.vocab_size}")
+    model = build_model(config, tokens)
+    stats = frontend_init_data_dir(model, args.data_dir, args.out, args.steps, lr=args.lr,
+                                   max_seconds=args.batch_seconds, n_mels=args.n_mels, seed=args.seed)
+    print(f"front-end warm start: {stats.steps} steps, final MSE {stats.final_loss():.4f} "
+          f"(1.0 = predicting the mean) -> {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

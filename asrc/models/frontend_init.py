@@ -1,0 +1,250 @@
+"""Warm start of a wav2vec 2.0 CNN front end by regression onto log-mel filterbanks.
+
+A raw-waveform wav2vec 2.0 model trained with CTC from random weights stays at all-blank
+output for a long time on a CPU budget, while the same transformer on log-mel features learns
+within minutes (``../shared/docs/FACTS.md`` section 8, ``egs/an4/RESULTS.md``). This module
+closes the gap before CTC training: the CNN feature extractor and the feature projection are
+trained for a few hundred steps to predict per-bin standardised log-mel frames through a
+throw-away linear head (mean squared error over valid frames). The log-mel analysis window is
+the front end's receptive field and its hop the front end's total stride (400 and 320 samples,
+i.e. 25 ms / 20 ms, for the wav2vec 2.0 layout), so target frame ``t`` and model frame ``t``
+see the same samples. Afterwards the projected features carry the filterbank (linearly
+decodable), and CTC training starts from "a log-mel model" rather than from noise.
+
+Only ``feature_extractor.*`` and ``feature_projection.*`` change; the transformer, positional
+conv and CTC head keep their random initialisation, and the head used for the regression is
+discarded.
+
+    model = build_model(config, tokens)
+    stats = init_frontend(model, batches, steps=300)   # batches: iterable of (wav [B,T], lengths [B])
+    save_model_dir(model, "exp/frontend_init")
+"""
+
+import math
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
+
+import torch
+from torch import Tensor, nn
+
+from asrc.models.wav2vec2 import Wav2Vec2CTC, lengths_to_padding_mask
+
+__all__ = [
+    "LogMel", "FrontendInitStats", "regression_loss", "init_frontend", "length_batches", "data_dir_batches",
+    "frontend_init_data_dir",
+]
+
+
+class LogMel(nn.Module):
+    """Log-mel frames aligned with the model's CNN frames.
+
+    Window = ``config.receptive_field`` samples (Hann), hop = ``config.total_stride``, no
+    centring, so a waveform of ``L`` samples gives exactly the model's frame count.
+    """
+
+    def __init__(self, model: Wav2Vec2CTC, n_mels: int = 80, sample_rate: int = 16000):
+        super().__init__()
+        import torchaudio
+
+        c = model.config
+        self.n_mels = n_mels
+        self.mel = torchaudio.transforms.MelSpectrogram(
+            sample_rate, n_fft=c.receptive_field, win_length=c.receptive_field, hop_length=c.total_stride,
+            n_mels=n_mels, center=False, power=2.0)
+
+    def forward(self, wav: Tensor) -> Tensor:
+        """wav ``[batch, sample]`` -> ``[batch, frame, n_mels]`` natural-log mel energies."""
+        return torch.log(self.mel(wav) + 1e-6).transpose(1, 2)
+
+
+@dataclass
+class FrontendInitStats:
+    """What :func:`init_frontend` did: steps run, per-step losses, target statistics."""
+
+    steps: int = 0
+    losses: List[float] = field(default_factory=list)
+    mel_mean: Optional[Tensor] = None
+    mel_std: Optional[Tensor] = None
+
+    def final_loss(self, last: int = 20) -> float:
+        """Mean of the last ``last`` losses (NaN if none); 1.0 = predicting the mean."""
+        tail = self.losses[-last:]
+        return sum(tail) / len(tail) if tail else math.nan
+
+
+def _model_input(model: Wav2Vec2CTC, wav: Tensor, lengths: Tensor) -> Tensor:
+    # The model normalises inside encode(); the front end alone must see the same input.
+    return model.normalize(wav, lengths) if model.config.normalize_waveform else wav
+
+
+def mel_statistics(model: Wav2Vec2CTC, logmel: LogMel, batches: Iterable[Tuple[Tensor, Tensor]],
+                   max_batches: int = 50) -> Tuple[Tensor, Tensor]:
+    """Per-bin mean and standard deviation of the log-mel targets over valid frames."""
+    total = sq = None
+    count = 0
+    with torch.no_grad():
+        for i, (wav, lengths) in enumerate(batches):
+            if i >= max_batches:
+                break
+            mel = logmel(_model_input(model, wav, lengths))
+            valid = ~lengths_to_padding_mask(model.output_lengths(lengths), mel.shape[1])
+            frames = mel[valid].double()
+            total = frames.sum(0) if total is None else total + frames.sum(0)
+            sq = (frames ** 2).sum(0) if sq is None else sq + (frames ** 2).sum(0)
+            count += frames.shape[0]
+    if not count:
+        raise ValueError("mel_statistics: no frames in the batches given")
+    mean = total / count
+    std = (sq / count - mean ** 2).clamp(min=1e-8).sqrt()
+    return mean.float(), std.float()
+
+
+def regression_loss(model: Wav2Vec2CTC, head: nn.Module, logmel: LogMel, wav: Tensor, lengths: Tensor,
+                    mel_mean: Tensor, mel_std: Tensor) -> Tensor:
+    """MSE between ``head(projected CNN features)`` and standardised log-mel, over valid frames.
+
+    wav ``[batch, sample]``, lengths ``[batch]``; returns a scalar (1.0 = predicting the mean).
+    """
+    x = _model_input(model, wav, lengths)
+    with torch.no_grad():
+        target = (logmel(x) - mel_mean) / mel_std
+    feats, flens = model.feature_extractor(x, lengths)
+    pred = head(model.feature_projection(feats.transpose(1, 2)))
+    if pred.shape != target.shape:
+        raise ValueError(f"front end gives {tuple(pred.shape)} frames but the log-mel target has "
+                         f"{tuple(target.shape)}; is the conv stack unpadded?")
+    valid = (~lengths_to_padding_mask(flens, pred.shape[1])).unsqueeze(-1).to(pred.dtype)
+    return (((pred - target) ** 2) * valid).sum() / (valid.sum() * pred.shape[-1]).clamp(min=1.0)
+
+
+def init_frontend(model: Wav2Vec2CTC, batches: Iterable[Tuple[Tensor, Tensor]], steps: int, lr: float = 2e-3,
+                  n_mels: int = 80, clip: float = 5.0, stats_batches: int = 50,
+                  progress: bool = False) -> FrontendInitStats:
+    """Train ``model``'s front end in place to predict log-mel frames for ``steps`` steps.
+
+    ``batches`` yields ``(wav [B,T] float32, lengths [B])`` and is iterated again as often as
+    needed (a list, or an object whose ``__iter__`` reshuffles). The first ``stats_batches``
+    batches also give the per-bin target statistics. AdamW, constant ``lr``, gradient clipping.
+    """
+    if steps < 1:
+        raise ValueError(f"init_frontend: steps={steps} must be >= 1")
+    logmel = LogMel(model, n_mels)
+    mel_mean, mel_std = mel_statistics(model, logmel, batches, stats_batches)
+    head = nn.Linear(model.config.embed_dim, n_mels)
+    params = (list(model.feature_extractor.parameters()) + list(model.feature_projection.parameters())
+              + list(head.parameters()))
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    stats = FrontendInitStats(mel_mean=mel_mean, mel_std=mel_std)
+    was_training = model.training
+    model.train()
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=steps, desc="front-end warm start", unit="step")
+    try:
+        while stats.steps < steps:
+            n_before = stats.steps
+            for wav, lengths in batches:
+                loss = regression_loss(model, head, logmel, wav, lengths, mel_mean, mel_std)
+                opt.zero_grad()
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, clip)
+                opt.step()
+                stats.steps += 1
+                stats.losses.append(float(loss))
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(mse=f"{stats.final_loss():.3f}")
+                if stats.steps >= steps:
+                    break
+            if stats.steps == n_before:
+                raise ValueError("init_frontend: the batches are empty")
+    finally:
+        if bar is not None:
+            bar.close()
+    model.train(was_training)
+    return stats
+
+
+def length_batches(lengths: Sequence[int], max_samples: int, seed: int = 0) -> Iterator[List[int]]:
+    """Index batches of similar length, at most ``max_samples`` padded samples each, in random order."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    batches, cur = [], []
+    for i in order:
+        if cur and (len(cur) + 1) * lengths[i] > max_samples:
+            batches.append(cur)
+            cur = []
+        cur.append(i)
+    if cur:
+        batches.append(cur)
+    random.Random(seed).shuffle(batches)
+    return iter(batches)
+
+
+class data_dir_batches:
+    """Re-iterable ``(wav, lengths)`` batches of a Kaldi-style data directory, reshuffled each pass.
+
+    Audio is read with soundfile; utterances shorter than ``min_samples`` (the receptive field)
+    cannot produce a frame and are reported in ``skipped``.
+    """
+
+    def __init__(self, data_dir, max_seconds: float = 25.0, min_samples: int = 400, seed: int = 0,
+                 sample_rate: int = 16000):
+        from asrc.data.datadir import read_data_dir
+
+        utts = read_data_dir(data_dir)
+        bad = [u.utt_id for u in utts if u.sample_rate != sample_rate]
+        if bad:
+            raise ValueError(f"{data_dir}: {len(bad)} utterances are not {sample_rate} Hz, e.g. {bad[:5]}")
+        self.skipped = [u.utt_id for u in utts if u.num_samples < min_samples]
+        self.utts = [u for u in utts if u.num_samples >= min_samples]
+        if not self.utts:
+            raise ValueError(f"{data_dir}: no utterance of at least {min_samples} samples")
+        self.max_samples = int(max_seconds * sample_rate)
+        self.seed = seed
+        self.epoch = 0
+
+    def __iter__(self):
+        import soundfile as sf
+
+        order = length_batches([u.num_samples for u in self.utts], self.max_samples, self.seed + self.epoch)
+        self.epoch += 1
+        for idx in order:
+            wavs = []
+            for i in idx:
+                audio, _ = sf.read(self.utts[i].audio, dtype="float32", always_2d=True)
+                wavs.append(torch.from_numpy(audio[:, 0].copy()))
+            lengths = torch.tensor([len(w) for w in wavs])
+            x = torch.zeros(len(wavs), int(lengths.max()))
+            for j, w in enumerate(wavs):
+                x[j, : len(w)] = w
+            yield x, lengths
+
+
+def frontend_init_data_dir(model: Wav2Vec2CTC, data_dir, out_dir, steps: int, lr: float = 2e-3,
+                           max_seconds: float = 25.0, n_mels: int = 80, seed: int = 0,
+                           progress: bool = True) -> FrontendInitStats:
+    """Warm-start ``model``'s front end on the audio of ``data_dir``; write a model directory.
+
+    ``out_dir`` gets ``config.yaml``, ``model.pth``, ``tokens.txt`` (when the model has tokens)
+    and ``frontend_init.log`` (steps, loss every 10 steps, skipped utterances).
+    """
+    from asrc.models.io import save_model_dir
+    from asrc.utils.io import atomic_write
+
+    torch.manual_seed(seed)
+    batches = data_dir_batches(data_dir, max_seconds=max_seconds, min_samples=model.config.receptive_field,
+                               seed=seed)
+    stats = init_frontend(model, batches, steps, lr=lr, n_mels=n_mels, progress=progress)
+    out = Path(out_dir)
+    save_model_dir(model.eval(), out)
+    with atomic_write(out / "frontend_init.log") as f:
+        f.write(f"data_dir {data_dir}\nsteps {stats.steps}\nlr {lr}\nn_mels {n_mels}\nmax_seconds {max_seconds}\nseed {seed}\n")
+        f.write(f"final_mse {stats.final_loss():.4f}\n")
+        f.write(f"skipped_short {len(batches.skipped)} {' '.join(batches.skipped)}\n")
+        for i in range(0, len(stats.losses), 10):
+            f.write(f"step {i + 1} mse {stats.losses[i]:.4f}\n")
+    return stats
