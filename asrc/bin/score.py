@@ -11,7 +11,7 @@ writes ``OUT/score_wer/`` (and ``OUT/score_cer/``): ``ref.trn``, ``hyp.trn``, ``
 import argparse
 import sys
 
-from asrc.decode.kaldi_files import read_table
+from asrc.data.datadir import read_table
 from asrc.score.scorer import score_dir
 
 
@@ -39,8 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    refs = read_table(args.ref, allow_empty_value=True)
-    hyps = read_table(args.hyp, allow_empty_value=True)
+    refs = read_table(args.ref)
+    hyps = read_table(args.hyp)
     utt2spk = read_table(args.utt2spk) if args.utt2spk else None
     use_sclite = {"auto": "auto", "yes": True, "no": False}[args.sclite]
     units = ["word", "char"] if args.cer else ["word"]

@@ -91,17 +91,16 @@ def read_audio(
 
 
 def num_samples(spec: str, *, what: Optional[str] = None) -> int:
-    """Samples (per channel) of a recording, from its header when it is a file.
+    """Samples (per channel) of a recording: from its header when it is a file
+    (:func:`asrc.data.audio.audio_info`); pipe commands are run and decoded."""
+    from asrc.data.audio import AudioHeaderError, audio_info
 
-    Pipe commands are run and decoded (there is no header to read without running them).
-    """
     what = what or spec
     if is_pipe(spec):
         return int(read_audio(spec, what=what, resample=True, mix_channels=True).shape[0])
+    if not os.path.exists(spec):
+        raise FileNotFoundError(f"{what}: audio file {spec} does not exist")
     try:
-        info = sf.info(spec)
-    except sf.LibsndfileError as e:
-        if not os.path.exists(spec):
-            raise FileNotFoundError(f"{what}: audio file {spec} does not exist") from e
-        raise AsrcError(f"{what}: cannot read audio header of {spec!r}: {e}") from e
-    return int(info.frames)
+        return int(audio_info(spec).num_samples)
+    except AudioHeaderError as e:
+        raise AsrcError(f"{what}: cannot read the audio header: {e}") from e

@@ -40,7 +40,7 @@ from tqdm import tqdm
 
 from asrc.decode.audio import SAMPLE_RATE, num_samples, read_audio
 from asrc.decode.ctc import BeamSearchDecoder, GreedyDecoder
-from asrc.decode.kaldi_files import read_table
+from asrc.data.datadir import read_table
 from asrc.errors import AsrcError
 from asrc.utils.io import atomic_write
 
@@ -152,7 +152,8 @@ def resolve_model_dir(model, out_dir) -> Path:
         return model
     if _espnet_config(model) is not None:
         exported = Path(out_dir) / "model"
-        if is_model_dir(exported):
+        checkpoints = [p.stat().st_mtime for p in model.glob("*.pth")]
+        if is_model_dir(exported) and (exported / "model.pth").stat().st_mtime >= max(checkpoints, default=0):
             log.info("using the model exported earlier from %s: %s", model, exported)
             return exported
         try:
@@ -435,9 +436,14 @@ def decode_dir(data_dir, model, out_dir, options: Optional[DecodeOptions] = None
     options = options or DecodeOptions()
     options.validate()
     data_dir, out_dir = Path(data_dir), Path(out_dir)
+    if not (data_dir / "wav.scp").is_file():
+        raise FileNotFoundError(f"{data_dir}: no wav.scp; not a data directory")
     wav_scp = read_table(data_dir / "wav.scp")
     if not wav_scp:
         raise AsrcError(f"{data_dir / 'wav.scp'} is empty")
+    empty = [u for u, spec in wav_scp.items() if not spec]
+    if empty:
+        raise AsrcError(f"{data_dir / 'wav.scp'}: no audio given for {empty[:5]}")
     out_dir.mkdir(parents=True, exist_ok=True)
     model_dir = resolve_model_dir(model, out_dir)
 
@@ -486,7 +492,7 @@ def decode_dir(data_dir, model, out_dir, options: Optional[DecodeOptions] = None
     merged_text, merged_token = {}, {}
     for s in specs:
         for name, dest in (("text", merged_text), ("token", merged_token)):
-            dest.update(read_table(Path(s.job_dir) / name, allow_empty_value=True))
+            dest.update(read_table(Path(s.job_dir) / name))
     missing = [u for u in wav_scp if u not in merged_text or u not in merged_token]
     if missing:
         raise AsrcError(f"{out_dir}/jobs: no output for {len(missing)} utterance(s), e.g. {missing[:5]}")

@@ -11,8 +11,15 @@ import torch
 from asrc.bin.decode import main as decode_main
 from asrc.bin.score import main as score_main
 from asrc.decode.ctc import GreedyDecoder, tokens_to_text
-from asrc.decode.decode_dir import DecodeOptions, _fingerprint, decode_dir, make_batches, split_jobs
-from asrc.decode.kaldi_files import read_table
+from asrc.decode.decode_dir import (
+    DecodeOptions,
+    _fingerprint,
+    decode_dir,
+    make_batches,
+    split_jobs,
+    utterance_lengths,
+)
+from asrc.data.datadir import read_table
 from asrc.errors import AsrcError
 from asrc.models import load, num_parameters
 
@@ -45,12 +52,12 @@ def test_planning_is_balanced_and_length_sorted(lengths):
 def test_batched_decoding_equals_single_utterances(model_dir, data_dir, lengths, tmp_path):
     out = tmp_path / "out"
     summary = decode_dir(data_dir, model_dir, out, DecodeOptions(batch_seconds=1.5))
-    text = read_table(out / "text", allow_empty_value=True)
+    text = read_table(out / "text")
     assert list(text) == list(lengths)  # wav.scp order
     expected = single_utterance_texts(model_dir, data_dir)
     assert text == expected
     assert len(set(expected.values())) > 2  # the tiny model does say different things
-    tokens = read_table(out / "token", allow_empty_value=True)
+    tokens = read_table(out / "token")
     assert {u: tokens_to_text(t.split()) for u, t in tokens.items()} == text
 
     assert summary["num_utts"] == len(lengths)
@@ -108,7 +115,7 @@ def test_audio_errors_name_the_utterance(model_dir, data_dir, lengths, make_wav,
 
     junk = tmp_path / "junk.wav"
     junk.write_bytes(b"RIFF this is not audio at all" * 10)
-    with pytest.raises(AsrcError, match=r"utterance u9: cannot read audio .*junk.wav"):
+    with pytest.raises(AsrcError, match=r"utterance u9: cannot read .*junk.wav"):
         decode_with(f"u9 {junk}")
     with pytest.raises(FileNotFoundError, match=r"utterance u10: .*missing.wav"):
         decode_with(f"u10 {tmp_path}/missing.wav")
@@ -149,9 +156,19 @@ def test_cli_beam_with_lexicon_then_score(model_dir, data_dir, tmp_path, capsys)
     assert decode_main(["--model", str(model_dir), "--data", str(data_dir), "--out", str(out), "--method", "beam",
                         "--lexicon-words", str(words), "--beam-size", "8", "--batch-seconds", "0.5"]) == 0
     assert (out / "lexicon.txt.skipped").read_text() == "\u00c9T\u00c9\n"
-    hyps = read_table(out / "text", allow_empty_value=True)
+    hyps = read_table(out / "text")
     assert all(set(h.split()) <= {"A", "B", "AB", "THE"} for h in hyps.values())
     assert score_main(["--ref", str(data_dir / "text"), "--hyp", str(out / "text"), "--out", str(out),
                        "--utt2spk", str(data_dir / "utt2spk")]) == 0
     assert "%WER" in capsys.readouterr().out
     assert (out / "score_wer" / "score.json").is_file()
+
+
+def test_lengths_come_from_utt2num_samples_or_utt2dur(data_dir, lengths):
+    wav_scp = read_table(data_dir / "wav.scp")
+    assert utterance_lengths(data_dir, wav_scp) == lengths  # from the headers (and the pipe's output)
+    (data_dir / "utt2dur").write_text("".join(f"{u} {n / 16000:.4f}\n" for u, n in lengths.items()))
+    assert utterance_lengths(data_dir, wav_scp) == lengths
+    (data_dir / "utt2num_samples").write_text("u1 5\n")
+    with pytest.raises(AsrcError, match=r"utt2num_samples: no entry for 5 utterance"):
+        utterance_lengths(data_dir, wav_scp)
