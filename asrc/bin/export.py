@@ -1,0 +1,59 @@
+"""asrc-export: an asrc model directory -> TorchScript or ONNX.
+
+Usage:
+    asrc-export exp/student exp/student.onnx --format onnx
+    asrc-export exp/student exp/student_int8.onnx --format onnx --int8      # onnxruntime int8
+    asrc-export exp/student exp/student.pt --format torchscript
+    asrc-export exp/student_int8 exp/student_int8.pt --format torchscript   # asrc-quantize output
+
+Inputs ``wav [batch, samples]`` float32 16 kHz and ``lengths [batch]`` int64; outputs ``logits
+[batch, frames, vocab]`` and ``out_lengths [batch]``; batch and length are dynamic. TorchScript
+takes float and asrc-quantize'd directories. ONNX takes float directories only (torch's int8
+modules have no ONNX form); --int8 quantizes the exported graph's MatMul weights with
+onnxruntime. --check compares the export with the PyTorch model on random audio and fails
+beyond the tolerance (max |logit difference| 1e-3 for float exports).
+"""
+
+import argparse
+import sys
+
+from asrc.errors import AsrcError
+
+
+def get_parser() -> argparse.ArgumentParser:
+    from asrc.quant.export import FORMATS
+
+    parser = argparse.ArgumentParser(prog="asrc-export", description=__doc__.split("\n")[0],
+                                     epilog=__doc__.split("\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model", help="model directory (float, or asrc-quantize output for torchscript)")
+    parser.add_argument("out", help="file to write (.onnx / .pt)")
+    parser.add_argument("--format", required=True, choices=FORMATS)
+    parser.add_argument("--int8", action="store_true", help="onnx: quantize the exported graph with onnxruntime")
+    parser.add_argument("--check", action=argparse.BooleanOptionalAction, default=True,
+                        help="compare the export with the PyTorch model (default: on)")
+    return parser
+
+
+def main(argv=None) -> int:
+    args = get_parser().parse_args(argv)
+    from asrc.models import load
+    from asrc.quant.export import check_export, export_model
+
+    try:
+        model = load(args.model)
+        path = export_model(model, args.out, args.format, int8=args.int8)
+        size = path.stat().st_size / 1e6
+        print(f"{path}: {args.format}{' int8' if args.int8 else ''}, {size:.1f} MB")
+        if args.check:
+            report = check_export(model, path, args.format, int8=args.int8)
+            print(report["message"])
+            if not report["ok"]:
+                return 1
+    except (AsrcError, FileNotFoundError, ValueError) as e:
+        print(f"asrc-export: error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

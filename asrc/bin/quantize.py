@@ -1,0 +1,92 @@
+"""asrc-quantize: int8 post-training quantization of an asrc model directory.
+
+Usage:
+    asrc-quantize exp/student exp/student_int8                                   # --mode dynamic
+    asrc-quantize exp/student exp/student_int8 --mode static-conv --calib data/dev_clean
+    asrc-quantize exp/student exp/student_int8 --mode static-conv --calib data/dev_clean --check data/test
+
+Modes:
+    dynamic      int8 Linear layers (weights per output row, activations per call); the
+                 positional conv's weight norm folded into one kernel; convs stay float.
+    static-conv  dynamic + static int8 convs (CNN layers 2..N and the positional conv), with
+                 activation ranges from --calib audio (a Kaldi-style data dir with wav.scp).
+
+OUT holds config.yaml, quantization.yaml (what was quantized, engine, calibration),
+model.pth (the int8 state dict) and tokens.txt; asrc.models.load(OUT) and every asrc command
+that takes a model directory read it. int8 kernels run on the CPU. --check prints how closely
+the int8 model follows the float one (logit cosine, posterior KL, argmax and greedy-output
+agreement) on up to 50 utterances of a data dir.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+from asrc.errors import AsrcError
+
+
+def get_parser() -> argparse.ArgumentParser:
+    from asrc.quant import MODES
+
+    parser = argparse.ArgumentParser(prog="asrc-quantize", description=__doc__.split("\n")[0],
+                                     epilog=__doc__.split("\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("src", help="float model directory (config.yaml + model.pth)")
+    parser.add_argument("out", help="quantized model directory to write")
+    parser.add_argument("--mode", default="dynamic", choices=sorted(MODES), help="what to quantize (default: dynamic)")
+    parser.add_argument("--calib", metavar="DATA_DIR", help="calibration audio (wav.scp) for static-conv")
+    parser.add_argument("--calib-utts", type=int, default=16, help="calibration utterances, spread over wav.scp")
+    parser.add_argument("--engine", default=None, help="torch quantized engine (default: x86)")
+    parser.add_argument("--full-range", action="store_true",
+                        help="8-bit instead of 7-bit conv activations; only for CPUs with VNNI (AVX512-VNNI/AVX-VNNI)")
+    parser.add_argument("--check", metavar="DATA_DIR", help="report agreement with the float model on this data dir")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
+    return parser
+
+
+def main(argv=None) -> int:
+    args = get_parser().parse_args(argv)
+    import torch
+
+    from asrc.models import is_model_dir, load
+    from asrc.models.io import QUANT_NAME
+    from asrc.quant import quantize_model, read_calibration, save_quantized
+    from asrc.quant.agreement import agreement, format_agreement
+
+    try:
+        src, out = Path(args.src), Path(args.out)
+        if not is_model_dir(src):
+            raise FileNotFoundError(f"{src}: not a model directory (config.yaml + model.pth)")
+        if (src / QUANT_NAME).is_file():
+            raise AsrcError(f"{src}: already quantized ({QUANT_NAME}); quantize the float model")
+        if out.exists() and any(out.iterdir()) and not args.overwrite:
+            raise AsrcError(f"{out}: exists and is not empty (use --overwrite)")
+        if args.mode == "static-conv" and not args.calib:
+            raise AsrcError("--mode static-conv needs --calib DATA_DIR (a data dir with wav.scp)")
+        model = load(src)
+        calib, info = None, {}
+        if args.calib:
+            calib, info = read_calibration(args.calib, max_utterances=args.calib_utts)
+        qmodel, spec = quantize_model(model, args.mode, calib, engine=args.engine,
+                                      reduce_range=not args.full_range, calibration_info=info)
+        spec.calibration.setdefault("source_model", str(src))
+        save_quantized(qmodel, spec, out)
+        mb_in = (src / "model.pth").stat().st_size / 1e6
+        mb_out = (out / "model.pth").stat().st_size / 1e6
+        print(f"{out}: mode {args.mode}, {len(spec.dynamic_int8_linear)} int8 Linear, "
+              f"{len(spec.static_int8_conv)} int8 Conv; model.pth {mb_in:.1f} MB -> {mb_out:.1f} MB "
+              f"({mb_in / mb_out:.2f}x smaller)")
+        if args.check:
+            waves, _ = read_calibration(args.check, max_utterances=50, max_seconds=600)
+            reloaded = load(out)
+            with torch.inference_mode():
+                stats = agreement(model, reloaded, waves, blank=0)
+            print(f"agreement with the float model on {args.check}:")
+            print("\n".join("  " + line for line in format_agreement(stats)))
+    except (AsrcError, FileNotFoundError, ValueError) as e:
+        print(f"asrc-quantize: error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,312 @@
+"""Post-training int8 quantization of :class:`asrc.models.Wav2Vec2CTC` for CPU inference.
+
+Modes (``quantize_model(model, mode)``, ``asrc-quantize --mode``):
+
+``dynamic``
+    Every ``nn.Linear`` (attention, feed-forward, feature projection, CTC head) gets int8
+    weights (symmetric, one scale per output row) and runs through fbgemm with its input
+    quantized per call from the batch's own range. The positional conv's weight norm is folded
+    into a plain kernel, which stays float, as does the CNN front end. No calibration data.
+``static-conv``
+    ``dynamic`` plus static int8 for the convolutions: CNN layers 2..N (the first layer sees
+    the raw waveform, whose 16-bit range 8 bits would squash, and costs little) and the folded
+    positional conv. Each runs quantize -> int8 conv -> dequantize with activation scales from
+    calibration (histogram observers over a few utterances); the group/layer norms and GELUs
+    between them stay float. Needs calibration audio.
+
+What was quantized is recorded in ``quantization.yaml`` (:class:`QuantizationSpec`) next to
+``config.yaml``; :func:`load_quantized` rebuilds the same module structure from it and loads
+the int8 state dict, which is what ``asrc.models.load`` does for such a directory.
+"""
+
+import contextlib
+import dataclasses
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import torch
+import yaml
+from torch import Tensor, nn
+
+from asrc.errors import AsrcError, CheckpointError
+from asrc.models.config import Wav2Vec2Config
+from asrc.models.io import CONFIG_NAME, QUANT_NAME, TOKENS_NAME, WEIGHTS_NAME, read_token_list, write_token_list
+from asrc.models.wav2vec2 import PositionalConv, Wav2Vec2CTC
+from asrc.quant.modules import FoldedPositionalConv, Int8Conv1d, activation_observer
+from asrc.utils.io import atomic_torch_save, atomic_write
+
+MODES = {
+    "dynamic": "int8 Linear layers (dynamic activations), positional-conv weight norm folded, convs float",
+    "static-conv": "dynamic + calibrated static int8 convs (CNN layers 2..N and the positional conv)",
+}
+FORMAT_VERSION = 1
+
+
+@dataclass
+class QuantizationSpec:
+    """The contents of ``quantization.yaml``: which modules were replaced by what."""
+
+    mode: str
+    # Module names, as in ``model.named_modules()``.
+    dynamic_int8_linear: List[str] = field(default_factory=list)
+    static_int8_conv: List[str] = field(default_factory=list)
+    folded_weight_norm: List[str] = field(default_factory=list)
+    # Quantized kernels are packed for this backend of ``torch.backends.quantized``.
+    engine: str = "x86"
+    activation_reduce_range: bool = True
+    calibration: Dict = field(default_factory=dict)
+    torch_version: str = str(torch.__version__)
+    format_version: int = FORMAT_VERSION
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(dataclasses.asdict(self), sort_keys=False)
+
+    @classmethod
+    def from_yaml_file(cls, path) -> "QuantizationSpec":
+        with open(path, encoding="utf-8") as f:
+            try:
+                d = yaml.safe_load(f) or {}
+            except yaml.YAMLError as e:
+                raise AsrcError(f"{path}: not valid YAML: {e}") from e
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise AsrcError(f"{path}: unknown keys {unknown} (known: {sorted(known)})")
+        if d.get("mode") not in MODES:
+            raise AsrcError(f"{path}: mode={d.get('mode')!r} is not one of {sorted(MODES)}")
+        if d.get("format_version", FORMAT_VERSION) > FORMAT_VERSION:
+            raise AsrcError(f"{path}: format_version {d['format_version']} is newer than this asrc reads "
+                            f"({FORMAT_VERSION})")
+        return cls(**d)
+
+
+@contextlib.contextmanager
+def _quiet():
+    """torch 2.9 flags ``torch.ao.quantization`` as deprecated on every call; asrc pins torch 2.9."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*torch.ao.quantization is deprecated.*")
+        yield
+
+
+def _set_module(model: nn.Module, name: str, module: nn.Module):
+    parent_name, _, attr = name.rpartition(".")
+    setattr(model.get_submodule(parent_name) if parent_name else model, attr, module)
+
+
+def set_engine(engine: str):
+    if engine not in torch.backends.quantized.supported_engines:
+        raise AsrcError(f"quantized engine {engine!r} is not supported by this torch build "
+                        f"(supported: {torch.backends.quantized.supported_engines})")
+    torch.backends.quantized.engine = engine
+
+
+def default_engine() -> str:
+    engines = torch.backends.quantized.supported_engines
+    return "x86" if "x86" in engines else torch.backends.quantized.engine
+
+
+def fold_weight_norm(model: Wav2Vec2CTC) -> List[str]:
+    """Replace every :class:`PositionalConv` by a :class:`FoldedPositionalConv` in place."""
+    names = [n for n, m in model.named_modules() if isinstance(m, PositionalConv)]
+    for name in names:
+        _set_module(model, name, FoldedPositionalConv.from_positional_conv(model.get_submodule(name)))
+    return names
+
+
+def static_conv_targets(model: Wav2Vec2CTC) -> List[str]:
+    """Names of the ``nn.Conv1d`` modules that ``static-conv`` quantizes (after folding)."""
+    names = [f"feature_extractor.conv_layers.{i}.conv" for i in range(1, len(model.feature_extractor.conv_layers))]
+    names += [n + ".conv" for n, m in model.named_modules() if isinstance(m, FoldedPositionalConv)]
+    return names
+
+
+def _dynamic_linear(model: nn.Module) -> List[str]:
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+    names = [n for n, m in model.named_modules() if type(m) is nn.Linear]
+    with _quiet():
+        quantize_dynamic(model, {n: per_channel_dynamic_qconfig for n in names}, dtype=torch.qint8, inplace=True)
+    return names
+
+
+def _as_waveforms(calibration) -> List[Tensor]:
+    if isinstance(calibration, Tensor):
+        calibration = [calibration] if calibration.dim() == 1 else list(calibration)
+    wavs = [torch.as_tensor(w, dtype=torch.float32).flatten() for w in calibration]
+    if not wavs:
+        raise ValueError("calibration: no waveforms given")
+    return wavs
+
+
+@torch.inference_mode()
+def _calibrate_convs(model: Wav2Vec2CTC, names: Sequence[str], waveforms: List[Tensor],
+                     reduce_range: bool) -> Dict[str, tuple]:
+    """Run ``waveforms`` one by one (no padding to skew the ranges) and observe every conv's
+    input and output."""
+    observers = {n: (activation_observer(reduce_range), activation_observer(reduce_range)) for n in names}
+    hooks = []
+    for name in names:
+        obs_in, obs_out = observers[name]
+
+        def hook(_module, args, out, obs_in=obs_in, obs_out=obs_out):
+            obs_in(args[0].detach())
+            obs_out(out.detach())
+
+        hooks.append(model.get_submodule(name).register_forward_hook(hook))
+    try:
+        rf = model.config.receptive_field
+        for i, w in enumerate(waveforms):
+            if w.numel() < rf:
+                raise ValueError(f"calibration waveform {i} has {w.numel()} samples; the model needs >= {rf}")
+            model(w[None], torch.tensor([w.numel()]))
+    finally:
+        for h in hooks:
+            h.remove()
+    return observers
+
+
+def quantize_model(model: Wav2Vec2CTC, mode: str = "dynamic", calibration=None, *,
+                   engine: Optional[str] = None, reduce_range: bool = True,
+                   calibration_info: Optional[dict] = None):
+    """Quantized copy of ``model`` (the float model is left untouched).
+
+    Args:
+        model: a float :class:`Wav2Vec2CTC`.
+        mode: one of :data:`MODES`.
+        calibration: for ``static-conv``: waveforms (list of 1-D float32 16 kHz tensors, or a
+            ``[batch, sample]`` tensor of unpadded rows), e.g. from :func:`read_calibration`.
+        engine: quantized backend (default ``x86``: fbgemm + oneDNN).
+        reduce_range: 7-bit activations for static convs (safe on CPUs without VNNI).
+        calibration_info: what to record about the calibration data in ``quantization.yaml``.
+
+    Returns:
+        ``(quantized_model, QuantizationSpec)``; the model is in eval mode.
+    """
+    import copy
+
+    if mode not in MODES:
+        raise ValueError(f"mode={mode!r} is not one of {sorted(MODES)}")
+    engine = engine or default_engine()
+    set_engine(engine)
+    q = copy.deepcopy(model).eval()
+    spec = QuantizationSpec(mode=mode, engine=engine, activation_reduce_range=reduce_range)
+    spec.folded_weight_norm = fold_weight_norm(q)
+    if mode == "static-conv":
+        if calibration is None:
+            raise ValueError("mode 'static-conv' needs calibration waveforms (asrc-quantize --calib DATA_DIR)")
+        waveforms = _as_waveforms(calibration)
+        names = static_conv_targets(q)
+        observers = _calibrate_convs(q, names, waveforms, reduce_range)
+        for name in names:
+            _set_module(q, name, Int8Conv1d.from_float(q.get_submodule(name), *observers[name]))
+        spec.static_int8_conv = names
+        spec.calibration = dict(calibration_info or {})
+        spec.calibration.setdefault("utterances", len(waveforms))
+        spec.calibration.setdefault("seconds", round(sum(w.numel() for w in waveforms) / 16000, 2))
+    spec.dynamic_int8_linear = _dynamic_linear(q)
+    return q.eval(), spec
+
+
+def build_quantized(config: Wav2Vec2Config, spec: QuantizationSpec, tokens=None) -> Wav2Vec2CTC:
+    """The module structure described by ``spec`` with placeholder values (to load a state dict into)."""
+    set_engine(spec.engine)
+    model = Wav2Vec2CTC(config, tokens).eval()
+    folded = fold_weight_norm(model)
+    if sorted(folded) != sorted(spec.folded_weight_norm):
+        raise CheckpointError(f"{QUANT_NAME}: folded_weight_norm {spec.folded_weight_norm} does not match the "
+                              f"model's positional convs {folded}")
+    for name in spec.static_int8_conv:
+        try:
+            conv = model.get_submodule(name)
+        except AttributeError as e:
+            raise CheckpointError(f"{QUANT_NAME}: static_int8_conv names {name!r}, not a module of this model") from e
+        if not isinstance(conv, nn.Conv1d):
+            raise CheckpointError(f"{QUANT_NAME}: static_int8_conv names {name!r}, a {type(conv).__name__}")
+        _set_module(model, name, Int8Conv1d(conv.in_channels, conv.out_channels, conv.kernel_size[0], conv.stride[0],
+                                            conv.padding[0], conv.groups, conv.bias is not None))
+    linear = {n for n, m in model.named_modules() if type(m) is nn.Linear}
+    missing = sorted(set(spec.dynamic_int8_linear) - linear)
+    if missing:
+        raise CheckpointError(f"{QUANT_NAME}: dynamic_int8_linear names {missing}, not Linear layers of this model")
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+    with _quiet():
+        quantize_dynamic(model, {n: per_channel_dynamic_qconfig for n in spec.dynamic_int8_linear},
+                         dtype=torch.qint8, inplace=True)
+    return model.eval()
+
+
+def save_quantized(model: Wav2Vec2CTC, spec: QuantizationSpec, out_dir, tokens: Optional[Sequence[str]] = None):
+    """Write ``config.yaml``, ``quantization.yaml``, ``model.pth`` (int8 state dict), ``tokens.txt``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tokens = tokens if tokens is not None else model.tokens
+    with atomic_write(out / CONFIG_NAME) as f:
+        f.write(model.config.to_yaml())
+    atomic_torch_save(model.state_dict(), out / WEIGHTS_NAME)
+    if tokens is not None:
+        write_token_list(out / TOKENS_NAME, tokens)
+    # Written last: its presence is what marks the directory as quantized.
+    with atomic_write(out / QUANT_NAME) as f:
+        f.write(spec.to_yaml())
+
+
+def load_quantized(model_dir, map_location="cpu") -> Wav2Vec2CTC:
+    """Load a directory written by :func:`save_quantized`; the model is in eval mode.
+
+    Quantized kernels run on the CPU only; ``map_location`` other than CPU is an error.
+    """
+    model_dir = Path(model_dir)
+    if str(map_location) != "cpu":
+        raise AsrcError(f"{model_dir}: int8 models run on the CPU only (map_location={map_location!r})")
+    spec = QuantizationSpec.from_yaml_file(model_dir / QUANT_NAME)
+    config_path = model_dir / CONFIG_NAME
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{model_dir}: no {CONFIG_NAME}; not an asrc model directory")
+    config = Wav2Vec2Config.from_yaml(config_path)
+    weights = model_dir / WEIGHTS_NAME
+    if not weights.is_file():
+        raise FileNotFoundError(f"{model_dir}: no {WEIGHTS_NAME}")
+    tokens_path = model_dir / TOKENS_NAME
+    tokens = read_token_list(tokens_path) if tokens_path.is_file() else None
+    if tokens is not None and len(tokens) != config.vocab_size:
+        raise CheckpointError(f"{tokens_path}: {len(tokens)} tokens but config.yaml has vocab_size={config.vocab_size}")
+    model = build_quantized(config, spec, tokens)
+    state = torch.load(weights, map_location="cpu", weights_only=True)
+    missing = sorted(set(model.state_dict()) - set(state))
+    unexpected = sorted(set(state) - set(model.state_dict()))
+    if missing or unexpected:
+        raise CheckpointError(f"{weights}: does not match {QUANT_NAME} + {CONFIG_NAME}: missing keys {missing[:10]}, "
+                              f"unexpected keys {unexpected[:10]}")
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise CheckpointError(f"{weights}: {e}") from e
+    model.quantization = spec
+    return model.eval()
+
+
+def read_calibration(data_dir, max_utterances: int = 16, max_seconds: float = 120.0) -> tuple:
+    """Calibration waveforms from a Kaldi-style data dir: up to ``max_utterances`` spread evenly
+    over ``wav.scp`` (so one speaker or one recording session does not set all the ranges),
+    stopping at ``max_seconds`` of audio. Returns ``(waveforms, info)``."""
+    from asrc.decode.audio import read_audio
+    from asrc.decode.kaldi_files import read_table
+
+    data_dir = Path(data_dir)
+    wav_scp = read_table(data_dir / "wav.scp")
+    keys = list(wav_scp)
+    step = max(1, len(keys) // max_utterances)
+    chosen, waveforms, seconds = [], [], 0.0
+    for key in keys[::step][:max_utterances]:
+        wav = torch.from_numpy(read_audio(wav_scp[key], what=f"utterance {key} of {data_dir}"))
+        waveforms.append(wav)
+        chosen.append(key)
+        seconds += wav.numel() / 16000
+        if seconds >= max_seconds:
+            break
+    info = {"data_dir": str(data_dir), "utterances": len(chosen), "seconds": round(seconds, 2),
+            "first_utterances": chosen[:5]}
+    return waveforms, info
