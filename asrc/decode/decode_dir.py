@@ -175,13 +175,16 @@ def resolve_model_dir(model, out_dir) -> Path:
 
 def model_footprint(model_dir: Path, model: torch.nn.Module) -> dict:
     """Parameter count and size on disk (``model.pth``, or all files if there is none) in MB."""
-    from asrc.models import num_parameters
+    try:  # counts int8 weights too (packed, not nn.Parameters)
+        from asrc.quant.modules import parameter_count
+    except ImportError:
+        from asrc.models import num_parameters as parameter_count
 
     weights = model_dir / "model.pth"
     files = [weights] if weights.is_file() else [p for p in model_dir.rglob("*") if p.is_file()]
     return {
         "dir": str(model_dir),
-        "params": int(num_parameters(model)),
+        "params": int(parameter_count(model)),
         "size_mb": sum(p.stat().st_size for p in files) / 1e6,
     }
 
@@ -345,6 +348,7 @@ def run_job(spec: JobSpec, progress=None) -> dict:
         json.dump(stats, f)
     with atomic_write(job_dir / "done") as f:
         f.write(spec.fingerprint + "\n")
+    (job_dir / "error.log").unlink(missing_ok=True)
     return stats
 
 
@@ -354,11 +358,16 @@ def _worker(spec: JobSpec, queue):
     try:
         stats = run_job(spec, progress=lambda n: queue.put(("progress", spec.index, n)))
         queue.put(("done", spec.index, stats))
-    except BaseException as e:  # reported to the parent, which raises it with the job named
-        queue.put(("error", spec.index, f"{type(e).__name__}: {e}\n{traceback.format_exc()}"))
+    except BaseException as e:  # reported to the parent, which names the job
+        log_path = Path(spec.job_dir) / "error.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        log_path.write_text(traceback.format_exc(), encoding="utf-8")
+        queue.put(("error", spec.index, f"{type(e).__name__}: {e} (traceback in {log_path})"))
 
 
 def _run_parallel(specs: List[JobSpec], total_utts: int, done_utts: int) -> Dict[int, dict]:
+    """Run jobs in spawned processes. A failing job does not stop the others: they finish and
+    are kept (a rerun resumes), then every failure is raised together."""
     import multiprocessing as mp
     import queue as queue_mod
 
@@ -368,27 +377,33 @@ def _run_parallel(specs: List[JobSpec], total_utts: int, done_utts: int) -> Dict
     for p in procs.values():
         p.start()
     stats: Dict[int, dict] = {}
+    errors: Dict[int, str] = {}
     try:
         with tqdm(total=total_utts, initial=done_utts, desc="decoding", unit="utt") as bar:
-            while len(stats) < len(specs):
+            while len(stats) + len(errors) < len(specs):
                 try:
                     kind, job, payload = q.get(timeout=1.0)
                 except queue_mod.Empty:
-                    dead = [j for j, p in procs.items() if j not in stats and not p.is_alive() and p.exitcode not in (0, None)]
-                    if dead:
-                        raise AsrcError(f"decoding job(s) {dead} died (exit codes {[procs[j].exitcode for j in dead]})")
+                    for j, p in procs.items():
+                        if j not in stats and j not in errors and not p.is_alive():
+                            errors[j] = f"process exited (code {p.exitcode}) without reporting"
                     continue
                 if kind == "progress":
                     bar.update(payload)
                 elif kind == "done":
                     stats[job] = payload
                 else:
-                    raise AsrcError(f"decoding job {job} failed: {payload}")
+                    errors[job] = payload
     finally:
         for p in procs.values():
             if p.is_alive():
                 p.terminate()
             p.join()
+    if errors:
+        raise AsrcError(
+            "decoding failed in " + "; ".join(f"job {j}: {msg}" for j, msg in sorted(errors.items()))
+            + f"; the {len(stats)} finished job(s) are kept and a rerun resumes from them"
+        )
     return stats
 
 
@@ -396,14 +411,15 @@ def _run_parallel(specs: List[JobSpec], total_utts: int, done_utts: int) -> Dict
 # The whole directory
 
 
-def _fingerprint(model_dir: Path, options: DecodeOptions, utts: Sequence[str]) -> str:
+def _fingerprint(model_dir: Path, options: DecodeOptions, wav: Dict[str, str]) -> str:
+    """Identifies a job's result: model file, output-changing options, utterances and audio."""
     weights = model_dir / "model.pth"
     st = weights.stat() if weights.is_file() else None
     payload = {
         "model": str(model_dir.resolve()),
         "weights": [st.st_size, st.st_mtime_ns] if st else None,
         "options": options.decoder_fingerprint(),
-        "utts": list(utts),
+        "wav": list(wav.items()),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
@@ -462,7 +478,7 @@ def decode_dir(data_dir, model, out_dir, options: Optional[DecodeOptions] = None
                 model_dir=str(model_dir),
                 job_dir=str(job_dir),
                 options=options,
-                fingerprint=_fingerprint(model_dir, options, utts),
+                fingerprint=_fingerprint(model_dir, options, {u: wav_scp[u] for u in utts}),
             )
         )
     finished = [s for s in specs if _job_done(s)]

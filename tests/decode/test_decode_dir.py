@@ -3,6 +3,7 @@
 import json
 import sys
 import types
+from pathlib import Path
 
 import pytest
 import soundfile as sf
@@ -70,30 +71,40 @@ def test_batched_decoding_equals_single_utterances(model_dir, data_dir, lengths,
     assert "RTF" in (out / "rtf.log").read_text()
 
 
-def test_parallel_jobs_and_resume(model_dir, data_dir, lengths, tmp_path):
-    one = tmp_path / "one"
-    two = tmp_path / "two"
+def test_parallel_jobs_failure_and_resume(model_dir, data_dir, lengths, tmp_path):
+    one, two = tmp_path / "one", tmp_path / "two"
     decode_dir(data_dir, model_dir, one, DecodeOptions(nj=1))
-    first = decode_dir(data_dir, model_dir, two, DecodeOptions(nj=2, batch_seconds=0))
-    assert first["resumed_jobs"] == []
-    assert (two / "text").read_text() == (one / "text").read_text()
-    assert sorted(p.name for p in (two / "jobs").iterdir()) == ["1", "2"]
 
-    # A rerun redoes nothing; removing one job's marker redoes only that job.
+    # Job 2 (u4 u6 u3) fails on u3 inside its process; job 1 still finishes and is kept.
+    (data_dir / "utt2num_samples").write_text("".join(f"{u} {n}\n" for u, n in lengths.items()))
+    u3 = Path(read_table(data_dir / "wav.scp")["u3"].split()[1])
+    audio = u3.read_bytes()
+    u3.write_bytes(b"not audio" * 100)
+    with pytest.raises(AsrcError, match=r"decoding failed in job 2: AsrcError: utterance u3: .*1 finished job"):
+        decode_dir(data_dir, model_dir, two, DecodeOptions(nj=2, batch_seconds=0))
+    assert (two / "jobs/1/done").is_file() and not (two / "jobs/2/done").exists()
+    assert "Traceback" in (two / "jobs/2/error.log").read_text()
+
+    # The rerun decodes job 2 only.
+    u3.write_bytes(audio)
     mtime = (two / "jobs/1/text").stat().st_mtime_ns
-    assert decode_dir(data_dir, model_dir, two, DecodeOptions(nj=2))["resumed_jobs"] == [1, 2]
-    (two / "jobs/2/done").unlink()
     again = decode_dir(data_dir, model_dir, two, DecodeOptions(nj=2))
     assert again["resumed_jobs"] == [1] and again["num_utts"] == 6
     assert (two / "jobs/1/text").stat().st_mtime_ns == mtime
+    assert not (two / "jobs/2/error.log").exists()
     assert (two / "text").read_text() == (one / "text").read_text()
-    # Search options change the output, so finished jobs are not reused for them; the speed
-    # options (jobs, threads, batching) do not.
-    utts = list(lengths)
-    base = _fingerprint(model_dir, DecodeOptions(), utts)
-    assert _fingerprint(model_dir, DecodeOptions(nj=3, threads_per_job=2, batch_seconds=0), utts) == base
-    assert _fingerprint(model_dir, DecodeOptions(method="beam"), utts) != base
-    assert _fingerprint(model_dir, DecodeOptions(), utts[::-1]) != base
+    assert decode_dir(data_dir, model_dir, two, DecodeOptions(nj=2))["resumed_jobs"] == [1, 2]
+
+
+def test_job_fingerprint(model_dir, lengths):
+    # Search options and the audio change the output, so finished jobs are not reused for
+    # them; the speed options (jobs, threads, batching) do not.
+    wav = {u: f"/audio/{u}.wav" for u in lengths}
+    base = _fingerprint(model_dir, DecodeOptions(), wav)
+    assert _fingerprint(model_dir, DecodeOptions(nj=3, threads_per_job=2, batch_seconds=0), wav) == base
+    assert _fingerprint(model_dir, DecodeOptions(method="beam"), wav) != base
+    assert _fingerprint(model_dir, DecodeOptions(), {**wav, "u1": "/elsewhere/u1.wav"}) != base
+    assert _fingerprint(model_dir, DecodeOptions(), dict(list(wav.items())[:-1])) != base
 
 
 def test_audio_errors_name_the_utterance(model_dir, data_dir, lengths, make_wav, tmp_path):
