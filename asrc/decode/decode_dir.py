@@ -463,6 +463,10 @@ def decode_dir(data_dir, model, out_dir, options: Optional[DecodeOptions] = None
     out_dir.mkdir(parents=True, exist_ok=True)
     model_dir = resolve_model_dir(model, out_dir)
 
+    cores = os.cpu_count() or 1
+    if options.nj * options.threads_per_job > cores:
+        log.warning("nj %d x threads %d exceeds the %d CPU cores: jobs will compete and RTF will suffer",
+                    options.nj, options.threads_per_job, cores)
     wall0 = time.perf_counter()
     lengths = utterance_lengths(data_dir, wav_scp)
     jobs = split_jobs(lengths, options.nj)

@@ -41,8 +41,10 @@ def test_per_utterance_counts_equal_sclite(tmp_path, seed):
 
 @pytest.mark.parametrize("unit", ["word", "char"])
 def test_score_dir_with_sclite_agrees(tmp_path, unit):
-    refs = {"a1": "HELLO WORLD", "a2": "THE CAT SAT ON THE MAT", "a3": "X Y Z", "a4": "", "a5": "IT'S A TEST"}
-    hyps = {"a1": "HELO WORLD", "a2": "THE CAT ON MAT", "a3": "", "a4": "", "a5": "ITS A TEST TOO"}
+    refs = {"a1": "HELLO WORLD", "a2": "THE CAT SAT ON THE MAT", "a3": "X Y Z", "a4": "", "a5": "IT'S A TEST",
+            "a6": "CAF\u00c9 NA\u00cfVE \u00dcBER"}
+    hyps = {"a1": "HELO WORLD", "a2": "THE CAT ON MAT", "a3": "", "a4": "", "a5": "ITS A TEST TOO",
+            "a6": "caf\u00e9 NA\u00cfVE \u00fcber"}  # only ASCII case is folded, by both
     utt2spk = {u: "spk" + u[1] for u in refs}
     with_sclite = score_dir(refs, hyps, tmp_path / "s", unit=unit, utt2spk=utt2spk, use_sclite=True)
     builtin = score_dir(refs, hyps, tmp_path / "b", unit=unit, utt2spk=utt2spk, use_sclite=False)
