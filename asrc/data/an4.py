@@ -92,8 +92,11 @@ def prepare_an4(an4_root, out_dir, dev_fraction: float = 0.1) -> dict:
     out_dir = Path(out_dir)
     train_utts, train_skipped = _read_part(an4_root, "train")
     test_utts, test_skipped = _read_part(an4_root, "test")
-    dev_speakers = set(split_speakers(sorted({u.speaker for u in train_utts}), dev_fraction))
     train_speakers = {u.speaker for u in train_utts}
+    dev_speakers = set(split_speakers(sorted(train_speakers), dev_fraction))
+    if not dev_speakers:
+        raise AsrcError(f"prepare_an4: {len(train_speakers)} training speaker(s) in {an4_root}: too few to hold "
+                        "out a dev set")
     overlap = train_speakers & {u.speaker for u in test_utts}
     if overlap:
         raise AsrcError(f"prepare_an4: speakers in both train and test: {sorted(overlap)}")

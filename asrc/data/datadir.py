@@ -473,8 +473,13 @@ def combine_data_dirs(out_dir, src_dirs) -> Path:
     return out_dir
 
 
+def _tagged_lines(path, tag):
+    for key, line in _sorted_lines(path):
+        yield key, tag, line
+
+
 def _merge_table(out_path: Path, sources) -> None:
-    streams = [((key, i, line) for key, line in _sorted_lines(p)) for i, p in enumerate(sources)]
+    streams = [_tagged_lines(p, i) for i, p in enumerate(sources)]
     with atomic_write(out_path) as f:
         previous, previous_src = None, None
         buffer = []

@@ -126,8 +126,8 @@ def download_librispeech(
             (``<source>/LibriSpeech/<subset>`` or ``<source>/<subset>``, linked, not copied);
             a tarball must be named ``<subset>.tar.gz`` unless one subset is asked for.
         md5s, sizes: ``{subset: md5}`` / ``{subset: bytes}``; default the published ones
-            (:data:`LIBRISPEECH_MD5`, :data:`LIBRISPEECH_BYTES`). A subset without an entry
-            is not checked.
+            (:data:`LIBRISPEECH_MD5`, :data:`LIBRISPEECH_BYTES`; with your own ``md5s``, sizes
+            default to unchecked). A subset without an entry is not checked.
         keep_archives: keep downloaded ``.tar.gz`` after extraction (default) or delete them.
 
     A subset whose ``LibriSpeech/<subset>/.done`` stamp exists is skipped. Raises
@@ -135,8 +135,9 @@ def download_librispeech(
     :class:`FileNotFoundError` (a subset not found in ``source``), naming the subset.
     """
     subsets = [subsets] if isinstance(subsets, str) else list(subsets)
+    if sizes is None:  # the published sizes belong with the published sums
+        sizes = LIBRISPEECH_BYTES if md5s is None else {}
     md5s = LIBRISPEECH_MD5 if md5s is None else md5s
-    sizes = LIBRISPEECH_BYTES if sizes is None else sizes
     dest = Path(dest)
     root = dest / "LibriSpeech"
     for subset in subsets:

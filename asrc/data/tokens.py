@@ -130,28 +130,31 @@ def train_bpe(
     model_prefix = Path(model_prefix)
     model_prefix.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=model_prefix.parent) as tmp:
+        source = text_file
         if has_ids:
-            plain = Path(tmp) / "transcripts.txt"
-            with open(text_file, encoding="utf-8") as src, open(plain, "w", encoding="utf-8") as dst:
+            source = Path(tmp) / "transcripts.txt"
+            with open(text_file, encoding="utf-8") as src, open(source, "w", encoding="utf-8") as dst:
                 for line in src:
                     fields = line.rstrip("\n").split(" ", 1)
                     if len(fields) == 2 and fields[1].strip():
                         dst.write(fields[1] + "\n")
-            text_file = plain
-        spm.SentencePieceTrainer.train(
-            input=str(text_file),
-            model_prefix=str(model_prefix),
-            vocab_size=vocab_size,
-            model_type=model_type,
-            character_coverage=character_coverage,
-            input_sentence_size=input_sentence_size,
-            shuffle_input_sentence=True,
-            unk_id=0,
-            bos_id=-1,
-            eos_id=-1,
-            pad_id=-1,
-            minloglevel=2,
-        )
+        try:
+            spm.SentencePieceTrainer.train(
+                input=str(source),
+                model_prefix=str(model_prefix),
+                vocab_size=vocab_size,
+                model_type=model_type,
+                character_coverage=character_coverage,
+                input_sentence_size=input_sentence_size,
+                shuffle_input_sentence=True,
+                unk_id=0,
+                bos_id=-1,
+                eos_id=-1,
+                pad_id=-1,
+                minloglevel=2,
+            )
+        except RuntimeError as e:  # e.g. "Vocabulary size too high (40). Please set it to a value <= 33."
+            raise ValueError(f"train_bpe on {text_file}: {e}") from None
     return Path(f"{model_prefix}.model")
 
 

@@ -1,0 +1,42 @@
+from asrc.bin.data import main
+from asrc.data.tokens import letter_tokens, read_tokens
+
+
+def test_prepare_validate_combine(tmp_path, tiny_corpus, librispeech_tree, capsys):
+    librispeech_tree(tiny_corpus, "test-clean", tiny={"5": {"50": [(0, 1000, "FIVE")]}})
+    assert main(["prepare-librispeech", str(tiny_corpus), str(tmp_path / "data"), "--nj", "2", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert f"{tmp_path / 'data' / 'dev_clean'}: 5 utterances" in out
+    assert main(["tokens", str(tmp_path / "tokens.txt")]) == 0
+    assert read_tokens(tmp_path / "tokens.txt") == letter_tokens()
+    data = tmp_path / "data"
+    assert main(["validate", str(data / "dev_clean"), str(data / "test_clean"), "--tokens",
+                 str(tmp_path / "tokens.txt")]) == 0
+    assert main(["combine", str(data / "all"), str(data / "dev_clean"), str(data / "test_clean")]) == 0
+    assert f"{data / 'all'}: 6 utterances" in capsys.readouterr().out
+    # A fault: exit status 1 and one line per problem naming the utterance.
+    (data / "all" / "text").write_text((data / "all" / "text").read_text().replace("FIVE", "5"))
+    assert main(["validate", str(data / "all"), "--tokens", str(tmp_path / "tokens.txt")]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == f"{data / 'all'}: text: 5-50-0000: characters not in the token list: '5'\n"
+    assert "1 problem(s)" in captured.err
+
+
+def test_tokens_bpe_and_errors(tmp_path, capsys):
+    text = tmp_path / "text"
+    text.write_text("".join(f"u{i} HELLO WORLD NUMBER {'ABCDEFG'[i % 7]} AGAIN AND AGAIN\n" for i in range(100)))
+    assert main(["tokens", str(tmp_path / "bpe" / "tokens.txt"), "--type", "bpe", "--text", str(text),
+                 "--vocab-size", "21"]) == 0
+    tokens = read_tokens(tmp_path / "bpe" / "tokens.txt")
+    assert tokens[:2] == ["<blank>", "<unk>"] and tokens[-1] == "<sos/eos>"
+    assert (tmp_path / "bpe" / "bpe21.model").is_file()
+    assert main(["tokens", str(tmp_path / "t.txt"), "--sos-eos"]) == 0
+    assert read_tokens(tmp_path / "t.txt")[-1] == "<sos/eos>"
+    assert main(["prepare-librispeech", str(tmp_path / "nowhere"), str(tmp_path / "d")]) == 1
+    assert "error: prepare_librispeech: no corpus folder" in capsys.readouterr().err
+
+
+def test_prepare_an4_cli(an4_root, tmp_path, capsys):
+    assert main(["prepare-an4", an4_root, str(tmp_path / "data")]) == 0
+    assert f"{tmp_path / 'data' / 'test'}: 130 utterances" in capsys.readouterr().out
+    assert main(["validate", str(tmp_path / "data" / "test"), "--nj", "2"]) == 0

@@ -1,0 +1,177 @@
+import shutil
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from asrc.data.audio import AudioHeaderError, audio_info, read_header_info
+from asrc.data.datadir import (
+    Utterance,
+    combine_data_dirs,
+    read_data_dir,
+    read_table,
+    validate_data_dir,
+    write_data_dir,
+)
+from asrc.data.tokens import letter_tokens
+
+
+
+@pytest.mark.parametrize(
+    "fmt, subtype, rate, channels",
+    [
+        ("FLAC", "PCM_16", 16000, 1),
+        ("FLAC", "PCM_24", 8000, 2),
+        ("WAV", "PCM_16", 16000, 1),
+        ("WAV", "FLOAT", 22050, 2),
+        ("WAVEX", "PCM_16", 16000, 1),
+        ("NIST", "PCM_16", 16000, 1),
+        ("OGG", "VORBIS", 16000, 1),  # no fast parser: soundfile fallback
+    ],
+)
+def test_audio_info_matches_soundfile(tmp_path, fmt, subtype, rate, channels):
+    path = tmp_path / f"a.{fmt.lower()}"
+    sf.write(path, np.zeros((1234, channels), np.float32), rate, format=fmt, subtype=subtype)
+    info = audio_info(path)
+    ref = sf.info(str(path))
+    assert (info.sample_rate, info.num_samples, info.channels) == (ref.samplerate, ref.frames, ref.channels)
+    assert info.duration == pytest.approx(ref.frames / ref.samplerate)
+    if fmt != "OGG":
+        assert read_header_info(path) == info  # answered from the header alone
+
+
+def test_audio_info_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.flac"):
+        audio_info(tmp_path / "nope.flac")
+    (tmp_path / "trunc.flac").write_bytes(b"fLaC\x00\x00\x00\x22" + b"\x00" * 10)
+    with pytest.raises(AudioHeaderError, match="trunc.flac.*truncated FLAC"):
+        audio_info(tmp_path / "trunc.flac")
+    (tmp_path / "text.wav").write_text("this is not audio at all")
+    with pytest.raises(AudioHeaderError, match="text.wav"):
+        audio_info(tmp_path / "text.wav")
+    (tmp_path / "empty.flac").write_bytes(b"")
+    with pytest.raises(AudioHeaderError, match="empty.flac: empty file"):
+        audio_info(tmp_path / "empty.flac")
+
+
+def _utts(tmp_path, write_audio):
+    specs = [("spkB-2", "spkB", 800, "GOOD BYE"), ("spkA-1", "spkA", 1600, "HELLO WORLD"), ("spkA-2", "spkA", 2000, "IT'S ME")]
+    return [
+        Utterance(u, s, str(write_audio(tmp_path / "audio" / f"{u}.flac", n)), t, n, 16000) for u, s, n, t in specs
+    ]
+
+
+def test_write_data_dir_is_sorted_and_complete(tmp_path, write_audio):
+    utts = _utts(tmp_path, write_audio)
+    out = write_data_dir(tmp_path / "data", utts, skipped=[("spkC-1", "unreadable audio: x")])
+    audio = tmp_path / "audio"
+    assert (out / "wav.scp").read_text() == (
+        f"spkA-1 {audio}/spkA-1.flac\nspkA-2 {audio}/spkA-2.flac\nspkB-2 {audio}/spkB-2.flac\n"
+    )
+    assert (out / "text").read_text() == "spkA-1 HELLO WORLD\nspkA-2 IT'S ME\nspkB-2 GOOD BYE\n"
+    assert (out / "utt2spk").read_text() == "spkA-1 spkA\nspkA-2 spkA\nspkB-2 spkB\n"
+    assert (out / "spk2utt").read_text() == "spkA spkA-1 spkA-2\nspkB spkB-2\n"
+    assert (out / "utt2dur").read_text() == "spkA-1 0.1000\nspkA-2 0.1250\nspkB-2 0.0500\n"
+    assert (out / "utt2num_samples").read_text() == "spkA-1 1600\nspkA-2 2000\nspkB-2 800\n"
+    assert (out / "skipped.txt").read_text() == "spkC-1\tunreadable audio: x\n"
+    assert validate_data_dir(out, token_list=letter_tokens()) == []
+    assert read_data_dir(out) == sorted(utts)
+    assert read_table(out / "text")["spkA-2"] == "IT'S ME"
+
+
+def test_write_data_dir_rejects_bad_utterances(tmp_path, write_audio):
+    good = _utts(tmp_path, write_audio)[0]
+    with pytest.raises(ValueError, match="duplicate utterance id 'spkB-2'"):
+        write_data_dir(tmp_path / "d", [good, good])
+    with pytest.raises(ValueError, match="'spkB-2' has an empty transcript"):
+        write_data_dir(tmp_path / "d", [good._replace(text=" ")])
+    with pytest.raises(ValueError, match="'x-1' .*does not start with its speaker 'spkB'"):
+        write_data_dir(tmp_path / "d", [good._replace(utt_id="x-1")])
+    assert not (tmp_path / "d" / "wav.scp").exists()
+
+
+def _valid_dir(tmp_path, write_audio):
+    return write_data_dir(tmp_path / "data", _utts(tmp_path, write_audio))
+
+
+def _edit(path, old, new):
+    path.write_text(path.read_text().replace(old, new))
+
+
+def _messages(data_dir, **kwargs):
+    return [str(p) for p in validate_data_dir(data_dir, **kwargs)]
+
+
+def test_validate_unsorted(tmp_path, write_audio):
+    d = _valid_dir(tmp_path, write_audio)
+    lines = (d / "text").read_text().splitlines(True)
+    (d / "text").write_text(lines[1] + lines[0] + lines[2])
+    assert _messages(d) == ["text: spkA-1: not sorted in C byte order: line 2 comes after 'spkA-2' "
+                            "(1 line(s) out of order; sort with LC_ALL=C sort)"]
+
+
+def test_validate_duplicate_and_inconsistent_ids(tmp_path, write_audio):
+    d = _valid_dir(tmp_path, write_audio)
+    _edit(d / "text", "spkB-2 GOOD BYE\n", "spkB-2 GOOD BYE\nspkB-2 AGAIN\nspkB-3 EXTRA\n")
+    _edit(d / "utt2spk", "spkA-2 spkA\n", "")
+    messages = _messages(d)
+    assert "text: spkB-2: duplicate id (lines 3 and 4)" in messages
+    assert "text: spkB-3: not in wav.scp" in messages
+    assert "utt2spk: spkA-2: in wav.scp but missing here" in messages
+    assert "spk2utt: spkA: utterance list differs from utt2spk" in messages
+
+
+def test_validate_audio_faults(tmp_path, write_audio):
+    d = _valid_dir(tmp_path, write_audio)
+    audio = tmp_path / "audio"
+    (audio / "spkA-1.flac").unlink()
+    (audio / "spkA-2.flac").write_bytes(b"garbage, not a FLAC file at all")
+    write_audio(audio / "spkB-2.flac", 400, sample_rate=8000)  # 0.05 s at 8 kHz
+    messages = _messages(d)
+    assert f"wav.scp: spkA-1: audio file missing: {audio}/spkA-1.flac" in messages
+    assert any(m.startswith("wav.scp: spkA-2: unreadable audio:") and "spkA-2.flac" in m for m in messages)
+    assert "wav.scp: spkB-2: sample rate 8000 Hz, expected 16000 Hz" in messages
+    assert "utt2num_samples: spkB-2: says 800 samples, the audio has 400" in messages
+    assert len(messages) == 4
+    assert _messages(d, check_audio=False) == []
+
+
+def test_validate_text_faults(tmp_path, write_audio):
+    d = _valid_dir(tmp_path, write_audio)
+    _edit(d / "text", "spkA-1 HELLO WORLD", "spkA-1")
+    _edit(d / "text", "IT'S ME", "it's me!")
+    assert _messages(d, token_list=letter_tokens()) == [
+        "text: spkA-1: empty transcript",
+        "text: spkA-2: characters not in the token list: '!eimst'",
+    ]
+
+
+def test_validate_missing_files_and_speaker_order(tmp_path, write_audio):
+    d = _valid_dir(tmp_path, write_audio)
+    (d / "utt2spk").write_text("spkA-1 zed\nspkA-2 spkA\nspkB-2 spkB\n")
+    (d / "spk2utt").write_text("spkA spkA-2\nspkB spkB-2\nzed spkA-1\n")
+    (d / "utt2dur").write_text("spkA-1 0.1000\nspkA-2 -1\nspkB-2 0.0500\n")
+    messages = _messages(d)
+    assert messages[0].startswith("utt2spk: spkA-1: sorting by speaker does not keep the utterance order")
+    assert "utt2dur: spkA-2: not a positive float: '-1'" in messages
+    (d / "text").unlink()
+    assert "text: missing" in _messages(d)[0]
+    assert _messages(tmp_path / "nothing") == [f"{tmp_path / 'nothing'}: not a directory"]
+
+
+def test_combine(tmp_path, write_audio):
+    utts = _utts(tmp_path, write_audio)
+    a = write_data_dir(tmp_path / "a", utts[1:], skipped=[("spkA-9", "reason a")])
+    b = write_data_dir(tmp_path / "b", utts[:1], skipped=[])
+    out = combine_data_dirs(tmp_path / "all", [b, a])
+    whole = write_data_dir(tmp_path / "whole", utts)
+    for name in ("wav.scp", "text", "utt2spk", "spk2utt", "utt2dur", "utt2num_samples"):
+        assert (out / name).read_text() == (whole / name).read_text(), name
+    assert (out / "skipped.txt").read_text() == "spkA-9\treason a\n"
+    assert validate_data_dir(out) == []
+    with pytest.raises(ValueError, match=f"'spkA-1' is in both {a}/wav.scp and {tmp_path}/a2/wav.scp"):
+        shutil.copytree(a, tmp_path / "a2")
+        combine_data_dirs(tmp_path / "dup", [a, tmp_path / "a2"])
+    (a / "text").write_text("spkA-2 IT'S ME\nspkA-1 HELLO WORLD\n")
+    with pytest.raises(ValueError, match="not sorted"):
+        combine_data_dirs(tmp_path / "bad", [a, b])

@@ -1,0 +1,78 @@
+import logging
+
+import pytest
+import soundfile as sf
+
+from asrc.data.datadir import read_table, validate_data_dir
+from asrc.data.librispeech import prepare_librispeech
+from asrc.data.synth import available_engines, builtin_sentences, make_speakers, read_sentences, synthesize_corpus
+from asrc.data.text import is_normalized
+from asrc.data.tokens import letter_tokens
+from asrc.errors import AsrcError
+
+
+def test_builtin_sentences_are_distinct_normalised_and_deterministic():
+    pairs = builtin_sentences(300, seed=3)
+    transcripts = [t for _, t in pairs]
+    assert len(set(transcripts)) == 300 and all(is_normalized(t) for t in transcripts)
+    assert builtin_sentences(300, seed=3) == pairs and builtin_sentences(300, seed=4) != pairs
+    spelled = [(tts, t) for tts, t in pairs if ", " in tts]
+    assert spelled and all(len(w) == 1 for _, t in spelled for w in t.split())
+
+
+def test_read_sentences(tmp_path, caplog):
+    path = tmp_path / "metadata.csv"
+    path.write_text("LJ001|Printing, in 1st place|Printing, in first place\n\nLJ002|...|...\nplain line 2\n")
+    with caplog.at_level(logging.WARNING):
+        pairs = read_sentences(path)
+    assert pairs == [("printing in first place.", "PRINTING IN FIRST PLACE"), ("plain line two.", "PLAIN LINE TWO")]
+    assert "1 line(s) have no words after normalisation and are not used: lines 3" in caplog.text
+
+
+def test_speakers_are_distinct_and_deterministic():
+    speakers = make_speakers({"train": 30, "dev": 5}, ["piper", "espeak", "flite"], seed=1)
+    assert [s.speaker_id for s in speakers] == [str(1000 + i) for i in range(35)]
+    assert [s.engine for s in speakers[:4]] == ["piper", "espeak", "flite", "piper"]
+    assert len({(s.engine, s.voice, s.tract, s.rate) for s in speakers}) == 35
+    assert make_speakers({"train": 30, "dev": 5}, ["piper", "espeak", "flite"], seed=1) == speakers
+    with pytest.raises(ValueError, match="unknown TTS engine"):
+        make_speakers({"x": 1}, ["sapi"])
+
+
+def test_synthesize_and_prepare(tmp_path):
+    engines = [e for e in ("piper", "espeak", "flite") if e in available_engines()]
+    assert "piper" in engines  # installed with asrc
+    n = len(engines)
+    out = tmp_path / "synth"
+    synthesize_corpus(out, {"train": 2 * n, "test": 1}, utts_per_speaker=2, seed=7, nj=2, engines=engines,
+                      progress=False)
+    table = (out / "SPEAKERS.tsv").read_text().splitlines()
+    assert len(table) == 1 + n + 1 and table[0].startswith("speaker_id\tsubset\tengine")
+    written = prepare_librispeech(out, tmp_path / "data", nj=1, progress=False)
+    assert sorted(written) == ["test", "train"]
+    text = read_table(written["train"] / "text")
+    assert len(text) == 2 * n and all(is_normalized(t) for t in text.values())
+    for d in written.values():
+        assert (d / "skipped.txt").read_text() == ""
+        assert validate_data_dir(d, token_list=letter_tokens()) == []
+    for utt, path in read_table(written["train"] / "wav.scp").items():
+        info = sf.info(path)
+        assert info.samplerate == 16000 and info.channels == 1 and info.subtype == "PCM_16"
+        assert 0.4 < info.duration < 15, (utt, info.duration)
+    # Same arguments: finished speakers are kept, nothing is redone.
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*.flac")}
+    synthesize_corpus(out, {"train": 2 * n, "test": 1}, utts_per_speaker=2, seed=7, nj=2, engines=engines,
+                      progress=False)
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*.flac")} == before
+    with pytest.raises(AsrcError, match="other settings"):
+        synthesize_corpus(out, {"train": 2 * n}, utts_per_speaker=2, seed=8, engines=engines, progress=False)
+
+
+def test_synthesis_is_deterministic(tmp_path):
+    engines = [e for e in ("piper", "espeak", "flite") if e in available_engines()]
+    runs = []
+    for name, nj in (("a", 1), ("b", 2)):
+        synthesize_corpus(tmp_path / name, {"train": len(engines)}, utts_per_speaker=1, seed=2, nj=nj,
+                          engines=engines, progress=False)
+        runs.append({p.relative_to(tmp_path / name): p.read_bytes() for p in (tmp_path / name).rglob("*.flac")})
+    assert len(runs[0]) == len(engines) and runs[0] == runs[1]
