@@ -235,7 +235,7 @@ def _print_table(report):
     print()
     print(f"LibriSpeech preparation, {report['utterances']:,} utterances, {report['speakers']:,} speakers, "
           f"nj={report['nj']}, {report['cpu_count']} CPUs, warm cache, {report['files']}")
-    print(f"| tool | seconds | utt/s | peak RSS, largest process (MB) | peak RSS, process tree (MB) |")
+    print("| tool | seconds | utt/s | peak RSS, largest process (MB) | peak RSS, process tree (MB) |")
     print("|---|---:|---:|---:|---:|")
     for name, r in report["tools"].items():
         print(f"| {name} | {r['seconds']:.2f} | {r['utt_per_s']:,.0f} | {r['peak_rss_mb']:.0f} | "

@@ -284,7 +284,8 @@ def validate_data_dir(data_dir, token_list=None, expected_sr: int = 16000, check
             if not ok:
                 problems.append(Problem(name, utt, f"not a positive {kind.__name__}: {value!r}"))
     if check_audio:
-        problems.extend(_check_audio(ids, tables.get("utt2num_samples", {}), tables.get("utt2dur", {}), expected_sr, nj))
+        nsamp, dur = tables.get("utt2num_samples", {}), tables.get("utt2dur", {})
+        problems.extend(_check_audio(ids, nsamp, dur, expected_sr, nj))
     return problems
 
 

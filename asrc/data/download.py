@@ -13,11 +13,11 @@ One helper for every corpus (LibriSpeech, AN4):
   corrupt archive never leaves a half-extracted tree that looks finished.
 """
 
+import gzip
 import hashlib
 import logging
 import os
 import shutil
-import socket
 import tarfile
 import time
 import urllib.error
@@ -181,7 +181,7 @@ def _fetch_with_retries(url, part: Path, retries, timeout, backoff, progress):
             if e.code < 500 and e.code not in (408, 429):
                 raise DownloadError(f"{url}: HTTP {e.code} {e.reason}") from None
             last_error = f"HTTP {e.code} {e.reason}"
-        except (urllib.error.URLError, HTTPException, ConnectionError, socket.timeout, TimeoutError, _Incomplete) as e:
+        except (urllib.error.URLError, HTTPException, OSError, _Incomplete) as e:  # OSError: resets, timeouts, TLS
             last_error = f"{type(e).__name__}: {e}"
         logger.warning("%s: transfer interrupted (%s)", url, last_error)
     raise DownloadError(f"{url}: failed after {max(1, retries)} attempt(s), last error: {last_error}")
@@ -297,7 +297,9 @@ def extract_archive(archive, dest_dir, done_stamp, progress: bool = True) -> Pat
                 tar.extractall(tmp, filter="data")
             else:  # Python < 3.11.4
                 tar.extractall(tmp)
-    except (tarfile.TarError, EOFError, zlib.error, OSError) as e:
+    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as e:
+        # Only errors of reading the archive; a full disk (OSError) must not look like a bad
+        # archive, which would be deleted and fetched again.
         shutil.rmtree(tmp, ignore_errors=True)
         raise CorruptArchiveError(f"{archive}: cannot be extracted, truncated or corrupt ({e})") from None
     except BaseException:

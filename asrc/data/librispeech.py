@@ -23,7 +23,7 @@ import os
 from pathlib import Path
 
 from asrc.data.audio import AudioHeaderError, audio_info
-from asrc.data.datadir import Utterance, combine_data_dirs, format_speaker, write_blocks
+from asrc.data.datadir import Utterance, combine_data_dirs, format_speaker, write_blocks, write_skipped
 from asrc.data.download import extract_archive, fetch_and_extract, verify_md5
 from asrc.data.text import is_normalized, normalize_text
 from asrc.errors import AsrcError
@@ -134,7 +134,7 @@ def download_librispeech(
     :class:`asrc.data.download.DownloadError` (wrong MD5 twice, every mirror failing) or
     :class:`FileNotFoundError` (a subset not found in ``source``), naming the subset.
     """
-    subsets = [subsets] if isinstance(subsets, str) else list(subsets)
+    subsets = SUBSETS if subsets is None else [subsets] if isinstance(subsets, str) else list(subsets)
     if sizes is None:  # the published sizes belong with the published sums
         sizes = LIBRISPEECH_BYTES if md5s is None else {}
     md5s = LIBRISPEECH_MD5 if md5s is None else md5s
@@ -224,7 +224,7 @@ def prepare_librispeech(
     transcript, id not matching its folder). Transcripts already in LibriSpeech style are
     kept verbatim; others go through :func:`asrc.data.text.normalize_text`.
     """
-    corpus_dir = Path(corpus_dir).resolve()
+    corpus_dir = Path(os.path.abspath(corpus_dir))
     if (corpus_dir / "LibriSpeech").is_dir():
         corpus_dir = corpus_dir / "LibriSpeech"
     if not corpus_dir.is_dir():
@@ -255,9 +255,11 @@ def prepare_librispeech(
             remaining[subset] -= 1
             if remaining[subset] == 0:
                 blocks, skipped = collected.pop(subset)
-                if not blocks:
-                    raise AsrcError(f"prepare_librispeech: no usable utterance in {corpus_dir / subset}")
                 name = set_name(subset)
+                if not blocks:
+                    report = write_skipped(out_dir / name, skipped)
+                    raise AsrcError(f"prepare_librispeech: no usable utterance in {corpus_dir / subset}; "
+                                    f"the reasons are in {report}")
                 written[name] = write_blocks(out_dir / name, blocks, skipped=skipped)
                 logger.info("%s: %d utterances, %d skipped", name, sum(len(b.utt_ids) for b in blocks), len(skipped))
                 if subset in keep:

@@ -119,57 +119,72 @@ def _year_words(year: int) -> str:
     return number_to_words(high) + " " + ("OH " + _DIGIT_WORDS[low] if low < 10 else number_to_words(low))
 
 
+def _digit_string(rng):
+    digits = [rng.randrange(10) for _ in range(rng.randint(3, 9))]
+    return " ".join(_DIGIT_WORDS[d] if d else rng.choice(("OH", "ZERO")) for d in digits)
+
+
+def _number(rng):
+    high = rng.choice((99, 999, 99999))
+    return number_to_words(rng.randint(0, high))
+
+
+def _date(rng):
+    date = f"{rng.choice(_MONTHS)} {ordinal_words(rng.randint(1, 31))}"
+    return date + " " + _year_words(rng.randint(1900, 2009)) if rng.random() < 0.6 else date
+
+
+def _time(rng):
+    hour = number_to_words(rng.randint(1, 12))
+    minute = rng.choice((0, 5, 10, 15, 20, 30, 40, 45, 50, rng.randint(1, 59)))
+    if minute == 0:
+        return hour + " O'CLOCK"
+    return f"{hour} OH {_DIGIT_WORDS[minute]}" if minute < 10 else f"{hour} {number_to_words(minute)}"
+
+
+def _phone_number(rng):
+    return " ".join(_DIGIT_WORDS[d] if d else "OH" for d in (rng.randrange(10) for _ in range(rng.choice((7, 10)))))
+
+
+def _command(rng):
+    command = rng.choice(_COMMANDS)
+    if rng.random() < 0.6:
+        command += " " + " ".join(_DIGIT_WORDS[rng.randrange(10)] for _ in range(rng.randint(1, 4)))
+    return command
+
+
+def _spelled(rng):
+    word = rng.choice(_SPELLED)
+    if rng.random() < 0.5:
+        word = word[: rng.randint(2, len(word))]
+    return ", ".join(_LETTER_SOUNDS[c] for c in word) + ".", " ".join(word)
+
+
+_KINDS = (_digit_string, _number, _date, _time, _phone_number, _command, _spelled)
+
+
 def builtin_sentences(n: int, seed: int = 0) -> list:
     """``n`` distinct short utterances in AN4's domain as ``(tts_text, transcript)`` pairs.
 
-    Kinds: digit strings (``FIVE TWO OH NINE``), numbers (``TWO HUNDRED TWELVE``), dates
-    (``JUNE TWENTY THIRD NINETEEN NINETY ONE``), times, phone numbers, spelled words
-    (``P I T T S B U R G H``, spoken letter by letter), commands with arguments. The TTS text
-    differs from the transcript only for spelled letters (``"pee, eye, tee"``).
+    Kinds, equally likely: digit strings (``FIVE TWO OH NINE``), numbers (``TWO HUNDRED
+    TWELVE``), dates (``JUNE TWENTY THIRD NINETEEN NINETY ONE``), times (``TEN OH FIVE``),
+    phone numbers, commands with digits (``ERASE FOUR``), spelled words
+    (``P I T T S B U R G H``). The TTS text is the transcript in lower case, except for
+    spelled words, whose letters are written as they are said (``"pee, eye, tee"``).
     """
     rng = random.Random(f"asrc-synth-text-{seed}")
     seen, out = set(), []
-    attempts = 0
-    while len(out) < n:
-        attempts += 1
-        if attempts > 50 * n + 1000:
-            raise AsrcError(f"builtin_sentences: could not make {n} distinct utterances")
-        kind = rng.randrange(7)
-        if kind == 0:
-            words = [rng.choice(("OH", "ZERO")) if d == 0 else _DIGIT_WORDS[d]
-                     for d in (rng.randrange(10) for _ in range(rng.randint(3, 9)))]
-            transcript = " ".join(words)
-        elif kind == 1:
-            transcript = number_to_words(rng.choice((rng.randint(0, 99), rng.randint(100, 999), rng.randint(1000, 99999))))
-        elif kind == 2:
-            transcript = f"{rng.choice(_MONTHS)} {ordinal_words(rng.randint(1, 31))}"
-            if rng.random() < 0.6:
-                transcript += " " + _year_words(rng.randint(1900, 2009))
-        elif kind == 3:
-            hour, minute = rng.randint(1, 12), rng.choice((0, 5, 10, 15, 20, 30, 40, 45, 50, rng.randint(1, 59)))
-            transcript = number_to_words(hour) + (" O'CLOCK" if minute == 0 else
-                                                  (" OH " + _DIGIT_WORDS[minute] if minute < 10 else " " + number_to_words(minute)))
-        elif kind == 4:
-            digits = [rng.randrange(10) for _ in range(10 if rng.random() < 0.5 else 7)]
-            transcript = " ".join(_DIGIT_WORDS[d] if d else "OH" for d in digits)
-        elif kind == 5:
-            word = rng.choice(_SPELLED)
-            if rng.random() < 0.5:
-                word = word[: rng.randint(2, max(2, len(word)))]
-            transcript = " ".join(word)
-            tts = ", ".join(_LETTER_SOUNDS[c] for c in word) + "."
-            if transcript not in seen:
-                seen.add(transcript)
-                out.append((tts, transcript))
-            continue
-        else:
-            transcript = rng.choice(_COMMANDS)
-            if rng.random() < 0.6:
-                transcript += " " + " ".join(_DIGIT_WORDS[rng.randrange(10)] for _ in range(rng.randint(1, 4)))
+    for _ in range(50 * n + 1000):
+        if len(out) == n:
+            return out
+        made = rng.choice(_KINDS)(rng)
+        tts, transcript = made if isinstance(made, tuple) else (made.lower() + ".", made)
         if transcript not in seen:
             seen.add(transcript)
-            out.append((transcript.lower() + ".", transcript))
-    return out
+            out.append((tts, transcript))
+    if len(out) == n:
+        return out
+    raise AsrcError(f"builtin_sentences: could not make {n} distinct utterances")
 
 
 def read_sentences(path) -> list:

@@ -55,7 +55,11 @@ def test_audio_info_errors(tmp_path):
 
 
 def _utts(tmp_path, write_audio):
-    specs = [("spkB-2", "spkB", 800, "GOOD BYE"), ("spkA-1", "spkA", 1600, "HELLO WORLD"), ("spkA-2", "spkA", 2000, "IT'S ME")]
+    specs = [
+        ("spkB-2", "spkB", 800, "GOOD BYE"),
+        ("spkA-1", "spkA", 1600, "HELLO WORLD"),
+        ("spkA-2", "spkA", 2000, "IT'S ME"),
+    ]
     return [
         Utterance(u, s, str(write_audio(tmp_path / "audio" / f"{u}.flac", n)), t, n, 16000) for u, s, n, t in specs
     ]
