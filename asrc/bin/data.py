@@ -73,11 +73,13 @@ def _synth(args):
         if not name or not count.isdigit():
             raise SystemExit(f"asrc-data synth: --subsets wants name:count[,name:count], got {item!r}")
         subsets[name] = int(count)
-    summary = synthesize_corpus(
+    counts = synthesize_corpus(
         args.out, subsets, utts_per_speaker=args.utts_per_speaker, text_file=args.text, seed=args.seed,
         nj=args.nj, engines=args.engines.split(",") if args.engines else None, progress=not args.no_progress,
     )
-    print(summary)
+    for subset, n in counts.items():
+        print(f"{args.out / subset}: {n} utterances")
+    print(f"speakers: {args.out / 'SPEAKERS.tsv'}")
     return 0
 
 

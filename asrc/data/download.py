@@ -103,7 +103,8 @@ def download(
     """Download the first working URL of ``urls`` (a URL or a list of mirrors) to ``dest``.
 
     Args:
-        urls: one URL or a list tried in order; a mirror that keeps failing gives way to the next.
+        urls: one URL or a list tried in order; a mirror that keeps failing gives way to the
+            next, and wrong content is fetched again from the next mirror.
         dest: final file path; bytes go to ``<dest>.part`` first (kept across runs to resume).
         md5: expected hex MD5, or ``None`` to skip the check.
         size: expected size in bytes, or ``None``.
@@ -127,14 +128,17 @@ def download(
         dest.unlink()
     part = dest.with_name(dest.name + ".part")
     failures = []
+    order = urls
     for fresh_start in (False, True):
         if fresh_start:
             part.unlink(missing_ok=True)
         fetched = False
-        for url in urls:
+        for i, url in enumerate(order):
             try:
                 hasher = _fetch_with_retries(url, part, retries, timeout, backoff, progress)
                 fetched = True
+                # A second fetch, if the content is wrong, starts with the next mirror.
+                order = order[i + 1 :] + order[: i + 1]
                 break
             except DownloadError as e:
                 failures.append(str(e))

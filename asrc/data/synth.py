@@ -406,18 +406,20 @@ def _synthesize_speaker(job) -> int:
     engine = _Engine.for_speaker(spk)
     resamplers = {}
     lines = []
-    for i, (tts_text, transcript) in enumerate(texts):
-        utt_id = f"{spk.speaker_id}-{chapter}-{i:04d}"
-        rng = np.random.default_rng([spk.seed, i])
-        native, native_rate = engine.synthesize(tts_text, utt_id)
-        audio = _postprocess(native, native_rate, spk, rng, resamplers)
-        tmp = chapter_dir / f".{utt_id}.flac.tmp"
-        sf.write(tmp, audio, SAMPLE_RATE, format="FLAC", subtype="PCM_16")
-        os.replace(tmp, chapter_dir / f"{utt_id}.flac")
-        lines.append(f"{utt_id} {transcript}\n")
+    try:
+        for i, (tts_text, transcript) in enumerate(texts):
+            utt_id = f"{spk.speaker_id}-{chapter}-{i:04d}"
+            rng = np.random.default_rng([spk.seed, i])
+            native, native_rate = engine.synthesize(tts_text, utt_id)
+            audio = _postprocess(native, native_rate, spk, rng, resamplers)
+            tmp = chapter_dir / f".{utt_id}.flac.tmp"
+            sf.write(tmp, audio, SAMPLE_RATE, format="FLAC", subtype="PCM_16")
+            os.replace(tmp, chapter_dir / f"{utt_id}.flac")
+            lines.append(f"{utt_id} {transcript}\n")
+    finally:
+        engine.close()
     with atomic_write(chapter_dir / f"{spk.speaker_id}-{chapter}.trans.txt") as f:
         f.write("".join(lines))
-    engine.close()
     return len(texts)
 
 

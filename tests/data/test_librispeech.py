@@ -5,7 +5,7 @@ import tarfile
 import pytest
 
 from asrc.data.datadir import validate_data_dir
-from asrc.data.download import DownloadError, fetch_and_extract
+from asrc.data.download import DownloadError, download, fetch_and_extract
 from asrc.data.librispeech import download_librispeech, prepare_librispeech
 from asrc.data.tokens import letter_tokens
 from asrc.errors import AsrcError
@@ -181,3 +181,14 @@ def test_prepare_combined_sets_and_wav(tmp_path, librispeech_tree):
     assert validate_data_dir(written["dev"]) == []
     with pytest.raises(FileNotFoundError, match="subset test-clean not found"):
         prepare_librispeech(root, tmp_path / "x", subsets=["test-clean"], progress=False)
+
+
+def test_wrong_content_is_fetched_again_from_the_next_mirror(tmp_path, server):
+    good = b"archive bytes " * 1000
+    server.files["/a/f.tar.gz"] = good[:-5] + b"XXXXX"  # a mirror serving a damaged copy
+    server.files["/b/f.tar.gz"] = good
+    path = download([server.url + "/a/f.tar.gz", server.url + "/b/f.tar.gz"], tmp_path / "f.tar.gz",
+                    md5=hashlib.md5(good).hexdigest(), backoff=0, progress=False)
+    assert path.read_bytes() == good
+    assert [r[0] for r in server.requests] == ["/a/f.tar.gz", "/b/f.tar.gz"]
+    assert (tmp_path / "f.tar.gz.md5").read_text().startswith(hashlib.md5(good).hexdigest())
