@@ -165,6 +165,7 @@ def download_librispeech(
             raise AsrcError(f"{archive}: extracted, but it holds no LibriSpeech/{subset} folder")
         if not keep_archives:
             archive.unlink()
+            archive.with_name(archive.name + ".md5").unlink(missing_ok=True)
     return root
 
 

@@ -190,9 +190,12 @@ def builtin_sentences(n: int, seed: int = 0) -> list:
 def read_sentences(path) -> list:
     """``(tts_text, transcript)`` pairs from a text file, one sentence per line.
 
-    LJ Speech metadata lines (``id|text|normalised text``) use the normalised column. Lines
-    whose transcript normalises to nothing are reported (logged with line numbers) and left
-    out; blank lines are ignored.
+    LJ Speech metadata lines (``id|text|normalised text``) use the normalised column; other
+    files should be normalised the same way (numbers and abbreviations written out). The
+    TTS reads the line itself, punctuation included (it shapes the prosody), unless the line
+    has digits: then it reads the transcript, so that it says the words the transcript has.
+    Lines whose transcript normalises to nothing are reported (logged with line numbers) and
+    left out; blank lines are ignored.
     """
     pairs, dropped = [], []
     with open(path, encoding="utf-8") as f:
@@ -201,12 +204,16 @@ def read_sentences(path) -> list:
             if not line:
                 continue
             fields = line.split("|")
-            raw = fields[2] if len(fields) >= 3 and fields[2].strip() else fields[-1] if len(fields) > 1 else line
+            if len(fields) >= 3 and fields[2].strip():
+                raw = fields[2].strip()
+            else:
+                raw = fields[-1].strip()
             transcript = normalize_text(raw)
             if not transcript:
                 dropped.append(lineno)
                 continue
-            pairs.append((transcript.lower() + ".", transcript))
+            spoken = transcript.lower() + "." if any(c.isdigit() for c in raw) else raw
+            pairs.append((spoken, transcript))
     if dropped:
         logger.warning("%s: %d line(s) have no words after normalisation and are not used: lines %s",
                        path, len(dropped), ", ".join(map(str, dropped[:20])) + (" ..." if len(dropped) > 20 else ""))
@@ -518,8 +525,8 @@ class _Espeak(_Engine):
         import soundfile as sf
 
         cmd = ["espeak-ng", "-v", self.spk.voice, "-s", str(int(round(175 * self.engine_rate))),
-               "-p", str(self.spk.espeak_pitch), "-g", str(self.spk.word_gap), "--stdout", text]
-        result = subprocess.run(cmd, capture_output=True)
+               "-p", str(self.spk.espeak_pitch), "-g", str(self.spk.word_gap), "--stdout", "--stdin"]
+        result = subprocess.run(cmd, input=text.encode("utf-8"), capture_output=True)
         if result.returncode != 0 or len(result.stdout) < 100:
             self._fail(utt_id, f"{' '.join(cmd)}: exit {result.returncode}: {result.stderr.decode(errors='replace')}")
         audio, rate = sf.read(io.BytesIO(result.stdout), dtype="float32")

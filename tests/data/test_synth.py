@@ -25,7 +25,7 @@ def test_read_sentences(tmp_path, caplog):
     path.write_text("LJ001|Printing, in 1st place|Printing, in first place\n\nLJ002|...|...\nplain line 2\n")
     with caplog.at_level(logging.WARNING):
         pairs = read_sentences(path)
-    assert pairs == [("printing in first place.", "PRINTING IN FIRST PLACE"), ("plain line two.", "PLAIN LINE TWO")]
+    assert pairs == [("Printing, in first place", "PRINTING IN FIRST PLACE"), ("plain line two.", "PLAIN LINE TWO")]
     assert "1 line(s) have no words after normalisation and are not used: lines 3" in caplog.text
 
 
