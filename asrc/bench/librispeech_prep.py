@@ -14,8 +14,8 @@ resident set of the tool's process tree, sampled every 20 ms; the tree sum count
 workers' shared pages once per process, so it is an upper bound).
 
 Usage:
-    asrc-bench librispeech_prep                       # full scale, about 5 min with lhotse
-    asrc-bench librispeech_prep --scale 0.05 --json bench.json
+    asrc-bench librispeech-prep                       # full scale, about 5 min with lhotse
+    asrc-bench librispeech-prep --scale 0.05 --json bench.json
 """
 
 import json
@@ -242,3 +242,11 @@ def _print_table(report):
               f"{r['peak_tree_rss_mb']:.0f} |")
     if "speedup_vs_lhotse" in report:
         print(f"asrc is {report['speedup_vs_lhotse']:.1f}x faster than lhotse")
+
+
+if __name__ == "__main__":  # python -m asrc.bench.librispeech_prep, before asrc-bench registers it
+    import argparse
+
+    _parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_arguments(_parser)
+    sys.exit(run(_parser.parse_args()))

@@ -14,7 +14,7 @@ when their parts are there. Typical use::
 
 Durations come from the 42-byte FLAC STREAMINFO header (or the WAV header), never from
 decoding; the speakers are scanned in ``nj`` processes. On the full corpus (292,367
-utterances) this takes seconds; see ``asrc-bench librispeech_prep``.
+utterances) this takes seconds; see ``asrc-bench librispeech-prep``.
 """
 
 import logging
