@@ -36,8 +36,9 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--calib", metavar="DATA_DIR", help="calibration audio (wav.scp) for static-conv")
     parser.add_argument("--calib-utts", type=int, default=16, help="calibration utterances, spread over wav.scp")
     parser.add_argument("--engine", default=None, help="torch quantized engine (default: x86)")
-    parser.add_argument("--full-range", action="store_true",
-                        help="8-bit instead of 7-bit conv activations; only for CPUs with VNNI (AVX512-VNNI/AVX-VNNI)")
+    parser.add_argument("--activation-bits", type=int, choices=(7, 8), default=None,
+                        help="static-conv activations: 8 needs a CPU with VNNI (AVX512-VNNI/AVX-VNNI) at run time, "
+                             "7 runs anywhere (default: 8 if this CPU has VNNI, else 7)")
     parser.add_argument("--check", metavar="DATA_DIR", help="report agreement with the float model on this data dir")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
     return parser
@@ -66,8 +67,9 @@ def main(argv=None) -> int:
         calib, info = None, {}
         if args.calib:
             calib, info = read_calibration(args.calib, max_utterances=args.calib_utts)
-        qmodel, spec = quantize_model(model, args.mode, calib, engine=args.engine,
-                                      reduce_range=not args.full_range, calibration_info=info)
+        reduce_range = None if args.activation_bits is None else args.activation_bits == 7
+        qmodel, spec = quantize_model(model, args.mode, calib, engine=args.engine, reduce_range=reduce_range,
+                                      calibration_info=info)
         spec.calibration.setdefault("source_model", str(src))
         save_quantized(qmodel, spec, out)
         mb_in = (src / "model.pth").stat().st_size / 1e6

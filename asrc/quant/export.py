@@ -80,6 +80,8 @@ def _trace(model: nn.Module, inputs):
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=_EXPECTED_TRACE_WARNING)
         warnings.filterwarnings("ignore", message=".*torch.ao.quantization is deprecated.*")
+        # Static int8 modules read their calibrated scales as Python numbers: constants, as meant.
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning, module="torch.ao.nn.quantized")
         return torch.jit.trace(LogitsOnly(model).eval(), inputs, check_trace=False)
 
 

@@ -102,6 +102,20 @@ def set_engine(engine: str):
     torch.backends.quantized.engine = engine
 
 
+def cpu_has_vnni() -> bool:
+    """True when this x86 CPU has VNNI (AVX512-VNNI or AVX-VNNI): its int8 dot products
+    accumulate in 32 bits, so full 8-bit activations cannot saturate."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_vnni", "avx_vnni"})
+    except OSError:
+        pass
+    return False
+
+
 def default_engine() -> str:
     engines = torch.backends.quantized.supported_engines
     return "x86" if "x86" in engines else torch.backends.quantized.engine
@@ -168,7 +182,7 @@ def _calibrate_convs(model: Wav2Vec2CTC, names: Sequence[str], waveforms: List[T
 
 
 def quantize_model(model: Wav2Vec2CTC, mode: str = "dynamic", calibration=None, *,
-                   engine: Optional[str] = None, reduce_range: bool = True,
+                   engine: Optional[str] = None, reduce_range: Optional[bool] = None,
                    calibration_info: Optional[dict] = None):
     """Quantized copy of ``model`` (the float model is left untouched).
 
@@ -178,7 +192,10 @@ def quantize_model(model: Wav2Vec2CTC, mode: str = "dynamic", calibration=None, 
         calibration: for ``static-conv``: waveforms (list of 1-D float32 16 kHz tensors, or a
             ``[batch, sample]`` tensor of unpadded rows), e.g. from :func:`read_calibration`.
         engine: quantized backend (default ``x86``: fbgemm + oneDNN).
-        reduce_range: 7-bit activations for static convs (safe on CPUs without VNNI).
+        reduce_range: 7-bit activations for static convs, which CPUs without VNNI need (their
+            16-bit intermediate sums can saturate with 8 bits). Default: 8 bits when this CPU
+            has VNNI, else 7; the choice is recorded, and loading on a CPU without VNNI a model
+            made with 8 bits warns.
         calibration_info: what to record about the calibration data in ``quantization.yaml``.
 
     Returns:
@@ -190,6 +207,8 @@ def quantize_model(model: Wav2Vec2CTC, mode: str = "dynamic", calibration=None, 
         raise ValueError(f"mode={mode!r} is not one of {sorted(MODES)}")
     engine = engine or default_engine()
     set_engine(engine)
+    if reduce_range is None:
+        reduce_range = not cpu_has_vnni()
     q = copy.deepcopy(model).eval()
     spec = QuantizationSpec(mode=mode, engine=engine, activation_reduce_range=reduce_range)
     spec.folded_weight_norm = fold_weight_norm(q)
@@ -273,6 +292,9 @@ def load_quantized(model_dir, map_location="cpu") -> Wav2Vec2CTC:
     tokens = read_token_list(tokens_path) if tokens_path.is_file() else None
     if tokens is not None and len(tokens) != config.vocab_size:
         raise CheckpointError(f"{tokens_path}: {len(tokens)} tokens but config.yaml has vocab_size={config.vocab_size}")
+    if spec.static_int8_conv and not spec.activation_reduce_range and not cpu_has_vnni():
+        warnings.warn(f"{model_dir}: int8 convs calibrated for 8-bit activations (a VNNI CPU); this CPU has no "
+                      f"VNNI and may saturate int16 sums: re-quantize here for 7-bit activations")
     model = build_quantized(config, spec, tokens)
     state = torch.load(weights, map_location="cpu", weights_only=True)
     missing = sorted(set(model.state_dict()) - set(state))
@@ -292,11 +314,16 @@ def read_calibration(data_dir, max_utterances: int = 16, max_seconds: float = 12
     """Calibration waveforms from a Kaldi-style data dir: up to ``max_utterances`` spread evenly
     over ``wav.scp`` (so one speaker or one recording session does not set all the ranges),
     stopping at ``max_seconds`` of audio. Returns ``(waveforms, info)``."""
+    from asrc.data.datadir import read_table
     from asrc.decode.audio import read_audio
-    from asrc.decode.kaldi_files import read_table
 
     data_dir = Path(data_dir)
-    wav_scp = read_table(data_dir / "wav.scp")
+    wav_scp_path = data_dir / "wav.scp"
+    if not wav_scp_path.is_file():
+        raise FileNotFoundError(f"{data_dir}: no wav.scp; calibration needs a Kaldi-style data dir")
+    wav_scp = read_table(wav_scp_path)
+    if not wav_scp:
+        raise ValueError(f"{wav_scp_path}: no utterances")
     keys = list(wav_scp)
     step = max(1, len(keys) // max_utterances)
     chosen, waveforms, seconds = [], [], 0.0

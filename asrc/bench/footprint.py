@@ -1,0 +1,476 @@
+"""footprint: size and speed of teacher, students, int8 and ONNX variants and the transformers peer, side by side.
+
+Usage:
+    asrc-bench footprint --json exp/footprint.json --markdown exp/footprint.md --plot exp/footprint.png
+    asrc-bench footprint --teacher exp/teacher/model --student exp/student/model \\
+        --calib data/dev_clean --wav some_10s.flac --wer exp/wer.json --json exp/footprint.json
+    asrc-bench footprint --tiny --runs 2          # seconds: a smoke test with tiny dimensions
+
+One process, one input (``--seconds`` of audio, default 10, batch 1), ``--threads`` threads
+(default 2) for torch and onnxruntime alike, ``--warmup`` untimed runs per model, then
+``--runs`` rounds in which every model runs once in turn (interleaved, so load from other
+processes hits all of them alike); the median is reported.
+
+Rows (names are what ``--wer`` keys refer to):
+
+``teacher``            asrc, float32: wav2vec2-base architecture (random weights) or ``--teacher DIR``
+``hf-peer``            transformers ``Wav2Vec2ForCTC`` at the teacher's architecture, float32 (random
+                       weights; with a random teacher, the teacher gets the same weights through
+                       ``asrc.models.import_hf`` so both compute the same function, checked)
+``<student>``          float32 student: ``--student DIR`` (repeatable) or built from the teacher with
+                       ``asrc.models.student.build_student`` for each ``--student-preset``
+``<student>-int8``     the student through ``asrc.quant`` (``--int8-mode``, default static-conv),
+                       saved, and timed as loaded back with ``asrc.models.load``
+``<student>-onnx``     onnxruntime, float32 export; ``<student>-onnx-int8``: its onnxruntime int8 graph
+
+Columns: parameters, MB of the saved file(s), MACs for the input (convolutions and matrix
+products, from the architecture), median latency, real-time factor, speed-up and size ratio
+against ``teacher``. ``--wer`` adds WER (``name=WER,...`` or a JSON file ``{name: WER}``).
+"""
+
+import argparse
+import io
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+import torch
+
+from asrc.errors import AsrcError
+from asrc.models.config import Wav2Vec2Config
+
+SAMPLE_RATE = 16000
+
+# Students built from the teacher config when no --student DIR is given.
+STUDENT_PRESETS = {
+    # The issue's student: teacher width, 4 layers, grouped CNN (front end initialisable from the teacher).
+    "student-4L-g2": dict(num_layers=4, conv_groups=2),
+    # Recommended: also narrower transformer (384 wide, FFN 1536, 6 heads) and a 256-channel CNN.
+    "student-4L-g2-d384-c256": dict(num_layers=4, conv_groups=2, embed_dim=384, ffn_dim=1536, num_heads=6,
+                                    conv_channels=256),
+    # Keeps the teacher's 512-channel CNN (copied/derived from the teacher), transformer 384 wide.
+    "student-4L-g2-d384": dict(num_layers=4, conv_groups=2, embed_dim=384, ffn_dim=1536, num_heads=6),
+    "student-4L-g2-d512-c256": dict(num_layers=4, conv_groups=2, embed_dim=512, ffn_dim=2048, num_heads=8,
+                                    conv_channels=256),
+}
+DEFAULT_PRESETS = ["student-4L-g2", "student-4L-g2-d384-c256"]
+
+TINY_TEACHER = Wav2Vec2Config(conv_layers=[[32, 10, 5]] + [[32, 3, 2]] * 4 + [[32, 2, 2]] * 2, embed_dim=48,
+                              ffn_dim=96, num_heads=4, num_layers=3, pos_conv_kernel=16, pos_conv_groups=4)
+
+
+def student_config(teacher: Wav2Vec2Config, preset: dict, tiny: bool = False) -> Wav2Vec2Config:
+    changes = dict(preset)
+    channels = changes.pop("conv_channels", None)
+    if tiny:  # keep the presets' shape at tiny scale: halve what the preset narrows
+        for key in ("embed_dim", "ffn_dim"):
+            if key in changes:
+                changes[key] = getattr(teacher, key) // 2
+        if "num_heads" in changes:
+            changes["num_heads"] = teacher.num_heads // 2
+        if channels is not None:
+            channels = teacher.conv_dim // 2
+        changes["num_layers"] = min(changes.get("num_layers", teacher.num_layers), 2)
+    if channels is not None:
+        changes["conv_layers"] = [[channels, k, s] for _, k, s in teacher.conv_layers]
+    return teacher.replace(**changes)
+
+
+def config_macs(config: Wav2Vec2Config, samples: int) -> int:
+    """Multiply-accumulates of convolutions and matrix products for one utterance of ``samples``."""
+    from asrc.models.wav2vec2 import conv_layer_groups
+
+    macs, length, in_ch = 0, samples, 1
+    for (out_ch, k, s), g in zip(config.conv_layers, conv_layer_groups(config)):
+        length = (length - k) // s + 1
+        macs += length * out_ch * (in_ch // g) * k
+        in_ch = out_ch
+    t, d = length, config.embed_dim
+    macs += t * config.conv_dim * d  # feature projection
+    macs += t * d * (d // config.pos_conv_groups) * config.pos_conv_kernel
+    per_layer = t * (4 * d * d + 2 * d * config.ffn_dim) + 2 * t * t * d  # projections, FFN, scores + weighted sum
+    macs += per_layer * config.num_layers * config.layer_reuse
+    macs += t * d * config.vocab_size
+    return macs
+
+
+@dataclass
+class Row:
+    name: str
+    runtime: str  # asrc (torch) / transformers / onnxruntime
+    precision: str
+    params: int
+    mb: float
+    macs: int
+    latency: float = float("nan")
+    latency_min: float = float("nan")
+    rtf: float = float("nan")
+    speedup: float = float("nan")
+    size_ratio: float = float("nan")
+    wer: Optional[float] = None
+    note: str = ""
+
+
+def _file_mb(*paths) -> float:
+    return sum(Path(p).stat().st_size for p in paths) / 1e6
+
+
+def _hf_config(config: Wav2Vec2Config):
+    from transformers import Wav2Vec2Config as HFConfig
+
+    return HFConfig(
+        vocab_size=config.vocab_size, hidden_size=config.embed_dim, num_hidden_layers=config.num_layers,
+        num_attention_heads=config.num_heads, intermediate_size=config.ffn_dim,
+        conv_dim=[c[0] for c in config.conv_layers], conv_kernel=[c[1] for c in config.conv_layers],
+        conv_stride=[c[2] for c in config.conv_layers], conv_bias=config.conv_bias,
+        feat_extract_norm="group" if config.extractor_mode == "group_norm" else "layer",
+        do_stable_layer_norm=config.layer_norm_first, num_conv_pos_embeddings=config.pos_conv_kernel,
+        num_conv_pos_embedding_groups=config.pos_conv_groups, layer_norm_eps=config.layer_norm_eps,
+        hidden_act="gelu", feat_extract_activation="gelu", pad_token_id=0,
+    )
+
+
+def build_hf_peer(config: Wav2Vec2Config):
+    """transformers ``Wav2Vec2ForCTC`` with the architecture of ``config`` (random weights)."""
+    if config.conv_groups != 1 or config.conv_share or config.layer_reuse != 1:
+        raise AsrcError("the transformers peer has no grouped/shared convs or layer reuse; "
+                        "give a teacher without them")
+    from transformers import Wav2Vec2ForCTC
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    torch.manual_seed(0)
+    return Wav2Vec2ForCTC(_hf_config(config)).eval()
+
+
+def teacher_from_peer(peer):
+    """An asrc teacher holding the peer's weights (through the HF importer)."""
+    from asrc.models.import_hf import from_hf
+
+    return from_hf(peer.config.to_dict(), peer.state_dict(), normalize=False,
+                   source="transformers peer").build_model().eval()
+
+
+def parse_wer(spec: Optional[str]) -> Dict[str, float]:
+    """``name=WER,name=WER`` or a JSON file ``{name: WER}``."""
+    if not spec:
+        return {}
+    if os.path.isfile(spec):
+        with open(spec, encoding="utf-8") as f:
+            data = json.load(f)
+        if not isinstance(data, dict):
+            raise ValueError(f"{spec}: expected a JSON object {{model name: WER}}")
+        return {str(k): float(v) for k, v in data.items()}
+    out = {}
+    for item in spec.split(","):
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--wer: {item!r} is not name=WER")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError as e:
+            raise ValueError(f"--wer: {item!r}: WER {value!r} is not a number") from e
+    return out
+
+
+def load_input(args) -> torch.Tensor:
+    samples = int(args.seconds * SAMPLE_RATE)
+    if args.wav:
+        from asrc.decode.audio import read_audio
+
+        wav = torch.from_numpy(read_audio(args.wav, resample=True, mix_channels=True))
+        if wav.numel() < samples:  # repeat short recordings up to the requested duration
+            wav = wav.repeat(samples // wav.numel() + 1)
+        return wav[:samples].contiguous()[None]
+    gen = torch.Generator().manual_seed(0)
+    return 0.1 * torch.randn(1, samples, generator=gen)
+
+
+def environment(args) -> dict:
+    import onnxruntime
+    import transformers
+
+    cpu = platform.processor()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                cwd=Path(__file__).resolve().parent, check=False).stdout.strip()
+    except OSError:
+        commit = ""
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"), "cpu": cpu, "cores": os.cpu_count(),
+        "threads": args.threads, "runs": args.runs, "warmup": args.warmup, "input_seconds": args.seconds,
+        "python": platform.python_version(), "torch": str(torch.__version__),
+        "onnxruntime": onnxruntime.__version__, "transformers": transformers.__version__,
+        "quantized_engine": torch.backends.quantized.engine, "git_commit": commit,
+        "command": "asrc-bench footprint " + " ".join(sys.argv[2:] if sys.argv[1:2] == ["footprint"] else []),
+    }
+
+
+def time_interleaved(runners: Dict[str, Callable], wav, lengths, runs: int, warmup: int, progress=None) -> Dict:
+    times = {name: [] for name in runners}
+    with torch.inference_mode():
+        for name, fn in runners.items():
+            for _ in range(warmup):
+                fn(wav, lengths)
+        for _ in range(runs):
+            for name, fn in runners.items():
+                start = time.perf_counter()
+                fn(wav, lengths)
+                times[name].append(time.perf_counter() - start)
+            if progress is not None:
+                progress.update(1)
+    return times
+
+
+def format_markdown(rows: List[Row], env: dict) -> str:
+    has_wer = any(r.wer is not None for r in rows)
+    head = ["model", "runtime", "precision", "params (M)", "MB", "GMACs", "latency (s)", "RTF",
+            "speed-up", "smaller"] + (["WER %"] if has_wer else [])
+    lines = [f"Footprint on {env['cpu']}, {env['threads']} threads, {env['input_seconds']:g} s input, "
+             f"median of {env['runs']} interleaved runs ({env['date']}, torch {env['torch']}, "
+             f"onnxruntime {env['onnxruntime']}).", "",
+             "| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    for r in rows:
+        cells = [r.name, r.runtime, r.precision, f"{r.params / 1e6:.2f}", f"{r.mb:.1f}", f"{r.macs / 1e9:.2f}",
+                 f"{r.latency:.3f}", f"{r.rtf:.4f}", f"{r.speedup:.2f}x", f"{r.size_ratio:.1f}x"]
+        if has_wer:
+            cells.append("" if r.wer is None else f"{r.wer:.2f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows: List[Row], path, env: dict):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colours = {"asrc": "tab:blue", "transformers": "tab:red", "onnxruntime": "tab:green"}
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    for r in rows:
+        marker = "o" if r.precision == "fp32" else "s"
+        ax.scatter(r.rtf, r.mb, c=colours.get(r.runtime, "k"), marker=marker, s=60, zorder=3)
+        label = r.name + (f"\nWER {r.wer:.2f}%" if r.wer is not None else "")
+        ax.annotate(label, (r.rtf, r.mb), textcoords="offset points", xytext=(6, 4), fontsize=7)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(f"real-time factor ({env['threads']} threads, {env['input_seconds']:g} s input; lower is faster)")
+    ax.set_ylabel("size on disk (MB)")
+    ax.set_title("asrc footprint: size vs speed" + (" (labels: WER)" if any(r.wer is not None for r in rows) else ""))
+    for runtime, colour in colours.items():
+        ax.scatter([], [], c=colour, label=runtime)
+    ax.scatter([], [], c="grey", marker="o", label="float32")
+    ax.scatter([], [], c="grey", marker="s", label="int8")
+    ax.legend(fontsize=8, loc="lower right")
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
+    plt.close(fig)
+    from asrc.utils.io import atomic_write
+
+    with atomic_write(path, "wb") as f:
+        f.write(buf.getvalue())
+
+
+def add_arguments(parser: argparse.ArgumentParser):
+    from asrc.quant import MODES
+
+    parser.add_argument("--teacher", metavar="DIR", help="teacher model dir (default: random wav2vec2-base)")
+    parser.add_argument("--student", metavar="DIR", action="append", default=[],
+                        help="student model dir (repeatable; default: students built from --student-preset)")
+    parser.add_argument("--student-preset", action="append", choices=sorted(STUDENT_PRESETS), default=None,
+                        help=f"students to build from the teacher (repeatable; default: {' '.join(DEFAULT_PRESETS)})")
+    parser.add_argument("--int8-mode", default="static-conv", choices=sorted(MODES), help="asrc.quant mode")
+    parser.add_argument("--calib", metavar="DATA_DIR", help="calibration data dir for static-conv "
+                        "(default: the benchmark input itself)")
+    parser.add_argument("--wav", help="audio file for the input (default: seeded noise; repeated to --seconds)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="input duration (default 10)")
+    parser.add_argument("--threads", type=int, default=2, help="intra-op threads (default 2)")
+    parser.add_argument("--runs", type=int, default=10, help="timed rounds; the median is reported (default 10)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed runs per model first (default 2)")
+    parser.add_argument("--no-peer", action="store_true", help="skip the transformers peer")
+    parser.add_argument("--no-onnx", action="store_true", help="skip the onnxruntime rows")
+    parser.add_argument("--tiny", action="store_true", help="tiny random models (smoke test)")
+    parser.add_argument("--wer", help="WER per row: name=WER,... or a JSON file {name: WER}")
+    parser.add_argument("--workdir", help="where the saved models go (default: a temporary directory)")
+    parser.add_argument("--json", help="write rows + environment as JSON")
+    parser.add_argument("--markdown", help="write the markdown table")
+    parser.add_argument("--plot", help="write a PNG: size vs RTF (+ WER labels)")
+
+
+def run(args) -> int:
+    try:
+        return _run(args)
+    except (AsrcError, FileNotFoundError, ValueError) as e:
+        print(f"asrc-bench footprint: error: {e}", file=sys.stderr)
+        return 1
+
+
+def _run(args) -> int:
+    from tqdm import tqdm
+
+    from asrc.models import load, num_parameters, save_model_dir
+    from asrc.models.io import WEIGHTS_NAME
+    from asrc.quant import parameter_count, quantize_model, save_quantized
+    from asrc.quant.export import export_onnx, run_export
+
+    if args.runs < 1 or args.warmup < 0 or args.threads < 1 or args.seconds <= 0:
+        raise ValueError("--runs >= 1, --warmup >= 0, --threads >= 1 and --seconds > 0 are required")
+    wer = parse_wer(args.wer)
+    torch.set_num_threads(args.threads)
+    if args.tiny and args.seconds == 10.0:
+        args.seconds = 1.0
+    wav = load_input(args)
+    lengths = torch.tensor([wav.shape[1]])
+    samples = wav.shape[1]
+    tmp = None
+    if args.workdir:
+        work = Path(args.workdir)
+        work.mkdir(parents=True, exist_ok=True)
+    else:
+        tmp = tempfile.TemporaryDirectory(prefix="asrc_footprint_")
+        work = Path(tmp.name)
+
+    rows: List[Row] = []
+    runners: Dict[str, Callable] = {}
+
+    def add(row: Row, runner: Callable):
+        rows.append(row)
+        runners[row.name] = runner
+        print(f"  {row.name}: {row.params / 1e6:.2f}M params, {row.mb:.1f} MB", file=sys.stderr, flush=True)
+
+    print(f"building models in {work} ...", file=sys.stderr, flush=True)
+    # Teacher (and the peer: built first so a random teacher can take its weights).
+    peer = None
+    if args.teacher:
+        teacher = load(args.teacher)
+        if getattr(teacher, "quantization", None) is not None:
+            raise AsrcError(f"{args.teacher}: the teacher must be a float model")
+    else:
+        config = TINY_TEACHER if args.tiny else Wav2Vec2Config()
+        teacher = None
+        if not args.no_peer:
+            peer = build_hf_peer(config)
+            try:
+                teacher = teacher_from_peer(peer)
+            except ImportError:
+                teacher = None
+        if teacher is None:
+            from asrc.models import build_model
+
+            torch.manual_seed(0)
+            teacher = build_model(config).eval()
+    tcfg = teacher.config
+    save_model_dir(teacher, work / "teacher")
+    add(Row("teacher", "asrc", "fp32", num_parameters(teacher), _file_mb(work / "teacher" / WEIGHTS_NAME),
+            config_macs(tcfg, samples)), teacher)
+
+    if not args.no_peer:
+        if peer is None:
+            peer = build_hf_peer(tcfg)
+        peer.save_pretrained(work / "hf-peer")
+        weights = sorted((work / "hf-peer").glob("*.safetensors")) or sorted((work / "hf-peer").glob("*.bin"))
+
+        def run_peer(w, _lengths, peer=peer):
+            return peer(w).logits
+
+        row = Row("hf-peer", "transformers", "fp32", sum(p.numel() for p in peer.parameters()), _file_mb(*weights),
+                  config_macs(tcfg, samples))
+        if not args.teacher:
+            with torch.inference_mode():
+                diff = (run_peer(wav, lengths) - teacher(wav, lengths)[0]).abs().max().item()
+            row.note = f"same weights as teacher: max |logit diff| {diff:.2g}"
+        add(row, run_peer)
+
+    # Students.
+    students = []
+    for d in args.student:
+        model = load(d)
+        if getattr(model, "quantization", None) is not None:
+            raise AsrcError(f"{d}: give the float student; its int8 form is made here (--int8-mode)")
+        students.append((Path(d).name, model))
+    if not args.student:
+        from asrc.models.student import build_student
+
+        for name in args.student_preset or DEFAULT_PRESETS:
+            scfg = student_config(tcfg, STUDENT_PRESETS[name], tiny=args.tiny)
+            torch.manual_seed(0)
+            # "energy" init: derived from the teacher without the least-squares fit (speed and
+            # size do not depend on the weights; trained students come through --student).
+            student, _report = build_student(teacher, scfg, conv_init="energy")
+            students.append((name, student.eval()))
+
+    calib = [wav[0]]
+    calib_info = {"source": "benchmark input"}
+    if args.calib:
+        from asrc.quant import read_calibration
+
+        calib, calib_info = read_calibration(args.calib)
+    for name, student in students:
+        save_model_dir(student, work / name)
+        params = num_parameters(student)
+        macs = config_macs(student.config, samples)
+        add(Row(name, "asrc", "fp32", params, _file_mb(work / name / WEIGHTS_NAME), macs), student)
+        qmodel, spec = quantize_model(student, args.int8_mode, calib, calibration_info=calib_info)
+        save_quantized(qmodel, spec, work / f"{name}-int8")
+        reloaded = load(work / f"{name}-int8")
+        add(Row(f"{name}-int8", "asrc", f"int8 ({args.int8_mode})", parameter_count(reloaded),
+                _file_mb(work / f"{name}-int8" / WEIGHTS_NAME), macs), reloaded)
+        if not args.no_onnx:
+            for int8 in (False, True):
+                suffix = "-onnx-int8" if int8 else "-onnx"
+                path = export_onnx(student, work / f"{name}{suffix}.onnx", int8=int8)
+                add(Row(name + suffix, "onnxruntime", "int8 (MatMul)" if int8 else "fp32", params, _file_mb(path),
+                        macs), run_export(path, "onnx", threads=args.threads))
+
+    print(f"timing {len(runners)} models: {args.warmup} warm-up + {args.runs} interleaved runs on "
+          f"{samples / SAMPLE_RATE:g} s, {args.threads} threads ...", file=sys.stderr, flush=True)
+    with tqdm(total=args.runs, desc="rounds", file=sys.stderr, disable=None) as progress:
+        times = time_interleaved(runners, wav, lengths, args.runs, args.warmup, progress)
+    base = rows[0]
+    base_latency = statistics.median(times[base.name])
+    for r in rows:
+        r.latency = statistics.median(times[r.name])
+        r.latency_min = min(times[r.name])
+        r.rtf = r.latency / (samples / SAMPLE_RATE)
+        r.speedup = base_latency / r.latency
+        r.size_ratio = base.mb / r.mb
+        r.wer = wer.get(r.name)
+    unknown = sorted(set(wer) - {r.name for r in rows})
+    if unknown:
+        print(f"warning: --wer names no row: {unknown} (rows: {[r.name for r in rows]})", file=sys.stderr)
+
+    env = environment(args)
+    table = format_markdown(rows, env)
+    print(table)
+    for r in rows:
+        if r.note:
+            print(f"{r.name}: {r.note}")
+    from asrc.utils.io import atomic_write
+
+    if args.markdown:
+        with atomic_write(args.markdown) as f:
+            f.write(table)
+    if args.json:
+        with atomic_write(args.json) as f:
+            json.dump({"environment": env, "calibration": calib_info, "rows": [asdict(r) for r in rows],
+                       "times": times}, f, indent=1)
+    if args.plot:
+        plot(rows, args.plot, env)
+    if tmp is not None:
+        tmp.cleanup()
+    return 0

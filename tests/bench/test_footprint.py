@@ -1,0 +1,100 @@
+import json
+
+import pytest
+
+from asrc.bench import footprint
+from asrc.models import Wav2Vec2Config
+
+
+def run_bench(argv):
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    footprint.add_arguments(parser)
+    return footprint.run(parser.parse_args(argv))
+
+
+def test_config_macs_by_hand():
+    cfg = Wav2Vec2Config(conv_layers=[[4, 10, 5], [6, 3, 2]], conv_groups=2, embed_dim=8, ffn_dim=16, num_heads=2,
+                         num_layers=2, pos_conv_kernel=4, pos_conv_groups=2, vocab_size=3)
+    # 1000 samples -> 199 frames (4 ch, 1 input ch) -> 99 frames (6 ch, groups 2: 2 inputs per group)
+    conv = 199 * 4 * 1 * 10 + 99 * 6 * 2 * 3
+    proj = 99 * 6 * 8
+    pos = 99 * 8 * 4 * 4
+    layers = 2 * (99 * (4 * 64 + 2 * 8 * 16) + 2 * 99 * 99 * 8)
+    head = 99 * 8 * 3
+    assert footprint.config_macs(cfg, 1000) == conv + proj + pos + layers + head
+
+
+def test_base_teacher_macs_order_of_magnitude():
+    # wav2vec2-base on 10 s: ~24 G in the CNN + ~43 G in 12 layers + 2.4 G positional conv.
+    assert 65e9 < footprint.config_macs(Wav2Vec2Config(), 160000) < 75e9
+
+
+def test_parse_wer(tmp_path):
+    assert footprint.parse_wer("teacher=5.1, student-int8=7") == {"teacher": 5.1, "student-int8": 7.0}
+    path = tmp_path / "wer.json"
+    path.write_text(json.dumps({"teacher": 4.5}))
+    assert footprint.parse_wer(str(path)) == {"teacher": 4.5}
+    with pytest.raises(ValueError, match="not name=WER"):
+        footprint.parse_wer("teacher")
+    with pytest.raises(ValueError, match="not a number"):
+        footprint.parse_wer("teacher=x")
+
+
+def test_student_presets_shrink_teacher():
+    t = Wav2Vec2Config()
+    s = footprint.student_config(t, footprint.STUDENT_PRESETS["student-4L-g2-d384-c256"])
+    assert (s.num_layers, s.embed_dim, s.ffn_dim, s.num_heads, s.conv_dim, s.conv_groups) == (4, 384, 1536, 6, 256, 2)
+    assert [c[1:] for c in s.conv_layers] == [c[1:] for c in t.conv_layers]  # same strides and kernels
+
+
+def test_footprint_end_to_end_tiny(tmp_path, capsys):
+    out = tmp_path / "fp"
+    rc = run_bench(["--tiny", "--runs", "1", "--warmup", "0", "--threads", "1",
+                    "--student-preset", "student-4L-g2-d384-c256",
+                    "--json", str(out) + ".json", "--markdown", str(out) + ".md", "--plot", str(out) + ".png",
+                    "--wer", "teacher=10.0,student-4L-g2-d384-c256-int8=12.5", "--workdir", str(tmp_path / "work")])
+    assert rc == 0
+    data = json.loads((tmp_path / "fp.json").read_text())
+    names = [r["name"] for r in data["rows"]]
+    s = "student-4L-g2-d384-c256"
+    assert names == ["teacher", "hf-peer", s, f"{s}-int8", f"{s}-onnx", f"{s}-onnx-int8"]
+    rows = {r["name"]: r for r in data["rows"]}
+    for r in data["rows"]:
+        assert r["params"] > 0 and r["mb"] > 0 and r["macs"] > 0 and r["latency"] > 0
+        assert r["rtf"] == pytest.approx(r["latency"] / 1.0)
+        assert r["speedup"] == pytest.approx(rows["teacher"]["latency"] / r["latency"])
+        assert r["size_ratio"] == pytest.approx(rows["teacher"]["mb"] / r["mb"])
+    assert rows["teacher"]["wer"] == 10.0 and rows[f"{s}-int8"]["wer"] == 12.5 and rows[s]["wer"] is None
+    # The peer computes what the teacher computes (same weights through the importer).
+    assert rows["hf-peer"]["note"].startswith("same weights as teacher")
+    assert float(rows["hf-peer"]["note"].rsplit(" ", 1)[1]) < 1e-3
+    # Saved files were really measured: int8 smaller than the float student on disk.
+    assert rows[f"{s}-int8"]["mb"] < rows[s]["mb"]
+    assert rows[f"{s}-int8"]["macs"] == rows[s]["macs"] < rows["teacher"]["macs"]
+    assert data["environment"]["threads"] == 1 and data["environment"]["input_seconds"] == 1.0
+    md = (tmp_path / "fp.md").read_text()
+    assert "| model | runtime | precision | params (M) | MB | GMACs | latency (s) | RTF | speed-up | smaller | WER % |" in md
+    assert md.count("\n| ") == 1 + len(names)
+    assert (tmp_path / "fp.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "work" / f"{s}-int8" / "quantization.yaml").is_file()
+    assert "| teacher |" in capsys.readouterr().out
+
+
+def test_footprint_uses_given_model_dirs(tmp_path):
+    import torch
+
+    from asrc.models import build_model, save_model_dir
+
+    torch.manual_seed(0)
+    save_model_dir(build_model(footprint.TINY_TEACHER), tmp_path / "t")
+    save_model_dir(build_model(footprint.TINY_TEACHER.replace(num_layers=1, conv_groups=2)), tmp_path / "mystudent")
+    rc = run_bench(["--teacher", str(tmp_path / "t"), "--student", str(tmp_path / "mystudent"), "--seconds", "0.5",
+                    "--runs", "1", "--warmup", "0", "--threads", "1", "--no-peer", "--no-onnx", "--int8-mode", "dynamic",
+                    "--json", str(tmp_path / "o.json")])
+    assert rc == 0
+    rows = json.loads((tmp_path / "o.json").read_text())["rows"]
+    assert [r["name"] for r in rows] == ["teacher", "mystudent", "mystudent-int8"]
+    assert rows[2]["precision"] == "int8 (dynamic)"
+    assert run_bench(["--student", str(tmp_path / "nope"), "--tiny", "--runs", "1"]) == 1

@@ -1,0 +1,86 @@
+import pytest
+import torch
+
+from asrc.errors import AsrcError
+from asrc.models import load, save_model_dir
+from asrc.quant import quantize_model, save_quantized
+from asrc.quant.export import FLOAT_TOLERANCE, check_export, export_onnx, export_torchscript, run_export
+
+
+def padded_batch(structured_set):
+    lengths = torch.tensor([12000, 20000, 9000])
+    wav = torch.zeros(3, 20000)
+    for i, n in enumerate(lengths.tolist()):
+        wav[i, :n] = structured_set[3][:n]
+    return wav, lengths
+
+
+@pytest.fixture(scope="module")
+def onnx_fp32(tmp_path_factory, trained_tiny):
+    return export_onnx(trained_tiny, tmp_path_factory.mktemp("onnx") / "m.onnx")
+
+
+def test_onnx_matches_pytorch(onnx_fp32, trained_tiny, structured_set):
+    wav, lengths = padded_batch(structured_set)
+    with torch.inference_mode():
+        ref, ref_len = trained_tiny(wav, lengths)
+    out, out_len = run_export(onnx_fp32, "onnx", threads=1)(wav, lengths)
+    assert out_len.tolist() == ref_len.tolist()
+    valid = torch.arange(ref.shape[1])[None] < ref_len[:, None]
+    assert (out - ref)[valid].abs().max() < FLOAT_TOLERANCE
+    # Dynamic axes: another batch size and length than the trace's.
+    one = structured_set[0][None, :7000]
+    out1, len1 = run_export(onnx_fp32, "onnx")(one, torch.tensor([7000]))
+    ref1, rlen1 = trained_tiny(one, torch.tensor([7000]))
+    assert len1.tolist() == rlen1.tolist() and (out1 - ref1).abs().max() < FLOAT_TOLERANCE
+
+
+def test_onnx_int8_close_to_float(tmp_path, trained_tiny, structured_set):
+    path = export_onnx(trained_tiny, tmp_path / "m8.onnx", int8=True)
+    report = check_export(trained_tiny, path, "onnx", int8=True)
+    assert report["ok"] and report["cosine"] > 0.99
+    wav, lengths = padded_batch(structured_set)
+    ref, ref_len = trained_tiny(wav, lengths)
+    out, _ = run_export(path, "onnx")(wav, lengths)
+    valid = torch.arange(ref.shape[1])[None] < ref_len[:, None]
+    agree = (out.argmax(-1) == ref.argmax(-1))[valid].float().mean()
+    assert agree > 0.95
+    assert not list(tmp_path.glob(".*tmp"))  # temporary float graph removed
+
+
+@pytest.mark.parametrize("mode", [None, "dynamic", "static-conv"])
+def test_torchscript_equals_eager(tmp_path, trained_tiny, calibration_set, structured_set, mode):
+    model = trained_tiny if mode is None else quantize_model(trained_tiny, mode, calibration_set)[0]
+    path = export_torchscript(model, tmp_path / "m.pt")
+    scripted = torch.jit.load(str(path))
+    wav, lengths = padded_batch(structured_set)
+    with torch.inference_mode():
+        ref, ref_len = model(wav, lengths)
+        out, out_len = scripted(wav, lengths)
+    assert torch.equal(out_len, ref_len)
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+
+
+def test_onnx_refuses_torch_int8(tmp_path, trained_tiny):
+    qmodel, _ = quantize_model(trained_tiny, "dynamic")
+    with pytest.raises(AsrcError, match="float model"):
+        export_onnx(qmodel, tmp_path / "q.onnx")
+
+
+def test_export_cli(tmp_path, trained_tiny, capsys):
+    from asrc.bin.export import main
+
+    save_model_dir(trained_tiny, tmp_path / "float")
+    qmodel, spec = quantize_model(trained_tiny, "dynamic")
+    save_quantized(qmodel, spec, tmp_path / "int8")
+    assert main([str(tmp_path / "float"), str(tmp_path / "m.onnx"), "--format", "onnx"]) == 0
+    assert main([str(tmp_path / "int8"), str(tmp_path / "q.pt"), "--format", "torchscript"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("check OK") == 2
+    assert main([str(tmp_path / "int8"), str(tmp_path / "q.onnx"), "--format", "onnx"]) == 1
+    assert "float model" in capsys.readouterr().err
+    # The TorchScript file of the int8 directory runs the same as the loaded directory.
+    scripted = torch.jit.load(str(tmp_path / "q.pt"))
+    wav = torch.randn(1, 8000) * 0.1
+    with torch.inference_mode():
+        torch.testing.assert_close(scripted(wav, torch.tensor([8000]))[0], load(tmp_path / "int8")(wav)[0])
