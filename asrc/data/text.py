@@ -4,10 +4,10 @@ LibriSpeech transcripts are upper-case letters ``A``-``Z``, the apostrophe and s
 (``HE'S GOING TO THE STATION``). :func:`normalize_text` brings other text there:
 
 - Unicode is decomposed and accents dropped (``café`` -> ``CAFE``); typographic apostrophes
-  (``’`` ``‘`` `````, ``´``) become ``'``; letters are upper-cased.
+  (’ ‘ ` ´) become ``'``; letters are upper-cased.
 - Numbers are spelled out in words as a reader would say them: ``42`` -> ``FORTY TWO``,
   ``3.5`` -> ``THREE POINT FIVE``, ``1st``/``22nd`` -> ``FIRST``/``TWENTY SECOND``,
-  ``1,000`` -> ``ONE THOUSAND``; ``%`` -> ``PERCENT``, ``&`` -> ``AND``. Years are not guessed
+  ``1,000`` -> ``ONE THOUSAND``; ``%`` ``&`` ``+`` ``@`` -> ``PERCENT AND PLUS AT``. Years are not guessed
   (``1991`` -> ``ONE THOUSAND NINE HUNDRED NINETY ONE``); feed already-normalised text
   (e.g. LJ Speech's third column) when that matters.
 - Hyphens, slashes and other punctuation separate words; an apostrophe survives only between
