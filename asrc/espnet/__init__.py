@@ -1,0 +1,33 @@
+"""The espnet2 adapter: asrc's models inside ESPnet's task/trainer.
+
+Importing this package registers into espnet2's ASR choice tables (``asrc`` itself never
+imports espnet):
+
+- ``--encoder asrc_wav2vec2``: :class:`asrc.espnet.encoder.AsrcWav2Vec2Encoder`
+- ``--model asrc_ctc``: :class:`asrc.espnet.models.AsrcCTCModel`
+- ``--model asrc_distill``: :class:`asrc.espnet.models.AsrcDistillModel`
+
+so that ``ASRTask.build_model`` (training) and ``ASRTask.build_model_from_file`` (ESPnet's
+inference tools) both find them. Training goes through :class:`asrc.espnet.task.AsrcASRTask`
+(``asrc-train``); :func:`asrc.espnet.export.export_model_dir` turns an experiment into an asrc
+model directory.
+"""
+
+from espnet2.tasks import asr as _asr
+
+from asrc.espnet.encoder import AsrcWav2Vec2Encoder
+from asrc.espnet.models import AsrcCTCModel, AsrcDistillModel
+
+ENCODERS = {"asrc_wav2vec2": AsrcWav2Vec2Encoder}
+MODELS = {"asrc_ctc": AsrcCTCModel, "asrc_distill": AsrcDistillModel}
+
+
+def register() -> None:
+    """Add asrc's classes to espnet2's ASR choice tables (idempotent)."""
+    _asr.encoder_choices.classes.update(ENCODERS)
+    _asr.model_choices.classes.update(MODELS)
+
+
+register()
+
+__all__ = ["AsrcWav2Vec2Encoder", "AsrcCTCModel", "AsrcDistillModel", "register", "ENCODERS", "MODELS"]

@@ -1,0 +1,177 @@
+"""espnet2 encoder for asrc's wav2vec 2.0 models (``--encoder asrc_wav2vec2``).
+
+The encoder owns a whole :class:`asrc.models.Wav2Vec2CTC`, CTC head included, so that the
+head of a converted teacher keeps working and the trained model exports as an asrc model
+directory. It reads the raw 16 kHz waveform (``--input_size 1 --normalize none``).
+
+``encoder_conf``:
+
+``config``
+    :class:`asrc.models.Wav2Vec2Config` keys. Without ``init`` the full architecture (missing
+    keys take the dataclass defaults, i.e. wav2vec2-base); with ``init`` changes on top of the
+    initial model's config.
+``init``
+    An asrc model directory to start from (``config.yaml`` + ``model.pth`` + ``tokens.txt``).
+``layer_init``
+    ``null``: load ``init`` as it is (fine-tuning); ``config`` may then only change
+    regularisation (dropouts, layer drop, masks). Otherwise a student is built from ``init``
+    with :func:`asrc.models.student.build_student` and this layer initialisation
+    (``every_k``, ``first_k``, ``last_k`` or a list of 1-based teacher layers); ``config``
+    gives the student's architecture (e.g. ``{num_layers: 4, conv_groups: 2}``).
+``freeze_feature_updates``
+    For this many optimizer updates the CNN feature extractor gets no gradient (its output is
+    detached; fairseq's ``feature_grad_mult = 0``, then trained normally). Updates are counted
+    by a hook that :class:`asrc.espnet.task.AsrcASRTask` puts on the optimizer; the count is a
+    buffer of the encoder, so it survives resuming.
+
+In training mode the wav2vec 2.0 fine-tuning masks (``mask_time_*``, ``mask_channel_*``) and
+LayerDrop (``layer_drop``) of the config are applied.
+"""
+
+import logging
+from pathlib import Path
+from typing import List, Optional, Tuple, Union
+
+import torch
+from espnet2.asr.encoder.abs_encoder import AbsEncoder
+from torch import Tensor
+
+from asrc.errors import ConfigError
+from asrc.models import EncoderOutput, Wav2Vec2Config, Wav2Vec2CTC, load, load_config, read_token_list
+from asrc.models.io import QUANT_NAME, TOKENS_NAME, is_model_dir, load_state_dict_strict
+
+__all__ = ["AsrcWav2Vec2Encoder", "REGULARISATION_KEYS", "resolve_encoder_config"]
+
+logger = logging.getLogger(__name__)
+
+#: ``every_k``, ``first_k``, ``last_k`` or a list of 1-based teacher layers (asrc.models.student).
+LayerInit = Optional[Union[str, List[int]]]
+
+#: Config keys that change no parameter: the only ones a fine-tuning run may change.
+REGULARISATION_KEYS = frozenset({
+    "dropout", "attention_dropout", "activation_dropout", "feature_dropout", "final_dropout", "layer_drop",
+    "mask_time_prob", "mask_time_length", "mask_channel_prob", "mask_channel_length",
+})
+
+
+def _check_init_dir(init) -> None:
+    if not is_model_dir(init):
+        raise FileNotFoundError(f"encoder_conf.init: {init} is not an asrc model directory "
+                                f"(needs config.yaml and model.pth)")
+    if (Path(init) / QUANT_NAME).is_file():
+        raise ConfigError(f"encoder_conf.init: {init} is a quantized model; training needs a float model")
+
+
+def resolve_encoder_config(config: Optional[dict] = None, init: Optional[str] = None,
+                           layer_init: LayerInit = None) -> Wav2Vec2Config:
+    """The full :class:`Wav2Vec2Config` that ``encoder_conf`` describes (see the module doc)."""
+    config = dict(config or {})
+    if init is None:
+        if layer_init is not None:
+            raise ConfigError(f"encoder_conf.layer_init={layer_init!r} needs encoder_conf.init (the model to take layers from)")
+        return Wav2Vec2Config.from_dict(config, source="encoder_conf.config")
+    _check_init_dir(init)
+    base = load_config(init).to_dict()
+    if layer_init is None:
+        changed = sorted(k for k, v in config.items() if k in base and base[k] != v and k not in REGULARISATION_KEYS)
+        if changed:
+            raise ConfigError(
+                f"encoder_conf.config changes {changed} of {init}, which would not fit its weights; "
+                f"without encoder_conf.layer_init only {sorted(REGULARISATION_KEYS)} may change "
+                f"(set layer_init, e.g. every_k, to build a different student from it)")
+    return Wav2Vec2Config.from_dict({**base, **config}, source="encoder_conf.config")
+
+
+class AsrcWav2Vec2Encoder(AbsEncoder):
+    """Raw waveform ``[batch, sample]`` (or ``[batch, sample, 1]``) -> hidden states ``[batch, frame, embed_dim]``."""
+
+    def __init__(self, input_size: int = 1, config: Optional[dict] = None, init: Optional[str] = None,
+                 layer_init: LayerInit = None, freeze_feature_updates: int = 0):
+        super().__init__()
+        if input_size != 1:
+            raise ConfigError(f"asrc_wav2vec2 reads the raw waveform: set --input_size 1 --normalize none "
+                              f"(got input_size={input_size})")
+        if freeze_feature_updates < 0:
+            raise ConfigError(f"encoder_conf.freeze_feature_updates={freeze_feature_updates} must be >= 0")
+        resolved = resolve_encoder_config(config, init, layer_init)
+        #: Tokens of the initial model (None when built from scratch); the ESPnet model checks them.
+        self.init_tokens = None
+        self.init_report = None
+        if init is None:
+            self.model = Wav2Vec2CTC(resolved)
+        else:
+            tokens_path = Path(init) / TOKENS_NAME
+            self.init_tokens = read_token_list(tokens_path) if tokens_path.is_file() else None
+            source = load(init)
+            if layer_init is None:
+                self.model = Wav2Vec2CTC(resolved, source.tokens)
+                load_state_dict_strict(self.model, source.state_dict(), f"encoder_conf.init={init}")
+            else:
+                self.model, self.init_report = _build_student(source, resolved, layer_init, init)
+            del source
+        if self.model.config.mask_time_prob == 0:
+            # Only time masks use it: a trainable parameter that never gets a gradient stalls DDP.
+            self.model.mask_emb.requires_grad_(False)
+        self.freeze_feature_updates = int(freeze_feature_updates)
+        self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))
+        self.model.feature_extractor.register_forward_hook(self._maybe_detach_features)
+
+    @property
+    def config(self) -> Wav2Vec2Config:
+        return self.model.config
+
+    def output_size(self) -> int:
+        return self.model.config.embed_dim
+
+    def features_frozen(self) -> bool:
+        return self.training and int(self.num_updates) < self.freeze_feature_updates
+
+    def _maybe_detach_features(self, module, inputs, output):
+        if self.features_frozen():
+            features, lengths = output
+            return features.detach(), lengths
+        return None
+
+    def on_optimizer_step(self) -> None:
+        """Count one optimizer update (called by the hook :class:`AsrcASRTask` installs)."""
+        self.num_updates += 1
+
+    def encode(self, speech: Tensor, speech_lengths: Tensor, output_hidden_states: bool = False,
+               return_features: bool = False) -> EncoderOutput:
+        """Everything but the CTC head; masks and LayerDrop in training mode."""
+        return self.model.encode(as_waveform(speech), speech_lengths, output_hidden_states=output_hidden_states,
+                                 return_features=return_features, apply_mask=self.training)
+
+    def ctc_logits(self, x: Tensor) -> Tensor:
+        """The model's own CTC head: ``[batch, frame, embed_dim]`` -> ``[batch, frame, vocab]``."""
+        return self.model.ctc_head(self.model.final_dropout(x))
+
+    def forward(self, xs_pad: Tensor, ilens: Tensor, prev_states: Tensor = None) -> Tuple[Tensor, Tensor, None]:
+        out = self.encode(xs_pad, ilens)
+        return out.x, out.lengths, None
+
+
+def as_waveform(speech: Tensor) -> Tensor:
+    """ESPnet gives raw audio as ``[batch, sample]`` or ``[batch, sample, 1]``; asrc wants the former."""
+    if speech.dim() == 3 and speech.shape[-1] == 1:
+        speech = speech.squeeze(-1)
+    if speech.dim() != 2:
+        raise ValueError(f"expected a raw waveform [batch, sample] (set --input_size 1 and no frontend), "
+                         f"got shape {tuple(speech.shape)}")
+    return speech
+
+
+def _build_student(source: Wav2Vec2CTC, config: Wav2Vec2Config, layer_init: str, init):
+    try:
+        from asrc.models.student import build_student
+    except ImportError as e:  # asrc.models.student is written by another part of the project
+        raise ConfigError(f"encoder_conf.layer_init={layer_init!r} needs asrc.models.student, which is not "
+                          f"available ({e})") from e
+    try:
+        student, report = build_student(source, config, layer_init=layer_init)
+    except ValueError as e:
+        raise ConfigError(f"encoder_conf: cannot build the student from {init}: {e}") from e
+    if student.config.to_dict() != config.to_dict():
+        raise ConfigError(f"build_student({init}) returned a config different from encoder_conf.config")
+    logger.info("student initialised from %s:\n%s", init, report.format())
+    return student, report

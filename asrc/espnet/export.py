@@ -1,0 +1,80 @@
+"""An asrc-train experiment -> an asrc model directory (``config.yaml``, ``model.pth``, ``tokens.txt``).
+
+The encoder config in ``exp/<tag>/config.yaml`` is complete (:func:`asrc.espnet.task.complete_args`
+resolves it before training), so exporting needs neither the teacher nor the initial model.
+Only the wav2vec 2.0 model with its CTC head is exported (``encoder.model.*`` of the ESPnet
+checkpoint); prediction heads of ``hidden_loss`` and the update counter stay behind.
+"""
+
+import logging
+from pathlib import Path
+from typing import Optional
+
+import torch
+import yaml
+
+from asrc.errors import CheckpointError, ConfigError
+from asrc.models import Wav2Vec2Config, Wav2Vec2CTC, read_token_list, save_model_dir
+from asrc.models.io import load_state_dict_strict
+
+__all__ = ["DEFAULT_CHECKPOINTS", "export_model_dir", "find_checkpoint"]
+
+logger = logging.getLogger(__name__)
+
+#: Tried in this order when no checkpoint is named: n-best average, best, last epoch.
+DEFAULT_CHECKPOINTS = ("valid.loss.ave.pth", "valid.loss.best.pth", "latest.pth")
+PREFIX = "encoder.model."
+
+
+def find_checkpoint(exp_dir, checkpoint: Optional[str] = None) -> Path:
+    """The checkpoint file to export: ``checkpoint`` (a name in ``exp_dir`` or a path) or the first default."""
+    exp_dir = Path(exp_dir)
+    if checkpoint is not None:
+        for path in (exp_dir / checkpoint, Path(checkpoint)):
+            if path.is_file():
+                return path
+        raise FileNotFoundError(f"checkpoint {checkpoint} not found in {exp_dir}")
+    for name in DEFAULT_CHECKPOINTS:
+        if (exp_dir / name).is_file():
+            return exp_dir / name
+    raise FileNotFoundError(f"{exp_dir}: none of {list(DEFAULT_CHECKPOINTS)} exists; has training finished an epoch?")
+
+
+def _read_state(path: Path) -> dict:
+    if path.name == "checkpoint.pth":  # the trainer's resume state: model + optimizer + reporter
+        return torch.load(path, map_location="cpu", weights_only=False)["model"]
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def export_model_dir(exp_dir, out_dir, checkpoint: Optional[str] = None) -> Path:
+    """Write the asrc model directory of experiment ``exp_dir`` to ``out_dir``; returns ``out_dir``.
+
+    ``checkpoint``: a file name in ``exp_dir`` (``valid.loss.ave.pth``, ``valid.cer.best.pth``,
+    ``3epoch.pth``, ``checkpoint.pth``...) or a path; default :data:`DEFAULT_CHECKPOINTS`.
+    """
+    exp_dir = Path(exp_dir)
+    config_path = exp_dir / "config.yaml"
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{exp_dir}: no config.yaml; not an asrc-train experiment directory")
+    with open(config_path, encoding="utf-8") as f:
+        args = yaml.safe_load(f)
+    if args.get("encoder") != "asrc_wav2vec2":
+        raise ConfigError(f"{config_path}: encoder is {args.get('encoder')!r}; only asrc_wav2vec2 models export")
+    config = Wav2Vec2Config.from_dict((args.get("encoder_conf") or {}).get("config") or {},
+                                      source=f"{config_path} encoder_conf.config")
+    tokens = args.get("token_list")
+    if isinstance(tokens, str):
+        tokens = read_token_list(tokens)
+    if not isinstance(tokens, list) or len(tokens) != config.vocab_size:
+        raise ConfigError(f"{config_path}: token_list does not give {config.vocab_size} tokens")
+
+    path = find_checkpoint(exp_dir, checkpoint)
+    state = _read_state(path)
+    own = {k[len(PREFIX):]: v for k, v in state.items() if k.startswith(PREFIX)}
+    if not own:
+        raise CheckpointError(f"{path}: no {PREFIX}* parameters; not a checkpoint of an asrc_wav2vec2 encoder")
+    model = Wav2Vec2CTC(config, tokens)
+    load_state_dict_strict(model, own, str(path))
+    save_model_dir(model.eval(), out_dir, tokens)
+    logger.info("exported %s (%s) to %s", exp_dir, path.name, out_dir)
+    return Path(out_dir)

@@ -1,0 +1,223 @@
+"""espnet2 model classes (``--model asrc_ctc`` / ``--model asrc_distill``).
+
+Both take the batch ESPnet's ASR data loader builds (``speech [batch, sample]``,
+``speech_lengths``, ``text [batch, label]`` padded with -1, ``text_lengths``) and return
+``(loss, stats, weight)``; ``stats`` go to the log and to ``tensorboard/`` one curve per key.
+Neither uses ESPnet's frontend, normalisation, SpecAugment or decoder, and the CTC head is the
+asrc model's own (ESPnet's ``CTC`` module is kept for ESPnet's inference tools, its linear layer
+replaced by that head).
+
+``asrc_ctc``: CTC on the labels (:func:`asrc.distill.losses.ctc_loss`).
+
+``asrc_distill`` (``model_conf``):
+
+``teacher``
+    asrc model directory of the teacher. It is frozen, in eval mode, run under ``no_grad``, and
+    kept out of the module tree: not in checkpoints, not given to the optimizer or DDP.
+``temperature``
+    of ``kd_loss``.
+``loss_weights``
+    ``{kd_loss, student_loss, hidden_loss, cos_embed_loss, features_pen}`` (missing = 0, except
+    ``kd_loss`` = 1); see :mod:`asrc.distill.losses`.
+``teacher_layer_map``
+    ``{student_state: teacher_state}`` for ``hidden_loss`` (default: same relative depth).
+
+Every term of the objective is logged, weighted or not, so a CTC-only run and a distillation
+run can be compared on the same curves. In validation the greedy CTC token error rate of the
+student (``cer``; for letter tokens the character error rate, ``|`` counted as the space) and
+of the teacher (``cer_teacher``) are logged too.
+"""
+
+import logging
+from pathlib import Path
+from typing import Dict, Optional, Sequence, Tuple
+
+import torch
+from espnet2.torch_utils.device_funcs import force_gatherable
+from espnet2.asr.ctc import CTC
+from espnet2.asr.espnet_model import ESPnetASRModel
+from torch import Tensor
+
+from asrc.distill.losses import (
+    HiddenStatePredictor, LossWeights, cos_embed_loss, ctc_loss, features_pen, kd_loss,
+)
+from asrc.distill.pairing import check_same_frames, check_same_tokens, resolve_layer_map
+from asrc.errors import ConfigError
+from asrc.espnet.encoder import AsrcWav2Vec2Encoder, as_waveform
+from asrc.models import Wav2Vec2CTC, load
+from asrc.models.io import QUANT_NAME, TOKENS_NAME, is_model_dir
+
+__all__ = ["AsrcCTCModel", "AsrcDistillModel", "greedy_error_counts", "load_teacher"]
+
+logger = logging.getLogger(__name__)
+
+BLANK = 0
+
+# ESPnet builds these from options; asrc's models read the raw waveform and own their CTC head.
+_UNSUPPORTED = {
+    "frontend": "--input_size 1 (no frontend)",
+    "specaug": "--specaug none (use the wav2vec 2.0 masks of encoder_conf.config)",
+    "normalize": "--normalize none (use normalize_waveform of encoder_conf.config)",
+    "preencoder": "--preencoder none",
+    "postencoder": "--postencoder none",
+    "decoder": "--decoder none",
+    "joint_network": "no --joint_net_conf",
+}
+
+
+def greedy_error_counts(logits: Tensor, lengths: Tensor, targets: Tensor, target_lengths: Tensor,
+                        blank: int = BLANK) -> Tuple[int, int]:
+    """(edit distance, reference length) summed over the batch for greedy CTC output."""
+    import editdistance
+
+    best = logits.argmax(-1).cpu()
+    errors = total = 0
+    for i in range(best.shape[0]):
+        hyp = torch.unique_consecutive(best[i, : int(lengths[i])])
+        hyp = hyp[hyp != blank].tolist()
+        ref = targets[i, : int(target_lengths[i])].tolist()
+        errors += editdistance.eval(hyp, ref)
+        total += len(ref)
+    return errors, total
+
+
+def load_teacher(path) -> Wav2Vec2CTC:
+    """The teacher of a distillation run: a float asrc model directory with ``tokens.txt``, in eval mode."""
+    if path is None:
+        raise ConfigError("--model asrc_distill needs model_conf.teacher: the asrc model directory of the teacher")
+    if not is_model_dir(path):
+        raise FileNotFoundError(f"model_conf.teacher: {path} is not an asrc model directory "
+                                f"(needs config.yaml and model.pth; asrc-convert writes one from HF/fairseq)")
+    if (Path(path) / QUANT_NAME).is_file():
+        raise ConfigError(f"model_conf.teacher: {path} is a quantized model; distil from the float teacher")
+    if not (Path(path) / TOKENS_NAME).is_file():
+        raise ConfigError(f"model_conf.teacher: {path} has no {TOKENS_NAME}; the token sets cannot be checked")
+    teacher = load(path).eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher
+
+
+class _AsrcModelBase(ESPnetASRModel):
+    """Checks shared by asrc's model classes.
+
+    An :class:`ESPnetASRModel` (``ASRTask.build_model`` insists on one) in CTC-only mode whose
+    ``ctc.ctc_lo`` *is* the asrc model's CTC head, so ESPnet's own inference (``Speech2Text``)
+    decodes these models too; ``forward`` is asrc's.
+    """
+
+    name = "asrc"
+
+    def __init__(self, vocab_size: int, token_list: Sequence[str], encoder, ctc: Optional[CTC] = None,
+                 **components):
+        unexpected = sorted(k for k in components if k not in _UNSUPPORTED)
+        if unexpected:
+            raise ConfigError(f"--model {self.name}: unknown model_conf keys {unexpected}")
+        used = [f"{k} (set {_UNSUPPORTED[k]})" for k, v in components.items() if v is not None]
+        if used:
+            raise ConfigError(f"--model {self.name} reads the raw waveform with its own CTC head; remove: {'; '.join(used)}")
+        if not isinstance(encoder, AsrcWav2Vec2Encoder):
+            raise ConfigError(f"--model {self.name} needs --encoder asrc_wav2vec2, got {type(encoder).__name__}")
+        token_list = list(token_list)
+        if len(token_list) != vocab_size:
+            raise ConfigError(f"token_list has {len(token_list)} tokens but vocab_size={vocab_size}")
+        if encoder.config.vocab_size != vocab_size:
+            raise ConfigError(f"the encoder's CTC head has vocab_size={encoder.config.vocab_size} but --token_list has "
+                              f"{vocab_size} tokens")
+        if encoder.init_tokens is not None:
+            check_same_tokens(encoder.init_tokens, token_list, "encoder_conf.init tokens.txt", "--token_list")
+        if ctc is None:
+            ctc = CTC(odim=vocab_size, encoder_output_size=encoder.output_size())
+        super().__init__(vocab_size=vocab_size, token_list=token_list, frontend=None, specaug=None, normalize=None,
+                         preencoder=None, encoder=encoder, postencoder=None, decoder=None, ctc=ctc,
+                         joint_network=None, ctc_weight=1.0, report_cer=False, report_wer=False)
+        self.ctc.ctc_lo = encoder.model.ctc_head
+
+    def collect_feats(self, speech: Tensor, speech_lengths: Tensor, **kwargs) -> Dict[str, Tensor]:
+        return {"feats": speech, "feats_lengths": speech_lengths}
+
+    def _gather(self, loss: Tensor, stats: Dict[str, Optional[Tensor]], batch_size: int):
+        loss, stats, weight = force_gatherable((loss, stats, batch_size), loss.device)
+        return loss, stats, weight
+
+
+class AsrcCTCModel(_AsrcModelBase):
+    """CTC training or fine-tuning of an asrc wav2vec 2.0 model."""
+
+    name = "asrc_ctc"
+
+    def forward(self, speech: Tensor, speech_lengths: Tensor, text: Tensor, text_lengths: Tensor, **kwargs):
+        out = self.encoder.encode(speech, speech_lengths)
+        logits = self.encoder.ctc_logits(out.x)
+        loss = ctc_loss(logits, out.lengths, text, text_lengths, blank=BLANK)
+        stats = {"loss": loss.detach(), "student_loss": loss.detach(), "cer": None}
+        if not self.training:
+            errors, total = greedy_error_counts(logits, out.lengths, text, text_lengths)
+            stats["cer"] = torch.tensor(errors / max(total, 1))
+        return self._gather(loss, stats, speech.shape[0])
+
+
+class AsrcDistillModel(_AsrcModelBase):
+    """Teacher -> student distillation; the student is the encoder, the teacher stays frozen."""
+
+    name = "asrc_distill"
+
+    def __init__(self, vocab_size: int, token_list: Sequence[str], encoder, ctc=None, teacher: Optional[str] = None,
+                 temperature: float = 1.0, loss_weights: Optional[dict] = None,
+                 teacher_layer_map: Optional[dict] = None, **components):
+        super().__init__(vocab_size, token_list, encoder, ctc, **components)
+        if not (isinstance(temperature, (int, float)) and temperature > 0):
+            raise ConfigError(f"model_conf.temperature={temperature!r} must be a number > 0")
+        self.temperature = float(temperature)
+        self.weights = LossWeights.from_dict(loss_weights, source="model_conf.loss_weights")
+        teacher_model = load_teacher(teacher)
+        check_same_tokens(teacher_model.tokens, self.token_list, f"teacher {teacher}", "--token_list")
+        check_same_frames(teacher_model.config, encoder.config)
+        # A plain attribute, not a submodule: the teacher must stay out of state_dict(),
+        # parameters() (optimizer, DDP) and train(); _apply below still moves it with the model.
+        self.__dict__["teacher"] = teacher_model
+        self.teacher_path = str(teacher)
+        self.hidden_predictor = None
+        if self.weights.hidden_loss > 0:
+            layer_map = resolve_layer_map(teacher_layer_map, encoder.config, teacher_model.config)
+            self.hidden_predictor = HiddenStatePredictor(layer_map, encoder.config.embed_dim,
+                                                         teacher_model.config.embed_dim)
+            logger.info("hidden_loss layer map (student state -> teacher state): %s", layer_map)
+        elif teacher_layer_map:
+            raise ConfigError("model_conf.teacher_layer_map is set but loss_weights.hidden_loss is 0")
+
+    def _apply(self, fn, *args, **kwargs):
+        self.teacher._apply(fn, *args, **kwargs)
+        return super()._apply(fn, *args, **kwargs)
+
+    def forward(self, speech: Tensor, speech_lengths: Tensor, text: Tensor, text_lengths: Tensor, **kwargs):
+        wav = as_waveform(speech)
+        need_hidden = self.hidden_predictor is not None
+        with torch.no_grad():
+            t_out = self.teacher.encode(wav, speech_lengths, output_hidden_states=need_hidden)
+            t_logits = self.teacher.ctc_head(t_out.x)
+        s_out = self.encoder.encode(wav, speech_lengths, output_hidden_states=need_hidden, return_features=True)
+        s_logits = self.encoder.ctc_logits(s_out.x)
+        if not torch.equal(s_out.lengths, t_out.lengths):
+            raise RuntimeError(f"student frames {s_out.lengths.tolist()} != teacher frames {t_out.lengths.tolist()}")
+        lengths = s_out.lengths
+
+        terms = {
+            "kd_loss": kd_loss(s_logits, t_logits, lengths, self.temperature),
+            "student_loss": ctc_loss(s_logits, lengths, text, text_lengths, blank=BLANK),
+            "cos_embed_loss": cos_embed_loss(s_logits, t_logits, lengths),
+            "features_pen": features_pen(s_out.features, lengths),
+        }
+        parts = {}
+        if need_hidden:
+            terms["hidden_loss"], parts = self.hidden_predictor(s_out.hidden_states, t_out.hidden_states, lengths)
+        loss = self.weights.total(terms)
+
+        stats = {"loss": loss.detach(), **{k: v.detach() for k, v in terms.items()}, **parts,
+                 "cer": None, "cer_teacher": None}
+        if not self.training:
+            errors, total = greedy_error_counts(s_logits, lengths, text, text_lengths)
+            stats["cer"] = torch.tensor(errors / max(total, 1))
+            errors, total = greedy_error_counts(t_logits, lengths, text, text_lengths)
+            stats["cer_teacher"] = torch.tensor(errors / max(total, 1))
+        return self._gather(loss, stats, speech.shape[0])

@@ -1,0 +1,204 @@
+"""``AsrcASRTask``: espnet2's ASR task with asrc's defaults and data directories.
+
+It is :class:`espnet2.tasks.asr.ASRTask` (same options, same trainer, same checkpoints) with:
+
+- defaults for asrc's raw-waveform models (:data:`ASRC_DEFAULTS`), which a ``--config`` YAML
+  and then command-line flags override as usual;
+- ``--train_data_dir`` / ``--valid_data_dir``: Kaldi-style data directories, expanded into
+  ESPnet's ``--*_data_path_and_name_and_type`` and a shape file written under
+  ``<output_dir>/shapes/`` (:mod:`asrc.espnet.data`; no ``collect_stats`` pass);
+- completion before anything is built (:func:`complete_args`): the token list defaults to the
+  teacher's (distillation) or the initial model's ``tokens.txt``; the encoder config is
+  resolved to the full :class:`Wav2Vec2Config` and written back into ``encoder_conf.config``,
+  so the dumped ``config.yaml`` describes the model without reference to other files; with
+  letter tokens ``|`` is the space symbol (``HELLO WORLD`` -> ``H E L L O | W O R L D``);
+- an optimizer hook that counts updates for ``encoder_conf.freeze_feature_updates``;
+- under DDP, ``--unused_parameters true`` when LayerDrop or feature freezing leave
+  parameters without gradient in some steps;
+- a clear error instead of a crash when ``checkpoint.pth`` was truncated by a kill during
+  its (in-place) write.
+"""
+
+import argparse
+import logging
+import zipfile
+from pathlib import Path
+from typing import Optional, Sequence
+
+from espnet2.tasks.asr import ASRTask
+from espnet2.utils.types import str_or_none
+
+from asrc.errors import CheckpointError, ConfigError
+from asrc.espnet.data import write_shape_file
+from asrc.espnet.encoder import AsrcWav2Vec2Encoder, resolve_encoder_config
+from asrc.models.io import TOKENS_NAME, is_model_dir, read_token_list
+
+__all__ = ["ASRC_DEFAULTS", "AsrcASRTask", "complete_args"]
+
+logger = logging.getLogger(__name__)
+
+#: Defaults that differ from ESPnet's ASR task.
+ASRC_DEFAULTS = dict(
+    encoder="asrc_wav2vec2",
+    model="asrc_ctc",
+    input_size=1,
+    normalize=None,
+    specaug=None,
+    token_type="char",
+    resume=True,
+    # Batches of up to 200 s of padded audio: wav2vec 2.0 fine-tuning's 3.2M samples per GPU.
+    batch_type="numel",
+    batch_bins=3_200_000,
+    optim="adamw",
+    optim_conf={"lr": 5.0e-5},
+    best_model_criterion=[["valid", "loss", "min"], ["valid", "cer", "min"]],
+    # ESPnet's attention plots find no ESPnet attention modules in asrc's encoder.
+    num_att_plot=0,
+)
+
+WORD_BOUNDARY = "|"
+
+
+class AsrcASRTask(ASRTask):
+    """ESPnet's ASR task for asrc's wav2vec 2.0 models (see the module doc)."""
+
+    @classmethod
+    def add_task_arguments(cls, parser: argparse.ArgumentParser):
+        super().add_task_arguments(parser)
+        group = parser.add_argument_group(description="asrc data directories")
+        for mode in ("train", "valid"):
+            group.add_argument(
+                f"--{mode}_data_dir", type=str_or_none, default=None,
+                help=f"Kaldi-style {mode} data directory (wav.scp, text, utt2spk, utt2num_samples); replaces "
+                     f"--{mode}_data_path_and_name_and_type and --{mode}_shape_file",
+            )
+
+    @classmethod
+    def get_parser(cls):
+        parser = super().get_parser()
+        parser.set_defaults(**ASRC_DEFAULTS)
+        return parser
+
+    @classmethod
+    def parse_args(cls, cmd: Optional[Sequence[str]] = None, defaults: Optional[dict] = None) -> argparse.Namespace:
+        """Parse ``cmd`` over asrc's defaults, then ``defaults`` (e.g. a translated demo config)."""
+        parser = cls.get_parser()
+        if defaults:
+            known = {a.dest for a in parser._actions}
+            unknown = sorted(set(defaults) - known)
+            if unknown:
+                raise ConfigError(f"options {unknown} do not exist in asrc-train")
+            parser.set_defaults(**defaults)
+        return parser.parse_args(cmd)
+
+    @classmethod
+    def main(cls, args: Optional[argparse.Namespace] = None, cmd: Optional[Sequence[str]] = None):
+        if args is None:
+            args = cls.parse_args(cmd)
+        if not args.print_config:
+            complete_args(args)
+        super().main(args=args)
+
+    @classmethod
+    def build_model(cls, args: argparse.Namespace):
+        model = super().build_model(args)
+        encoders = [m for m in model.modules() if isinstance(m, AsrcWav2Vec2Encoder)]
+        needs_unused = any(e.config.layer_drop > 0 or e.freeze_feature_updates > 0 for e in encoders)
+        if getattr(args, "distributed", False) and needs_unused and not args.unused_parameters:
+            logger.info("LayerDrop / feature freezing skip parameters in some steps: setting --unused_parameters true")
+            args.unused_parameters = True
+        return model
+
+    @classmethod
+    def build_optimizers(cls, args: argparse.Namespace, model):
+        optimizers = super().build_optimizers(args, model)
+        encoders = [m for m in model.modules() if isinstance(m, AsrcWav2Vec2Encoder)]
+        if encoders:
+            def count_update(optimizer, *unused):
+                for e in encoders:
+                    e.on_optimizer_step()
+
+            # One optimizer step = one update; steps skipped for non-finite gradients are not counted.
+            optimizers[0].register_step_post_hook(count_update)
+        return optimizers
+
+
+def _tokens_of(model_dir) -> Optional[str]:
+    path = Path(model_dir) / TOKENS_NAME
+    return str(path) if path.is_file() else None
+
+
+def check_resume_state(args: argparse.Namespace) -> None:
+    """Refuse to resume from a truncated ``checkpoint.pth``.
+
+    ESPnet writes it in place at the end of every epoch; a job killed during that write leaves
+    a truncated file, on which resuming would crash deep inside ``torch.load``.
+    """
+    path = Path(args.output_dir or ".") / "checkpoint.pth"
+    if not (args.resume and path.is_file()):
+        return
+    try:
+        with zipfile.ZipFile(path) as z:
+            bad = z.testzip()
+    except (zipfile.BadZipFile, OSError) as e:
+        bad = str(e)
+    if bad is not None:
+        raise CheckpointError(f"{path} is damaged ({bad}; the job was probably killed while saving it). "
+                              f"Move it away to restart from the beginning (the weights of finished epochs "
+                              f"are in <n>epoch.pth, usable with --init_param)")
+
+
+def complete_args(args: argparse.Namespace) -> None:
+    """Fill in what asrc derives (token list, full encoder config, data files); see the module doc."""
+    check_resume_state(args)
+    if args.encoder != "asrc_wav2vec2":
+        return
+    encoder_conf = dict(args.encoder_conf or {})
+    init, layer_init = encoder_conf.get("init"), encoder_conf.get("layer_init")
+    teacher = (args.model_conf or {}).get("teacher") if args.model == "asrc_distill" else None
+    if teacher is not None and not is_model_dir(teacher):
+        raise FileNotFoundError(f"model_conf.teacher: {teacher} is not an asrc model directory "
+                                f"(needs config.yaml and model.pth)")
+
+    if args.token_list is None:
+        for source in (teacher, init):
+            if source is not None and _tokens_of(source):
+                args.token_list = _tokens_of(source)
+                logger.info("--token_list not given: using %s", args.token_list)
+                break
+    tokens = None
+    if isinstance(args.token_list, str):
+        if not Path(args.token_list).is_file():
+            raise FileNotFoundError(f"--token_list {args.token_list} not found")
+        tokens = read_token_list(args.token_list)
+    elif isinstance(args.token_list, (list, tuple)):
+        tokens = list(args.token_list)
+
+    config = dict(encoder_conf.get("config") or {})
+    if init is None and tokens is not None:
+        if "vocab_size" in config and config["vocab_size"] != len(tokens):
+            raise ConfigError(f"encoder_conf.config.vocab_size={config['vocab_size']} but --token_list "
+                              f"{args.token_list} has {len(tokens)} tokens")
+        config["vocab_size"] = len(tokens)
+    resolved = resolve_encoder_config(config, init, layer_init)
+    encoder_conf["config"] = resolved.to_dict()
+    args.encoder_conf = encoder_conf
+
+    if args.token_type == "char" and tokens is not None and WORD_BOUNDARY in tokens:
+        args.preprocessor_conf = {"space_symbol": WORD_BOUNDARY, **(args.preprocessor_conf or {})}
+    space_symbol = (args.preprocessor_conf or {}).get("space_symbol", "<space>")
+
+    for mode in ("train", "valid"):
+        data_dir = getattr(args, f"{mode}_data_dir")
+        if data_dir is None:
+            continue
+        if getattr(args, f"{mode}_data_path_and_name_and_type") or getattr(args, f"{mode}_shape_file"):
+            raise ConfigError(f"--{mode}_data_dir replaces --{mode}_data_path_and_name_and_type and "
+                              f"--{mode}_shape_file: give one or the other")
+        if args.output_dir is None:
+            raise ConfigError("--output_dir is required")
+        shape = write_shape_file(data_dir, Path(args.output_dir) / "shapes" / mode, resolved, tokens,
+                                 args.token_type, space_symbol)
+        setattr(args, f"{mode}_data_path_and_name_and_type",
+                [(str(Path(data_dir) / "wav.scp"), "speech", "sound"), (str(Path(data_dir) / "text"), "text", "text")])
+        setattr(args, f"{mode}_shape_file", [str(shape)])

@@ -1,0 +1,180 @@
+"""The encoder and model classes on their own (no trainer)."""
+
+import pytest
+import torch
+
+from asrc.data.tokens import letter_tokens
+from asrc.errors import ConfigError
+from asrc.models import Wav2Vec2Config, Wav2Vec2CTC, save_model_dir
+
+TOKENS = letter_tokens()
+TINY_ENCODER = {}
+
+
+@pytest.fixture(autouse=True)
+def tiny_encoder(tiny_encoder_config):
+    TINY_ENCODER.clear()
+    TINY_ENCODER.update(tiny_encoder_config)
+
+
+@pytest.fixture
+def tiny_dir(tmp_path, tiny_encoder_config):
+    torch.manual_seed(0)
+    model = Wav2Vec2CTC(Wav2Vec2Config(**tiny_encoder_config, vocab_size=len(TOKENS)), TOKENS)
+    save_model_dir(model, tmp_path / "tiny", TOKENS)
+    return tmp_path / "tiny"
+
+pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
+
+
+def batch(n=2, samples=4000):
+    torch.manual_seed(1)
+    speech = torch.randn(n, samples)
+    lengths = torch.tensor([samples] + [samples - 1000] * (n - 1))
+    text = torch.tensor([[5, 6, 4, 7], [8, 9, -1, -1]][:n])
+    return dict(speech=speech, speech_lengths=lengths, text=text, text_lengths=torch.tensor([4, 2][:n]))
+
+
+def test_registered_in_espnet_choice_tables(espnet_ready):
+    from espnet2.tasks import asr
+
+    from asrc.espnet import AsrcCTCModel, AsrcDistillModel, AsrcWav2Vec2Encoder
+
+    assert asr.encoder_choices.get_class("asrc_wav2vec2") is AsrcWav2Vec2Encoder
+    assert asr.model_choices.get_class("asrc_ctc") is AsrcCTCModel
+    assert asr.model_choices.get_class("asrc_distill") is AsrcDistillModel
+
+
+def test_encoder_config_resolution(espnet_ready, tiny_dir):
+    from asrc.espnet.encoder import AsrcWav2Vec2Encoder, resolve_encoder_config
+
+    with pytest.raises(ConfigError, match="input_size 1"):
+        AsrcWav2Vec2Encoder(input_size=80, config=TINY_ENCODER)
+    with pytest.raises(ConfigError, match="unknown Wav2Vec2Config keys \\['num_layer'\\]"):
+        resolve_encoder_config({"num_layer": 2})
+    # Fine-tuning may change regularisation only.
+    cfg = resolve_encoder_config({"layer_drop": 0.1, "mask_time_prob": 0.5}, init=str(tiny_dir))
+    assert (cfg.layer_drop, cfg.mask_time_prob, cfg.num_layers) == (0.1, 0.5, 2)
+    with pytest.raises(ConfigError, match="changes \\['num_layers'\\]"):
+        resolve_encoder_config({"num_layers": 1}, init=str(tiny_dir))
+    assert resolve_encoder_config({"num_layers": 1}, init=str(tiny_dir), layer_init="every_k").num_layers == 1
+    with pytest.raises(ConfigError, match="needs encoder_conf.init"):
+        resolve_encoder_config({}, layer_init="every_k")
+    with pytest.raises(FileNotFoundError, match="not an asrc model directory"):
+        resolve_encoder_config({}, init=str(tiny_dir / "missing"))
+
+
+def test_encoder_loads_init_exactly_and_reads_raw_waveform(espnet_ready, tiny_dir):
+    from asrc.espnet.encoder import AsrcWav2Vec2Encoder
+    from asrc.models import load
+
+    enc = AsrcWav2Vec2Encoder(init=str(tiny_dir), config={"dropout": 0.2}).eval()
+    ref = load(tiny_dir)
+    b = batch()
+    x, lengths, _ = enc(b["speech"][..., None], b["speech_lengths"])  # ESPnet may give [B, T, 1]
+    logits, ref_lengths = ref(b["speech"], b["speech_lengths"])
+    assert torch.equal(lengths, ref_lengths)
+    assert torch.allclose(enc.ctc_logits(x), logits, atol=1e-6)
+    assert enc.config.dropout == 0.2 and enc.init_tokens == TOKENS and enc.output_size() == 32
+
+
+def test_feature_extractor_frozen_for_the_first_updates(espnet_ready):
+    from asrc.espnet.encoder import AsrcWav2Vec2Encoder
+
+    enc = AsrcWav2Vec2Encoder(config={**TINY_ENCODER, "vocab_size": 32}, freeze_feature_updates=2).train()
+    conv = enc.model.feature_extractor.conv_layers[0].conv.weight
+    b = batch()
+
+    def step():
+        enc.zero_grad()
+        x, _, _ = enc(b["speech"], b["speech_lengths"])
+        x.sum().backward()
+        return conv.grad
+
+    for _ in range(2):
+        assert step() is None and enc.features_frozen()
+        assert enc.model.feature_projection.projection.weight.grad is not None
+        enc.on_optimizer_step()
+    assert step() is not None and not enc.features_frozen()
+    assert int(enc.num_updates) == 2 and "num_updates" in enc.state_dict()
+
+
+def test_ctc_model_checks(espnet_ready, tiny_dir):
+    from espnet2.asr.specaug.specaug import SpecAug
+
+    from asrc.espnet.encoder import AsrcWav2Vec2Encoder
+    from asrc.espnet.models import AsrcCTCModel
+
+    enc = AsrcWav2Vec2Encoder(init=str(tiny_dir))
+    with pytest.raises(ConfigError, match="--specaug none"):
+        AsrcCTCModel(32, TOKENS, enc, specaug=SpecAug(time_mask_width_range=(0, 5)))
+    with pytest.raises(ConfigError, match="unknown model_conf keys \\['teacher'\\]"):
+        AsrcCTCModel(32, TOKENS, enc, teacher="x")
+    with pytest.raises(ConfigError, match="token sets differ"):
+        AsrcCTCModel(32, TOKENS[:5] + TOKENS[6:] + [TOKENS[5]], enc)
+    model = AsrcCTCModel(32, TOKENS, enc)
+    # ESPnet's CTC module (its inference tools) uses the asrc head itself.
+    assert model.ctc.ctc_lo is enc.model.ctc_head
+    loss, stats, weight = model(**batch())
+    assert stats["loss"] == stats["student_loss"] and stats["cer"] is None and int(weight) == 2
+    model.eval()
+    _, stats, _ = model(**batch())
+    assert float(stats["cer"]) >= 0.0  # a random model inserts a lot: it may well exceed 1
+
+
+def test_greedy_error_counts(espnet_ready):
+    from asrc.espnet.models import greedy_error_counts
+
+    best = torch.tensor([[0, 5, 5, 0, 6, 6, 4, 9], [7, 7, 0, 7, 0, 0, 0, 0]])
+    logits = torch.nn.functional.one_hot(best, 10).float()
+    lengths = torch.tensor([7, 4])  # frame 7 of utterance 0 (a 9) is padding
+    targets = torch.tensor([[5, 6, 7], [7, 7, -1]])
+    # utterance 0: 5 6 4 vs 5 6 7 -> 1 substitution; utterance 1: 7 7 (repeat kept by the blank) -> 0
+    assert greedy_error_counts(logits, lengths, targets, torch.tensor([3, 2])) == (1, 5)
+
+
+def test_distill_model_keeps_teacher_frozen_and_outside(espnet_ready, tiny_dir):
+    from asrc.espnet.encoder import AsrcWav2Vec2Encoder
+    from asrc.espnet.models import AsrcDistillModel
+
+    enc = AsrcWav2Vec2Encoder(config={**TINY_ENCODER, "num_layers": 1, "conv_groups": 2, "vocab_size": 32})
+    weights = {"kd_loss": 1.0, "student_loss": 0.5, "hidden_loss": 0.25, "cos_embed_loss": 0.1, "features_pen": 0.01}
+    model = AsrcDistillModel(32, TOKENS, enc, teacher=str(tiny_dir), temperature=2.0, loss_weights=weights)
+    assert not any(k.startswith("teacher") for k in model.state_dict())
+    assert {id(p) for p in model.parameters()}.isdisjoint({id(p) for p in model.teacher.parameters()})
+    assert model.hidden_predictor.layer_map == {1: 2}
+    model.train()
+    assert not model.teacher.training
+    loss, stats, _ = model(**batch())
+    expected = sum(w * float(stats[k]) for k, w in weights.items())
+    assert float(loss.detach()) == pytest.approx(expected, rel=1e-5)
+    loss.backward()
+    assert all(p.grad is None for p in model.teacher.parameters())
+    model.to(torch.float64)
+    assert next(model.teacher.parameters()).dtype == torch.float64
+
+
+@pytest.mark.parametrize("conf,match", [
+    (dict(teacher=None), "needs model_conf.teacher"),
+    (dict(teacher="/nonexistent/teacher"), "not an asrc model directory"),
+    (dict(loss_weights={"kd": 1}), "unknown loss terms"),
+    (dict(temperature=0), "temperature"),
+    (dict(teacher_layer_map={1: 2}), "hidden_loss is 0"),
+])
+def test_distill_model_errors(espnet_ready, tiny_dir, conf, match):
+    from asrc.espnet.encoder import AsrcWav2Vec2Encoder
+    from asrc.espnet.models import AsrcDistillModel
+
+    enc = AsrcWav2Vec2Encoder(config={**TINY_ENCODER, "vocab_size": 32})
+    with pytest.raises((ConfigError, FileNotFoundError), match=match):
+        AsrcDistillModel(32, TOKENS, enc, **{"teacher": str(tiny_dir), **conf})
+
+
+def test_distill_model_frame_rate_mismatch(espnet_ready, tiny_dir):
+    from asrc.espnet.encoder import AsrcWav2Vec2Encoder
+    from asrc.espnet.models import AsrcDistillModel
+
+    strides = [[16, 10, 5], [16, 4, 4], [16, 4, 4], [16, 4, 4]]
+    enc = AsrcWav2Vec2Encoder(config={**TINY_ENCODER, "conv_layers": strides, "vocab_size": 32})
+    with pytest.raises(ConfigError, match="different frame counts"):
+        AsrcDistillModel(32, TOKENS, enc, teacher=str(tiny_dir))
