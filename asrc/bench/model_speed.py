@@ -3,8 +3,9 @@
 Builds the wav2vec2-base architecture (12 post-LN layers, width 768, 32 outputs) with random
 weights in transformers, imports them with :mod:`asrc.models.import_hf`, and times one
 utterance through each model (``torch.inference_mode``, fp32) after a warm-up. The two models
-alternate run by run so that load from other processes on a shared CPU hits both alike.
-Prints both medians, the ratio and the largest logit difference.
+take turns run by run (ABBA order) so that load from other processes on a shared CPU hits
+both alike. Prints both medians (with the fastest run and the CPU time), the ratio of the
+median wall times and the largest logit difference.
 
 Usage:
     asrc-bench model-speed                       # 10 s clip, 2 threads, median of 10 runs
@@ -18,23 +19,26 @@ import time
 
 import torch
 
-from asrc.models.import_common import ImportedCheckpoint
-from asrc.models.import_hf import hf_config_to_asrc, hf_state_dict_to_asrc
+from asrc.models.import_hf import from_hf
 
 
 def add_arguments(parser):
     parser.add_argument("--seconds", type=float, default=10.0, help="clip length at 16 kHz (default 10)")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
-    parser.add_argument("--runs", type=int, default=10, help="timed runs per model; the median is reported (default 10)")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed runs per model first, at least 1 (its logits are compared; default 1)")
+    parser.add_argument("--runs", type=int, default=10,
+                        help="timed runs per model; the median is reported (default 10)")
+    parser.add_argument("--warmup", type=int, default=1,
+                        help="untimed runs per model first, at least 1; the first one's logits are compared "
+                             "(default 1)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
 
 
-def _time(fn) -> float:
-    start = time.perf_counter()
+def _time(fn):
+    """(wall, CPU) seconds of one call; CPU time (all threads) is less sensitive to a busy machine."""
+    wall, cpu = time.perf_counter(), time.process_time()
     fn()
-    return time.perf_counter() - start
+    return time.perf_counter() - wall, time.process_time() - cpu
 
 
 def run(args) -> int:
@@ -43,18 +47,16 @@ def run(args) -> int:
     except ImportError:
         print("model-speed: transformers is needed for the reference model (pip install transformers)", file=sys.stderr)
         return 1
-    if args.runs < 1 or args.seconds <= 0:
-        print("model-speed: --runs must be >= 1 and --seconds > 0", file=sys.stderr)
+    if args.runs < 1 or args.warmup < 1 or args.seconds <= 0:
+        print("model-speed: --runs and --warmup must be >= 1 and --seconds > 0", file=sys.stderr)
         return 1
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
 
     hf_config = transformers.Wav2Vec2Config()  # the defaults are wav2vec2-base with 32 letters
     hf = transformers.Wav2Vec2ForCTC(hf_config).eval()
-    state, dropped = hf_state_dict_to_asrc(hf.state_dict(), "transformers Wav2Vec2ForCTC")
-    config = hf_config_to_asrc(hf_config.to_dict(), normalize=False)
-    fresh = [] if "mask_emb" in state else ["mask_emb"]
-    ours = ImportedCheckpoint("transformers Wav2Vec2ForCTC", config, state, None, fresh, dropped).build_model()
+    ours = from_hf(hf_config.to_dict(), hf.state_dict(), normalize=False, source="Wav2Vec2ForCTC").build_model()
+    config = ours.config
 
     wav = torch.randn(1, int(args.seconds * 16000))
     lengths = torch.tensor([wav.shape[1]])
@@ -63,23 +65,33 @@ def run(args) -> int:
         "transformers": lambda: hf(wav).logits,
     }
     times = {name: [] for name in models}
+    cpu_times = {name: [] for name in models}
     with torch.inference_mode():
         logits = {name: fn() for name, fn in models.items()}
         for _ in range(args.warmup - 1):
             for fn in models.values():
                 fn()
-        for _ in range(args.runs):
-            for name, fn in models.items():
-                times[name].append(_time(fn))
+        for i in range(args.runs):
+            # Alternate which model goes first so neither always follows the other.
+            for name in (list(models) if i % 2 == 0 else list(models)[::-1]):
+                wall, cpu = _time(models[name])
+                times[name].append(wall)
+                cpu_times[name].append(cpu)
 
     medians = {name: statistics.median(t) for name, t in times.items()}
+    cpu_medians = {name: statistics.median(t) for name, t in cpu_times.items()}
     result = {
-        "architecture": f"wav2vec2-base: {config.num_layers} layers, width {config.embed_dim}, vocab {config.vocab_size}",
+        "architecture": f"wav2vec2-base: {config.num_layers} layers, width {config.embed_dim}, "
+                        f"vocab {config.vocab_size}",
         "seconds": args.seconds,
         "threads": args.threads,
         "runs": args.runs,
         "asrc_median_s": round(medians["asrc"], 4),
         "transformers_median_s": round(medians["transformers"], 4),
+        "asrc_min_s": round(min(times["asrc"]), 4),
+        "transformers_min_s": round(min(times["transformers"]), 4),
+        "asrc_cpu_median_s": round(cpu_medians["asrc"], 4),
+        "transformers_cpu_median_s": round(cpu_medians["transformers"], 4),
         "asrc_over_transformers": round(medians["asrc"] / medians["transformers"], 3),
         "max_abs_logit_diff": float((logits["asrc"] - logits["transformers"]).abs().max()),
         "transformers_version": transformers.__version__,
@@ -90,9 +102,10 @@ def run(args) -> int:
         print(json.dumps(result))
         return 0
     print(f"{result['architecture']}; {args.seconds:g} s clip, {args.threads} threads, median of {args.runs} runs")
-    print(f"asrc:         {medians['asrc']:.3f} s")
-    print(f"transformers: {medians['transformers']:.3f} s  ({transformers.__version__}, "
-          f"attention {result['transformers_attention']})")
+    for name in models:
+        print(f"{name + ':':14s}median {medians[name]:.3f} s  (fastest {min(times[name]):.3f} s, "
+              f"CPU time median {cpu_medians[name]:.3f} s)")
+    print(f"reference: transformers {transformers.__version__}, attention {result['transformers_attention']}")
     print(f"ratio asrc/transformers: {result['asrc_over_transformers']:.3f}  "
           f"({'asrc faster' if medians['asrc'] < medians['transformers'] else 'asrc slower'})")
     print(f"max |logit difference|: {result['max_abs_logit_diff']:.2e}")

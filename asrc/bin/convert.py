@@ -21,7 +21,8 @@ from asrc.models.io import is_model_dir
 
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="asrc-convert", description=__doc__.split("\n")[0],
-                                     epilog=__doc__.split("\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     epilog=__doc__.split("\n", 2)[2],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--from", dest="source_format", required=True, choices=("hf", "fairseq"),
                         help="hf: a Wav2Vec2ForCTC folder; fairseq: a wav2vec 2.0 .pt checkpoint")
     parser.add_argument("src", help="Hugging Face folder or fairseq .pt file")

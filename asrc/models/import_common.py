@@ -8,9 +8,8 @@ rest the same way for every source.
 
 import re
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence
 
-import torch
 from torch import Tensor
 
 from asrc.errors import CheckpointError
@@ -21,11 +20,10 @@ from asrc.models.wav2vec2 import Wav2Vec2CTC
 BLANK = "<blank>"
 WORD_BOUNDARY = "|"
 
-# Both spellings of a weight-normed parameter: ``torch.nn.utils.weight_norm`` (fairseq, older
-# transformers) and ``torch.nn.utils.parametrizations.weight_norm`` (newer transformers).
-WEIGHT_NORM_SUFFIXES = {
-    "weight_g": "weight_g",
-    "weight_v": "weight_v",
+# A weight-normed conv is saved as ``weight_g``/``weight_v`` by ``torch.nn.utils.weight_norm``
+# (fairseq, older transformers) and as these by ``torch.nn.utils.parametrizations.weight_norm``
+# (newer transformers); asrc uses the first spelling.
+WEIGHT_NORM_PARAMETRIZATIONS = {
     "parametrizations.weight.original0": "weight_g",
     "parametrizations.weight.original1": "weight_v",
 }
@@ -68,7 +66,7 @@ def rename_state_dict(state: Dict[str, Tensor], rules: Sequence[RenameRule], sou
                 dropped.append(key)
             else:
                 new = m.expand(rule.target)
-                for suffix, canonical in WEIGHT_NORM_SUFFIXES.items():
+                for suffix, canonical in WEIGHT_NORM_PARAMETRIZATIONS.items():
                     if new.endswith("." + suffix):
                         new = new[: -len(suffix)] + canonical
                 if new in renamed:
@@ -154,13 +152,6 @@ class ImportedCheckpoint:
         return lines
 
 
-def head_from_tokens(tokens: Optional[Sequence[str]], source: str, how_to_fix: str) -> Tuple[int, List[str]]:
-    """vocab_size and fresh keys for a checkpoint without a CTC head: the head needs tokens."""
-    if tokens is None:
-        raise CheckpointError(f"{source}: pretrained checkpoint without a CTC head; {how_to_fix}")
-    return len(tokens), ["ctc_head.weight", "ctc_head.bias"]
-
-
 def move_blank_first(state: Dict[str, Tensor], tokens: List[str], blank: int) -> List[str]:
     """Move CTC output ``blank`` to index 0 (asrc's convention), rows of the head with it."""
     if blank == 0:
@@ -170,16 +161,3 @@ def move_blank_first(state: Dict[str, Tensor], tokens: List[str], blank: int) ->
         if name in state:
             state[name] = state[name][order].contiguous()
     return [tokens[i] for i in order]
-
-
-def first_present(mapping: Dict, names: Iterable[str]):
-    for name in names:
-        if name in mapping:
-            return name
-    return None
-
-
-def tensor_dict(obj, source: str) -> Dict[str, Tensor]:
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise CheckpointError(f"{source}: expected a mapping of parameter names to tensors")
-    return obj

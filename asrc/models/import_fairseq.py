@@ -37,7 +37,7 @@ from typing import List, Optional
 import torch
 
 from asrc.errors import CheckpointError, ConfigError
-from asrc.models.config import BASE_CONV_LAYERS, Wav2Vec2Config
+from asrc.models.config import Wav2Vec2Config
 from asrc.models.import_common import BLANK, WEIGHT_NORM_CONV_PARAM, ImportedCheckpoint, RenameRule, rename_state_dict
 from asrc.models.wav2vec2 import Wav2Vec2CTC
 
@@ -100,15 +100,17 @@ def fairseq_rename_rules(prefix: str) -> List[RenameRule]:
     p = prefix.replace(".", r"\.")
     layer = p + r"encoder\.layers\.(\d+)\."
     return [
-        RenameRule(p + r"feature_extractor\.conv_layers\.(\d+)\.0\.(weight|bias)", r"feature_extractor.conv_layers.\1.conv.\2"),
+        RenameRule(p + r"feature_extractor\.conv_layers\.(\d+)\.0\.(weight|bias)",
+                   r"feature_extractor.conv_layers.\1.conv.\2"),
         # default mode: GroupNorm at index 2 of the first block; layer_norm mode: LN inside a Sequential.
-        RenameRule(p + r"feature_extractor\.conv_layers\.(\d+)\.2\.(?:1\.)?(weight|bias)", r"feature_extractor.conv_layers.\1.norm.\2"),
+        RenameRule(p + r"feature_extractor\.conv_layers\.(\d+)\.2\.(?:1\.)?(weight|bias)",
+                   r"feature_extractor.conv_layers.\1.norm.\2"),
         RenameRule(p + r"layer_norm\.(weight|bias)", r"feature_projection.layer_norm.\1"),
         RenameRule(p + r"post_extract_proj\.(weight|bias)", r"feature_projection.projection.\1"),
         RenameRule(p + r"encoder\.pos_conv\.0\." + WEIGHT_NORM_CONV_PARAM, r"encoder.pos_conv.\1"),
         RenameRule(p + r"encoder\.layer_norm\.(weight|bias)", r"encoder.layer_norm.\1"),
-        RenameRule(layer + r"(self_attn\.(?:q|k|v|out)_proj|self_attn_layer_norm|fc1|fc2|final_layer_norm)\.(weight|bias)",
-                   r"encoder.layers.\1.\2.\3"),
+        RenameRule(layer + r"(self_attn\.(?:q|k|v|out)_proj|self_attn_layer_norm|fc1|fc2|final_layer_norm)"
+                           r"\.(weight|bias)", r"encoder.layers.\1.\2.\3"),
         RenameRule(p + r"mask_emb", "mask_emb"),
         RenameRule(r"w2v_encoder\.proj\.(weight|bias)", r"ctc_head.\1"),
         # The contrastive pretraining task's modules.
@@ -221,7 +223,8 @@ def _torch_load(path: Path) -> dict:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False, pickle_module=_tolerant_pickle)
     except ModuleNotFoundError as e:
-        raise CheckpointError(f"{path}: the pickle needs the module {e.name!r}; install it to read this checkpoint") from e
+        raise CheckpointError(f"{path}: the pickle needs the module {e.name!r}; "
+                              "install it to read this checkpoint") from e
     if not isinstance(ckpt, Mapping) or "model" not in ckpt:
         raise CheckpointError(f"{path}: not a fairseq checkpoint (no 'model' entry)")
     return ckpt
@@ -324,7 +327,8 @@ def read_fairseq(path, dict_path=None, normalize: Optional[bool] = None) -> Impo
         if _field(model_cfg, "apply_mask") is False:
             regularisation.update(mask_time_prob=0.0, mask_channel_prob=0.0)
     else:
-        notes.append("pretrained checkpoint: dropout/masking take asrc's defaults; set fine-tuning values in config.yaml")
+        notes.append("pretrained checkpoint: dropout/masking take asrc's defaults; "
+                     "set fine-tuning values in config.yaml")
 
     dict_path = Path(dict_path) if dict_path is not None else path.parent / "dict.ltr.txt"
     tokens = read_fairseq_dict(dict_path) if dict_path.is_file() else None

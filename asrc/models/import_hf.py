@@ -29,10 +29,10 @@ from torch import Tensor
 from asrc.errors import CheckpointError, ConfigError
 from asrc.models.config import Wav2Vec2Config
 from asrc.models.import_common import (BLANK, WEIGHT_NORM_CONV_PARAM, WORD_BOUNDARY, ImportedCheckpoint, RenameRule,
-                                       move_blank_first, rename_state_dict, tensor_dict)
+                                       move_blank_first, rename_state_dict)
 from asrc.models.wav2vec2 import Wav2Vec2CTC
 
-__all__ = ["read_hf", "load_hf", "convert_hf", "hf_config_to_asrc", "hf_state_dict_to_asrc", "hf_tokens"]
+__all__ = ["read_hf", "load_hf", "convert_hf", "from_hf", "hf_config_to_asrc", "hf_state_dict_to_asrc", "hf_tokens"]
 
 # transformers' Wav2Vec2Config defaults for keys an older config.json may lack (FACTS.md section 3).
 HF_DEFAULTS = {
@@ -152,8 +152,8 @@ def hf_tokens(vocab: Dict[str, int], vocab_size: int, pad_token_id: int, word_de
     by_index: Dict[int, str] = {}
     for token, index in vocab.items():
         if not isinstance(index, int):
-            raise CheckpointError(f"{source}: token {token!r} has index {index!r}; expected a flat "
-                                  "{token: index} vocabulary (multilingual per-language vocabularies are not supported)")
+            raise CheckpointError(f"{source}: token {token!r} has index {index!r}; expected a flat {{token: index}} "
+                                  "vocabulary (multilingual per-language vocabularies are not supported)")
         if index in by_index and by_index[index] != token:
             raise CheckpointError(f"{source}: tokens {by_index[index]!r} and {token!r} share index {index}")
         by_index[index] = token
@@ -213,16 +213,52 @@ def _read_weights(src: Path) -> Dict[str, Tensor]:
                 part = load_file(str(path), device="cpu")
             else:
                 part = torch.load(path, map_location="cpu", weights_only=True)
-            state.update(tensor_dict(part, str(path)))
+                if not isinstance(part, dict):
+                    raise CheckpointError(f"{path}: expected a state dict, got {type(part).__name__}")
+            if not all(isinstance(v, Tensor) for v in part.values()):
+                raise CheckpointError(f"{path}: expected a mapping of parameter names to tensors")
+            state.update(part)
         return state
     raise FileNotFoundError(f"{src}: no model.safetensors or pytorch_model.bin (nor a sharded index)")
+
+
+def from_hf(hf_config: dict, state_dict: Dict[str, Tensor], normalize: bool, tokens: Optional[Sequence[str]] = None,
+            blank: int = 0, source: str = "state_dict") -> ImportedCheckpoint:
+    """An in-memory transformers model (``config.to_dict()``, ``state_dict()``) in asrc terms.
+
+    tokens: one per output of ``lm_head`` with the CTC blank at index ``blank`` (moved to 0,
+    head rows with it); for a model without ``lm_head``, the tokens of a new, untrained head
+    (blank first). May be None for a model with a head (a model without a token list).
+    """
+    state, dropped = hf_state_dict_to_asrc(state_dict, source)
+    config = hf_config_to_asrc(hf_config, normalize, source)
+    fresh = [] if "mask_emb" in state else ["mask_emb"]
+    notes = []
+    if "ctc_head.weight" in state:
+        vocab_size = state["ctc_head.weight"].shape[0]
+        if vocab_size != config.vocab_size:
+            raise CheckpointError(f"{source}: lm_head has {vocab_size} outputs but vocab_size={config.vocab_size}")
+        if tokens is not None:
+            if len(tokens) != vocab_size:
+                raise CheckpointError(f"{source}: {len(tokens)} tokens for the {vocab_size} outputs of lm_head")
+            if blank != 0:
+                notes.append(f"blank (pad_token_id={blank}) moved to index 0; CTC head rows reordered")
+            tokens = move_blank_first(state, list(tokens), blank)
+    elif tokens is None:
+        raise CheckpointError(f"{source}: no lm_head (a pretraining-only checkpoint); pass a token list "
+                              "(asrc-convert --dict) to get a model with an untrained CTC head")
+    else:
+        config = config.replace(vocab_size=len(tokens))
+        fresh += ["ctc_head.weight", "ctc_head.bias"]
+    tokens = list(tokens) if tokens is not None else None
+    return ImportedCheckpoint(source, config, state, tokens, fresh, dropped, notes)
 
 
 def read_hf(src, normalize: Optional[bool] = None, tokens: Optional[Sequence[str]] = None) -> ImportedCheckpoint:
     """Read a Hugging Face wav2vec 2.0 folder.
 
     normalize: overrides ``preprocessor_config.json``'s ``do_normalize``.
-    tokens: the token list for a folder without ``lm_head`` (blank first); ignored otherwise.
+    tokens: the token list for a folder without ``lm_head`` (blank first); an error otherwise.
     """
     src = Path(src)
     if not (src / "config.json").is_file():
@@ -239,28 +275,16 @@ def read_hf(src, normalize: Optional[bool] = None, tokens: Optional[Sequence[str
     if pre.get("sampling_rate", 16000) != 16000:
         notes.append(f"{pre_path.name}: sampling_rate={pre['sampling_rate']}; feed the model audio at that rate")
 
-    state, dropped = hf_state_dict_to_asrc(_read_weights(src), str(src))
-    has_head = "ctc_head.weight" in state
-    config = hf_config_to_asrc(hf, normalize, str(src / "config.json"))
-    fresh = [] if "mask_emb" in state else ["mask_emb"]
-
-    if has_head:
-        vocab_size = state["ctc_head.weight"].shape[0]
-        if vocab_size != config.vocab_size:
-            raise CheckpointError(f"{src}: lm_head has {vocab_size} outputs but config.json vocab_size="
-                                  f"{config.vocab_size}")
-        token_list, pad_id = _read_hf_tokens(src, hf, vocab_size, notes)
-        if pad_id != 0:
-            notes.append(f"blank (pad_token_id={pad_id}) moved to index 0; CTC head rows reordered")
-        token_list = move_blank_first(state, token_list, pad_id)
-    else:
-        if tokens is None:
-            raise CheckpointError(f"{src}: no lm_head (a pretraining-only checkpoint); pass a token list "
-                                  "(asrc-convert --dict) to get a model with an untrained CTC head")
-        token_list = list(tokens)
-        config = config.replace(vocab_size=len(token_list))
-        fresh += ["ctc_head.weight", "ctc_head.bias"]
-    return ImportedCheckpoint(str(src), config, state, token_list, fresh, dropped, notes)
+    state = _read_weights(src)
+    blank = 0
+    if "lm_head.weight" in state:
+        if tokens is not None:
+            raise ValueError(f"{src}: has a trained lm_head with the tokens of vocab.json; a token list "
+                             "(--dict) is only for folders without one")
+        tokens, blank = _read_hf_tokens(src, hf, state["lm_head.weight"].shape[0], notes)
+    imported = from_hf(hf, state, normalize, tokens, blank, str(src))
+    imported.notes[:0] = notes
+    return imported
 
 
 def _read_hf_tokens(src: Path, hf: dict, vocab_size: int, notes: List[str]):
@@ -276,6 +300,8 @@ def _read_hf_tokens(src: Path, hf: dict, vocab_size: int, notes: List[str]):
     pad_id = hf.get("pad_token_id")
     if pad_id is None:
         pad_token = tok_cfg.get("pad_token", "<pad>")
+        if isinstance(pad_token, dict):  # a serialised AddedToken
+            pad_token = pad_token.get("content")
         if pad_token not in vocab:
             raise CheckpointError(f"{src}: config.json has no pad_token_id and {pad_token!r} is not in vocab.json")
         pad_id = vocab[pad_token]

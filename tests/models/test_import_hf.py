@@ -154,7 +154,8 @@ def _corrupt(tmp_path, change):
 
 
 def test_unknown_key_is_named(tmp_path):
-    folder = _corrupt(tmp_path, lambda s: s.update({"wav2vec2.encoder.layers.0.attention.extra.weight": torch.zeros(2)}))
+    extra = "wav2vec2.encoder.layers.0.attention.extra.weight"
+    folder = _corrupt(tmp_path, lambda s: s.update({extra: torch.zeros(2)}))
     with pytest.raises(CheckpointError, match=r"unknown keys \['wav2vec2.encoder.layers.0.attention.extra.weight'\]"):
         read_hf(folder)
 
@@ -204,3 +205,9 @@ def test_unsupported_config_is_named(tmp_path):
     hf = tiny_hf_model("post_ln_group", hidden_act="relu")
     with pytest.raises(ValueError, match="hidden_act='relu'"):
         read_hf(save_hf_folder(hf, tmp_path))
+
+
+def test_token_list_for_a_folder_with_a_head_is_refused(tmp_path):
+    folder = save_hf_folder(tiny_hf_model("post_ln_group"), tmp_path)
+    with pytest.raises(ValueError, match="only for folders without"):
+        read_hf(folder, tokens=["<blank>", "a"])
