@@ -39,16 +39,17 @@ def rank() -> int:
 
 
 @contextlib.contextmanager
-def logging_to(output_dir, level: str = "INFO"):
+def logging_to(output_dir, level: str = "INFO", process_rank: Optional[int] = None):
     """Log to stderr and ``output_dir/train.log`` (rank 0; other ranks log errors to stderr only).
 
     ESPnet calls ``logging.basicConfig`` itself, which does nothing once the root logger has
     handlers: these, installed first, take its place and are removed afterwards.
+    ``process_rank`` defaults to :func:`rank`.
     """
     root = logging.getLogger()
     host = socket.gethostname().split(".")[0]
-    r = rank()
-    tag = f"{host}:{r}" if "WORLD_SIZE" in os.environ else host
+    r = rank() if process_rank is None else process_rank
+    tag = f"{host}:{r}" if "WORLD_SIZE" in os.environ or process_rank is not None else host
     fmt = logging.Formatter(f"[{tag}] %(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
     handlers = [logging.StreamHandler(sys.stderr)]
     if r == 0:

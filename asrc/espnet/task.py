@@ -15,6 +15,7 @@ It is :class:`espnet2.tasks.asr.ASRTask` (same options, same trainer, same check
 - an optimizer hook that counts updates for ``encoder_conf.freeze_feature_updates``;
 - under DDP, ``--unused_parameters true`` when LayerDrop or feature freezing leave
   parameters without gradient in some steps;
+- logging into ``train.log`` also from the processes ESPnet spawns for multi-GPU training;
 - a clear error instead of a crash when ``checkpoint.pth`` was truncated by a kill during
   its (in-place) write.
 """
@@ -98,6 +99,16 @@ class AsrcASRTask(ASRTask):
         if not args.print_config:
             complete_args(args)
         super().main(args=args)
+
+    @classmethod
+    def main_worker(cls, args: argparse.Namespace):
+        if logging.getLogger().handlers:  # asrc-train set up logging in this process
+            return super().main_worker(args)
+        # A process ESPnet spawned (one per GPU): log as asrc-train does, rank 0 into train.log.
+        from asrc.espnet.launch import logging_to
+
+        with logging_to(args.output_dir, args.log_level, process_rank=args.dist_rank or 0):
+            return super().main_worker(args)
 
     @classmethod
     def build_model(cls, args: argparse.Namespace):

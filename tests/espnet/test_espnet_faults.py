@@ -39,8 +39,8 @@ def wait_for(predicate, proc, timeout, what):
 def test_sigkill_mid_epoch_then_the_same_command_resumes(corpus, tmp_path, espnet_ready):
     from asrc.bin.train import main
 
-    # 3 epochs of 40 updates: an epoch lasts a few seconds, long enough to be killed inside.
-    conf = dict(teacher_config(corpus), max_epoch=3, num_iters_per_epoch=40, batch_size=2)
+    # 3 epochs of 50 updates: an epoch lasts seconds, the kill comes 0.1 s after it starts.
+    conf = dict(teacher_config(corpus), max_epoch=3, num_iters_per_epoch=50, batch_size=2)
     argv = ["--config", str(write_yaml(tmp_path / "resume.yaml", conf)), "--exp_dir", str(tmp_path / "exp")]
     exp = tmp_path / "exp" / "resume"
     log = exp / "train.log"
@@ -48,7 +48,7 @@ def test_sigkill_mid_epoch_then_the_same_command_resumes(corpus, tmp_path, espne
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         wait_for(lambda: log.is_file() and "2/3epoch started" in log.read_text(), proc, 240, "epoch 2")
-        time.sleep(0.5)
+        time.sleep(0.1)
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
@@ -65,7 +65,7 @@ def test_sigkill_mid_epoch_then_the_same_command_resumes(corpus, tmp_path, espne
     state = torch.load(exp / "checkpoint.pth", weights_only=False)
     stats = state["reporter"]["stats"]
     assert sorted(stats) == [1, 2, 3] and stats[1]["train"]["loss"] == before  # epoch 1 kept, not redone
-    assert int(state["model"]["encoder.num_updates"]) == 3 * 40
+    assert int(state["model"]["encoder.num_updates"]) == 3 * 50
     assert (exp / "3epoch.pth").is_file()
 
 
