@@ -5,4 +5,7 @@ Each sub-command of ``asrc-bench`` is a module here with ``add_arguments(parser)
 """
 
 SUBCOMMANDS = {
+    "footprint": "asrc.bench.footprint",
+    "model-speed": "asrc.bench.model_speed",
+    "librispeech-prep": "asrc.bench.librispeech_prep",
 }

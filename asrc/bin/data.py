@@ -21,6 +21,21 @@ import sys
 from pathlib import Path
 
 
+def _read_md5_file(path):
+    """``md5sum`` output (``<md5>  <subset>.tar.gz`` per line) -> ``{subset: md5}``."""
+    md5s = {}
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            parts = line.split()
+            if len(parts) != 2 or len(parts[0]) != 32:
+                raise SystemExit(f"{path}:{n}: expected '<md5> <name>.tar.gz', got {line.strip()!r}")
+            name = parts[1].lstrip("*").rsplit("/", 1)[-1]
+            md5s[name[:-len(".tar.gz")] if name.endswith(".tar.gz") else name] = parts[0]
+    return md5s
+
+
 def _download_librispeech(args):
     from asrc.data.librispeech import MIRRORS, OPENSLR_URL, download_librispeech
 
@@ -30,6 +45,7 @@ def _download_librispeech(args):
         base_url=args.base_url or OPENSLR_URL,
         mirrors=MIRRORS if args.mirror is None else args.mirror,
         source=args.source,
+        md5s=_read_md5_file(args.md5_file) if args.md5_file else None,
         keep_archives=not args.remove_archives,
         progress=not args.no_progress,
     )
@@ -153,6 +169,8 @@ def build_parser():
     p.add_argument("--source", type=Path, help="local folder or tarball instead of the network")
     p.add_argument("--base-url", help="default https://www.openslr.org/resources/12")
     p.add_argument("--mirror", action="append", help="mirror base URL (repeatable; default openslr's mirrors)")
+    p.add_argument("--md5-file", type=Path,
+                   help="md5sum-style list (<md5>  <subset>.tar.gz) replacing the published sums")
     p.add_argument("--remove-archives", action="store_true", help="delete each .tar.gz once extracted")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_download_librispeech)
