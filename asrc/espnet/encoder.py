@@ -96,7 +96,9 @@ class AsrcWav2Vec2Encoder(AbsEncoder):
         resolved = resolve_encoder_config(config, init, layer_init)
         #: Tokens of the initial model (None when built from scratch); the ESPnet model checks them.
         self.init_tokens = None
+        #: The student's :class:`asrc.models.student.InitReport` when built with ``layer_init``.
         self.init_report = None
+        self.init_path = None if init is None else str(init)
         if init is None:
             self.model = Wav2Vec2CTC(resolved)
         else:

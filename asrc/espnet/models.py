@@ -20,7 +20,9 @@ replaced by that head).
     ``{kd_loss, student_loss, hidden_loss, cos_embed_loss, features_pen}`` (missing = 0, except
     ``kd_loss`` = 1); see :mod:`asrc.distill.losses`.
 ``teacher_layer_map``
-    ``{student_state: teacher_state}`` for ``hidden_loss`` (default: same relative depth).
+    ``{student_state: teacher_state}`` for ``hidden_loss``. Default: when the student was built
+    from the teacher (``encoder_conf.layer_init``), the pairs its initialisation copied
+    (``InitReport.hidden_state_pairs``); otherwise the same relative depth.
 
 Every term of the objective is logged, weighted or not, so a CTC-only run and a distillation
 run can be compared on the same curves. In validation the greedy CTC token error rate of the
@@ -96,6 +98,10 @@ def load_teacher(path) -> Wav2Vec2CTC:
     for p in teacher.parameters():
         p.requires_grad_(False)
     return teacher
+
+
+def _same_dir(a, b) -> bool:
+    return a is not None and b is not None and Path(a).resolve() == Path(b).resolve()
 
 
 class _AsrcModelBase(ESPnetASRModel):
@@ -179,6 +185,9 @@ class AsrcDistillModel(_AsrcModelBase):
         self.teacher_path = str(teacher)
         self.hidden_predictor = None
         if self.weights.hidden_loss > 0:
+            if not teacher_layer_map and _same_dir(encoder.init_path, teacher) and encoder.init_report is not None:
+                # Each student layer learns to keep computing what the teacher layer it was copied from did.
+                teacher_layer_map = dict(encoder.init_report.hidden_state_pairs())
             layer_map = resolve_layer_map(teacher_layer_map, encoder.config, teacher_model.config)
             self.hidden_predictor = HiddenStatePredictor(layer_map, encoder.config.embed_dim,
                                                          teacher_model.config.embed_dim)

@@ -178,3 +178,13 @@ def test_distill_model_frame_rate_mismatch(espnet_ready, tiny_dir):
     enc = AsrcWav2Vec2Encoder(config={**TINY_ENCODER, "conv_layers": strides, "vocab_size": 32})
     with pytest.raises(ConfigError, match="different frame counts"):
         AsrcDistillModel(32, TOKENS, enc, teacher=str(tiny_dir))
+
+
+@pytest.mark.parametrize("layer_init,expected", [("first_k", {1: 1}), ("every_k", {1: 2}), ([2], {1: 2})])
+def test_hidden_loss_pairs_follow_the_student_initialisation(espnet_ready, tiny_dir, layer_init, expected):
+    from asrc.espnet.encoder import AsrcWav2Vec2Encoder
+    from asrc.espnet.models import AsrcDistillModel
+
+    enc = AsrcWav2Vec2Encoder(init=str(tiny_dir), layer_init=layer_init, config={"num_layers": 1})
+    model = AsrcDistillModel(32, TOKENS, enc, teacher=str(tiny_dir), loss_weights={"hidden_loss": 1.0})
+    assert model.hidden_predictor.layer_map == expected
