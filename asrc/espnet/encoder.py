@@ -126,7 +126,8 @@ class AsrcWav2Vec2Encoder(AbsEncoder):
         return self.model.config.embed_dim
 
     def features_frozen(self) -> bool:
-        return self.training and int(self.num_updates) < self.freeze_feature_updates
+        # The cheap tests first: reading the counter synchronises with the device.
+        return self.freeze_feature_updates > 0 and self.training and int(self.num_updates) < self.freeze_feature_updates
 
     def _maybe_detach_features(self, module, inputs, output):
         if self.features_frozen():

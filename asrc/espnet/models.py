@@ -35,9 +35,9 @@ from pathlib import Path
 from typing import Dict, Optional, Sequence, Tuple
 
 import torch
-from espnet2.torch_utils.device_funcs import force_gatherable
 from espnet2.asr.ctc import CTC
 from espnet2.asr.espnet_model import ESPnetASRModel
+from espnet2.torch_utils.device_funcs import force_gatherable
 from torch import Tensor
 
 from asrc.distill.losses import (
@@ -142,10 +142,6 @@ class _AsrcModelBase(ESPnetASRModel):
     def collect_feats(self, speech: Tensor, speech_lengths: Tensor, **kwargs) -> Dict[str, Tensor]:
         return {"feats": speech, "feats_lengths": speech_lengths}
 
-    def _gather(self, loss: Tensor, stats: Dict[str, Optional[Tensor]], batch_size: int):
-        loss, stats, weight = force_gatherable((loss, stats, batch_size), loss.device)
-        return loss, stats, weight
-
 
 class AsrcCTCModel(_AsrcModelBase):
     """CTC training or fine-tuning of an asrc wav2vec 2.0 model."""
@@ -160,7 +156,7 @@ class AsrcCTCModel(_AsrcModelBase):
         if not self.training:
             errors, total = greedy_error_counts(logits, out.lengths, text, text_lengths)
             stats["cer"] = torch.tensor(errors / max(total, 1))
-        return self._gather(loss, stats, speech.shape[0])
+        return force_gatherable((loss, stats, speech.shape[0]), loss.device)
 
 
 class AsrcDistillModel(_AsrcModelBase):
@@ -229,4 +225,4 @@ class AsrcDistillModel(_AsrcModelBase):
             stats["cer"] = torch.tensor(errors / max(total, 1))
             errors, total = greedy_error_counts(t_logits, lengths, text, text_lengths)
             stats["cer_teacher"] = torch.tensor(errors / max(total, 1))
-        return self._gather(loss, stats, speech.shape[0])
+        return force_gatherable((loss, stats, speech.shape[0]), loss.device)
