@@ -197,11 +197,34 @@ def read_table(path) -> dict:
     return table
 
 
+COMMON_RATES = (8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000)
+
+
+def _rate_from_duration(num_samples: int, duration: str) -> int:
+    """The sample rate that ``num_samples`` and a rounded ``utt2dur`` entry imply.
+
+    ``utt2dur`` keeps a few decimals, so ``samples / duration`` is only known within the
+    rounding interval (0.6246 s for 9994 samples gives 16000.6 Hz): a common rate inside that
+    interval is the answer, else the nearest whole Hz.
+    """
+    d = float(duration)
+    if d <= 0:
+        return 0
+    decimals = len(duration.split(".")[1]) if "." in duration else 0
+    half = 0.5 * 10.0 ** -decimals
+    low, high = num_samples / (d + half), num_samples / max(d - half, 1e-12)
+    for rate in COMMON_RATES:
+        if low <= rate <= high:
+            return rate
+    return round(num_samples / d)
+
+
 def read_data_dir(data_dir) -> list:
     """The :class:`Utterance` list of a data directory (sorted by id).
 
     ``num_samples``/``sample_rate`` come from ``utt2num_samples`` and ``utt2dur`` when present
-    (rate = samples / duration rounded to a whole Hz), else from the audio headers.
+    (rate = the common rate that samples / rounded duration allows, see
+    :func:`_rate_from_duration`), else from the audio headers.
     Raises ``ValueError`` naming the id when the tables disagree.
     """
     from asrc.data.audio import audio_info
@@ -219,7 +242,7 @@ def read_data_dir(data_dir) -> list:
             raise ValueError(f"{data_dir}: utterance {utt!r} is in wav.scp but not in text/utt2spk")
         if nsamp is not None and dur is not None and utt in nsamp and utt in dur:
             n = int(nsamp[utt])
-            rate = round(n / float(dur[utt])) if float(dur[utt]) > 0 else 0
+            rate = _rate_from_duration(n, dur[utt])
         else:
             info = audio_info(audio)
             n, rate = info.num_samples, info.sample_rate

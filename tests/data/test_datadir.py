@@ -179,3 +179,14 @@ def test_combine(tmp_path, write_audio):
     (a / "text").write_text("spkA-2 IT'S ME\nspkA-1 HELLO WORLD\n")
     with pytest.raises(ValueError, match="not sorted"):
         combine_data_dirs(tmp_path / "bad", [a, b])
+
+
+def test_sample_rate_from_rounded_durations():
+    from asrc.data.datadir import _rate_from_duration
+
+    assert _rate_from_duration(9994, "0.6246") == 16000  # 16000.6 Hz before the rounding interval
+    assert _rate_from_duration(17360, "1.0850") == 16000
+    assert _rate_from_duration(8000, "1.00") == 8000
+    assert _rate_from_duration(16000, "1.0") == 16000
+    assert _rate_from_duration(15000, "1.0000") == 15000  # no common rate fits: nearest Hz
+    assert _rate_from_duration(100, "0") == 0
