@@ -27,6 +27,8 @@ setup(
             "asrc-decode=asrc.bin.decode:main",
             "asrc-transcribe=asrc.bin.transcribe:main",
             "asrc-score=asrc.bin.score:main",
+            "asrc-results=asrc.bin.results:main",
+            "asrc-frontend-init=asrc.bin.frontend_init:main",
             "asrc-quantize=asrc.bin.quantize:main",
             "asrc-export=asrc.bin.export:main",
             "asrc-bench=asrc.bin.bench:main",

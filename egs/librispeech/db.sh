@@ -1,0 +1,15 @@
+# Corpus and teacher locations for egs/librispeech (override from the environment or flags).
+#
+# LIBRISPEECH: where the corpus is. Stage 1 downloads the subsets into it from openslr
+#   (resumable, md5-checked) unless they are already there. A folder holding
+#   <subset>.tar.gz archives or an extracted LibriSpeech/ tree is used as it is.
+LIBRISPEECH=${LIBRISPEECH:-downloads}
+# LIBRISPEECH_URL: where to download from (openslr and its mirrors by default).
+LIBRISPEECH_URL=${LIBRISPEECH_URL:-}
+# LIBRISPEECH_MD5: an md5sum-style list replacing the published sums (a private mirror).
+LIBRISPEECH_MD5=${LIBRISPEECH_MD5:-}
+# TEACHER: the fine-tuned wav2vec 2.0 CTC teacher: a Hugging Face Wav2Vec2ForCTC folder
+#   (e.g. wav2vec2-base-960h) or a fairseq checkpoint (e.g. wav2vec_small_960h.pt, with
+#   dict.ltr.txt beside it); TEACHER_FORMAT says which (hf or fairseq).
+TEACHER=${TEACHER:-}
+TEACHER_FORMAT=${TEACHER_FORMAT:-hf}

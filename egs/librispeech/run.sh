@@ -1,0 +1,173 @@
+#!/usr/bin/env bash
+# LibriSpeech 960 h: import a fine-tuned wav2vec 2.0 teacher, distil a 4-layer grouped-conv
+# student, quantize it to int8, decode and score teacher / student / student-int8, report
+# size and speed side by side, and pack the student.
+#
+#   TEACHER=/models/wav2vec2-base-960h ./run.sh                 # everything
+#   ./run.sh --stage 6 --stop_stage 6 --ngpu 4                   # distillation only, 4 GPUs
+#   ./run.sh --force_stages "8 9"                                # redo finished stages
+#   tensorboard --logdir exp                                     # watch training
+#
+# Stages (stamps in exp/stages/; each writes the command that resumes it beside the stamp):
+#   1  download the subsets (resumable, md5-checked; skipped for a corpus already on disk)
+#   2  Kaldi-style data dirs data/<subset> (+ train_960, dev) and validation
+#   3  training/validation sets: combine $train_subsets / $valid_subsets
+#   4  letter token list (fairseq dict.ltr.txt order) and a check of every transcript
+#   5  teacher: convert $TEACHER (asrc-convert), optionally fine-tune it (--teacher_finetune true)
+#   6  distillation into the student with ESPnet's trainer (asrc-train, conf/distill.yaml)
+#   7  int8 quantization of the student (asrc-quantize)
+#   8  decoding of $test_sets by teacher, student and student-int8 (asrc-decode)
+#   9  scoring (sclite) -> exp/RESULTS.md
+#   10 footprint: size/speed/WER side by side (asrc-bench footprint) -> exp/footprint.{md,json,png}
+#   11 pack the student: exp/student_pack.zip (config, model, tokens, RESULTS.md)
+set -euo pipefail
+cd "$(dirname "$0")"
+_recipe_args="$*"
+
+stage=1
+stop_stage=11
+force_stages=
+subsets="train-clean-100 train-clean-360 train-other-500 dev-clean dev-other test-clean test-other"
+train_subsets="train_clean_100 train_clean_360 train_other_500"
+valid_subsets="dev_clean dev_other"
+test_sets="dev_clean dev_other test_clean test_other"
+nj=4                                # data preparation and decoding jobs
+decode_threads=1                    # torch threads per decoding job
+ngpu=0                              # GPUs for training (more than one: ESPnet's distributed training)
+teacher_finetune=false              # stage 5: CTC fine-tuning of the imported teacher
+finetune_config=conf/finetune_teacher.yaml
+distill_config=conf/distill.yaml
+train_args=                         # extra asrc-train flags for stages 5 and 6, e.g. "--max_epoch 1"
+quant_mode=static-conv              # dynamic: Linear layers only; static-conv: convolutions too
+bench_args=                         # extra asrc-bench footprint flags, e.g. "--runs 3 --no-peer"
+
+. ./path.sh
+. ./cmd.sh
+. ./db.sh
+. utils/parse_options.sh
+. utils/lib.sh
+
+stamps=exp/stages
+teacher=exp/teacher/model
+student=exp/student/model
+student_int8=exp/student_int8/model
+train_set=train
+valid_set=valid
+
+if stage_begin 1 "download LibriSpeech ($subsets)" $stamps; then
+    opts=()
+    [ -n "$LIBRISPEECH_URL" ] && opts+=(--base-url "$LIBRISPEECH_URL" --mirror "$LIBRISPEECH_URL")
+    [ -n "$LIBRISPEECH_MD5" ] && opts+=(--md5-file "$LIBRISPEECH_MD5")
+    # shellcheck disable=SC2086
+    run_logged exp/logs/download.log asrc-data download-librispeech "$LIBRISPEECH" --subsets $subsets "${opts[@]}"
+    stage_done 1 $stamps
+fi
+
+if stage_begin 2 "data preparation" $stamps; then
+    # shellcheck disable=SC2086
+    run_logged exp/logs/prepare.log asrc-data prepare-librispeech "$LIBRISPEECH/LibriSpeech" data \
+        --subsets $subsets --nj "$nj"
+    stage_done 2 $stamps
+fi
+
+if stage_begin 3 "training and validation sets" $stamps; then
+    # shellcheck disable=SC2086
+    run_logged exp/logs/combine_train.log asrc-data combine data/$train_set $(printf 'data/%s ' $train_subsets)
+    # shellcheck disable=SC2086
+    run_logged exp/logs/combine_valid.log asrc-data combine data/$valid_set $(printf 'data/%s ' $valid_subsets)
+    stage_done 3 $stamps
+fi
+
+if stage_begin 4 "token list and transcript check" $stamps; then
+    run_logged exp/logs/tokens.log asrc-data tokens data/tokens.txt --type letter
+    # shellcheck disable=SC2086
+    run_logged exp/logs/validate.log asrc-data validate data/$train_set data/$valid_set \
+        $(printf 'data/%s ' $test_sets) --tokens data/tokens.txt --nj "$nj"
+    stage_done 4 $stamps
+fi
+
+if stage_begin 5 "teacher" $stamps; then
+    [ -n "$TEACHER" ] || die "set TEACHER (db.sh or the environment) to a Hugging Face folder or fairseq .pt"
+    [ -e "$TEACHER" ] || die "TEACHER=$TEACHER does not exist"
+    imported=exp/teacher_import
+    run_logged exp/logs/convert_teacher.log asrc-convert --from "$TEACHER_FORMAT" "$TEACHER" $imported --overwrite
+    run_logged exp/logs/check_tokens.log python local/check_tokens.py $imported/tokens.txt data/tokens.txt
+    if [ "$teacher_finetune" = true ]; then
+        log "log: exp/logs/finetune_teacher.log (tensorboard --logdir exp/teacher)"
+        # shellcheck disable=SC2086
+        $train_cmd --gpu "$ngpu" exp/logs/finetune_teacher.log \
+            asrc-train --config "$finetune_config" --encoder_conf "init=$imported" \
+                --train_data_dir data/$train_set --valid_data_dir data/$valid_set --token_list data/tokens.txt \
+                --ngpu "$ngpu" --output_dir exp/teacher --export_model_dir $teacher $train_args
+    else
+        rm -rf $teacher && mkdir -p exp/teacher && cp -r $imported $teacher
+    fi
+    stage_done 5 $stamps
+fi
+
+if stage_begin 6 "distillation (ESPnet trainer)" $stamps; then
+    log "log: exp/logs/distill.log (tensorboard --logdir exp/student)"
+    # shellcheck disable=SC2086
+    $train_cmd --gpu "$ngpu" exp/logs/distill.log \
+        asrc-train --config "$distill_config" --model_conf "teacher=$teacher" --encoder_conf "init=$teacher" \
+            --train_data_dir data/$train_set --valid_data_dir data/$valid_set \
+            --ngpu "$ngpu" --output_dir exp/student --export_model_dir $student $train_args
+    stage_done 6 $stamps
+fi
+
+if stage_begin 7 "int8 quantization ($quant_mode)" $stamps; then
+    run_logged exp/logs/quantize.log asrc-quantize $student $student_int8 --mode "$quant_mode" \
+        --calib data/$valid_set --overwrite
+    stage_done 7 $stamps
+fi
+
+models="teacher student student_int8"
+
+if stage_begin 8 "decoding ($test_sets)" $stamps; then
+    for m in $models; do
+        for t in $test_sets; do
+            log "decoding data/$t with exp/$m/model (log: exp/logs/decode_${m}_$t.log)"
+            $decode_cmd exp/logs/decode_${m}_$t.log asrc-decode --model exp/$m/model --data data/$t \
+                --out exp/$m/decode_$t --nj "$nj" --threads "$decode_threads"
+        done
+    done
+    stage_done 8 $stamps
+fi
+
+if stage_begin 9 "scoring -> exp/RESULTS.md" $stamps; then
+    rows=()
+    for m in $models; do
+        for t in $test_sets; do
+            run_logged exp/logs/score_${m}_$t.log asrc-score --ref data/$t/text --hyp exp/$m/decode_$t/text \
+                --out exp/$m/decode_$t --utt2spk data/$t/utt2spk --cer
+            rows+=(--row "$m" "$t" "exp/$m/decode_$t")
+        done
+    done
+    # shellcheck disable=SC2086
+    last_test=$(echo $test_sets | awk '{print $NF}')
+    run_logged exp/logs/results.log asrc-results --out exp/RESULTS.md "${rows[@]}" \
+        --wer-json exp/wer.json --wer-dataset "$last_test"
+    cat exp/RESULTS.md
+    stage_done 9 $stamps
+fi
+
+if stage_begin 10 "footprint report" $stamps; then
+    # shellcheck disable=SC2086
+    run_logged exp/logs/footprint.log asrc-bench footprint --teacher $teacher --student $student \
+        --int8-mode "$quant_mode" --calib data/$valid_set --wer exp/wer.json \
+        --json exp/footprint.json --markdown exp/footprint.md --plot exp/footprint.png $bench_args
+    stage_done 10 $stamps
+fi
+
+if stage_begin 11 "pack the student" $stamps; then
+    pack=exp/student_pack
+    rm -rf $pack $pack.zip && mkdir -p $pack
+    cp -r $student $pack/student && cp -r $student_int8 $pack/student_int8
+    cp exp/RESULTS.md $pack/
+    [ -f exp/footprint.md ] && cp exp/footprint.md $pack/
+    (cd exp && python -m zipfile -c student_pack.zip student_pack/)
+    rm -rf $pack
+    log "packed exp/student_pack.zip"
+    stage_done 11 $stamps
+fi
+log "done: stages $stage..$stop_stage"

@@ -1,0 +1,138 @@
+"""egs/librispeech/run.sh end to end on a tiny LibriSpeech-format corpus served from 127.0.0.1
+with a tiny random Hugging Face teacher: every stage, tiny dimensions."""
+
+import functools
+import hashlib
+import http.server
+import json
+import os
+import shutil
+import subprocess
+import tarfile
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+REPO = Path(__file__).resolve().parents[2]
+LETTERS = "ETAONIHSRDLUMWCFGYPBVK'XJQZ"
+SUBSETS = {"train-clean-100": 24, "dev-clean": 6, "test-clean": 6}
+
+
+def make_corpus(root: Path, rng: np.random.Generator):
+    """LibriSpeech layout: <subset>/<spk>/<chap>/<spk>-<chap>-<utt>.flac + trans.txt."""
+    words = ["HELLO", "WORLD", "TEST", "ONE", "TWO", "IT'S", "GOOD"]
+    spk_base = 100
+    for subset, n in SUBSETS.items():
+        for s in range(2):
+            spk, chap = str(spk_base + s), str(10 * (spk_base + s))
+            d = root / "LibriSpeech" / subset / spk / chap
+            d.mkdir(parents=True)
+            lines = []
+            for u in range(n // 2):
+                utt = f"{spk}-{chap}-{u:04d}"
+                text = " ".join(rng.choice(words, size=rng.integers(1, 3)))
+                wav = (rng.normal(0, 0.1, int(16000 * rng.uniform(0.6, 1.2)))).astype(np.float32)
+                sf.write(d / f"{utt}.flac", wav, 16000, subtype="PCM_16")
+                lines.append(f"{utt} {text}\n")
+            (d / f"{spk}-{chap}.trans.txt").write_text("".join(lines))
+        spk_base += 10
+
+
+def make_tarballs(corpus: Path, serve: Path) -> Path:
+    serve.mkdir()
+    md5_lines = []
+    for subset in SUBSETS:
+        path = serve / f"{subset}.tar.gz"
+        with tarfile.open(path, "w:gz") as tar:
+            tar.add(corpus / "LibriSpeech" / subset, arcname=f"LibriSpeech/{subset}")
+        md5_lines.append(f"{hashlib.md5(path.read_bytes()).hexdigest()}  {subset}.tar.gz\n")
+    md5 = serve.parent / "md5sum.txt"
+    md5.write_text("".join(md5_lines))
+    return md5
+
+
+def make_hf_teacher(path: Path):
+    transformers = pytest.importorskip("transformers")
+    import torch
+
+    torch.manual_seed(0)
+    vocab = ["<pad>", "<s>", "</s>", "<unk>", "|"] + list(LETTERS)
+    config = transformers.Wav2Vec2Config(
+        vocab_size=len(vocab), hidden_size=32, num_hidden_layers=8, num_attention_heads=2, intermediate_size=64,
+        conv_dim=(16, 16, 16), conv_kernel=(10, 3, 3), conv_stride=(5, 2, 2), num_conv_pos_embeddings=8,
+        num_conv_pos_embedding_groups=4, feat_extract_norm="group", do_stable_layer_norm=False, pad_token_id=0,
+    )
+    model = transformers.Wav2Vec2ForCTC(config)
+    model.save_pretrained(path)
+    (path / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(vocab)}))
+
+
+@pytest.fixture
+def http_dir():
+    servers = []
+
+    def serve(directory: Path) -> str:
+        handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(directory))
+        handler.log_message = lambda *a: None
+        httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        servers.append(httpd)
+        return f"http://127.0.0.1:{httpd.server_address[1]}"
+
+    yield serve
+    for s in servers:
+        s.shutdown()
+        s.server_close()
+
+
+@pytest.mark.slow
+def test_librispeech_recipe_all_stages(tmp_path, http_dir):
+    rng = np.random.default_rng(0)
+    make_corpus(tmp_path / "corpus", rng)
+    md5 = make_tarballs(tmp_path / "corpus", tmp_path / "serve")
+    url = http_dir(tmp_path / "serve")
+    make_hf_teacher(tmp_path / "hf_teacher")
+
+    recipe = tmp_path / "librispeech"
+    shutil.copytree(REPO / "egs" / "librispeech", recipe, symlinks=True)
+    (recipe / "utils").unlink()
+    (recipe / "utils").symlink_to(REPO / "egs" / "utils")
+    env = {**os.environ, "LIBRISPEECH": str(tmp_path / "downloads"), "LIBRISPEECH_URL": url,
+           "LIBRISPEECH_MD5": str(md5), "TEACHER": str(tmp_path / "hf_teacher"), "TEACHER_FORMAT": "hf"}
+    args = [
+        "--subsets", " ".join(SUBSETS), "--train_subsets", "train_clean_100", "--valid_subsets", "dev_clean",
+        "--test_sets", "test_clean", "--nj", "1",
+        "--train_args", "--max_epoch 1 --num_workers 0 --batch_type sorted --batch_size 4 --batch_bins 0",
+        "--bench_args", "--runs 1 --warmup 0 --seconds 1 --no-onnx",
+    ]
+    r = subprocess.run(["bash", str(recipe / "run.sh"), *args], cwd=recipe, env=env, capture_output=True, text=True,
+                       timeout=900)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
+
+    exp = recipe / "exp"
+    for n in range(1, 12):
+        assert (exp / "stages" / f"stage{n}.done").is_file(), n
+    assert len((recipe / "data" / "test_clean" / "wav.scp").read_text().splitlines()) == SUBSETS["test-clean"]
+    # The student has 4 layers and grouped convolutions, initialised from the 8-layer teacher.
+    import yaml
+
+    student_cfg = yaml.safe_load((exp / "student" / "model" / "config.yaml").read_text())
+    assert student_cfg["num_layers"] == 4 and student_cfg["conv_groups"] == 2
+    assert (exp / "student_int8" / "model" / "quantization.yaml").is_file()
+    results = (exp / "RESULTS.md").read_text()
+    for model in ("teacher", "student", "student_int8"):
+        assert f"## {model}\n" in results
+    assert "|dataset|Snt|Wrd|Corr|Sub|Del|Ins|Err|S.Err|" in results
+    assert "|test_clean|6|" in results
+    footprint = json.loads((exp / "footprint.json").read_text())
+    assert footprint and (exp / "footprint.png").is_file()
+    assert (exp / "student_pack.zip").is_file()
+
+    # Every stage is done: a second run redoes nothing.
+    r = subprocess.run(["bash", str(recipe / "run.sh"), *args], cwd=recipe, env=env, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stderr.count("already done") == 11
