@@ -154,7 +154,7 @@ def init_frontend(model: Wav2Vec2CTC, batches: Iterable[Tuple[Tensor, Tensor]], 
                 torch.nn.utils.clip_grad_norm_(params, clip)
                 opt.step()
                 stats.steps += 1
-                stats.losses.append(float(loss))
+                stats.losses.append(loss.item())
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(mse=f"{stats.final_loss():.3f}")

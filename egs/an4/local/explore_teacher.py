@@ -147,7 +147,7 @@ def build_config(a):
         pos_conv_kernel=31, pos_conv_groups=16, dropout=0.1, attention_dropout=0.1,
         mask_time_prob=a.mask_time_prob, mask_time_length=a.mask_time_length,
         mask_channel_prob=a.mask_channel_prob, mask_channel_length=a.mask_channel_length,
-        normalize_waveform=a.normalize, vocab_size=len(TOKENS))
+        normalize_waveform=bool(a.normalize), vocab_size=len(TOKENS))
 
 
 class Clock:

@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# AN4 (CMU census, real speech): trains the small raw-waveform wav2vec 2.0 CTC teacher that
+# the compression demo starts from, then decodes and scores it.
+#
+#   ./run.sh                          # all stages
+#   ./run.sh --stage 4 --stop_stage 6 # retrain the teacher, decode, score
+#   ./run.sh --force_stages "4"       # redo a finished stage (stamps in exp/stages/)
+#
+# Stages:
+#   1  AN4 -> data/{train,dev,test} (downloads the corpus when $AN4 from db.sh is missing)
+#   2  letter token list data/tokens.txt (fairseq dict.ltr.txt order, 32 tokens)
+#   3  front-end warm start: CNN + projection regress 80-dim log-mel (asrc-frontend-init)
+#   4  CTC training of the teacher with ESPnet's trainer (asrc-train), export to exp/teacher/model
+#   5  greedy CTC decoding of data/test (asrc-decode)
+#   6  scoring (asrc-score, sclite when installed) -> exp/teacher/RESULTS.md
+#   7  (only when asked: --stage 7 --stop_stage 7) replace the committed teacher in teacher/
+#      with exp/teacher/model
+# Why stage 3 exists and what each option bought: RESULTS.md in this folder.
+set -euo pipefail
+cd "$(dirname "$0")"
+_recipe_args="$*"
+
+stage=1
+stop_stage=6
+force_stages=
+nj=2                                       # decoding jobs
+train_config=conf/train_teacher.yaml       # ESPnet options of stage 4
+model_config=conf/teacher_model.yaml       # architecture (Wav2Vec2Config) built in stage 3
+frontend_init_steps=240                    # stage 3 regression steps
+teacher_exp=exp/teacher
+train_args=                                # extra asrc-train flags, e.g. "--max_epoch 2"
+
+. ./path.sh
+. ./cmd.sh
+. ./db.sh
+. utils/parse_options.sh
+. utils/lib.sh
+
+stamps=exp/stages
+
+if stage_begin 1 "data preparation" $stamps; then
+    if [ ! -d "$AN4/wav" ]; then
+        log "AN4 not found at $AN4: downloading"
+        run_logged exp/logs/download_an4.log asrc-data download-an4 downloads
+        AN4=downloads/an4
+    fi
+    run_logged exp/logs/prepare_an4.log asrc-data prepare-an4 "$AN4" data
+    run_logged exp/logs/validate_data.log asrc-data validate data/train data/dev data/test
+    stage_done 1 $stamps
+fi
+
+if stage_begin 2 "token list" $stamps; then
+    run_logged exp/logs/tokens.log asrc-data tokens data/tokens.txt --type letter
+    stage_done 2 $stamps
+fi
+
+init_dir=exp/teacher_frontend_init
+
+if stage_begin 3 "front-end warm start on log-mel ($frontend_init_steps steps)" $stamps; then
+    log "log: exp/logs/frontend_init.log"
+    $train_cmd exp/logs/frontend_init.log \
+        python -m asrc.bin.frontend_init --config "$model_config" --tokens data/tokens.txt \
+            --data-dir data/train --steps "$frontend_init_steps" --out "$init_dir"
+    stage_done 3 $stamps
+fi
+
+if stage_begin 4 "teacher CTC training (ESPnet trainer)" $stamps; then
+    log "log: exp/logs/train_teacher.log (and $teacher_exp/train.log; tensorboard --logdir $teacher_exp)"
+    # shellcheck disable=SC2086
+    $train_cmd exp/logs/train_teacher.log \
+        asrc-train --config "$train_config" --encoder_conf "init=$init_dir" \
+            --train_data_dir data/train --valid_data_dir data/dev --token_list data/tokens.txt \
+            --output_dir "$teacher_exp" --export_model_dir "$teacher_exp/model" --export_checkpoint valid.cer.ave.pth \
+            $train_args
+    stage_done 4 $stamps
+fi
+
+if stage_begin 5 "decoding data/test" $stamps; then
+    log "log: exp/logs/decode_teacher_test.log"
+    $decode_cmd exp/logs/decode_teacher_test.log \
+        asrc-decode --model "$teacher_exp/model" --data data/test --out "$teacher_exp/decode_test" --nj "$nj"
+    stage_done 5 $stamps
+fi
+
+if stage_begin 6 "scoring" $stamps; then
+    run_logged exp/logs/score_teacher_test.log asrc-score --ref data/test/text \
+        --hyp "$teacher_exp/decode_test/text" --out "$teacher_exp/decode_test" --utt2spk data/test/utt2spk --cer
+    run_logged exp/logs/results_teacher.log python local/teacher_results.py "$teacher_exp"
+    stage_done 6 $stamps
+fi
+if stage_begin 7 "replace the committed teacher/ with $teacher_exp/model" $stamps; then
+    mkdir -p teacher
+    for f in config.yaml model.pth tokens.txt; do
+        cp "$teacher_exp/model/$f" "teacher/$f"
+    done
+    cp "$teacher_exp/RESULTS.md" teacher/RESULTS_test.md
+    log "teacher/ updated; update the curve and command in teacher/RESULTS.md by hand"
+    stage_done 7 $stamps
+fi
+log "done: stages $stage..$stop_stage"
