@@ -25,7 +25,9 @@ Rows (names are what ``--wer`` keys refer to):
 
 Columns: parameters, MB of the saved file(s), MACs for the input (convolutions and matrix
 products, from the architecture), median latency, real-time factor, speed-up and size ratio
-against ``teacher``. ``--wer`` adds WER (``name=WER,...`` or a JSON file ``{name: WER}``).
+against ``teacher``. ``--wer`` adds WER (``name=WER,...`` or a JSON file ``{name: WER}``);
+``--agreement DATA_DIR`` adds, for every int8/ONNX row, how closely it follows its float model
+on real audio (logit cosine, argmax agreement, greedy-output difference).
 """
 
 import argparse
@@ -49,19 +51,21 @@ from asrc.models.config import Wav2Vec2Config
 
 SAMPLE_RATE = 16000
 
-# Students built from the teacher config when no --student DIR is given.
+# Students built from the teacher config when no --student DIR is given (measured here: see
+# ``asrc.quant`` docs; "c256" = 256-channel CNN, "d384" = transformer width 384 / FFN 1536 / 6 heads).
 STUDENT_PRESETS = {
-    # The issue's student: teacher width, 4 layers, grouped CNN (front end initialisable from the teacher).
+    # The issue's student: teacher width, 4 layers, grouped CNN. int8: ~10x smaller, ~4x faster.
     "student-4L-g2": dict(num_layers=4, conv_groups=2),
-    # Recommended: also narrower transformer (384 wide, FFN 1536, 6 heads) and a 256-channel CNN.
+    # Recommended: narrower transformer and CNN. int8: ~40x smaller, ~14x faster than the base teacher.
     "student-4L-g2-d384-c256": dict(num_layers=4, conv_groups=2, embed_dim=384, ffn_dim=1536, num_heads=6,
                                     conv_channels=256),
-    # Keeps the teacher's 512-channel CNN (copied/derived from the teacher), transformer 384 wide.
+    # Keeps the teacher's 512 CNN channels (so build_student derives the grouped CNN from the
+    # teacher's); int8: ~34x smaller, ~5.5x faster (the CNN is then most of the time).
     "student-4L-g2-d384": dict(num_layers=4, conv_groups=2, embed_dim=384, ffn_dim=1536, num_heads=6),
     "student-4L-g2-d512-c256": dict(num_layers=4, conv_groups=2, embed_dim=512, ffn_dim=2048, num_heads=8,
                                     conv_channels=256),
 }
-DEFAULT_PRESETS = ["student-4L-g2", "student-4L-g2-d384-c256"]
+DEFAULT_PRESETS = ["student-4L-g2", "student-4L-g2-d384-c256", "student-4L-g2-d384"]
 
 TINY_TEACHER = Wav2Vec2Config(conv_layers=[[32, 10, 5]] + [[32, 3, 2]] * 4 + [[32, 2, 2]] * 2, embed_dim=48,
                               ffn_dim=96, num_heads=4, num_layers=3, pos_conv_kernel=16, pos_conv_groups=4)
@@ -116,6 +120,8 @@ class Row:
     speedup: float = float("nan")
     size_ratio: float = float("nan")
     wer: Optional[float] = None
+    # Agreement with the float model it was made from (asrc.quant.agreement), with --agreement.
+    agreement: Optional[dict] = None
     note: str = ""
 
 
@@ -215,6 +221,7 @@ def environment(args) -> dict:
         "python": platform.python_version(), "torch": str(torch.__version__),
         "onnxruntime": onnxruntime.__version__, "transformers": transformers.__version__,
         "quantized_engine": torch.backends.quantized.engine, "git_commit": commit,
+        "load_average": " ".join(f"{x:.1f}" for x in os.getloadavg()),
         "command": "asrc-bench footprint " + " ".join(sys.argv[2:] if sys.argv[1:2] == ["footprint"] else []),
     }
 
@@ -237,18 +244,32 @@ def time_interleaved(runners: Dict[str, Callable], wav, lengths, runs: int, warm
 
 def format_markdown(rows: List[Row], env: dict) -> str:
     has_wer = any(r.wer is not None for r in rows)
-    head = ["model", "runtime", "precision", "params (M)", "MB", "GMACs", "latency (s)", "RTF",
-            "speed-up", "smaller"] + (["WER %"] if has_wer else [])
+    has_agreement = any(r.agreement for r in rows)
+    head = ["model", "runtime", "precision", "params (M)", "MB", "GMACs", "latency (s)", "best (s)", "RTF",
+            "speed-up", "smaller"] + (["WER %"] if has_wer else []) + (
+        ["logit cos", "argmax agree %", "greedy diff %"] if has_agreement else [])
     lines = [f"Footprint on {env['cpu']}, {env['threads']} threads, {env['input_seconds']:g} s input, "
-             f"median of {env['runs']} interleaved runs ({env['date']}, torch {env['torch']}, "
-             f"onnxruntime {env['onnxruntime']}).", "",
+             f"median of {env['runs']} interleaved runs after {env['warmup']} warm-up runs ({env['date']}, "
+             f"torch {env['torch']}, onnxruntime {env['onnxruntime']}); load average (1/5/15 min) "
+             f"{env['load_average_before']} before timing, {env['load_average']} after. latency = median, "
+             "best = fastest run; RTF, speed-up and size ratio (\"smaller\") from the median and the saved files, "
+             "against teacher.", "",
              "| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     for r in rows:
         cells = [r.name, r.runtime, r.precision, f"{r.params / 1e6:.2f}", f"{r.mb:.1f}", f"{r.macs / 1e9:.2f}",
-                 f"{r.latency:.3f}", f"{r.rtf:.4f}", f"{r.speedup:.2f}x", f"{r.size_ratio:.1f}x"]
+                 f"{r.latency:.3f}", f"{r.latency_min:.3f}", f"{r.rtf:.4f}", f"{r.speedup:.2f}x", f"{r.size_ratio:.1f}x"]
         if has_wer:
             cells.append("" if r.wer is None else f"{r.wer:.2f}")
+        if has_agreement:
+            a = r.agreement
+            cells += ["", "", ""] if not a else [f"{a['logit_cosine']:.4f}", f"{100 * a['frame_agreement']:.2f}",
+                                                 f"{100 * a['greedy_token_error']:.2f}"]
         lines.append("| " + " | ".join(cells) + " |")
+    if has_agreement:
+        n = next(r.agreement["utterances"] for r in rows if r.agreement)
+        lines += ["", f"Agreement columns: each compressed row against the float model it was made from, on {n} "
+                      f"utterances of {env.get('agreement_data', '?')} (logit cosine, frames with the same argmax, "
+                      "edit distance between the greedy CTC outputs / float output length)."]
     return "\n".join(lines) + "\n"
 
 
@@ -305,6 +326,9 @@ def add_arguments(parser: argparse.ArgumentParser):
     parser.add_argument("--no-peer", action="store_true", help="skip the transformers peer")
     parser.add_argument("--no-onnx", action="store_true", help="skip the onnxruntime rows")
     parser.add_argument("--tiny", action="store_true", help="tiny random models (smoke test)")
+    parser.add_argument("--agreement", metavar="DATA_DIR",
+                        help="also measure each int8/ONNX row's agreement with its float model on this data dir")
+    parser.add_argument("--agreement-utts", type=int, default=30, help="utterances for --agreement (default 30)")
     parser.add_argument("--wer", help="WER per row: name=WER,... or a JSON file {name: WER}")
     parser.add_argument("--workdir", help="where the saved models go (default: a temporary directory)")
     parser.add_argument("--json", help="write rows + environment as JSON")
@@ -347,6 +371,7 @@ def _run(args) -> int:
 
     rows: List[Row] = []
     runners: Dict[str, Callable] = {}
+    sources: Dict[str, str] = {}  # compressed row -> the float row it was made from
 
     def add(row: Row, runner: Callable):
         rows.append(row)
@@ -362,18 +387,14 @@ def _run(args) -> int:
             raise AsrcError(f"{args.teacher}: the teacher must be a float model")
     else:
         config = TINY_TEACHER if args.tiny else Wav2Vec2Config()
-        teacher = None
-        if not args.no_peer:
-            peer = build_hf_peer(config)
-            try:
-                teacher = teacher_from_peer(peer)
-            except ImportError:
-                teacher = None
-        if teacher is None:
+        if args.no_peer:
             from asrc.models import build_model
 
             torch.manual_seed(0)
             teacher = build_model(config).eval()
+        else:
+            peer = build_hf_peer(config)
+            teacher = teacher_from_peer(peer)
     tcfg = teacher.config
     save_model_dir(teacher, work / "teacher")
     add(Row("teacher", "asrc", "fp32", num_parameters(teacher), _file_mb(work / "teacher" / WEIGHTS_NAME),
@@ -417,9 +438,9 @@ def _run(args) -> int:
     calib = [wav[0]]
     calib_info = {"source": "benchmark input"}
     if args.calib:
-        from asrc.quant import read_calibration
+        from asrc.quant import read_waveforms
 
-        calib, calib_info = read_calibration(args.calib)
+        calib, calib_info = read_waveforms(args.calib)
     for name, student in students:
         save_model_dir(student, work / name)
         params = num_parameters(student)
@@ -430,15 +451,18 @@ def _run(args) -> int:
         reloaded = load(work / f"{name}-int8")
         add(Row(f"{name}-int8", "asrc", f"int8 ({args.int8_mode})", parameter_count(reloaded),
                 _file_mb(work / f"{name}-int8" / WEIGHTS_NAME), macs), reloaded)
+        sources[f"{name}-int8"] = name
         if not args.no_onnx:
             for int8 in (False, True):
                 suffix = "-onnx-int8" if int8 else "-onnx"
                 path = export_onnx(student, work / f"{name}{suffix}.onnx", int8=int8)
                 add(Row(name + suffix, "onnxruntime", "int8 (MatMul)" if int8 else "fp32", params, _file_mb(path),
                         macs), run_export(path, "onnx", threads=args.threads))
+                sources[name + suffix] = name
 
     print(f"timing {len(runners)} models: {args.warmup} warm-up + {args.runs} interleaved runs on "
           f"{samples / SAMPLE_RATE:g} s, {args.threads} threads ...", file=sys.stderr, flush=True)
+    load_before = " ".join(f"{x:.1f}" for x in os.getloadavg())
     with tqdm(total=args.runs, desc="rounds", file=sys.stderr, disable=None) as progress:
         times = time_interleaved(runners, wav, lengths, args.runs, args.warmup, progress)
     base = rows[0]
@@ -455,6 +479,16 @@ def _run(args) -> int:
         print(f"warning: --wer names no row: {unknown} (rows: {[r.name for r in rows]})", file=sys.stderr)
 
     env = environment(args)
+    env["load_average_before"] = load_before
+    if args.agreement:
+        from asrc.quant import read_waveforms
+        from asrc.quant.agreement import agreement
+
+        waves, info = read_waveforms(args.agreement, max_utterances=args.agreement_utts, max_seconds=3600)
+        env["agreement_data"] = f"{args.agreement} ({info['seconds']:g} s)"
+        for r in tqdm(rows, desc="agreement", file=sys.stderr, disable=None):
+            if r.name in sources:
+                r.agreement = agreement(runners[sources[r.name]], runners[r.name], waves)
     table = format_markdown(rows, env)
     print(table)
     for r in rows:

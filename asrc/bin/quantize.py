@@ -50,7 +50,7 @@ def main(argv=None) -> int:
 
     from asrc.models import is_model_dir, load
     from asrc.models.io import QUANT_NAME
-    from asrc.quant import quantize_model, read_calibration, save_quantized
+    from asrc.quant import quantize_model, read_waveforms, save_quantized
     from asrc.quant.agreement import agreement, format_agreement
 
     try:
@@ -66,7 +66,7 @@ def main(argv=None) -> int:
         model = load(src)
         calib, info = None, {}
         if args.calib:
-            calib, info = read_calibration(args.calib, max_utterances=args.calib_utts)
+            calib, info = read_waveforms(args.calib, max_utterances=args.calib_utts)
         reduce_range = None if args.activation_bits is None else args.activation_bits == 7
         qmodel, spec = quantize_model(model, args.mode, calib, engine=args.engine, reduce_range=reduce_range,
                                       calibration_info=info)
@@ -78,7 +78,7 @@ def main(argv=None) -> int:
               f"{len(spec.static_int8_conv)} int8 Conv; model.pth {mb_in:.1f} MB -> {mb_out:.1f} MB "
               f"({mb_in / mb_out:.2f}x smaller)")
         if args.check:
-            waves, _ = read_calibration(args.check, max_utterances=50, max_seconds=600)
+            waves, _ = read_waveforms(args.check, max_utterances=50, max_seconds=600)
             reloaded = load(out)
             with torch.inference_mode():
                 stats = agreement(model, reloaded, waves, blank=0)

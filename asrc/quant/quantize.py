@@ -12,7 +12,9 @@ Modes (``quantize_model(model, mode)``, ``asrc-quantize --mode``):
     the raw waveform, whose 16-bit range 8 bits would squash, and costs little) and the folded
     positional conv. Each runs quantize -> int8 conv -> dequantize with activation scales from
     calibration (histogram observers over a few utterances); the group/layer norms and GELUs
-    between them stay float. Needs calibration audio.
+    between them stay float (torch's int8 GELU is slower than dequantize + float GELU).
+    Activations use 8 bits on CPUs with VNNI and 7 bits elsewhere (see ``quantize_model``).
+    Needs calibration audio.
 
 What was quantized is recorded in ``quantization.yaml`` (:class:`QuantizationSpec`) next to
 ``config.yaml``; :func:`load_quantized` rebuilds the same module structure from it and loads
@@ -190,7 +192,7 @@ def quantize_model(model: Wav2Vec2CTC, mode: str = "dynamic", calibration=None, 
         model: a float :class:`Wav2Vec2CTC`.
         mode: one of :data:`MODES`.
         calibration: for ``static-conv``: waveforms (list of 1-D float32 16 kHz tensors, or a
-            ``[batch, sample]`` tensor of unpadded rows), e.g. from :func:`read_calibration`.
+            ``[batch, sample]`` tensor of unpadded rows), e.g. from :func:`read_waveforms`.
         engine: quantized backend (default ``x86``: fbgemm + oneDNN).
         reduce_range: 7-bit activations for static convs, which CPUs without VNNI need (their
             16-bit intermediate sums can saturate with 8 bits). Default: 8 bits when this CPU
@@ -310,10 +312,10 @@ def load_quantized(model_dir, map_location="cpu") -> Wav2Vec2CTC:
     return model.eval()
 
 
-def read_calibration(data_dir, max_utterances: int = 16, max_seconds: float = 120.0) -> tuple:
-    """Calibration waveforms from a Kaldi-style data dir: up to ``max_utterances`` spread evenly
-    over ``wav.scp`` (so one speaker or one recording session does not set all the ranges),
-    stopping at ``max_seconds`` of audio. Returns ``(waveforms, info)``."""
+def read_waveforms(data_dir, max_utterances: int = 16, max_seconds: float = 120.0) -> tuple:
+    """Waveforms (for calibration or agreement checks) from a Kaldi-style data dir: up to
+    ``max_utterances`` spread evenly over ``wav.scp`` (so one speaker or one recording session
+    does not set all the ranges), stopping at ``max_seconds`` of audio. Returns ``(waveforms, info)``."""
     from asrc.data.datadir import read_table
     from asrc.decode.audio import read_audio
 

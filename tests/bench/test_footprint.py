@@ -75,7 +75,7 @@ def test_footprint_end_to_end_tiny(tmp_path, capsys):
     assert rows[f"{s}-int8"]["macs"] == rows[s]["macs"] < rows["teacher"]["macs"]
     assert data["environment"]["threads"] == 1 and data["environment"]["input_seconds"] == 1.0
     md = (tmp_path / "fp.md").read_text()
-    assert "| model | runtime | precision | params (M) | MB | GMACs | latency (s) | RTF | speed-up | smaller | WER % |" in md
+    assert "| model | runtime | precision | params (M) | MB | GMACs | latency (s) | best (s) | RTF | speed-up | smaller | WER % |" in md
     assert md.count("\n| ") == 1 + len(names)
     assert (tmp_path / "fp.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (tmp_path / "work" / f"{s}-int8" / "quantization.yaml").is_file()
