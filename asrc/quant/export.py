@@ -90,8 +90,12 @@ def export_torchscript(model: nn.Module, out_path) -> Path:
     """Trace ``model`` and save it with ``torch.jit.save``; load with ``torch.jit.load``."""
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    with torch.no_grad():
-        traced = _trace(model.eval(), example_inputs(model))
+    was_training = model.training
+    try:
+        with torch.no_grad():
+            traced = _trace(model.eval(), example_inputs(model))
+    finally:
+        model.train(was_training)
     tmp = out_path.with_name(f".{out_path.name}.tmp")
     torch.jit.save(traced, str(tmp))
     os.replace(tmp, out_path)
@@ -108,11 +112,14 @@ def export_onnx(model: nn.Module, out_path, *, int8: bool = False, opset: int = 
     out_path.parent.mkdir(parents=True, exist_ok=True)
     float_path = out_path.with_name(f".{out_path.name}.fp32.tmp") if int8 else out_path.with_name(
         f".{out_path.name}.tmp")
+    was_training = model.training
     try:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=_EXPECTED_TRACE_WARNING)
             warnings.filterwarnings("ignore", category=DeprecationWarning)
-            torch.onnx.export(LogitsOnly(model.eval()), example_inputs(model), str(float_path),
+            # The exporter puts the module it is given back into that module's mode afterwards:
+            # the wrapper must be in eval mode too, or the model comes back in training mode.
+            torch.onnx.export(LogitsOnly(model).eval(), example_inputs(model), str(float_path),
                               input_names=INPUT_NAMES, output_names=OUTPUT_NAMES, dynamic_axes=DYNAMIC_AXES,
                               opset_version=opset, dynamo=False)
         if int8:
@@ -120,6 +127,7 @@ def export_onnx(model: nn.Module, out_path, *, int8: bool = False, opset: int = 
         else:
             os.replace(float_path, out_path)
     finally:
+        model.train(was_training)
         if float_path.exists():
             float_path.unlink()
     return out_path

@@ -72,6 +72,8 @@ class QuantizationSpec:
                 d = yaml.safe_load(f) or {}
             except yaml.YAMLError as e:
                 raise AsrcError(f"{path}: not valid YAML: {e}") from e
+        if not isinstance(d, dict):
+            raise AsrcError(f"{path}: expected a mapping of keys, got {type(d).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:

@@ -61,6 +61,24 @@ def test_torchscript_equals_eager(tmp_path, trained_tiny, calibration_set, struc
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_export_leaves_model_mode_alone(tmp_path, trained_tiny, structured_set, fmt):
+    wav = structured_set[0][None]
+    with torch.inference_mode():
+        before = trained_tiny(wav)[0]
+    export = export_onnx if fmt == "onnx" else export_torchscript
+    export(trained_tiny, tmp_path / "m")
+    assert not trained_tiny.training  # the exporter once handed it back in training mode (dropout on)
+    with torch.inference_mode():
+        assert torch.equal(trained_tiny(wav)[0], before)
+    trained_tiny.train()
+    try:
+        export(trained_tiny, tmp_path / "m2")
+        assert trained_tiny.training
+    finally:
+        trained_tiny.eval()
+
+
 def test_onnx_refuses_torch_int8(tmp_path, trained_tiny):
     qmodel, _ = quantize_model(trained_tiny, "dynamic")
     with pytest.raises(AsrcError, match="float model"):
