@@ -1,0 +1,82 @@
+"""Print a model's configuration and footprint: parameters, MB at fp32 / int8 and MACs per second
+of audio, by block (feature extractor, feature projection, positional conv, transformer, CTC head).
+
+    asrc-info exp/student/model                  # a model directory (config.yaml, model.pth, ...)
+    asrc-info conf/student.yaml                  # an architecture alone: no weights needed
+    asrc-info exp/student/model --seconds 10     # MACs per second for 10 s clips (attention is quadratic)
+    asrc-info exp/student/model --json           # machine-readable, for scripts and RESULTS.md
+
+Numbers come from the architecture (``asrc.models.footprint``, where every definition is
+spelled out): the same for a model directory and for its config.yaml alone.
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+from asrc.errors import AsrcError
+from asrc.models.config import Wav2Vec2Config
+from asrc.models.footprint import footprint
+from asrc.models.io import CONFIG_NAME, QUANT_NAME, TOKENS_NAME, WEIGHTS_NAME
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="asrc-info", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model", help="model directory (with config.yaml) or a config.yaml file")
+    p.add_argument("--seconds", type=float, default=1.0,
+                   help="clip length for MACs per second of audio (default 1.0 = 16000 samples)")
+    p.add_argument("--json", action="store_true", help="print JSON (config, files, footprint) instead of text")
+    p.add_argument("--markdown", action="store_true", help="print the footprint table as markdown")
+    return p
+
+
+def describe(path) -> dict:
+    """Config, files (bytes on disk) and quantization mode of a model directory or config file."""
+    path = Path(path)
+    if path.is_dir():
+        config_path = path / CONFIG_NAME
+        if not config_path.is_file():
+            raise FileNotFoundError(f"{path}: no {CONFIG_NAME}; not an asrc model directory")
+        files = {name: (path / name).stat().st_size for name in (CONFIG_NAME, WEIGHTS_NAME, TOKENS_NAME, QUANT_NAME)
+                 if (path / name).is_file()}
+        quantization = None
+        if QUANT_NAME in files:
+            with open(path / QUANT_NAME, encoding="utf-8") as f:
+                quantization = (yaml.safe_load(f) or {}).get("mode")
+    elif path.is_file():
+        config_path, files, quantization = path, {path.name: path.stat().st_size}, None
+    else:
+        raise FileNotFoundError(f"{path}: no such model directory or config file")
+    return {"model": str(path), "config": Wav2Vec2Config.from_yaml(config_path), "files": files,
+            "quantization": quantization}
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        info = describe(args.model)
+        fp = footprint(info["config"], seconds=args.seconds)
+    except (AsrcError, FileNotFoundError, ValueError) as e:
+        print(f"asrc-info: error: {e}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps({**info, "config": info["config"].to_dict(), "footprint": fp.to_dict()}, indent=2))
+        return 0
+    files = ", ".join(f"{name} {size / 1e6:.2f} MB" for name, size in info["files"].items())
+    print(f"# {info['model']}  ({files})")
+    if WEIGHTS_NAME not in info["files"] and Path(args.model).is_dir():
+        print(f"# no {WEIGHTS_NAME}: architecture only")
+    if info["quantization"]:
+        print(f"# quantized: asrc.quant mode {info['quantization']!r}")
+    print()
+    print(info["config"].to_yaml().rstrip())
+    print()
+    print(fp.format_table(markdown=args.markdown))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
