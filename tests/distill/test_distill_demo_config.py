@@ -19,21 +19,21 @@ def test_shipped_demo_config_maps_onto_asrc_train(demo):
     out = translate_file(DEMO)
     assert out["model"] == "asrc_distill"
     assert out["model_conf"] == {
-        "teacher": "exp/teacher/model", "temperature": 2.0,
+        "teacher": "../an4/teacher", "temperature": 2.0,
         "loss_weights": {"kd_loss": 0.5, "student_loss": 0.5, "hidden_loss": 0, "cos_embed_loss": 0,
                          "features_pen": 0},
     }
     assert out["encoder"] == "asrc_wav2vec2"
-    assert out["encoder_conf"] == {"init": "exp/teacher/model", "layer_init": "every_k",
+    assert out["encoder_conf"] == {"init": "../an4/teacher", "layer_init": "every_k",
                                    "config": {"num_layers": 4, "conv_groups": 2}}
     assert out["train_data_dir"] == "data/train" and out["valid_data_dir"] == "data/dev"
     assert "token_list" not in out  # null: the teacher's
     assert (out["batch_type"], out["batch_size"], out["valid_batch_size"]) == ("sorted", 8, 8)
-    assert (out["max_epoch"], out["num_iters_per_epoch"], out["accum_grad"]) == (10, 100, 1)
+    assert (out["max_epoch"], out["num_iters_per_epoch"], out["accum_grad"]) == (8, 50, 1)
     assert (out["optim"], out["optim_conf"]) == ("adamw", {"lr": 0.0005})
-    # Linear warm-up over 1 epoch (100 updates) to 5e-4, then linear decay to 0 at update 1000.
+    # Linear warm-up over 1 epoch (50 updates) to 5e-4, then linear decay to 0 at update 400.
     assert out["scheduler"] == "piecewiselinearwarmuplr"
-    assert out["scheduler_conf"] == {"warmup_steps_list": [0, 100, 1000], "warmup_lr_list": [0.0, 0.0005, 0.0]}
+    assert out["scheduler_conf"] == {"warmup_steps_list": [0, 50, 400], "warmup_lr_list": [0.0, 0.0005, 0.0]}
     assert (out["ngpu"], out["use_amp"], out["seed"], out["num_workers"]) == (0, False, 42, 1)
 
 
@@ -57,7 +57,7 @@ def test_student_init_model_and_layer_map(demo):
     kd["final_loss_coeff"]["hidden_loss"] = 1
     out = translate(demo)
     assert out["encoder_conf"]["init"] == "exp/other/model" and out["encoder_conf"]["layer_init"] == "first_k"
-    assert out["model_conf"]["teacher"] == "exp/teacher/model"
+    assert out["model_conf"]["teacher"] == "../an4/teacher"
     assert out["model_conf"]["teacher_layer_map"] == {1: 2, 4: 6}
 
 
@@ -101,7 +101,7 @@ def test_linear_schedule_needs_the_number_of_updates(demo):
     demo["knowledge_distillation"]["optimization"]["num_lr_warm_up_epoch"] = 0
     demo["knowledge_distillation"]["pytorch_lightning_trainer"]["accumulate_grad_batches"] = 2
     out = translate(demo)
-    assert out["scheduler_conf"] == {"warmup_steps_list": [0, 500], "warmup_lr_list": [0.0005, 0.0]}
+    assert out["scheduler_conf"] == {"warmup_steps_list": [0, 200], "warmup_lr_list": [0.0005, 0.0]}
     demo["knowledge_distillation"]["optimization"]["scheduler_method"] = "cosine_anneal"
     assert translate(demo)["scheduler_conf"] == {"T_max": 10}
 
