@@ -19,8 +19,9 @@ Rows (names are what ``--wer`` keys refer to):
                        ``asrc.models.import_hf`` so both compute the same function, checked)
 ``<student>``          float32 student: ``--student DIR`` (repeatable) or built from the teacher with
                        ``asrc.models.student.build_student`` for each ``--student-preset``
-``<student>-int8``     the student through ``asrc.quant`` (``--int8-mode``, default static-conv),
-                       saved, and timed as loaded back with ``asrc.models.load``
+``<student>-int8``     the student through ``asrc.quant`` (first ``--int8-mode``, default static-pos),
+                       saved, and timed as loaded back with ``asrc.models.load``; further
+                       ``--int8-mode`` values add ``<student>-int8-<mode>`` rows
 ``<student>-onnx``     onnxruntime, float32 export; ``<student>-onnx-int8``: its onnxruntime int8 graph
 
 Columns: parameters, MB of the saved file(s), MACs for the input (convolutions and matrix
@@ -315,8 +316,9 @@ def add_arguments(parser: argparse.ArgumentParser):
                         help="student model dir (repeatable; default: students built from --student-preset)")
     parser.add_argument("--student-preset", action="append", choices=sorted(STUDENT_PRESETS), default=None,
                         help=f"students to build from the teacher (repeatable; default: {' '.join(DEFAULT_PRESETS)})")
-    parser.add_argument("--int8-mode", default="static-conv", choices=sorted(MODES), help="asrc.quant mode")
-    parser.add_argument("--calib", metavar="DATA_DIR", help="calibration data dir for static-conv "
+    parser.add_argument("--int8-mode", action="append", choices=sorted(MODES), default=None,
+                        help="asrc.quant mode of the int8 rows (repeatable; default: static-pos)")
+    parser.add_argument("--calib", metavar="DATA_DIR", help="calibration data dir for the static modes "
                         "(default: the benchmark input itself)")
     parser.add_argument("--wav", help="audio file for the input (default: seeded noise; repeated to --seconds)")
     parser.add_argument("--seconds", type=float, default=10.0, help="input duration (default 10)")
@@ -446,12 +448,14 @@ def _run(args) -> int:
         params = num_parameters(student)
         macs = config_macs(student.config, samples)
         add(Row(name, "asrc", "fp32", params, _file_mb(work / name / WEIGHTS_NAME), macs), student)
-        qmodel, spec = quantize_model(student, args.int8_mode, calib, calibration_info=calib_info)
-        save_quantized(qmodel, spec, work / f"{name}-int8")
-        reloaded = load(work / f"{name}-int8")
-        add(Row(f"{name}-int8", "asrc", f"int8 ({args.int8_mode})", parameter_count(reloaded),
-                _file_mb(work / f"{name}-int8" / WEIGHTS_NAME), macs), reloaded)
-        sources[f"{name}-int8"] = name
+        for i, mode in enumerate(args.int8_mode or ["static-pos"]):
+            qname = f"{name}-int8" if i == 0 else f"{name}-int8-{mode}"
+            qmodel, spec = quantize_model(student, mode, calib, calibration_info=calib_info)
+            save_quantized(qmodel, spec, work / qname)
+            reloaded = load(work / qname)
+            add(Row(qname, "asrc", f"int8 ({mode})", parameter_count(reloaded), _file_mb(work / qname / WEIGHTS_NAME),
+                    macs), reloaded)
+            sources[qname] = name
         if not args.no_onnx:
             for int8 in (False, True):
                 suffix = "-onnx-int8" if int8 else "-onnx"

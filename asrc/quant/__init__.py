@@ -1,7 +1,7 @@
 """Quantization and export of asrc models for CPU inference.
 
     from asrc.quant import quantize_model, save_quantized
-    qmodel, spec = quantize_model(model, "static-conv", calibration=waveforms)
+    qmodel, spec = quantize_model(model, "static-pos", calibration=waveforms)
     save_quantized(qmodel, spec, "exp/student_int8")     # asrc.models.load() reads it back
 
 See :mod:`asrc.quant.quantize` for the modes and :mod:`asrc.quant.export` for TorchScript/ONNX.

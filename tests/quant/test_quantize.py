@@ -27,7 +27,7 @@ def test_trained_fixture_is_peaked(trained_tiny):
     assert trained_tiny.final_loss < 0.2
 
 
-@pytest.mark.parametrize("mode", ["dynamic", "static-conv"])
+@pytest.mark.parametrize("mode", ["dynamic", "static-pos", "static-conv"])
 def test_int8_agrees_with_float(trained_tiny, structured_set, calibration_set, mode):
     qmodel, spec = quantize_model(trained_tiny, mode, calibration_set)
     stats = agreement(trained_tiny, qmodel, structured_set)
@@ -37,7 +37,9 @@ def test_int8_agrees_with_float(trained_tiny, structured_set, calibration_set, m
     assert stats["greedy_token_error"] < 0.05
     kinds = {type(m) for m in qmodel.modules()}
     assert torch.ao.nn.quantized.dynamic.Linear in kinds
-    assert (Int8Conv1d in kinds) == (mode == "static-conv")
+    assert (Int8Conv1d in kinds) == mode.startswith("static-")
+    cnn_int8 = isinstance(qmodel.feature_extractor.conv_layers[1].conv, Int8Conv1d)
+    assert cnn_int8 == (mode == "static-conv")
     assert spec.mode == mode and spec.folded_weight_norm == ["encoder.pos_conv"]
     # The float model is untouched.
     assert isinstance(trained_tiny.encoder.pos_conv, PositionalConv)
@@ -54,9 +56,10 @@ def test_static_conv_quantizes_cnn_after_first_and_pos_conv(trained_tiny, calibr
     assert parameter_count(qmodel) == sum(p.numel() for p in trained_tiny.parameters()) - trained_tiny.config.pos_conv_kernel
 
 
-def test_static_conv_needs_calibration(trained_tiny):
-    with pytest.raises(ValueError, match="calibration"):
-        quantize_model(trained_tiny, "static-conv")
+def test_static_modes_need_calibration(trained_tiny):
+    for mode in ("static-pos", "static-conv"):
+        with pytest.raises(ValueError, match="calibration"):
+            quantize_model(trained_tiny, mode)
     with pytest.raises(ValueError, match="mode"):
         quantize_model(trained_tiny, "int4")
 
@@ -66,7 +69,7 @@ def test_short_calibration_waveform_is_named(trained_tiny):
         quantize_model(trained_tiny, "static-conv", [torch.randn(4000), torch.randn(100)])
 
 
-@pytest.mark.parametrize("mode", ["dynamic", "static-conv"])
+@pytest.mark.parametrize("mode", ["dynamic", "static-pos", "static-conv"])
 def test_save_load_round_trip(tmp_path, trained_tiny, structured_set, calibration_set, mode):
     qmodel, spec = quantize_model(trained_tiny, mode, calibration_set, calibration_info={"data_dir": "synthetic"})
     save_quantized(qmodel, spec, tmp_path / "q")
