@@ -103,7 +103,7 @@ def test_linear_schedule_needs_the_number_of_updates(demo):
     out = translate(demo)
     assert out["scheduler_conf"] == {"warmup_steps_list": [0, 200], "warmup_lr_list": [0.0005, 0.0]}
     demo["knowledge_distillation"]["optimization"]["scheduler_method"] = "cosine_anneal"
-    assert translate(demo)["scheduler_conf"] == {"T_max": 10}
+    assert translate(demo)["scheduler_conf"] == {"T_max": 8}
 
 
 def test_not_a_mapping(tmp_path):
