@@ -428,7 +428,7 @@ def _init_front_end(teacher: Wav2Vec2CTC, student: Wav2Vec2CTC, wav: Tensor, len
         if skipped:
             note += f"; conv layers {skipped} differ in shape from the teacher's and did not contribute"
         entries += [TensorInit(f"{name}.{p}", action, [f"feature_extractor.conv_layers.{i}.conv.{p}" for i in distinct],
-                               note + shared) for p in tensors]
+                               (note + shared).strip()) for p in tensors]
 
     t_acts = _run_front_end(teacher, wav, lengths)
     for fit in fits:
