@@ -6,6 +6,8 @@ from asrc.models.import_common import ImportedCheckpoint
 from asrc.models.import_fairseq import convert_fairseq, load_fairseq, read_fairseq, read_fairseq_dict
 from asrc.models.import_hf import convert_hf, from_hf, load_hf, read_hf
 from asrc.models.wav2vec2 import EncoderOutput, Wav2Vec2CTC, num_parameters
+from asrc.models.footprint import Footprint, footprint, size_bytes
+from asrc.models.student import InitReport, build_student, conv_output_cosine, select_teacher_layers
 
 
 def build_model(config: Wav2Vec2Config, tokens=None) -> Wav2Vec2CTC:
@@ -18,4 +20,6 @@ __all__ = [
     "is_model_dir", "read_token_list", "write_token_list", "num_parameters",
     "ImportedCheckpoint", "read_hf", "load_hf", "convert_hf", "from_hf",
     "read_fairseq", "load_fairseq", "convert_fairseq", "read_fairseq_dict",
+    "Footprint", "footprint", "size_bytes", "InitReport", "build_student", "conv_output_cosine",
+    "select_teacher_layers",
 ]
