@@ -93,8 +93,7 @@ if stage_begin 7 "replace the committed teacher/ with $teacher_exp/model" $stamp
     for f in config.yaml model.pth tokens.txt; do
         cp "$teacher_exp/model/$f" "teacher/$f"
     done
-    cp "$teacher_exp/RESULTS.md" teacher/RESULTS_test.md
-    log "teacher/ updated; update the curve and command in teacher/RESULTS.md by hand"
+    log "teacher/ updated; put $teacher_exp/RESULTS.md and the curve into teacher/RESULTS.md"
     stage_done 7 $stamps
 fi
 log "done: stages $stage..$stop_stage"
