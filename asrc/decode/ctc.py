@@ -31,11 +31,10 @@ from typing import Iterable, List, Optional, Sequence, Tuple
 
 import torch
 
+from asrc.data.tokens import BLANK, UNK
+from asrc.data.tokens import WORD_BOUNDARY as LETTER_BOUNDARY
 from asrc.errors import AsrcError
 
-BLANK = "<blank>"
-UNK = "<unk>"
-LETTER_BOUNDARY = "|"
 CHAR_BOUNDARY = "<space>"
 BPE_WORD_START = "\u2581"
 

@@ -29,6 +29,7 @@ from typing import Optional, Sequence
 from espnet2.tasks.asr import ASRTask
 from espnet2.utils.types import str_or_none
 
+from asrc.data.tokens import WORD_BOUNDARY
 from asrc.errors import CheckpointError, ConfigError
 from asrc.espnet.data import write_shape_file
 from asrc.espnet.encoder import AsrcWav2Vec2Encoder, resolve_encoder_config
@@ -57,7 +58,6 @@ ASRC_DEFAULTS = dict(
     num_att_plot=0,
 )
 
-WORD_BOUNDARY = "|"
 
 
 class AsrcASRTask(ASRTask):

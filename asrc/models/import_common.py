@@ -12,13 +12,12 @@ from typing import Dict, List, Optional, Sequence
 
 from torch import Tensor
 
-from asrc.data.tokens import BLANK
+from asrc.data.tokens import BLANK, WORD_BOUNDARY
 from asrc.errors import CheckpointError
 from asrc.models.config import Wav2Vec2Config
 from asrc.models.io import load_state_dict_strict, save_model_dir
 from asrc.models.wav2vec2 import Wav2Vec2CTC
 
-WORD_BOUNDARY = "|"
 
 # A weight-normed conv is saved as ``weight_g``/``weight_v`` by ``torch.nn.utils.weight_norm``
 # (fairseq, older transformers) and as these by ``torch.nn.utils.parametrizations.weight_norm``
