@@ -89,22 +89,11 @@ def student_config(teacher: Wav2Vec2Config, preset: dict, tiny: bool = False) ->
     return teacher.replace(**changes)
 
 
-def config_macs(config: Wav2Vec2Config, samples: int) -> int:
-    """Multiply-accumulates of convolutions and matrix products for one utterance of ``samples``."""
-    from asrc.models.wav2vec2 import conv_layer_groups
+def clip_macs(config: Wav2Vec2Config, samples: int) -> int:
+    """Multiply-accumulates of one clip (convolutions and matrix products; :mod:`asrc.models.footprint`)."""
+    from asrc.models.footprint import macs
 
-    macs, length, in_ch = 0, samples, 1
-    for (out_ch, k, s), g in zip(config.conv_layers, conv_layer_groups(config)):
-        length = (length - k) // s + 1
-        macs += length * out_ch * (in_ch // g) * k
-        in_ch = out_ch
-    t, d = length, config.embed_dim
-    macs += t * config.conv_dim * d  # feature projection
-    macs += t * d * (d // config.pos_conv_groups) * config.pos_conv_kernel
-    per_layer = t * (4 * d * d + 2 * d * config.ffn_dim) + 2 * t * t * d  # projections, FFN, scores + weighted sum
-    macs += per_layer * config.num_layers * config.layer_reuse
-    macs += t * d * config.vocab_size
-    return macs
+    return sum(macs(config, samples).values())
 
 
 @dataclass
@@ -400,7 +389,7 @@ def _run(args) -> int:
     tcfg = teacher.config
     save_model_dir(teacher, work / "teacher")
     add(Row("teacher", "asrc", "fp32", num_parameters(teacher), _file_mb(work / "teacher" / WEIGHTS_NAME),
-            config_macs(tcfg, samples)), teacher)
+            clip_macs(tcfg, samples)), teacher)
 
     if not args.no_peer:
         if peer is None:
@@ -412,7 +401,7 @@ def _run(args) -> int:
             return peer(w).logits
 
         row = Row("hf-peer", "transformers", "fp32", sum(p.numel() for p in peer.parameters()), _file_mb(*weights),
-                  config_macs(tcfg, samples))
+                  clip_macs(tcfg, samples))
         if not args.teacher:
             with torch.inference_mode():
                 diff = (run_peer(wav, lengths) - teacher(wav, lengths)[0]).abs().max().item()
@@ -446,7 +435,7 @@ def _run(args) -> int:
     for name, student in students:
         save_model_dir(student, work / name)
         params = num_parameters(student)
-        macs = config_macs(student.config, samples)
+        macs = clip_macs(student.config, samples)
         add(Row(name, "asrc", "fp32", params, _file_mb(work / name / WEIGHTS_NAME), macs), student)
         for i, mode in enumerate(args.int8_mode or ["static-pos"]):
             qname = f"{name}-int8" if i == 0 else f"{name}-int8-{mode}"
