@@ -10,24 +10,27 @@
 #   1  AN4 -> data/{train,dev,test} (downloads the corpus when $AN4 from db.sh is missing)
 #   2  letter token list data/tokens.txt (fairseq dict.ltr.txt order, 32 tokens)
 #   3  front-end warm start: CNN + projection regress 80-dim log-mel (asrc-frontend-init)
-#   4  CTC training of the teacher with ESPnet's trainer (asrc-train), export to exp/teacher/model
-#   5  greedy CTC decoding of data/test (asrc-decode)
-#   6  scoring (asrc-score, sclite when installed) -> exp/teacher/RESULTS.md
-#   7  (only when asked: --stage 7 --stop_stage 7) replace the committed teacher in teacher/
-#      with exp/teacher/model
+#   4  CTC training of the teacher with ESPnet's trainer (asrc-train), 15 epochs -> exp/teacher/model
+#   5  second pass: 10 more epochs from that model -> exp/teacher_continue/model
+#   6  greedy CTC decoding of data/test (asrc-decode)
+#   7  scoring (asrc-score, sclite when installed) -> exp/teacher_continue/RESULTS.md
+#   8  (only when asked: --stage 8 --stop_stage 8) replace the committed teacher in teacher/
+#      with exp/teacher_continue/model
 # Why stage 3 exists and what each option bought: RESULTS.md in this folder.
 set -euo pipefail
 cd "$(dirname "$0")"
 _recipe_args="$*"
 
 stage=1
-stop_stage=6
+stop_stage=7
 force_stages=
 nj=2                                       # decoding jobs
 train_config=conf/train_teacher.yaml       # ESPnet options of stage 4
+continue_config=conf/train_teacher_continue.yaml  # ESPnet options of stage 5
 model_config=conf/teacher_model.yaml       # architecture (Wav2Vec2Config) built in stage 3
 frontend_init_steps=240                    # stage 3 regression steps
-teacher_exp=exp/teacher
+pass1_exp=exp/teacher
+teacher_exp=exp/teacher_continue           # the final teacher's experiment
 train_args=                                # extra asrc-train flags, e.g. "--max_epoch 2"
 
 . ./path.sh
@@ -65,35 +68,46 @@ if stage_begin 3 "front-end warm start on log-mel ($frontend_init_steps steps)" 
 fi
 
 if stage_begin 4 "teacher CTC training (ESPnet trainer)" $stamps; then
-    log "log: exp/logs/train_teacher.log (and $teacher_exp/train.log; tensorboard --logdir $teacher_exp)"
+    log "log: exp/logs/train_teacher.log (and $pass1_exp/train.log; tensorboard --logdir $pass1_exp)"
     # shellcheck disable=SC2086
     $train_cmd exp/logs/train_teacher.log \
         asrc-train --config "$train_config" --encoder_conf "init=$init_dir" \
             --train_data_dir data/train --valid_data_dir data/dev --token_list data/tokens.txt \
-            --output_dir "$teacher_exp" --export_model_dir "$teacher_exp/model" --export_checkpoint valid.cer.ave.pth \
+            --output_dir "$pass1_exp" --export_model_dir "$pass1_exp/model" --export_checkpoint valid.cer.ave.pth \
             $train_args
     stage_done 4 $stamps
 fi
 
-if stage_begin 5 "decoding data/test" $stamps; then
-    log "log: exp/logs/decode_teacher_test.log"
-    $decode_cmd exp/logs/decode_teacher_test.log \
-        asrc-decode --model "$teacher_exp/model" --data data/test --out "$teacher_exp/decode_test" --nj "$nj"
+if stage_begin 5 "teacher CTC training, second pass" $stamps; then
+    log "log: exp/logs/train_teacher_continue.log (and $teacher_exp/train.log)"
+    # shellcheck disable=SC2086
+    $train_cmd exp/logs/train_teacher_continue.log \
+        asrc-train --config "$continue_config" --encoder_conf "init=$pass1_exp/model" \
+            --train_data_dir data/train --valid_data_dir data/dev --token_list data/tokens.txt \
+            --output_dir "$teacher_exp" --export_model_dir "$teacher_exp/model" --export_checkpoint valid.cer.ave.pth \
+            $train_args
     stage_done 5 $stamps
 fi
 
-if stage_begin 6 "scoring" $stamps; then
+if stage_begin 6 "decoding data/test" $stamps; then
+    log "log: exp/logs/decode_teacher_test.log"
+    $decode_cmd exp/logs/decode_teacher_test.log \
+        asrc-decode --model "$teacher_exp/model" --data data/test --out "$teacher_exp/decode_test" --nj "$nj"
+    stage_done 6 $stamps
+fi
+
+if stage_begin 7 "scoring" $stamps; then
     run_logged exp/logs/score_teacher_test.log asrc-score --ref data/test/text \
         --hyp "$teacher_exp/decode_test/text" --out "$teacher_exp/decode_test" --utt2spk data/test/utt2spk --cer
     run_logged exp/logs/results_teacher.log python local/teacher_results.py "$teacher_exp"
-    stage_done 6 $stamps
+    stage_done 7 $stamps
 fi
-if stage_begin 7 "replace the committed teacher/ with $teacher_exp/model" $stamps; then
+if stage_begin 8 "replace the committed teacher/ with $teacher_exp/model" $stamps; then
     mkdir -p teacher
     for f in config.yaml model.pth tokens.txt; do
         cp "$teacher_exp/model/$f" "teacher/$f"
     done
     log "teacher/ updated; put $teacher_exp/RESULTS.md and the curve into teacher/RESULTS.md"
-    stage_done 7 $stamps
+    stage_done 8 $stamps
 fi
 log "done: stages $stage..$stop_stage"
