@@ -11,7 +11,7 @@ Modes:
     static-pos   dynamic + static int8 positional conv, activation ranges from --calib audio
                  (a Kaldi-style data dir with wav.scp). As accurate as dynamic, smaller, faster.
     static-conv  static-pos + static int8 CNN layers 2..N: fastest and smallest, but it
-                 cost 4.9 CER points (47.4 -> 52.3) on the AN4 teacher; check before use.
+                 cost 5.2 CER points (28.8 -> 34.0) on the AN4 teacher; check before use.
 
 OUT holds config.yaml, quantization.yaml (what was quantized, engine, calibration),
 model.pth (the int8 state dict) and tokens.txt; asrc.models.load(OUT) and every asrc command
