@@ -55,13 +55,14 @@ SAMPLE_RATE = 16000
 # Students built from the teacher config when no --student DIR is given (measured here: see
 # ``asrc.quant`` docs; "c256" = 256-channel CNN, "d384" = transformer width 384 / FFN 1536 / 6 heads).
 STUDENT_PRESETS = {
-    # The student: teacher width, 4 layers, grouped CNN. int8: ~10x smaller, ~4x faster.
+    # Ratios: int8 static-pos vs the fp32 base teacher, 2 threads, measured here (footprint run of 2026-11-24).
+    # The student: teacher width, 4 layers, grouped CNN. int8: 8.9x smaller, 2.6x faster.
     "student-4L-g2": dict(num_layers=4, conv_groups=2),
-    # Recommended: narrower transformer and CNN. int8: ~40x smaller, ~14x faster than the base teacher.
+    # Recommended: narrower transformer and CNN. int8: 34.8x smaller, 6.5x faster.
     "student-4L-g2-d384-c256": dict(num_layers=4, conv_groups=2, embed_dim=384, ffn_dim=1536, num_heads=6,
                                     conv_channels=256),
     # Keeps the teacher's 512 CNN channels (so build_student derives the grouped CNN from the
-    # teacher's); int8: ~34x smaller, ~5.5x faster (the CNN is then most of the time).
+    # teacher's); int8: 21.9x smaller, 2.9-3.7x faster (the 512-channel CNN is most of the time).
     "student-4L-g2-d384": dict(num_layers=4, conv_groups=2, embed_dim=384, ffn_dim=1536, num_heads=6),
     "student-4L-g2-d512-c256": dict(num_layers=4, conv_groups=2, embed_dim=512, ffn_dim=2048, num_heads=8,
                                     conv_channels=256),
