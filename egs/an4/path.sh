@@ -1,16 +1,1 @@
-# Puts asrc's venv (tools/install.sh) first on PATH.
-_asrc_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-if [ -f "$_asrc_root/tools/venv/bin/activate" ]; then
-    # shellcheck disable=SC1091
-    . "$_asrc_root/tools/venv/bin/activate"
-else
-    echo "path.sh: $_asrc_root/tools/venv not found; run tools/install.sh (using $(command -v python3))" >&2
-fi
-export PYTHONUNBUFFERED=1
-# One thread per process unless asked: the CPU runs here share a small machine.
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
-# glibc returns PyTorch's large conv buffers to the kernel after every step by default; the
-# page faults that follow cost ~20 % of a CPU training step here (0.23 s of 1.09 s, measured).
-export MALLOC_MMAP_THRESHOLD_=${MALLOC_MMAP_THRESHOLD_:-4000000000}
-export MALLOC_TRIM_THRESHOLD_=${MALLOC_TRIM_THRESHOLD_:-8000000000}
-export MALLOC_TOP_PAD_=${MALLOC_TOP_PAD_:-1000000000}
+utils/path.sh

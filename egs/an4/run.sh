@@ -14,15 +14,25 @@
 #   5  second pass: 10 more epochs from that model -> exp/teacher_continue/model
 #   6  greedy CTC decoding of data/test (asrc-decode)
 #   7  scoring (asrc-score, sclite when installed) -> exp/teacher_continue/RESULTS.md
-#   8  (only when asked: --stage 8 --stop_stage 8) replace the committed teacher in teacher/
+#   8  (only with --update_teacher true) replace the committed teacher in teacher/
 #      with exp/teacher_continue/model
+#   9  the distillation experiment, from the committed teacher/ ($student_teacher): the
+#      demo's student (4 layers, conv_groups 2; ../demo/demo_config.yaml) distilled, and the
+#      same student trained with CTC alone for the same updates, side by side
+#   10 int8 quantization of the distilled student
+#   11 decoding + scoring of data/test by teacher and students -> exp/RESULTS.md
+#   ./run.sh --stage 1 --stop_stage 2 && ./run.sh --stage 9   # the experiment alone
 # Why stage 3 exists and what each option bought: RESULTS.md in this folder.
 set -euo pipefail
 cd "$(dirname "$0")"
 _recipe_args="$*"
 
 stage=1
-stop_stage=7
+stop_stage=11
+update_teacher=false                       # stage 8: overwrite teacher/ with the new teacher
+student_teacher=teacher                    # stages 9-11: the teacher the students learn from
+student_config=../demo/demo_config.yaml    # stages 9-11: the student and its schedule
+student_args=                              # extra asrc-train flags for stage 9
 force_stages=
 nj=2                                       # decoding jobs
 train_config=conf/train_teacher.yaml       # ESPnet options of stage 4
@@ -102,7 +112,7 @@ if stage_begin 7 "scoring" $stamps; then
     run_logged exp/logs/results_teacher.log python local/teacher_results.py "$teacher_exp"
     stage_done 7 $stamps
 fi
-if stage_begin 8 "replace the committed teacher/ with $teacher_exp/model" $stamps; then
+if [ "$update_teacher" = true ] && stage_begin 8 "replace the committed teacher/ with $teacher_exp/model" $stamps; then
     mkdir -p teacher
     for f in config.yaml model.pth tokens.txt; do
         cp "$teacher_exp/model/$f" "teacher/$f"
@@ -110,4 +120,51 @@ if stage_begin 8 "replace the committed teacher/ with $teacher_exp/model" $stamp
     log "teacher/ updated; put $teacher_exp/RESULTS.md and the curve into teacher/RESULTS.md"
     stage_done 8 $stamps
 fi
+
+# ---- the distillation experiment: distilled vs CTC-only student, same student, same updates ----
+students="student_kd student_ctc"
+
+if stage_begin 9 "students: distillation and the CTC-only baseline (in parallel)" $stamps; then
+    # Both runs start from the same every_k initialisation of the teacher, with the same
+    # schedule ($student_config: max_epoch x num_iters_per_epoch updates); only the loss differs.
+    log "logs: exp/logs/train_student_kd.log, exp/logs/train_student_ctc.log (tensorboard --logdir exp)"
+    # shellcheck disable=SC2086
+    $train_cmd exp/logs/train_student_kd.log \
+        asrc-train --demo_config "$student_config" --model_conf "teacher=$student_teacher" \
+            --encoder_conf "init=$student_teacher" --output_dir exp/student_kd \
+            --export_model_dir exp/student_kd/model --export_checkpoint valid.cer.ave.pth $student_args &
+    kd_pid=$!
+    # shellcheck disable=SC2086
+    $train_cmd exp/logs/train_student_ctc.log \
+        asrc-train --demo_config "$student_config" --ctc_only \
+            --encoder_conf "init=$student_teacher" --output_dir exp/student_ctc \
+            --export_model_dir exp/student_ctc/model --export_checkpoint valid.cer.ave.pth $student_args &
+    ctc_pid=$!
+    wait $kd_pid || die "distillation failed (exp/logs/train_student_kd.log)"
+    wait $ctc_pid || die "CTC-only training failed (exp/logs/train_student_ctc.log)"
+    stage_done 9 $stamps
+fi
+
+if stage_begin 10 "int8 quantization of the distilled student" $stamps; then
+    run_logged exp/logs/quantize.log asrc-quantize exp/student_kd/model exp/student_kd_int8/model \
+        --mode static-conv --calib data/dev --overwrite
+    stage_done 10 $stamps
+fi
+
+if stage_begin 11 "decoding and scoring data/test -> exp/RESULTS.md" $stamps; then
+    rows=()
+    for m in teacher_committed $students student_kd_int8; do
+        model=exp/$m/model
+        [ $m = teacher_committed ] && model=$student_teacher
+        $decode_cmd exp/logs/decode_${m}_test.log \
+            asrc-decode --model "$model" --data data/test --out exp/$m/decode_test --nj "$nj"
+        run_logged exp/logs/score_${m}_test.log asrc-score --ref data/test/text --hyp exp/$m/decode_test/text \
+            --out exp/$m/decode_test --utt2spk data/test/utt2spk --cer
+        rows+=(--row "$m" test "exp/$m/decode_test")
+    done
+    run_logged exp/logs/results.log asrc-results --out exp/RESULTS.md "${rows[@]}" --note local/experiment_notes.md
+    cat exp/RESULTS.md
+    stage_done 11 $stamps
+fi
 log "done: stages $stage..$stop_stage"
+
