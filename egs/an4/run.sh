@@ -147,7 +147,7 @@ fi
 
 if stage_begin 10 "int8 quantization of the distilled student" $stamps; then
     run_logged exp/logs/quantize.log asrc-quantize exp/student_kd/model exp/student_kd_int8/model \
-        --mode static-conv --calib data/dev --overwrite
+        --mode static-pos --calib data/dev --overwrite
     stage_done 10 $stamps
 fi
 

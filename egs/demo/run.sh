@@ -79,7 +79,7 @@ if stage_begin 2 "distillation ($demo_config)" $stamps; then
 fi
 
 if stage_begin 3 "int8 quantization" $stamps; then
-    run_logged exp/logs/quantize.log asrc-quantize exp/student/model exp/student_int8/model --mode static-conv \
+    run_logged exp/logs/quantize.log asrc-quantize exp/student/model exp/student_int8/model --mode static-pos \
         --calib data/dev --overwrite
     stage_done 3 $stamps
 fi
@@ -126,7 +126,7 @@ fi
 if stage_begin 6 "footprint report" $stamps; then
     # shellcheck disable=SC2086
     run_logged exp/logs/footprint.log asrc-bench footprint --teacher "$teacher" --student exp/student/model \
-        --int8-mode static-conv --calib data/dev --wer exp/wer.json \
+        --int8-mode static-pos --calib data/dev --wer exp/wer.json \
         --json exp/footprint.json --markdown exp/footprint.md --plot exp/footprint.png $bench_args
     cat local/notes.md - > exp/notes_with_footprint.md <<EOF
 

@@ -38,7 +38,7 @@ teacher_finetune=false              # stage 5: CTC fine-tuning of the imported t
 finetune_config=conf/finetune_teacher.yaml
 distill_config=conf/distill.yaml
 train_args=                         # extra asrc-train flags for stages 5 and 6, e.g. "--max_epoch 1"
-quant_mode=static-conv              # dynamic: Linear layers only; static-conv: convolutions too
+quant_mode=static-pos               # dynamic: Linear layers; static-pos: + positional conv (calibrated); static-conv: + CNN (fastest, costs accuracy)
 bench_args=                         # extra asrc-bench footprint flags, e.g. "--runs 3 --no-peer"
 
 . ./path.sh
