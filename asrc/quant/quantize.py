@@ -53,10 +53,10 @@ from torch import Tensor, nn
 
 from asrc.errors import AsrcError, CheckpointError
 from asrc.models.config import Wav2Vec2Config
-from asrc.models.io import CONFIG_NAME, QUANT_NAME, TOKENS_NAME, WEIGHTS_NAME, read_token_list, write_token_list
+from asrc.models.io import CONFIG_NAME, QUANT_NAME, TOKENS_NAME, WEIGHTS_NAME, read_token_list, save_model_dir
 from asrc.models.wav2vec2 import PositionalConv, Wav2Vec2CTC
 from asrc.quant.modules import FoldedPositionalConv, Int8Conv1d, activation_observer
-from asrc.utils.io import atomic_torch_save, atomic_write
+from asrc.utils.io import atomic_write
 
 MODES = {
     "dynamic": "int8 Linear layers (dynamic activations), positional-conv weight norm folded, convs float",
@@ -284,15 +284,11 @@ def build_quantized(config: Wav2Vec2Config, spec: QuantizationSpec, tokens=None)
 
 
 def save_quantized(model: Wav2Vec2CTC, spec: QuantizationSpec, out_dir, tokens: Optional[Sequence[str]] = None):
-    """Write ``config.yaml``, ``quantization.yaml``, ``model.pth`` (int8 state dict), ``tokens.txt``."""
+    """Write ``config.yaml``, ``model.pth`` (int8 state dict), ``tokens.txt``, then ``quantization.yaml``."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    tokens = tokens if tokens is not None else model.tokens
-    with atomic_write(out / CONFIG_NAME) as f:
-        f.write(model.config.to_yaml())
-    atomic_torch_save(model.state_dict(), out / WEIGHTS_NAME)
-    if tokens is not None:
-        write_token_list(out / TOKENS_NAME, tokens)
+    # A stale quantization.yaml must not mark the directory while the rest is rewritten.
+    (out / QUANT_NAME).unlink(missing_ok=True)
+    save_model_dir(model, out, tokens)
     # Written last: its presence is what marks the directory as quantized.
     with atomic_write(out / QUANT_NAME) as f:
         f.write(spec.to_yaml())
