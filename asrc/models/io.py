@@ -85,13 +85,9 @@ def load_config(model_dir) -> Wav2Vec2Config:
     return Wav2Vec2Config.from_yaml(path)
 
 
-def load(model_dir, map_location="cpu") -> Wav2Vec2CTC:
-    """Load a model directory; returns the model in eval mode with ``.tokens`` set (or None)."""
+def read_model_dir(model_dir):
+    """``(config, tokens or None, weights path)`` of a model directory, checked for consistency."""
     model_dir = Path(model_dir)
-    if (model_dir / QUANT_NAME).is_file():
-        from asrc.quant import load_quantized
-
-        return load_quantized(model_dir, map_location=map_location)
     config = load_config(model_dir)
     weights = model_dir / WEIGHTS_NAME
     if not weights.is_file():
@@ -100,6 +96,17 @@ def load(model_dir, map_location="cpu") -> Wav2Vec2CTC:
     tokens = read_token_list(tokens_path) if tokens_path.is_file() else None
     if tokens is not None and len(tokens) != config.vocab_size:
         raise CheckpointError(f"{tokens_path}: {len(tokens)} tokens but config.yaml has vocab_size={config.vocab_size}")
+    return config, tokens, weights
+
+
+def load(model_dir, map_location="cpu") -> Wav2Vec2CTC:
+    """Load a model directory; returns the model in eval mode with ``.tokens`` set (or None)."""
+    model_dir = Path(model_dir)
+    if (model_dir / QUANT_NAME).is_file():
+        from asrc.quant import load_quantized
+
+        return load_quantized(model_dir, map_location=map_location)
+    config, tokens, weights = read_model_dir(model_dir)
     model = Wav2Vec2CTC(config, tokens)
     state = torch.load(weights, map_location=map_location, weights_only=True)
     load_state_dict_strict(model, state, str(weights))

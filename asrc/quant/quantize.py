@@ -53,7 +53,7 @@ from torch import Tensor, nn
 
 from asrc.errors import AsrcError, CheckpointError
 from asrc.models.config import Wav2Vec2Config
-from asrc.models.io import CONFIG_NAME, QUANT_NAME, TOKENS_NAME, WEIGHTS_NAME, read_token_list, save_model_dir
+from asrc.models.io import CONFIG_NAME, QUANT_NAME, read_model_dir, save_model_dir
 from asrc.models.wav2vec2 import PositionalConv, Wav2Vec2CTC
 from asrc.quant.modules import FoldedPositionalConv, Int8Conv1d, activation_observer
 from asrc.utils.io import atomic_write
@@ -303,17 +303,7 @@ def load_quantized(model_dir, map_location="cpu") -> Wav2Vec2CTC:
     if str(map_location) != "cpu":
         raise AsrcError(f"{model_dir}: int8 models run on the CPU only (map_location={map_location!r})")
     spec = QuantizationSpec.from_yaml_file(model_dir / QUANT_NAME)
-    config_path = model_dir / CONFIG_NAME
-    if not config_path.is_file():
-        raise FileNotFoundError(f"{model_dir}: no {CONFIG_NAME}; not an asrc model directory")
-    config = Wav2Vec2Config.from_yaml(config_path)
-    weights = model_dir / WEIGHTS_NAME
-    if not weights.is_file():
-        raise FileNotFoundError(f"{model_dir}: no {WEIGHTS_NAME}")
-    tokens_path = model_dir / TOKENS_NAME
-    tokens = read_token_list(tokens_path) if tokens_path.is_file() else None
-    if tokens is not None and len(tokens) != config.vocab_size:
-        raise CheckpointError(f"{tokens_path}: {len(tokens)} tokens but config.yaml has vocab_size={config.vocab_size}")
+    config, tokens, weights = read_model_dir(model_dir)
     if spec.static_int8_conv and not spec.activation_reduce_range and not cpu_has_vnni():
         warnings.warn(f"{model_dir}: int8 convs calibrated for 8-bit activations (a VNNI CPU); this CPU has no "
                       f"VNNI and may saturate int16 sums: re-quantize here for 7-bit activations")
