@@ -159,6 +159,9 @@ def onnx_session(path, threads: Optional[int] = None):
     import onnxruntime as ort
 
     options = ort.SessionOptions()
+    # Idle workers must not spin: in a side-by-side benchmark they would steal the cores of
+    # the models timed next (the demo's footprint showed the asrc rows after ONNX ones 2x slow).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if threads:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
