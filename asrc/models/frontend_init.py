@@ -169,8 +169,8 @@ def init_frontend(model: Wav2Vec2CTC, batches: Iterable[Tuple[Tensor, Tensor]], 
     return stats
 
 
-def length_batches(lengths: Sequence[int], max_samples: int, seed: int = 0) -> Iterator[List[int]]:
-    """Index batches of similar length, at most ``max_samples`` padded samples each, in random order."""
+def group_by_length(lengths: Sequence[int], max_samples: int) -> List[List[int]]:
+    """Index batches of similar length, at most ``max_samples`` padded samples each, shortest first."""
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
     batches, cur = [], []
     for i in order:
@@ -180,6 +180,12 @@ def length_batches(lengths: Sequence[int], max_samples: int, seed: int = 0) -> I
         cur.append(i)
     if cur:
         batches.append(cur)
+    return batches
+
+
+def length_batches(lengths: Sequence[int], max_samples: int, seed: int = 0) -> Iterator[List[int]]:
+    """:func:`group_by_length` batches in random order."""
+    batches = group_by_length(lengths, max_samples)
     random.Random(seed).shuffle(batches)
     return iter(batches)
 

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 import torchaudio
 
 from asrc.models import Wav2Vec2CTC, Wav2Vec2Config, num_parameters, save_model_dir
+from asrc.models.frontend_init import group_by_length
 
 TOKENS = "<blank> <pad> </s> <unk> | E T A O N I H S R D L U M W C F G Y P B V K ' X J Q Z".split()
 TOK = {t: i for i, t in enumerate(TOKENS)}
@@ -74,15 +75,7 @@ def logmel(w):
 
 
 def make_batches(lengths, max_samples, shuffle, rng):
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    batches, cur = [], []
-    for i in order:
-        if cur and (len(cur) + 1) * lengths[i] > max_samples:
-            batches.append(cur)
-            cur = []
-        cur.append(i)
-    if cur:
-        batches.append(cur)
+    batches = group_by_length(lengths, max_samples)
     if shuffle:
         rng.shuffle(batches)
     return batches
