@@ -15,9 +15,20 @@ import a table of renames):
 Padding is handled with masks all the way: the group norm of the first conv layer takes its
 statistics over valid frames only, padded frames are zeroed before the positional conv, and
 attention ignores them, so a padded batch gives each utterance the logits it gets alone.
+
+Inference fast path: in eval mode without autograd, on CPU in float32, the transformer layers
+run their feed-forward input projection and GELU as one oneDNN call (bias and activation in
+the GEMM's epilogue), fold the output biases and the residual additions into the GEMMs
+(``addmm``), the positional conv reuses its weight-normed kernel until the parameters
+change, and the CNN applies GELU in place. Same arithmetic up to float rounding (a test holds it to 1e-5 of the plain path); it
+is what makes asrc faster than transformers' Wav2Vec2ForCTC on the same weights
+(``asrc-bench model-speed``). It is off while tracing or exporting (portable graphs), for
+quantized modules, and with ``ASRC_FAST_PATH=0`` or inside :func:`plain_ops`.
 """
 
+import contextlib
 import math
+import os
 from typing import List, NamedTuple, Optional
 
 import torch
@@ -25,6 +36,34 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from asrc.models.config import Wav2Vec2Config
+
+
+_FAST_PATH = {"enabled": os.environ.get("ASRC_FAST_PATH", "1") != "0"}
+# oneDNN's fused linear (+ activation) kernel, the one torch.compile's CPU backend uses.
+_LINEAR_POINTWISE = getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None) \
+    if torch.backends.mkldnn.is_available() else None
+
+
+@contextlib.contextmanager
+def plain_ops():
+    """Within this block the inference fast path (module doc) is off: plain PyTorch ops only."""
+    before = _FAST_PATH["enabled"]
+    _FAST_PATH["enabled"] = False
+    try:
+        yield
+    finally:
+        _FAST_PATH["enabled"] = before
+
+
+def _exporting() -> bool:
+    return (torch.jit.is_tracing() or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export()
+            or torch.compiler.is_compiling())
+
+
+def _inference_fast_path(module: nn.Module, x: Tensor) -> bool:
+    """Whether ``module`` may take its eval-only fast path for input ``x``."""
+    return (_FAST_PATH["enabled"] and not module.training and not torch.is_grad_enabled()
+            and x.device.type == "cpu" and x.dtype == torch.float32 and not _exporting())
 
 
 class EncoderOutput(NamedTuple):
@@ -99,6 +138,9 @@ class ConvBlock(nn.Module):
         x = self.conv(x)
         if self.norm is not None:
             x = self.norm(x, padding_mask)
+        if _inference_fast_path(self, x):
+            # in place: no fresh buffer for the largest activations of the model (page faults)
+            return torch.ops.aten.gelu_(x)
         return F.gelu(x)
 
 
@@ -200,9 +242,20 @@ class PositionalConv(nn.Module):
         # than composing norm/mul/div for the base model's 768x48x128 kernel.
         return torch._weight_norm(self.weight_v, self.weight_g, 2)
 
+    def _inference_weight(self) -> Tensor:
+        """:meth:`weight`, computed once per parameter version (eval without autograd)."""
+        key = (self.weight_v.data_ptr(), self.weight_v._version, self.weight_g.data_ptr(), self.weight_g._version)
+        cached = self.__dict__.get("_weight_cache")
+        if cached is None or cached[0] != key:
+            with torch.inference_mode(False), torch.no_grad():
+                cached = (key, self.weight().clone())
+            self.__dict__["_weight_cache"] = cached
+        return cached[1]
+
     def forward(self, x: Tensor) -> Tensor:
         """x ``[batch, frame, embed_dim]`` -> same shape."""
-        y = F.conv1d(x.transpose(1, 2), self.weight(), self.bias, padding=self.kernel // 2, groups=self.groups)
+        weight = self._inference_weight() if _inference_fast_path(self, x) else self.weight()
+        y = F.conv1d(x.transpose(1, 2), weight, self.bias, padding=self.kernel // 2, groups=self.groups)
         if self.kernel % 2 == 0:
             y = y[:, :, :-1]
         return F.gelu(y).transpose(1, 2)
@@ -219,8 +272,8 @@ class SelfAttention(nn.Module):
         self.v_proj = nn.Linear(embed_dim, embed_dim)
         self.out_proj = nn.Linear(embed_dim, embed_dim)
 
-    def forward(self, x: Tensor, attn_mask: Optional[Tensor] = None) -> Tensor:
-        """x ``[batch, frame, embed_dim]``; attn_mask ``[batch, 1, 1, frame]`` True where attended."""
+    def attend(self, x: Tensor, attn_mask: Optional[Tensor] = None) -> Tensor:
+        """Everything but the output projection: ``[batch, frame, embed_dim]``, heads concatenated."""
         b, t, d = x.shape
 
         def heads(y: Tensor) -> Tensor:
@@ -230,7 +283,11 @@ class SelfAttention(nn.Module):
             heads(self.q_proj(x)), heads(self.k_proj(x)), heads(self.v_proj(x)),
             attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0,
         )
-        return self.out_proj(y.transpose(1, 2).reshape(b, t, d))
+        return y.transpose(1, 2).reshape(b, t, d)
+
+    def forward(self, x: Tensor, attn_mask: Optional[Tensor] = None) -> Tensor:
+        """x ``[batch, frame, embed_dim]``; attn_mask ``[batch, 1, 1, frame]`` True where attended."""
+        return self.out_proj(self.attend(x, attn_mask))
 
 
 class TransformerLayer(nn.Module):
@@ -249,7 +306,40 @@ class TransformerLayer(nn.Module):
     def _ffn(self, x: Tensor) -> Tensor:
         return self.dropout(self.fc2(self.activation_dropout(F.gelu(self.fc1(x)))))
 
+    def _fast_path_ok(self, x: Tensor) -> bool:
+        return (_LINEAR_POINTWISE is not None and _inference_fast_path(self, x)
+                and type(self.fc1) is nn.Linear and type(self.fc2) is nn.Linear  # not quantized
+                and type(self.self_attn.out_proj) is nn.Linear
+                and all(m.bias is not None for m in (self.fc1, self.fc2, self.self_attn.out_proj)))
+
+    @staticmethod
+    def _residual_linear(residual: Tensor, x: Tensor, linear: nn.Linear) -> Tensor:
+        """``residual + linear(x)`` as one GEMM that accumulates onto ``residual + bias``."""
+        return torch.addmm(residual + linear.bias, x, linear.weight.t())
+
+    def _forward_fast(self, x: Tensor, attn_mask: Optional[Tensor]) -> Tensor:
+        """:meth:`forward` in eval mode without autograd (see the module doc)."""
+        b, t, d = x.shape
+        attn = self.self_attn
+        x = x.reshape(b * t, d)
+
+        def attention(y: Tensor) -> Tensor:
+            heads = attn.attend(y.view(b, t, d), attn_mask)
+            return self._residual_linear(x, heads.reshape(b * t, d), attn.out_proj)
+
+        def ffn(y: Tensor, residual: Tensor) -> Tensor:
+            h = _LINEAR_POINTWISE(y, self.fc1.weight, self.fc1.bias, "gelu", [], "none")
+            return self._residual_linear(residual, h, self.fc2)
+
+        if self.layer_norm_first:
+            x = attention(self.self_attn_layer_norm(x))
+            return ffn(self.final_layer_norm(x), x).view(b, t, d)
+        x = self.self_attn_layer_norm(attention(x))
+        return self.final_layer_norm(ffn(x, x)).view(b, t, d)
+
     def forward(self, x: Tensor, attn_mask: Optional[Tensor] = None) -> Tensor:
+        if self._fast_path_ok(x):
+            return self._forward_fast(x, attn_mask)
         if self.layer_norm_first:
             x = x + self.dropout(self.self_attn(self.self_attn_layer_norm(x), attn_mask))
             return x + self._ffn(self.final_layer_norm(x))

@@ -5,6 +5,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from asrc.models import Wav2Vec2Config, build_model, num_parameters
 from asrc.models.footprint import MB, footprint, macs, size_bytes
+from asrc.models.wav2vec2 import plain_ops
 
 # Conv front end with total stride 40 and receptive field 100 samples.
 TINY = dict(conv_layers=[[32, 10, 5], [32, 3, 2], [32, 3, 2], [32, 2, 2]], embed_dim=48, ffn_dim=96,
@@ -91,8 +92,9 @@ def test_macs_by_hand_formula():
 def test_macs_equal_half_the_flops_torch_counts(kw):
     cfg = tiny(**kw)
     model = build_model(cfg).eval()
-    # The math backend runs attention as matmuls torch's counter sees; fused CPU kernels it skips.
-    with torch.no_grad(), sdpa_kernel([SDPBackend.MATH]), FlopCounterMode(display=False) as counter:
+    # The math backend runs attention as matmuls torch's counter sees; fused CPU kernels (the
+    # attention kernel, oneDNN's linear of the inference fast path) it skips.
+    with torch.no_grad(), plain_ops(), sdpa_kernel([SDPBackend.MATH]), FlopCounterMode(display=False) as counter:
         model(torch.randn(1, 12345))
     counts = {k: sum(v.values()) for k, v in counter.get_flop_counts().items()}
     fp = footprint(cfg, seconds=12345 / 16000)

@@ -29,6 +29,37 @@ def test_padded_batch_matches_single(layer_norm_first, mode, normalize):
         assert torch.allclose(single[0], logits[i, :out_lengths[i]], atol=1e-5)
 
 
+@pytest.mark.parametrize("layer_norm_first", [False, True])
+def test_inference_fast_path_matches_plain_ops(layer_norm_first, monkeypatch):
+    from asrc.models import wav2vec2
+
+    if wav2vec2._LINEAR_POINTWISE is None:
+        pytest.skip("this torch build has no oneDNN linear kernel (the fast path is off)")
+    torch.manual_seed(0)
+    model = build_model(tiny(layer_norm_first=layer_norm_first)).eval()
+    lengths = torch.tensor([4000, 2500])
+    wav = torch.randn(2, 4000)
+    calls = []
+    fast = wav2vec2.TransformerLayer._forward_fast
+    monkeypatch.setattr(wav2vec2.TransformerLayer, "_forward_fast", lambda *a: calls.append(1) or fast(*a))
+    with torch.inference_mode():
+        with wav2vec2.plain_ops():
+            plain, _ = model(wav, lengths)
+        assert not calls
+        quick, _ = model(wav, lengths)
+        assert len(calls) == 3
+        assert torch.allclose(quick, plain, atol=1e-5)
+        # the cached positional-conv kernel follows in-place parameter changes
+        model.encoder.pos_conv.weight_g.mul_(0.5)
+        with wav2vec2.plain_ops():
+            plain2, _ = model(wav, lengths)
+        assert not torch.allclose(plain2, plain, atol=1e-3)
+        assert torch.allclose(model(wav, lengths)[0], plain2, atol=1e-5)
+    calls.clear()
+    model(wav, lengths)[0].sum().backward()  # autograd on: the plain path, gradients flow
+    assert not calls and model.encoder.layers[0].fc1.weight.grad is not None
+
+
 def test_output_lengths_formula():
     model = build_model(Wav2Vec2Config(num_layers=0, embed_dim=32, ffn_dim=32, num_heads=2,
                                        pos_conv_kernel=4, pos_conv_groups=2, conv_layers=[[8, 10, 5]] + [[8, 3, 2]] * 4 + [[8, 2, 2]] * 2))
