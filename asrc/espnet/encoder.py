@@ -23,9 +23,13 @@ directory. It reads the raw 16 kHz waveform (``--input_size 1 --normalize none``
     detached; fairseq's ``feature_grad_mult = 0``, then trained normally). Updates are counted
     by a hook that :class:`asrc.espnet.task.AsrcASRTask` puts on the optimizer; the count is a
     buffer of the encoder, so it survives resuming.
+``mask_after_updates``
+    The wav2vec 2.0 fine-tuning masks (``mask_time_*``, ``mask_channel_*`` of the config) are
+    applied only from this optimizer update on (default 0: from the start). Masks slow down the
+    first epochs of a small model trained on a CPU and pay back later against over-fitting
+    (egs/an4/RESULTS.md); the same update counter as ``freeze_feature_updates``.
 
-In training mode the wav2vec 2.0 fine-tuning masks (``mask_time_*``, ``mask_channel_*``) and
-LayerDrop (``layer_drop``) of the config are applied.
+In training mode LayerDrop (``layer_drop``) and, see above, the masks of the config are applied.
 """
 
 import logging
@@ -86,13 +90,15 @@ class AsrcWav2Vec2Encoder(AbsEncoder):
     """Raw waveform ``[batch, sample]`` (or ``[batch, sample, 1]``) -> hidden states ``[batch, frame, embed_dim]``."""
 
     def __init__(self, input_size: int = 1, config: Optional[dict] = None, init: Optional[str] = None,
-                 layer_init: LayerInit = None, freeze_feature_updates: int = 0):
+                 layer_init: LayerInit = None, freeze_feature_updates: int = 0, mask_after_updates: int = 0):
         super().__init__()
         if input_size != 1:
             raise ConfigError(f"asrc_wav2vec2 reads the raw waveform: set --input_size 1 --normalize none "
                               f"(got input_size={input_size})")
         if freeze_feature_updates < 0:
             raise ConfigError(f"encoder_conf.freeze_feature_updates={freeze_feature_updates} must be >= 0")
+        if mask_after_updates < 0:
+            raise ConfigError(f"encoder_conf.mask_after_updates={mask_after_updates} must be >= 0")
         resolved = resolve_encoder_config(config, init, layer_init)
         #: Tokens of the initial model (None when built from scratch); the ESPnet model checks them.
         self.init_tokens = None
@@ -115,6 +121,7 @@ class AsrcWav2Vec2Encoder(AbsEncoder):
             # Only time masks use it: a trainable parameter that never gets a gradient stalls DDP.
             self.model.mask_emb.requires_grad_(False)
         self.freeze_feature_updates = int(freeze_feature_updates)
+        self.mask_after_updates = int(mask_after_updates)
         self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))
         self.model.feature_extractor.register_forward_hook(self._maybe_detach_features)
 
@@ -128,6 +135,12 @@ class AsrcWav2Vec2Encoder(AbsEncoder):
     def features_frozen(self) -> bool:
         # The cheap tests first: reading the counter synchronises with the device.
         return self.freeze_feature_updates > 0 and self.training and int(self.num_updates) < self.freeze_feature_updates
+
+    def masks_active(self) -> bool:
+        """Whether the fine-tuning masks are applied to the next training batch."""
+        if not self.training:
+            return False
+        return self.mask_after_updates == 0 or int(self.num_updates) >= self.mask_after_updates
 
     def _maybe_detach_features(self, module, inputs, output):
         if self.features_frozen():
@@ -143,7 +156,7 @@ class AsrcWav2Vec2Encoder(AbsEncoder):
                return_features: bool = False) -> EncoderOutput:
         """Everything but the CTC head; masks and LayerDrop in training mode."""
         return self.model.encode(as_waveform(speech), speech_lengths, output_hidden_states=output_hidden_states,
-                                 return_features=return_features, apply_mask=self.training)
+                                 return_features=return_features, apply_mask=self.masks_active())
 
     def ctc_logits(self, x: Tensor) -> Tensor:
         """The model's own CTC head: ``[batch, frame, embed_dim]`` -> ``[batch, frame, vocab]``."""

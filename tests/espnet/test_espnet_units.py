@@ -99,6 +99,25 @@ def test_feature_extractor_frozen_for_the_first_updates(espnet_ready):
     assert int(enc.num_updates) == 2 and "num_updates" in enc.state_dict()
 
 
+def test_masks_start_after_the_given_update(espnet_ready):
+    from asrc.espnet.encoder import AsrcWav2Vec2Encoder
+
+    cfg = {**TINY_ENCODER, "vocab_size": 32, "mask_time_prob": 0.5, "mask_time_length": 2}
+    enc = AsrcWav2Vec2Encoder(config={**cfg, "layer_drop": 0.0}, mask_after_updates=2).train()
+    b = batch()
+    reference = enc.eval().encode(b["speech"], b["speech_lengths"]).x
+    enc.train()
+    for _ in range(2):  # no dropout in the tiny config: without masks, training mode = eval mode
+        assert enc.masks_active() is False
+        assert torch.allclose(enc.encode(b["speech"], b["speech_lengths"]).x, reference, atol=1e-6)
+        enc.on_optimizer_step()
+    assert enc.masks_active() and not enc.eval().masks_active()
+    enc.train()
+    assert not torch.allclose(enc.encode(b["speech"], b["speech_lengths"]).x, reference, atol=1e-3)
+    with pytest.raises(ConfigError, match="mask_after_updates=-1"):
+        AsrcWav2Vec2Encoder(config=cfg, mask_after_updates=-1)
+
+
 def test_ctc_model_checks(espnet_ready, tiny_dir):
     from espnet2.asr.specaug.specaug import SpecAug
 
