@@ -178,6 +178,27 @@ def parse_wer(spec: Optional[str]) -> Dict[str, float]:
     return out
 
 
+def student_name_and_dir(spec: str):
+    """``--student`` value -> (row name, model dir): ``NAME=DIR``, or ``DIR`` named after itself
+    (after its parent when it is called ``model``, as in ``exp/student/model``)."""
+    name, sep, d = spec.partition("=")
+    if not sep or os.path.isdir(spec):
+        d = spec
+        path = Path(spec).resolve()
+        name = path.parent.name if path.name == "model" else path.name
+    if not name or not d:
+        raise AsrcError(f"--student {spec!r}: expected DIR or NAME=DIR")
+    return name, d
+
+
+def wer_for(wer: Dict[str, float], name: str) -> Optional[float]:
+    """The WER of row ``name``; ``_`` and ``-`` count as the same (asrc-results writes ``student_int8``)."""
+    if name in wer:
+        return wer[name]
+    canon = {k.replace("_", "-"): v for k, v in wer.items()}
+    return canon.get(name.replace("_", "-"))
+
+
 def load_input(args) -> torch.Tensor:
     samples = int(args.seconds * SAMPLE_RATE)
     if args.wav:
@@ -264,6 +285,24 @@ def format_markdown(rows: List[Row], env: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def label_groups(rows: List[Row], near: float = 0.08):
+    """Plot labels, one per cluster of points closer than ``near`` decades on both log axes
+    (e.g. the teacher and the transformers peer: same size, about the same speed), so that
+    labels do not print over each other. Returns ``[((rtf, mb), [label, ...]), ...]``."""
+    import math
+
+    groups = []
+    for r in sorted(rows, key=lambda r: (r.mb, r.rtf)):
+        label = r.name + (f" (WER {r.wer:.2f}%)" if r.wer is not None else "")
+        for (x, y), names in groups:
+            if abs(math.log10(r.rtf / x)) < near and abs(math.log10(r.mb / y)) < near:
+                names.append(label)
+                break
+        else:
+            groups.append(((r.rtf, r.mb), [label]))
+    return groups
+
+
 def plot(rows: List[Row], path, env: dict):
     import matplotlib
 
@@ -275,8 +314,8 @@ def plot(rows: List[Row], path, env: dict):
     for r in rows:
         marker = "o" if r.precision == "fp32" else "s"
         ax.scatter(r.rtf, r.mb, c=colours.get(r.runtime, "k"), marker=marker, s=60, zorder=3)
-        label = r.name + (f"\nWER {r.wer:.2f}%" if r.wer is not None else "")
-        ax.annotate(label, (r.rtf, r.mb), textcoords="offset points", xytext=(6, 4), fontsize=7)
+    for (x, y), names in label_groups(rows):
+        ax.annotate("\n".join(names), (x, y), textcoords="offset points", xytext=(6, 4), fontsize=7)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel(f"real-time factor ({env['threads']} threads, {env['input_seconds']:g} s input; lower is faster)")
@@ -303,7 +342,8 @@ def add_arguments(parser: argparse.ArgumentParser):
 
     parser.add_argument("--teacher", metavar="DIR", help="teacher model dir (default: random wav2vec2-base)")
     parser.add_argument("--student", metavar="DIR", action="append", default=[],
-                        help="student model dir (repeatable; default: students built from --student-preset)")
+                        help="student model dir, or NAME=DIR to name its rows (repeatable; default: students "
+                             "built from --student-preset)")
     parser.add_argument("--student-preset", action="append", choices=sorted(STUDENT_PRESETS), default=None,
                         help=f"students to build from the teacher (repeatable; default: {' '.join(DEFAULT_PRESETS)})")
     parser.add_argument("--int8-mode", action="append", choices=sorted(MODES), default=None,
@@ -411,11 +451,15 @@ def _run(args) -> int:
 
     # Students.
     students = []
-    for d in args.student:
+    for spec in args.student:
+        name, d = student_name_and_dir(spec)
         model = load(d)
         if getattr(model, "quantization", None) is not None:
             raise AsrcError(f"{d}: give the float student; its int8 form is made here (--int8-mode)")
-        students.append((Path(d).name, model))
+        students.append((name, model))
+    names = [n for n, _ in students]
+    if len(set(names)) != len(names):
+        raise AsrcError(f"--student: two students named alike ({names}); name them: --student NAME=DIR")
     if not args.student:
         from asrc.models.student import build_student
 
@@ -467,7 +511,7 @@ def _run(args) -> int:
         r.rtf = r.latency / (samples / SAMPLE_RATE)
         r.speedup = base_latency / r.latency
         r.size_ratio = base.mb / r.mb
-        r.wer = wer.get(r.name)
+        r.wer = wer_for(wer, r.name)
     unknown = sorted(set(wer) - {r.name for r in rows})
     if unknown:
         print(f"warning: --wer names no row: {unknown} (rows: {[r.name for r in rows]})", file=sys.stderr)

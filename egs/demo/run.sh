@@ -125,7 +125,7 @@ fi
 
 if stage_begin 6 "footprint report" $stamps; then
     # shellcheck disable=SC2086
-    run_logged exp/logs/footprint.log asrc-bench footprint --teacher "$teacher" --student exp/student/model \
+    run_logged exp/logs/footprint.log asrc-bench footprint --teacher "$teacher" --student student=exp/student/model \
         --int8-mode static-pos --calib data/dev --wer exp/wer.json \
         --json exp/footprint.json --markdown exp/footprint.md --plot exp/footprint.png $bench_args
     cat local/notes.md - > exp/notes_with_footprint.md <<EOF

@@ -28,6 +28,17 @@ def test_parse_wer(tmp_path):
         footprint.parse_wer("teacher")
     with pytest.raises(ValueError, match="not a number"):
         footprint.parse_wer("teacher=x")
+    # asrc-results names rows student_int8; footprint rows are student-int8
+    assert footprint.wer_for({"student_int8": 3.0}, "student-int8") == 3.0
+    assert footprint.wer_for({"student": 3.0}, "teacher") is None
+
+
+def test_student_row_names(tmp_path):
+    (tmp_path / "exp" / "student" / "model").mkdir(parents=True)
+    assert footprint.student_name_and_dir(str(tmp_path / "exp/student/model")) == \
+        ("student", str(tmp_path / "exp/student/model"))
+    assert footprint.student_name_and_dir("kd=exp/x") == ("kd", "exp/x")
+    assert footprint.student_name_and_dir(str(tmp_path / "exp")) == ("exp", str(tmp_path / "exp"))
 
 
 def test_student_presets_shrink_teacher():
@@ -81,11 +92,21 @@ def test_footprint_uses_given_model_dirs(tmp_path):
     torch.manual_seed(0)
     save_model_dir(build_model(footprint.TINY_TEACHER), tmp_path / "t")
     save_model_dir(build_model(footprint.TINY_TEACHER.replace(num_layers=1, conv_groups=2)), tmp_path / "mystudent")
-    rc = run_bench(["--teacher", str(tmp_path / "t"), "--student", str(tmp_path / "mystudent"), "--seconds", "0.5",
+    rc = run_bench(["--teacher", str(tmp_path / "t"), "--student", f"kd={tmp_path / 'mystudent'}", "--seconds", "0.5",
                     "--runs", "1", "--warmup", "0", "--threads", "1", "--no-peer", "--no-onnx", "--int8-mode", "dynamic",
                     "--json", str(tmp_path / "o.json")])
     assert rc == 0
     rows = json.loads((tmp_path / "o.json").read_text())["rows"]
-    assert [r["name"] for r in rows] == ["teacher", "mystudent", "mystudent-int8"]
+    assert [r["name"] for r in rows] == ["teacher", "kd", "kd-int8"]
     assert rows[2]["precision"] == "int8 (dynamic)"
     assert run_bench(["--student", str(tmp_path / "nope"), "--tiny", "--runs", "1"]) == 1
+
+
+def test_plot_labels_of_close_points_are_merged():
+    rows = [footprint.Row("teacher", "asrc", "fp32", 1, 12.2, 1, rtf=0.0100, wer=41.0),
+            footprint.Row("hf-peer", "transformers", "fp32", 1, 12.2, 1, rtf=0.0102),
+            footprint.Row("student", "asrc", "fp32", 1, 8.1, 1, rtf=0.0042)]
+    groups = footprint.label_groups(rows)
+    assert sorted(len(names) for _, names in groups) == [1, 2]
+    merged = next(names for _, names in groups if len(names) == 2)
+    assert merged == ["teacher (WER 41.00%)", "hf-peer"]
