@@ -23,8 +23,10 @@ modes of :mod:`asrc.quant`; scales and zero points (a few bytes per row or tenso
                           weight 1 byte per element; biases, convolutions, norms, pos_conv and
                           mask_emb stay fp32, except that the positional conv's weight norm is
                           folded into one kernel (``weight_g`` disappears).
-    ``int8-static-conv``  asrc.quant ``static-conv``: ``int8`` plus 1-byte kernels for CNN layers
-                          2..N and the (folded) positional conv; conv biases stay fp32.
+    ``int8-static-pos``   asrc.quant ``static-pos`` (what the recipes use): ``int8`` plus a
+                          1-byte (folded) positional-conv kernel; its bias stays fp32.
+    ``int8-static-conv``  asrc.quant ``static-conv``: ``int8-static-pos`` plus 1-byte kernels for
+                          CNN layers 2..N; conv biases stay fp32.
 
 MACs (multiply-accumulates) for one clip of ``seconds`` of 16 kHz audio (``samples =
 round(16000 * seconds)``, ``T`` frames after the front end, ``D`` embed_dim, ``F`` ffn_dim),
@@ -53,7 +55,7 @@ from asrc.models.config import Wav2Vec2Config
 from asrc.models.wav2vec2 import Wav2Vec2CTC, conv_layer_groups
 
 SAMPLE_RATE = 16000
-DTYPES = ("fp32", "int8", "int8-static-conv")
+DTYPES = ("fp32", "int8", "int8-static-pos", "int8-static-conv")
 MB = 1_000_000
 # Parameter-name prefixes of each block, in table order.
 BLOCKS = (
@@ -74,6 +76,7 @@ class BlockFootprint:
     params: int
     fp32_bytes: int
     int8_bytes: int
+    int8_static_pos_bytes: int
     int8_static_conv_bytes: int
     macs: int
 
@@ -90,7 +93,8 @@ class Footprint:
     @property
     def total(self) -> BlockFootprint:
         return BlockFootprint("total", *(sum(getattr(b, f) for b in self.blocks)
-                                         for f in ("params", "fp32_bytes", "int8_bytes", "int8_static_conv_bytes",
+                                         for f in ("params", "fp32_bytes", "int8_bytes", "int8_static_pos_bytes",
+                                                   "int8_static_conv_bytes",
                                                    "macs")))
 
     def block(self, name: str) -> BlockFootprint:
@@ -105,6 +109,7 @@ class Footprint:
     def to_dict(self) -> dict:
         def row(b: BlockFootprint) -> dict:
             return {**asdict(b), "fp32_mb": b.fp32_bytes / MB, "int8_mb": b.int8_bytes / MB,
+                    "int8_static_pos_mb": b.int8_static_pos_bytes / MB,
                     "int8_static_conv_mb": b.int8_static_conv_bytes / MB, "macs_per_second": b.macs / self.seconds}
 
         return {"seconds": self.seconds, "samples": self.samples, "frames": self.frames,
@@ -112,9 +117,9 @@ class Footprint:
 
     def format_table(self, markdown: bool = True) -> str:
         """The table as markdown (default) or aligned plain text, with a one-line legend."""
-        header = ["block", "params", "fp32 MB", "int8 MB", "int8+conv MB", "GMACs/s"]
+        header = ["block", "params", "fp32 MB", "int8 MB", "int8+pos MB", "int8+conv MB", "GMACs/s"]
         rows = [[b.name, f"{b.params:,}", f"{b.fp32_bytes / MB:.2f}", f"{b.int8_bytes / MB:.2f}",
-                 f"{b.int8_static_conv_bytes / MB:.2f}", f"{b.macs / self.seconds / 1e9:.3f}"]
+                 f"{b.int8_static_pos_bytes / MB:.2f}", f"{b.int8_static_conv_bytes / MB:.2f}", f"{b.macs / self.seconds / 1e9:.3f}"]
                 for b in self.blocks + [self.total]]
         widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
 
@@ -130,8 +135,8 @@ class Footprint:
         out += [line(r, markdown) for r in rows]
         legend = (f"GMACs per second of audio, for a {self.seconds:g} s clip ({self.samples} samples at 16 kHz, "
                   f"{self.frames} frames). MB = 10^6 bytes. int8: Linear weights 1 byte, the rest fp32 "
-                  f"(asrc.quant dynamic); int8+conv: also the kernels of CNN layers 2..N and the positional "
-                  f"conv (asrc.quant static-conv).")
+                  f"(asrc.quant dynamic); int8+pos: also the positional conv kernel (static-pos, the recipes' "
+                  f"mode); int8+conv: also the kernels of CNN layers 2..N (static-conv).")
         return "\n".join(out + ["", legend])
 
 
@@ -160,11 +165,12 @@ def _param_bytes(model: nn.Module) -> Dict[str, Dict[str, int]]:
     for name, p in model.named_parameters():
         n = p.numel()
         if name == "encoder.pos_conv.weight_g":  # folded into the kernel
-            int8 = static_conv = 0
+            int8 = static_pos = static_conv = 0
         else:
             int8 = n if id(p) in linear else 4 * n
-            static_conv = n if id(p) in convs or name == "encoder.pos_conv.weight_v" else int8
-        out[name] = {"fp32": 4 * n, "int8": int8, "int8-static-conv": static_conv}
+            static_pos = n if name == "encoder.pos_conv.weight_v" else int8
+            static_conv = n if id(p) in convs else static_pos
+        out[name] = {"fp32": 4 * n, "int8": int8, "int8-static-pos": static_pos, "int8-static-conv": static_conv}
     return out
 
 
@@ -211,7 +217,7 @@ def footprint(model: Union[Wav2Vec2CTC, Wav2Vec2Config], seconds: float = 1.0) -
         model = _meta_model(model)
     samples = int(round(seconds * SAMPLE_RATE))
     config = model.config
-    counts = {name: [0, 0, 0, 0] for name, _ in BLOCKS}
+    counts = {name: [0] * (1 + len(DTYPES)) for name, _ in BLOCKS}
     sizes = _param_bytes(model)
     for name, p in model.named_parameters():
         row = counts[_block_of(name)]

@@ -26,6 +26,7 @@ def test_blocks_sum_to_num_parameters_and_config_equals_model():
         assert fp.total.fp32_bytes == size_bytes(model, "fp32") == 4 * num_parameters(model)
         assert fp.total.int8_bytes == size_bytes(model, "int8")
         assert fp.total.int8_static_conv_bytes == size_bytes(model, "int8-static-conv")
+        assert fp.total.int8_static_pos_bytes == size_bytes(model, "int8-static-pos")
 
 
 def test_parameter_counts_by_block_by_hand():
@@ -47,6 +48,9 @@ def test_parameter_counts_by_block_by_hand():
     convs = c * c * 3 * 2 + c * c * 2 + d * (d // 4) * 16
     assert fp.total.int8_static_conv_bytes == fp.total.int8_bytes - 3 * convs
     assert fp.block("pos_conv").int8_static_conv_bytes == d * (d // 4) * 16 + 4 * d
+    # int8-static-pos: the pos-conv kernel only
+    assert fp.total.int8_static_pos_bytes == fp.total.int8_bytes - 3 * d * (d // 4) * 16
+    assert fp.block("pos_conv").int8_static_pos_bytes == fp.block("pos_conv").int8_static_conv_bytes
 
 
 def test_grouped_and_shared_convs_change_counts_by_exactly_the_removed_weights():
