@@ -7,6 +7,12 @@ builds a randomly initialised model from ``--config`` (a Wav2Vec2Config YAML), t
 feature extractor and feature projection to predict 80-dim log-mel frames for ``--steps``
 steps (:mod:`asrc.models.frontend_init`), and writes an asrc model directory (``config.yaml``,
 ``model.pth``, ``tokens.txt``, ``frontend_init.log``) to initialise CTC training from.
+
+For a student narrower than its teacher (no front-end weight fits), ``--teacher DIR`` makes the
+target the teacher's projected CNN features instead of log-mel:
+
+    asrc-frontend-init --config conf/student_narrow_model.yaml --tokens teacher/tokens.txt \
+        --teacher teacher --data-dir data/train --steps 300 --out exp/narrow_frontend_init
 """
 
 import argparse
@@ -25,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=2e-3, help="AdamW learning rate (default 2e-3)")
     p.add_argument("--batch-seconds", type=float, default=25.0, help="padded audio per batch (default 25 s)")
     p.add_argument("--n-mels", type=int, default=80, help="mel bins of the target (default 80)")
+    p.add_argument("--teacher", metavar="DIR", help="asrc model dir: regress its projected CNN features "
+                                                    "instead of log-mel (students narrower than it)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--num-threads", type=int, default=1, help="torch threads (default 1)")
     return p
@@ -42,9 +50,18 @@ def main(argv=None) -> int:
     if len(tokens) != config.vocab_size:
         raise ValueError(f"{args.tokens}: {len(tokens)} tokens but {args.config} has vocab_size={config.vocab_size}")
     model = build_model(config, tokens)
+    teacher = None
+    if args.teacher:
+        from asrc.models import load
+
+        teacher = load(args.teacher)
+        if teacher.tokens is not None and list(teacher.tokens) != list(tokens):
+            raise ValueError(f"{args.tokens} and the teacher's tokens ({args.teacher}) differ")
     stats = frontend_init_data_dir(model, args.data_dir, args.out, args.steps, lr=args.lr,
-                                   max_seconds=args.batch_seconds, n_mels=args.n_mels, seed=args.seed)
-    print(f"front-end warm start: {stats.steps} steps, final MSE {stats.final_loss():.4f} "
+                                   max_seconds=args.batch_seconds, n_mels=args.n_mels, seed=args.seed,
+                                   teacher=teacher, teacher_dir=args.teacher)
+    target = "the teacher's features" if teacher is not None else "log-mel"
+    print(f"front-end warm start on {target}: {stats.steps} steps, final MSE {stats.final_loss():.4f} "
           f"(1.0 = predicting the mean) -> {args.out}")
     return 0
 

@@ -18,6 +18,13 @@ discarded.
     model = build_model(config, tokens)
     stats = init_frontend(model, batches, steps=300)   # batches: iterable of (wav [B,T], lengths [B])
     save_model_dir(model, "exp/frontend_init")
+
+Students narrower than their teacher (fewer CNN channels, a smaller embed_dim) inherit no
+front-end weights (:func:`asrc.models.student.build_student` copies only what fits). With
+``teacher=`` the same regression targets the teacher's projected CNN features (standardised per
+dimension) instead of log-mel: the narrow front end starts as a compressed copy of the
+teacher's, which is what the distillation's hidden-state loss then builds on. Teacher and
+student must have the same conv kernels and strides (same frames).
 """
 
 import math
@@ -32,7 +39,7 @@ from torch import Tensor, nn
 from asrc.models.wav2vec2 import Wav2Vec2CTC, lengths_to_padding_mask
 
 __all__ = [
-    "LogMel", "FrontendInitStats", "regression_loss", "init_frontend", "length_batches", "data_dir_batches",
+    "LogMel", "TeacherFeatures", "FrontendInitStats", "regression_loss", "init_frontend", "length_batches", "data_dir_batches",
     "frontend_init_data_dir",
 ]
 
@@ -54,9 +61,43 @@ class LogMel(nn.Module):
             sample_rate, n_fft=c.receptive_field, win_length=c.receptive_field, hop_length=c.total_stride,
             n_mels=n_mels, center=False, power=2.0)
 
+    @property
+    def dim(self) -> int:
+        return self.n_mels
+
     def forward(self, wav: Tensor) -> Tensor:
         """wav ``[batch, sample]`` -> ``[batch, frame, n_mels]`` natural-log mel energies."""
         return torch.log(self.mel(wav) + 1e-6).transpose(1, 2)
+
+    def target(self, model_input: Tensor, wav: Tensor, lengths: Tensor) -> Tensor:
+        """Regression target of the (normalised) model input."""
+        return self(model_input)
+
+
+class TeacherFeatures(nn.Module):
+    """The teacher's projected CNN features ``[batch, frame, teacher embed_dim]`` as the target."""
+
+    def __init__(self, teacher: Wav2Vec2CTC, student: Wav2Vec2CTC):
+        super().__init__()
+        t, s = teacher.config, student.config
+        if [(k, st) for _, k, st in t.conv_layers] != [(k, st) for _, k, st in s.conv_layers]:
+            raise ValueError(f"teacher and student conv kernels/strides differ ({t.conv_layers} vs "
+                             f"{s.conv_layers}): their frames would not line up")
+        self.teacher = teacher.eval()
+        for p in self.teacher.parameters():
+            p.requires_grad_(False)
+
+    @property
+    def dim(self) -> int:
+        return self.teacher.config.embed_dim
+
+    def train(self, mode: bool = True):
+        return self  # the teacher stays in eval mode (no dropout in the targets)
+
+    def target(self, model_input: Tensor, wav: Tensor, lengths: Tensor) -> Tensor:
+        x = _model_input(self.teacher, wav, lengths)
+        feats, _ = self.teacher.feature_extractor(x, lengths)
+        return self.teacher.feature_projection(feats.transpose(1, 2))
 
 
 @dataclass
@@ -79,16 +120,17 @@ def _model_input(model: Wav2Vec2CTC, wav: Tensor, lengths: Tensor) -> Tensor:
     return model.normalize(wav, lengths) if model.config.normalize_waveform else wav
 
 
-def mel_statistics(model: Wav2Vec2CTC, logmel: LogMel, batches: Iterable[Tuple[Tensor, Tensor]],
+def mel_statistics(model: Wav2Vec2CTC, logmel, batches: Iterable[Tuple[Tensor, Tensor]],
                    max_batches: int = 50) -> Tuple[Tensor, Tensor]:
-    """Per-bin mean and standard deviation of the log-mel targets over valid frames."""
+    """Per-dimension mean and standard deviation of the targets (``logmel``: :class:`LogMel` or
+    :class:`TeacherFeatures`) over valid frames."""
     total = sq = None
     count = 0
     with torch.no_grad():
         for i, (wav, lengths) in enumerate(batches):
             if i >= max_batches:
                 break
-            mel = logmel(_model_input(model, wav, lengths))
+            mel = logmel.target(_model_input(model, wav, lengths), wav, lengths)
             valid = ~lengths_to_padding_mask(model.output_lengths(lengths), mel.shape[1])
             frames = mel[valid].double()
             total = frames.sum(0) if total is None else total + frames.sum(0)
@@ -101,28 +143,30 @@ def mel_statistics(model: Wav2Vec2CTC, logmel: LogMel, batches: Iterable[Tuple[T
     return mean.float(), std.float()
 
 
-def regression_loss(model: Wav2Vec2CTC, head: nn.Module, logmel: LogMel, wav: Tensor, lengths: Tensor,
+def regression_loss(model: Wav2Vec2CTC, head: nn.Module, logmel, wav: Tensor, lengths: Tensor,
                     mel_mean: Tensor, mel_std: Tensor) -> Tensor:
-    """MSE between ``head(projected CNN features)`` and standardised log-mel, over valid frames.
+    """MSE between ``head(projected CNN features)`` and the standardised target (log-mel or the
+    teacher's features, see :func:`mel_statistics`), over valid frames.
 
     wav ``[batch, sample]``, lengths ``[batch]``; returns a scalar (1.0 = predicting the mean).
     """
     x = _model_input(model, wav, lengths)
     with torch.no_grad():
-        target = (logmel(x) - mel_mean) / mel_std
+        target = (logmel.target(x, wav, lengths) - mel_mean) / mel_std
     feats, flens = model.feature_extractor(x, lengths)
     pred = head(model.feature_projection(feats.transpose(1, 2)))
     if pred.shape != target.shape:
         raise ValueError(f"front end gives {tuple(pred.shape)} frames but the log-mel target has "
-                         f"{tuple(target.shape)}; is the conv stack unpadded?")
+                         f"{tuple(target.shape)} frames; is the conv stack unpadded?")
     valid = (~lengths_to_padding_mask(flens, pred.shape[1])).unsqueeze(-1).to(pred.dtype)
     return (((pred - target) ** 2) * valid).sum() / (valid.sum() * pred.shape[-1]).clamp(min=1.0)
 
 
 def init_frontend(model: Wav2Vec2CTC, batches: Iterable[Tuple[Tensor, Tensor]], steps: int, lr: float = 2e-3,
                   n_mels: int = 80, clip: float = 5.0, stats_batches: int = 50,
-                  progress: bool = False) -> FrontendInitStats:
-    """Train ``model``'s front end in place to predict log-mel frames for ``steps`` steps.
+                  progress: bool = False, teacher: Optional[Wav2Vec2CTC] = None) -> FrontendInitStats:
+    """Train ``model``'s front end in place to predict log-mel frames (or, with ``teacher``,
+    the teacher's projected CNN features) for ``steps`` steps.
 
     ``batches`` yields ``(wav [B,T] float32, lengths [B])`` and is iterated again as often as
     needed (a list, or an object whose ``__iter__`` reshuffles). The first ``stats_batches``
@@ -130,9 +174,9 @@ def init_frontend(model: Wav2Vec2CTC, batches: Iterable[Tuple[Tensor, Tensor]], 
     """
     if steps < 1:
         raise ValueError(f"init_frontend: steps={steps} must be >= 1")
-    logmel = LogMel(model, n_mels)
+    logmel = LogMel(model, n_mels) if teacher is None else TeacherFeatures(teacher, model)
     mel_mean, mel_std = mel_statistics(model, logmel, batches, stats_batches)
-    head = nn.Linear(model.config.embed_dim, n_mels)
+    head = nn.Linear(model.config.embed_dim, logmel.dim)
     params = (list(model.feature_extractor.parameters()) + list(model.feature_projection.parameters())
               + list(head.parameters()))
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
@@ -232,7 +276,8 @@ class data_dir_batches:
 
 def frontend_init_data_dir(model: Wav2Vec2CTC, data_dir, out_dir, steps: int, lr: float = 2e-3,
                            max_seconds: float = 25.0, n_mels: int = 80, seed: int = 0,
-                           progress: bool = True) -> FrontendInitStats:
+                           progress: bool = True, teacher: Optional[Wav2Vec2CTC] = None,
+                           teacher_dir=None) -> FrontendInitStats:
     """Warm-start ``model``'s front end on the audio of ``data_dir``; write a model directory.
 
     ``out_dir`` gets ``config.yaml``, ``model.pth``, ``tokens.txt`` (when the model has tokens)
@@ -244,11 +289,12 @@ def frontend_init_data_dir(model: Wav2Vec2CTC, data_dir, out_dir, steps: int, lr
     torch.manual_seed(seed)
     batches = data_dir_batches(data_dir, max_seconds=max_seconds, min_samples=model.config.receptive_field,
                                seed=seed)
-    stats = init_frontend(model, batches, steps, lr=lr, n_mels=n_mels, progress=progress)
+    stats = init_frontend(model, batches, steps, lr=lr, n_mels=n_mels, progress=progress, teacher=teacher)
     out = Path(out_dir)
     save_model_dir(model.eval(), out)
     with atomic_write(out / "frontend_init.log") as f:
-        f.write(f"data_dir {data_dir}\nsteps {stats.steps}\nlr {lr}\nn_mels {n_mels}\nmax_seconds {max_seconds}\nseed {seed}\n")
+        f.write(f"data_dir {data_dir}\nsteps {stats.steps}\nlr {lr}\nmax_seconds {max_seconds}\nseed {seed}\n")
+        f.write(f"target teacher_features {teacher_dir or 'given'}\n" if teacher is not None else f"target log_mel {n_mels}\n")
         f.write(f"final_mse {stats.final_loss():.4f}\n")
         f.write(f"skipped_short {len(batches.skipped)} {' '.join(batches.skipped)}\n")
         for i in range(0, len(stats.losses), 10):

@@ -84,6 +84,21 @@ def test_init_frontend_reduces_loss_and_touches_only_front_end():
     assert any(k.startswith("feature_extractor.") for k in changed)
 
 
+def test_narrow_student_front_end_regresses_the_teacher_features():
+    torch.manual_seed(0)
+    teacher = build_model(tiny_config(conv_layers=[[32, 10, 5], [32, 3, 2], [32, 2, 2]], embed_dim=24), TOKENS)
+    student = build_model(tiny_config(conv_groups=2), TOKENS)  # 16 channels, embed_dim 16: nothing fits
+    teacher_before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    batches = [pad(chirps(3, seed=0)), pad(chirps(3, seed=1))]
+    stats = init_frontend(student, batches, steps=60, lr=3e-3, teacher=teacher)
+    assert stats.mel_mean.shape == (24,)  # per teacher feature dimension
+    assert stats.final_loss(4) < 0.6 * np.mean(stats.losses[:4])
+    assert all(torch.equal(v, teacher_before[k]) for k, v in teacher.state_dict().items())
+    other = build_model(tiny_config(conv_layers=[[16, 10, 5], [16, 3, 2], [16, 3, 2]]), TOKENS)
+    with pytest.raises(ValueError, match="frames would not line up"):
+        init_frontend(other, batches, steps=1, teacher=teacher)
+
+
 def test_init_frontend_rejects_no_steps_and_empty_batches():
     model = build_model(tiny_config())
     with pytest.raises(ValueError, match="steps"):
@@ -129,3 +144,23 @@ def test_frontend_init_data_dir_writes_loadable_model_dir(tmp_path):
         assert torch.equal(loaded.state_dict()[k], v), k
     log = (tmp_path / "out" / "frontend_init.log").read_text()
     assert "steps 5" in log and f"skipped_short 1 {ids[-1]}" in log
+
+
+def test_frontend_init_cli_with_teacher(tmp_path):
+    from asrc.bin.frontend_init import main
+    from asrc.models import save_model_dir
+
+    write_data_dir(tmp_path / "data", chirps(4))
+    torch.manual_seed(0)
+    save_model_dir(build_model(tiny_config(embed_dim=24), TOKENS), tmp_path / "teacher")
+    (tmp_path / "student.yaml").write_text(tiny_config(conv_groups=2).to_yaml())
+    (tmp_path / "tokens.txt").write_text("\n".join(TOKENS) + "\n")
+    args = ["--config", str(tmp_path / "student.yaml"), "--tokens", str(tmp_path / "tokens.txt"),
+            "--data-dir", str(tmp_path / "data"), "--steps", "3", "--batch-seconds", "0.3"]
+    assert main(args + ["--teacher", str(tmp_path / "teacher"), "--out", str(tmp_path / "out")]) == 0
+    assert "target teacher_features" in (tmp_path / "out" / "frontend_init.log").read_text()
+    assert load(tmp_path / "out").config.conv_groups == 2
+    (tmp_path / "tokens2.txt").write_text("\n".join(TOKENS[::-1]) + "\n")
+    with pytest.raises(ValueError, match="tokens .* differ"):
+        main(args[:2] + ["--tokens", str(tmp_path / "tokens2.txt")] + args[4:]
+             + ["--teacher", str(tmp_path / "teacher"), "--out", str(tmp_path / "out2")])
