@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                     "instead of log-mel (students narrower than it)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--num-threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument("--device", default=None, help="cpu or cuda[:N] (default: cuda when available)")
     return p
 
 
@@ -49,7 +50,8 @@ def main(argv=None) -> int:
     tokens = read_token_list(args.tokens)
     if len(tokens) != config.vocab_size:
         raise ValueError(f"{args.tokens}: {len(tokens)} tokens but {args.config} has vocab_size={config.vocab_size}")
-    model = build_model(config, tokens)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model = build_model(config, tokens).to(device)
     teacher = None
     if args.teacher:
         from asrc.models import load

@@ -162,6 +162,17 @@ def regression_loss(model: Wav2Vec2CTC, head: nn.Module, logmel, wav: Tensor, le
     return (((pred - target) ** 2) * valid).sum() / (valid.sum() * pred.shape[-1]).clamp(min=1.0)
 
 
+class _on_device:
+    """Re-iterable view of ``(wav, lengths)`` batches moved to ``device``."""
+
+    def __init__(self, batches, device):
+        self.batches, self.device = batches, device
+
+    def __iter__(self):
+        for wav, lengths in self.batches:
+            yield wav.to(self.device), lengths.to(self.device)
+
+
 def init_frontend(model: Wav2Vec2CTC, batches: Iterable[Tuple[Tensor, Tensor]], steps: int, lr: float = 2e-3,
                   n_mels: int = 80, clip: float = 5.0, stats_batches: int = 50,
                   progress: bool = False, teacher: Optional[Wav2Vec2CTC] = None) -> FrontendInitStats:
@@ -174,9 +185,11 @@ def init_frontend(model: Wav2Vec2CTC, batches: Iterable[Tuple[Tensor, Tensor]], 
     """
     if steps < 1:
         raise ValueError(f"init_frontend: steps={steps} must be >= 1")
-    logmel = LogMel(model, n_mels) if teacher is None else TeacherFeatures(teacher, model)
+    device = next(model.parameters()).device
+    batches = _on_device(batches, device)
+    logmel = (LogMel(model, n_mels) if teacher is None else TeacherFeatures(teacher.to(device), model)).to(device)
     mel_mean, mel_std = mel_statistics(model, logmel, batches, stats_batches)
-    head = nn.Linear(model.config.embed_dim, logmel.dim)
+    head = nn.Linear(model.config.embed_dim, logmel.dim).to(device)
     params = (list(model.feature_extractor.parameters()) + list(model.feature_projection.parameters())
               + list(head.parameters()))
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
@@ -291,7 +304,7 @@ def frontend_init_data_dir(model: Wav2Vec2CTC, data_dir, out_dir, steps: int, lr
                                seed=seed)
     stats = init_frontend(model, batches, steps, lr=lr, n_mels=n_mels, progress=progress, teacher=teacher)
     out = Path(out_dir)
-    save_model_dir(model.eval(), out)
+    save_model_dir(model.eval().cpu(), out)  # a CPU checkpoint, whatever the device
     with atomic_write(out / "frontend_init.log") as f:
         f.write(f"data_dir {data_dir}\nsteps {stats.steps}\nlr {lr}\nmax_seconds {max_seconds}\nseed {seed}\n")
         f.write(f"target teacher_features {teacher_dir or 'given'}\n" if teacher is not None else f"target log_mel {n_mels}\n")

@@ -14,7 +14,8 @@
 #   3  training/validation sets: combine $train_subsets / $valid_subsets
 #   4  letter token list (fairseq dict.ltr.txt order) and a check of every transcript
 #   5  teacher: convert $TEACHER (asrc-convert), optionally fine-tune it (--teacher_finetune true)
-#   6  distillation into the student with ESPnet's trainer (asrc-train, conf/distill.yaml)
+#   6  distillation into the student with ESPnet's trainer (asrc-train, conf/distill.yaml);
+#      with --student_model, first a front-end warm start of that student on the teacher's features
 #   7  int8 quantization of the student (asrc-quantize)
 #   8  decoding of $test_sets by teacher, student and student-int8 (asrc-decode)
 #   9  scoring (sclite) -> exp/RESULTS.md
@@ -37,6 +38,10 @@ ngpu=0                              # GPUs for training (more than one: ESPnet's
 teacher_finetune=false              # stage 5: CTC fine-tuning of the imported teacher
 finetune_config=conf/finetune_teacher.yaml
 distill_config=conf/distill.yaml
+student_model=                      # "": the student distill_config builds from the teacher; a model YAML
+                                    # (conf/student_narrow_model.yaml, with conf/distill_narrow.yaml): a
+                                    # narrower student, its front end warm-started on the teacher's features
+student_init_steps=2000             # stage 6, with student_model: front-end warm-start steps
 train_args=                         # extra asrc-train flags for stages 5 and 6, e.g. "--max_epoch 1"
 quant_mode=static-pos               # dynamic: Linear layers; static-pos: + positional conv (calibrated); static-conv: + CNN (fastest, costs accuracy)
 bench_args=                         # extra asrc-bench footprint flags, e.g. "--runs 3 --no-peer"
@@ -106,10 +111,20 @@ if stage_begin 5 "teacher" $stamps; then
 fi
 
 if stage_begin 6 "distillation (ESPnet trainer)" $stamps; then
+    student_init=$teacher
+    if [ -n "$student_model" ]; then
+        student_init=exp/student_frontend_init
+        if [ ! -f $student_init/model.pth ]; then
+            log "log: exp/logs/student_frontend_init.log (front end of $student_model on the teacher's features)"
+            $train_cmd exp/logs/student_frontend_init.log \
+                python -m asrc.bin.frontend_init --config "$student_model" --tokens "$teacher/tokens.txt" \
+                    --teacher "$teacher" --data-dir data/$train_set --steps "$student_init_steps" --out $student_init
+        fi
+    fi
     log "log: exp/logs/distill.log (tensorboard --logdir exp/student)"
     # shellcheck disable=SC2086
     $train_cmd --gpu "$ngpu" exp/logs/distill.log \
-        asrc-train --config "$distill_config" --model_conf "teacher=$teacher" --encoder_conf "init=$teacher" \
+        asrc-train --config "$distill_config" --model_conf "teacher=$teacher" --encoder_conf "init=$student_init" \
             --train_data_dir data/$train_set --valid_data_dir data/$valid_set \
             --ngpu "$ngpu" --output_dir exp/student --export_model_dir $student $train_args
     stage_done 6 $stamps
