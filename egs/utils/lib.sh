@@ -51,3 +51,24 @@ run_logged() {
     fi
     echo "# finished $(date '+%Y-%m-%d %H:%M:%S')" >> "$logfile"
 }
+
+# Jobs side by side: "bg_job LOG CMD ARGS..." starts CMD in the background (CMD is usually
+# "$train_cmd LOG ..."), "wait_jobs" waits for every job started so far and stops the recipe
+# naming the log of each one that failed.
+_bg_pids=()
+_bg_logs=()
+bg_job() {
+    local logfile=$1; shift
+    "$@" &
+    _bg_pids+=($!)
+    _bg_logs+=("$logfile")
+}
+wait_jobs() {
+    local i failed=()
+    for i in "${!_bg_pids[@]}"; do
+        wait "${_bg_pids[$i]}" || failed+=("${_bg_logs[$i]}")
+    done
+    _bg_pids=()
+    _bg_logs=()
+    [ ${#failed[@]} -eq 0 ] || die "failed: see ${failed[*]}"
+}

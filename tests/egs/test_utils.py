@@ -46,3 +46,21 @@ fi
     assert r.returncode == 3
     assert "boom-detail" in r.stderr and "logs/one.log" in r.stderr
     assert (tmp_path / "counter").read_text().count("ran") == 2
+
+
+def test_background_jobs_are_all_awaited_and_failures_named(tmp_path):
+    body = f"""set -u
+. {UTILS}/lib.sh
+bg_job a.log bash -c "sleep 0.3; echo a > a.done"
+bg_job b.log bash -c "exit ${{FAIL_B:-0}}"
+bg_job c.log bash -c "echo c > c.done"
+wait_jobs
+echo all-done
+"""
+    r = run_script(tmp_path, body)
+    assert r.returncode == 0 and r.stdout.strip() == "all-done", r.stderr
+    (tmp_path / "a.done").unlink()
+    r = subprocess.run(["bash", str(tmp_path / "script.sh")], capture_output=True, text=True, cwd=tmp_path,
+                       env={"FAIL_B": "2", "PATH": "/usr/bin:/bin"})
+    assert r.returncode == 1 and "failed: see b.log" in r.stderr and "all-done" not in r.stdout
+    assert (tmp_path / "a.done").is_file()  # the slow job was waited for, not abandoned
