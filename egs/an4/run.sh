@@ -1,47 +1,60 @@
 #!/usr/bin/env bash
 # AN4 (CMU census, real speech): trains the small raw-waveform wav2vec 2.0 CTC teacher that
-# the compression demo starts from, then decodes and scores it.
+# the compression demo starts from, then decodes and scores it; and runs the distillation
+# experiment (distilled vs CTC-only student) from the committed teacher.
 #
-#   ./run.sh                          # all stages
+#   ./run.sh --stop_stage 6           # the teacher: data, warm start, training, decoding, scoring
 #   ./run.sh --stage 4 --stop_stage 6 # retrain the teacher, decode, score
 #   ./run.sh --force_stages "4"       # redo a finished stage (stamps in exp/stages/)
+#   OMP_NUM_THREADS=2 ./run.sh ...    # training and decoding threads per job (path.sh: 1)
 #
 # Stages:
-#   1  AN4 -> data/{train,dev,test} (downloads the corpus when $AN4 from db.sh is missing)
+#   1  AN4 -> data/{train,dev,test} (downloads the corpus when $AN4 from db.sh is missing);
+#      synthetic speech in AN4's style ($synth_subsets, seed $synth_seed; asrc-data synth)
+#      -> data/synth/{train,dev}; the teacher's data = both: data/teacher_{train,dev}
 #   2  letter token list data/tokens.txt (fairseq dict.ltr.txt order, 32 tokens)
 #   3  front-end warm start: CNN + projection regress 80-dim log-mel (asrc-frontend-init)
-#   4  CTC training of the teacher with ESPnet's trainer (asrc-train), 15 epochs -> exp/teacher/model
-#   5  second pass: 10 more epochs from that model -> exp/teacher_continue/model
-#   6  greedy CTC decoding of data/test (asrc-decode)
-#   7  scoring (asrc-score, sclite when installed) -> exp/teacher_continue/RESULTS.md
-#   8  (only with --update_teacher true) replace the committed teacher in teacher/
-#      with exp/teacher_continue/model
-#   9  the distillation experiment, from the committed teacher/ ($student_teacher): the
+#   4  CTC training of the teacher with ESPnet's trainer (asrc-train): pass 1, 30 epochs from
+#      the warm start -> exp/teacher/model; pass 2, 8 epochs from it -> exp/teacher_pass2/model
+#   5  greedy CTC decoding of AN4 test and the synthetic dev set (asrc-decode)
+#   6  scoring (asrc-score, sclite when installed) -> exp/teacher/RESULTS.md
+#   7  (only with --update_teacher true) replace the committed teacher in teacher/
+#      with exp/teacher_pass2/model
+#   8  the distillation experiment, from the committed teacher/ ($student_teacher): the
 #      demo's student (4 layers, conv_groups 2; ../demo/demo_config.yaml) distilled, and the
 #      same student trained with CTC alone for the same updates, side by side
-#   10 int8 quantization of the distilled student
-#   11 decoding + scoring of data/test by teacher and students -> exp/RESULTS.md
-#   ./run.sh --stage 1 --stop_stage 2 && ./run.sh --stage 9   # the experiment alone
+#   9  int8 quantization of the distilled student
+#   10 decoding + scoring of data/test by teacher and students -> exp/RESULTS.md
+#   11-13 the narrow student (conf/student_narrow_model.yaml: half the teacher's width, no
+#      teacher weight fits): 11 front-end warm start on the teacher's CNN features
+#      (asrc-frontend-init --teacher), 12 distilled (CTC + KD + hidden-state loss) and
+#      CTC-only from that start, side by side, 13 int8, decoding, scoring -> exp/RESULTS_narrow.md
+#   ./run.sh --stage 1 --stop_stage 2 && ./run.sh --stage 8   # the experiment alone
 # Why stage 3 exists and what each option bought: RESULTS.md in this folder.
 set -euo pipefail
 cd "$(dirname "$0")"
 _recipe_args="$*"
 
 stage=1
-stop_stage=11
-update_teacher=false                       # stage 8: overwrite teacher/ with the new teacher
-student_teacher=teacher                    # stages 9-11: the teacher the students learn from
-student_config=../demo/demo_config.yaml    # stages 9-11: the student and its schedule
-student_args=                              # extra asrc-train flags for stage 9
+stop_stage=13
+update_teacher=false                       # stage 7: overwrite teacher/ with the new teacher
+student_teacher=teacher                    # stages 8-10: the teacher the students learn from
+student_config=../demo/demo_config.yaml    # stages 8-10: the student and its schedule
+student_args=                              # extra asrc-train flags for stage 8
 force_stages=
-nj=2                                       # decoding jobs
-train_config=conf/train_teacher.yaml       # ESPnet options of stage 4
-continue_config=conf/train_teacher_continue.yaml  # ESPnet options of stage 5
+nj=2                                       # synthesis and decoding jobs
+synth_subsets="train:1200,dev:60"          # stage 1: synthetic speech for the teacher ("" = AN4 only)
+synth_seed=1                               # the demo's own synthetic test set uses seed 0
+synth_engines=                             # default: every engine installed (piper, espeak, flite)
+train_config=conf/train_teacher.yaml       # ESPnet options of stage 4, pass 1
+pass2_config=conf/train_teacher_pass2.yaml # ESPnet options of stage 4, pass 2
 model_config=conf/teacher_model.yaml       # architecture (Wav2Vec2Config) built in stage 3
-frontend_init_steps=240                    # stage 3 regression steps
-pass1_exp=exp/teacher
-teacher_exp=exp/teacher_continue           # the final teacher's experiment
+frontend_init_steps=300                    # stage 3 regression steps
+pass1_exp=exp/teacher                      # stage 4, pass 1
+teacher_exp=exp/teacher_pass2              # the final teacher's experiment (stage 4, pass 2)
 train_args=                                # extra asrc-train flags, e.g. "--max_epoch 2"
+narrow_model=conf/student_narrow_model.yaml # stages 11-13: the narrow student's architecture
+narrow_init_steps=300                      # stage 11 regression steps
 
 . ./path.sh
 . ./cmd.sh
@@ -50,6 +63,8 @@ train_args=                                # extra asrc-train flags, e.g. "--max
 . utils/lib.sh
 
 stamps=exp/stages
+teacher_sets="test"                        # stage 5-6: what the teacher is scored on
+[ -n "$synth_subsets" ] && teacher_sets="test synth/dev"
 
 if stage_begin 1 "data preparation" $stamps; then
     if [ ! -d "$AN4/wav" ]; then
@@ -58,7 +73,21 @@ if stage_begin 1 "data preparation" $stamps; then
         AN4=downloads/an4
     fi
     run_logged exp/logs/prepare_an4.log asrc-data prepare-an4 "$AN4" data
-    run_logged exp/logs/validate_data.log asrc-data validate data/train data/dev data/test
+    if [ -n "$synth_subsets" ]; then
+        opts=()
+        [ -n "$synth_engines" ] && opts+=(--engines "$synth_engines")
+        run_logged exp/logs/synth.log asrc-data synth db/synth --subsets "$synth_subsets" --seed "$synth_seed" \
+            --nj "$nj" "${opts[@]}"
+        run_logged exp/logs/prepare_synth.log asrc-data prepare-librispeech db/synth data/synth --no-combine --nj "$nj"
+        run_logged exp/logs/combine_train.log asrc-data combine data/teacher_train data/train data/synth/train
+        run_logged exp/logs/combine_dev.log asrc-data combine data/teacher_dev data/dev data/synth/dev
+    else
+        run_logged exp/logs/combine_train.log asrc-data combine data/teacher_train data/train
+        run_logged exp/logs/combine_dev.log asrc-data combine data/teacher_dev data/dev
+    fi
+    # shellcheck disable=SC2046
+    run_logged exp/logs/validate_data.log asrc-data validate data/train data/dev data/test \
+        data/teacher_train data/teacher_dev $([ -n "$synth_subsets" ] && echo data/synth/dev)
     stage_done 1 $stamps
 fi
 
@@ -73,85 +102,88 @@ if stage_begin 3 "front-end warm start on log-mel ($frontend_init_steps steps)" 
     log "log: exp/logs/frontend_init.log"
     $train_cmd exp/logs/frontend_init.log \
         python -m asrc.bin.frontend_init --config "$model_config" --tokens data/tokens.txt \
-            --data-dir data/train --steps "$frontend_init_steps" --out "$init_dir"
+            --data-dir data/teacher_train --steps "$frontend_init_steps" --out "$init_dir"
     stage_done 3 $stamps
 fi
 
-if stage_begin 4 "teacher CTC training (ESPnet trainer)" $stamps; then
-    log "log: exp/logs/train_teacher.log (and $pass1_exp/train.log; tensorboard --logdir $pass1_exp)"
+if stage_begin 4 "teacher CTC training (ESPnet trainer), two passes" $stamps; then
+    log "log: exp/logs/train_teacher.log (and $pass1_exp/train.log; tensorboard --logdir exp)"
     # shellcheck disable=SC2086
     $train_cmd exp/logs/train_teacher.log \
         asrc-train --config "$train_config" --encoder_conf "init=$init_dir" \
-            --train_data_dir data/train --valid_data_dir data/dev --token_list data/tokens.txt \
+            --train_data_dir data/teacher_train --valid_data_dir data/teacher_dev --token_list data/tokens.txt \
             --output_dir "$pass1_exp" --export_model_dir "$pass1_exp/model" --export_checkpoint valid.cer.ave.pth \
+            $train_args
+    log "log: exp/logs/train_teacher_pass2.log (and $teacher_exp/train.log)"
+    # shellcheck disable=SC2086
+    $train_cmd exp/logs/train_teacher_pass2.log \
+        asrc-train --config "$pass2_config" --encoder_conf "init=$pass1_exp/model" \
+            --train_data_dir data/teacher_train --valid_data_dir data/teacher_dev --token_list data/tokens.txt \
+            --output_dir "$teacher_exp" --export_model_dir "$teacher_exp/model" --export_checkpoint valid.cer.ave.pth \
             $train_args
     stage_done 4 $stamps
 fi
 
-if stage_begin 5 "teacher CTC training, second pass" $stamps; then
-    log "log: exp/logs/train_teacher_continue.log (and $teacher_exp/train.log)"
-    # shellcheck disable=SC2086
-    $train_cmd exp/logs/train_teacher_continue.log \
-        asrc-train --config "$continue_config" --encoder_conf "init=$pass1_exp/model" \
-            --train_data_dir data/train --valid_data_dir data/dev --token_list data/tokens.txt \
-            --output_dir "$teacher_exp" --export_model_dir "$teacher_exp/model" --export_checkpoint valid.cer.ave.pth \
-            $train_args
+if stage_begin 5 "decoding ($teacher_sets)" $stamps; then
+    for s in $teacher_sets; do
+        name=${s//\//_}
+        log "log: exp/logs/decode_teacher_$name.log"
+        $decode_cmd exp/logs/decode_teacher_$name.log \
+            asrc-decode --model "$teacher_exp/model" --data "data/$s" --out "$teacher_exp/decode_$name" --nj "$nj"
+    done
     stage_done 5 $stamps
 fi
 
-if stage_begin 6 "decoding data/test" $stamps; then
-    log "log: exp/logs/decode_teacher_test.log"
-    $decode_cmd exp/logs/decode_teacher_test.log \
-        asrc-decode --model "$teacher_exp/model" --data data/test --out "$teacher_exp/decode_test" --nj "$nj"
+if stage_begin 6 "scoring" $stamps; then
+    rows=()
+    for s in $teacher_sets; do
+        name=${s//\//_}
+        run_logged exp/logs/score_teacher_$name.log asrc-score --ref "data/$s/text" \
+            --hyp "$teacher_exp/decode_$name/text" --out "$teacher_exp/decode_$name" --utt2spk "data/$s/utt2spk" --cer
+        case $s in test) label=an4_test ;; *) label=${name} ;; esac
+        rows+=(--row teacher "$label" "$teacher_exp/decode_$name")
+    done
+    run_logged exp/logs/results_teacher.log asrc-results --out "$teacher_exp/RESULTS.md" "${rows[@]}"
+    cat "$teacher_exp/RESULTS.md"
     stage_done 6 $stamps
 fi
-
-if stage_begin 7 "scoring" $stamps; then
-    run_logged exp/logs/score_teacher_test.log asrc-score --ref data/test/text \
-        --hyp "$teacher_exp/decode_test/text" --out "$teacher_exp/decode_test" --utt2spk data/test/utt2spk --cer
-    run_logged exp/logs/results_teacher.log python local/teacher_results.py "$teacher_exp"
-    stage_done 7 $stamps
-fi
-if [ "$update_teacher" = true ] && stage_begin 8 "replace the committed teacher/ with $teacher_exp/model" $stamps; then
+if [ "$update_teacher" = true ] && stage_begin 7 "replace the committed teacher/ with $teacher_exp/model" $stamps; then
     mkdir -p teacher
     for f in config.yaml model.pth tokens.txt; do
         cp "$teacher_exp/model/$f" "teacher/$f"
     done
     log "teacher/ updated; put $teacher_exp/RESULTS.md and the curve into teacher/RESULTS.md"
-    stage_done 8 $stamps
+    stage_done 7 $stamps
 fi
 
 # ---- the distillation experiment: distilled vs CTC-only student, same student, same updates ----
 students="student_kd student_ctc"
 
-if stage_begin 9 "students: distillation and the CTC-only baseline (in parallel)" $stamps; then
+if stage_begin 8 "students: distillation and the CTC-only baseline (in parallel)" $stamps; then
     # Both runs start from the same every_k initialisation of the teacher, with the same
     # schedule ($student_config: max_epoch x num_iters_per_epoch updates); only the loss differs.
     log "logs: exp/logs/train_student_kd.log, exp/logs/train_student_ctc.log (tensorboard --logdir exp)"
     # shellcheck disable=SC2086
-    $train_cmd exp/logs/train_student_kd.log \
+    bg_job exp/logs/train_student_kd.log $train_cmd exp/logs/train_student_kd.log \
         asrc-train --demo_config "$student_config" --model_conf "teacher=$student_teacher" \
             --encoder_conf "init=$student_teacher" --output_dir exp/student_kd \
-            --export_model_dir exp/student_kd/model --export_checkpoint valid.cer.ave.pth $student_args &
-    kd_pid=$!
+            --export_model_dir exp/student_kd/model --export_checkpoint valid.cer.ave.pth $student_args
     # shellcheck disable=SC2086
-    $train_cmd exp/logs/train_student_ctc.log \
+    bg_job exp/logs/train_student_ctc.log $train_cmd exp/logs/train_student_ctc.log \
         asrc-train --demo_config "$student_config" --ctc_only \
             --encoder_conf "init=$student_teacher" --output_dir exp/student_ctc \
-            --export_model_dir exp/student_ctc/model --export_checkpoint valid.cer.ave.pth $student_args &
-    ctc_pid=$!
-    wait $kd_pid || die "distillation failed (exp/logs/train_student_kd.log)"
-    wait $ctc_pid || die "CTC-only training failed (exp/logs/train_student_ctc.log)"
+            --export_model_dir exp/student_ctc/model --export_checkpoint valid.cer.ave.pth $student_args
+    wait_jobs
+    stage_done 8 $stamps
+fi
+
+if stage_begin 9 "int8 quantization of the distilled student" $stamps; then
+    run_logged exp/logs/quantize.log asrc-quantize exp/student_kd/model exp/student_kd_int8/model \
+        --mode static-pos --calib data/dev --overwrite
     stage_done 9 $stamps
 fi
 
-if stage_begin 10 "int8 quantization of the distilled student" $stamps; then
-    run_logged exp/logs/quantize.log asrc-quantize exp/student_kd/model exp/student_kd_int8/model \
-        --mode static-pos --calib data/dev --overwrite
-    stage_done 10 $stamps
-fi
-
-if stage_begin 11 "decoding and scoring data/test -> exp/RESULTS.md" $stamps; then
+if stage_begin 10 "decoding and scoring data/test -> exp/RESULTS.md" $stamps; then
     rows=()
     for m in teacher_committed $students student_kd_int8; do
         model=exp/$m/model
@@ -164,7 +196,48 @@ if stage_begin 11 "decoding and scoring data/test -> exp/RESULTS.md" $stamps; th
     done
     run_logged exp/logs/results.log asrc-results --out exp/RESULTS.md "${rows[@]}" --note local/experiment_notes.md
     cat exp/RESULTS.md
+    stage_done 10 $stamps
+fi
+
+# ---- the narrow student: front end warm-started on the teacher's features, then KD vs CTC ----
+if stage_begin 11 "narrow student: front-end warm start on the teacher's features" $stamps; then
+    log "log: exp/logs/narrow_frontend_init.log"
+    $train_cmd exp/logs/narrow_frontend_init.log \
+        python -m asrc.bin.frontend_init --config "$narrow_model" --tokens "$student_teacher/tokens.txt" \
+            --teacher "$student_teacher" --data-dir data/train --steps "$narrow_init_steps" \
+            --out exp/narrow_frontend_init
     stage_done 11 $stamps
 fi
-log "done: stages $stage..$stop_stage"
 
+if stage_begin 12 "narrow student: distilled and CTC-only (in parallel)" $stamps; then
+    log "logs: exp/logs/train_narrow_kd.log, exp/logs/train_narrow_ctc.log"
+    common=(--encoder_conf init=exp/narrow_frontend_init --train_data_dir data/train --valid_data_dir data/dev
+            --token_list "$student_teacher/tokens.txt" --export_checkpoint valid.cer.ave.pth)
+    for m in kd ctc; do
+        model_conf=()
+        [ $m = kd ] && model_conf=(--model_conf "teacher=$student_teacher")
+        # shellcheck disable=SC2086
+        bg_job exp/logs/train_narrow_$m.log $train_cmd exp/logs/train_narrow_$m.log \
+            asrc-train --config conf/student_narrow_$m.yaml "${model_conf[@]}" "${common[@]}" \
+                --output_dir exp/narrow_$m --export_model_dir exp/narrow_$m/model $student_args
+    done
+    wait_jobs
+    stage_done 12 $stamps
+fi
+
+if stage_begin 13 "narrow student: int8, decoding and scoring -> exp/RESULTS_narrow.md" $stamps; then
+    run_logged exp/logs/quantize_narrow.log asrc-quantize exp/narrow_kd/model exp/narrow_kd_int8/model \
+        --mode static-pos --calib data/dev --overwrite
+    rows=()
+    for m in narrow_kd narrow_ctc narrow_kd_int8; do
+        $decode_cmd exp/logs/decode_${m}_test.log \
+            asrc-decode --model exp/$m/model --data data/test --out exp/$m/decode_test --nj "$nj"
+        run_logged exp/logs/score_${m}_test.log asrc-score --ref data/test/text --hyp exp/$m/decode_test/text \
+            --out exp/$m/decode_test --utt2spk data/test/utt2spk --cer
+        rows+=(--row "$m" test "exp/$m/decode_test")
+    done
+    run_logged exp/logs/results_narrow.log asrc-results --out exp/RESULTS_narrow.md "${rows[@]}"
+    cat exp/RESULTS_narrow.md
+    stage_done 13 $stamps
+fi
+log "done: stages $stage..$stop_stage"
