@@ -51,8 +51,8 @@ def default_layer_map(num_student_layers: int, num_teacher_layers: int) -> Dict[
     """Every student layer to the teacher layer at the same relative depth, ``ceil(i * T / S)``.
 
     4 of 12 -> {1: 3, 2: 6, 3: 9, 4: 12}; 5 of 12 -> 3, 5, 8, 10, 12: the pairs ``every_k``
-    initialisation (:mod:`asrc.models.student`) uses, so a student learns to keep computing
-    what the layer it was copied from computed.
+    initialisation (:mod:`asrc.models.student`) uses: a student layer initialised from the
+    first layer of a span of teacher layers learns to compute what the whole span computes.
     """
     if num_student_layers < 1 or num_teacher_layers < 1:
         raise ConfigError(f"no transformer layers to map (student {num_student_layers}, teacher {num_teacher_layers})")

@@ -18,6 +18,11 @@ directory. It reads the raw 16 kHz waveform (``--input_size 1 --normalize none``
     with :func:`asrc.models.student.build_student` and this layer initialisation
     (``every_k``, ``first_k``, ``last_k`` or a list of 1-based teacher layers); ``config``
     gives the student's architecture (e.g. ``{num_layers: 4, conv_groups: 2}``).
+``calibration``
+    With ``layer_init``: a Kaldi-style data directory whose speech (up to 16 utterances, 120 s,
+    spread over ``wav.scp``) fits the student's grouped/shared CNN kernels to the teacher's
+    (:func:`asrc.models.student.build_student`); ``asrc-train`` sets it to ``--train_data_dir``
+    unless given. ``null``: pink noise, which fits speech far worse (asrc.models.student).
 ``freeze_feature_updates``
     For this many optimizer updates the CNN feature extractor gets no gradient (its output is
     detached; fairseq's ``feature_grad_mult = 0``, then trained normally). Updates are counted
@@ -90,7 +95,8 @@ class AsrcWav2Vec2Encoder(AbsEncoder):
     """Raw waveform ``[batch, sample]`` (or ``[batch, sample, 1]``) -> hidden states ``[batch, frame, embed_dim]``."""
 
     def __init__(self, input_size: int = 1, config: Optional[dict] = None, init: Optional[str] = None,
-                 layer_init: LayerInit = None, freeze_feature_updates: int = 0, mask_after_updates: int = 0):
+                 layer_init: LayerInit = None, freeze_feature_updates: int = 0, mask_after_updates: int = 0,
+                 calibration: Optional[str] = None):
         super().__init__()
         if input_size != 1:
             raise ConfigError(f"asrc_wav2vec2 reads the raw waveform: set --input_size 1 --normalize none "
@@ -99,6 +105,9 @@ class AsrcWav2Vec2Encoder(AbsEncoder):
             raise ConfigError(f"encoder_conf.freeze_feature_updates={freeze_feature_updates} must be >= 0")
         if mask_after_updates < 0:
             raise ConfigError(f"encoder_conf.mask_after_updates={mask_after_updates} must be >= 0")
+        if calibration is not None and layer_init is None:
+            raise ConfigError(f"encoder_conf.calibration={calibration!r} is only used to build a student "
+                              f"(encoder_conf.layer_init)")
         resolved = resolve_encoder_config(config, init, layer_init)
         #: Tokens of the initial model (None when built from scratch); the ESPnet model checks them.
         self.init_tokens = None
@@ -115,7 +124,7 @@ class AsrcWav2Vec2Encoder(AbsEncoder):
                 self.model = Wav2Vec2CTC(resolved, source.tokens)
                 load_state_dict_strict(self.model, source.state_dict(), f"encoder_conf.init={init}")
             else:
-                self.model, self.init_report = _build_student(source, resolved, layer_init, init)
+                self.model, self.init_report = _build_student(source, resolved, layer_init, init, calibration)
             del source
         if self.model.config.mask_time_prob == 0:
             # Only time masks use it: a trainable parameter that never gets a gradient stalls DDP.
@@ -177,14 +186,29 @@ def as_waveform(speech: Tensor) -> Tensor:
     return speech
 
 
-def _build_student(source: Wav2Vec2CTC, config: Wav2Vec2Config, layer_init: str, init):
+def _calibration_speech(data_dir: str) -> Tuple[Tensor, Tensor, str]:
+    """Up to 16 utterances (120 s) spread over ``data_dir``'s wav.scp, padded: ``(wav, lengths, name)``."""
+    from asrc.models.student import pad_waveforms
+    from asrc.quant.quantize import read_waveforms
+
     try:
-        from asrc.models.student import build_student
-    except ImportError as e:  # asrc.models.student is written by another part of the project
-        raise ConfigError(f"encoder_conf.layer_init={layer_init!r} needs asrc.models.student, which is not "
-                          f"available ({e})") from e
+        waveforms, info = read_waveforms(data_dir, max_utterances=16, max_seconds=120.0)
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"encoder_conf.calibration: {e}") from e
+    wav, lengths = pad_waveforms(waveforms)
+    return wav, lengths, f"{info['utterances']} utterances ({info['seconds']} s) of {data_dir}"
+
+
+def _build_student(source: Wav2Vec2CTC, config: Wav2Vec2Config, layer_init: str, init,
+                   calibration: Optional[str] = None):
+    from asrc.models.student import build_student
+
+    wav = lengths = name = None
+    if calibration is not None:
+        wav, lengths, name = _calibration_speech(calibration)
     try:
-        student, report = build_student(source, config, layer_init=layer_init)
+        student, report = build_student(source, config, layer_init=layer_init, calibration=wav,
+                                        calibration_lengths=lengths, calibration_name=name)
     except ValueError as e:
         raise ConfigError(f"encoder_conf: cannot build the student from {init}: {e}") from e
     if student.config.to_dict() != config.to_dict():

@@ -10,7 +10,9 @@ It is :class:`espnet2.tasks.asr.ASRTask` (same options, same trainer, same check
 - completion before anything is built (:func:`complete_args`): the token list defaults to the
   teacher's (distillation) or the initial model's ``tokens.txt``; the encoder config is
   resolved to the full :class:`Wav2Vec2Config` and written back into ``encoder_conf.config``,
-  so the dumped ``config.yaml`` describes the model without reference to other files; with
+  so the dumped ``config.yaml`` describes the model without reference to other files; a
+  student (``encoder_conf.layer_init``) fits its front end on ``--train_data_dir``'s speech
+  (``encoder_conf.calibration``) unless told otherwise; with
   letter tokens ``|`` is the space symbol (``HELLO WORLD`` -> ``H E L L O | W O R L D``);
 - an optimizer hook that counts updates for ``encoder_conf.freeze_feature_updates``;
 - under DDP, ``--unused_parameters true`` when LayerDrop or feature freezing leave
@@ -193,6 +195,9 @@ def complete_args(args: argparse.Namespace) -> None:
         config["vocab_size"] = len(tokens)
     resolved = resolve_encoder_config(config, init, layer_init)
     encoder_conf["config"] = resolved.to_dict()
+    if layer_init is not None and "calibration" not in encoder_conf and args.train_data_dir is not None:
+        # The student's grouped/shared CNN kernels are fitted on training speech, not pink noise.
+        encoder_conf["calibration"] = str(Path(args.train_data_dir).resolve())
     args.encoder_conf = encoder_conf
 
     if args.token_type == "char" and tokens is not None and WORD_BOUNDARY in tokens:

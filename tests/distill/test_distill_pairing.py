@@ -33,7 +33,8 @@ def test_frames_must_match_but_groups_may_differ():
         check_same_frames(teacher, teacher.replace(conv_layers=[[16, 10, 5], [16, 4, 4], [16, 3, 3]]))
 
 
-def test_default_layer_map_matches_every_k():
+def test_default_layer_map_pairs_every_k_spans_with_their_last_layer():
+    # every_k initialises 4 of 12 from 1, 4, 7, 10: the spans 1-3, 4-6, 7-9, 10-12.
     assert default_layer_map(4, 12) == {1: 3, 2: 6, 3: 9, 4: 12}
     assert default_layer_map(5, 12) == {1: 3, 2: 5, 3: 8, 4: 10, 5: 12}
     assert default_layer_map(4, 6) == {1: 2, 2: 3, 3: 5, 4: 6}

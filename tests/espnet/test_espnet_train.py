@@ -126,6 +126,10 @@ def test_distillation_logs_every_term_and_leaves_the_teacher_alone(trained_teach
     checkpoint = torch.load(exp / "checkpoint.pth", weights_only=False)["model"]
     assert not any(k.startswith("teacher") for k in checkpoint)
     assert any(k.startswith("hidden_predictor.heads.s1_t2") for k in checkpoint)
+    # The student's grouped CNN kernels were fitted on the training speech, not pink noise.
+    encoder_conf = yaml.safe_load((exp / "config.yaml").read_text())["encoder_conf"]
+    assert encoder_conf["calibration"] == str(Path(corpus["train"]).resolve())
+    assert f"of {Path(corpus['train']).resolve()}" in (exp / "train.log").read_text()
     after = load(teacher_dir).state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
     student, teacher = load(tmp_path / "student"), load(teacher_dir)

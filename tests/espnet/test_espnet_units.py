@@ -199,7 +199,7 @@ def test_distill_model_frame_rate_mismatch(espnet_ready, tiny_dir):
         AsrcDistillModel(32, TOKENS, enc, teacher=str(tiny_dir))
 
 
-@pytest.mark.parametrize("layer_init,expected", [("first_k", {1: 1}), ("every_k", {1: 2}), ([2], {1: 2})])
+@pytest.mark.parametrize("layer_init,expected", [("first_k", {1: 1}), ("every_k", {1: 2}), ("last_k", {1: 2}), ([2], {1: 2})])
 def test_hidden_loss_pairs_follow_the_student_initialisation(espnet_ready, tiny_dir, layer_init, expected):
     from asrc.espnet.encoder import AsrcWav2Vec2Encoder
     from asrc.espnet.models import AsrcDistillModel
@@ -207,3 +207,21 @@ def test_hidden_loss_pairs_follow_the_student_initialisation(espnet_ready, tiny_
     enc = AsrcWav2Vec2Encoder(init=str(tiny_dir), layer_init=layer_init, config={"num_layers": 1})
     model = AsrcDistillModel(32, TOKENS, enc, teacher=str(tiny_dir), loss_weights={"hidden_loss": 1.0})
     assert model.hidden_predictor.layer_map == expected
+
+
+def test_student_front_end_calibrated_on_speech(espnet_ready, tiny_dir, corpus):
+    from asrc.espnet.encoder import AsrcWav2Vec2Encoder
+
+    student = {"num_layers": 1, "conv_groups": 2}
+    enc = AsrcWav2Vec2Encoder(init=str(tiny_dir), layer_init="every_k", config=student,
+                              calibration=str(corpus["train"]))
+    assert f"of {corpus['train']}" in enc.init_report.calibration
+    pink = AsrcWav2Vec2Encoder(init=str(tiny_dir), layer_init="every_k", config=student)
+    assert "pink noise" in pink.init_report.calibration
+    grouped = "model.feature_extractor.conv_layers.1.conv.weight"
+    assert not torch.equal(enc.state_dict()[grouped], pink.state_dict()[grouped])
+    with pytest.raises(ConfigError, match="only used to build a student"):
+        AsrcWav2Vec2Encoder(init=str(tiny_dir), calibration=str(corpus["train"]))
+    with pytest.raises(ConfigError, match="calibration: .*no wav.scp"):
+        AsrcWav2Vec2Encoder(init=str(tiny_dir), layer_init="every_k", config=student,
+                            calibration=str(corpus["train"] / "missing"))

@@ -33,9 +33,13 @@ def conv_weight(model, i):
 
 
 def test_every_k_first_k_last_k_and_lists():
-    assert select_teacher_layers("every_k", 12, 4) == [3, 6, 9, 12]
-    assert select_teacher_layers("every_k", 24, 4) == [6, 12, 18, 24]
-    assert select_teacher_layers("every_k", 12, 5) == [3, 5, 8, 10, 12]
+    # The Knowledge-Distillation-Toolkit's every_k: teacher layers 0, k, 2k, ... counted from 0.
+    assert select_teacher_layers("every_k", 12, 4) == [1, 4, 7, 10]
+    assert select_teacher_layers("every_k", 24, 4) == [1, 7, 13, 19]
+    assert select_teacher_layers("every_k", 12, 6) == [1, 3, 5, 7, 9, 11]
+    # Where k = L / n is not whole: evenly spread from the first layer.
+    assert select_teacher_layers("every_k", 12, 5) == [1, 3, 5, 8, 10]
+    assert select_teacher_layers("every_k", 6, 4) == [1, 2, 4, 5]
     assert select_teacher_layers("every_k", 12, 12) == list(range(1, 13))
     assert select_teacher_layers("every_k", 12, 0) == []
     assert select_teacher_layers("first_k", 12, 4) == [1, 2, 3, 4]
@@ -67,15 +71,15 @@ def test_full_student_reproduces_the_teacher_exactly(teacher):
 
 def test_shallow_student_copies_the_chosen_layers(teacher):
     student, report = build_student(teacher, tiny(num_layers=3))
-    assert report.layer_map == [2, 4, 6]
-    assert report.hidden_state_pairs() == [(1, 2), (2, 4), (3, 6)]
+    assert report.layer_map == [1, 3, 5]
+    assert report.hidden_state_pairs() == [(1, 2), (2, 4), (3, 6)]  # the spans 1-2, 3-4, 5-6 end there
     for j, i in enumerate(report.layer_map):
         for (name, p), (_, q) in zip(student.encoder.layers[j].named_parameters(),
                                      teacher.encoder.layers[i - 1].named_parameters()):
             assert torch.equal(p, q), name
     assert report.random == [] and report.derived == []
     entry = next(t for t in report.tensors if t.name == "encoder.layers.1.fc1.weight")
-    assert entry.action == "copied" and entry.source == ["encoder.layers.3.fc1.weight"]
+    assert entry.action == "copied" and entry.source == ["encoder.layers.2.fc1.weight"]
 
     student, report = build_student(teacher, tiny(num_layers=2), layer_init=[1, 5])
     assert torch.equal(student.encoder.layers[1].fc2.weight, teacher.encoder.layers[4].fc2.weight)
@@ -84,10 +88,15 @@ def test_shallow_student_copies_the_chosen_layers(teacher):
 
 def test_layer_reuse_student_starts_from_every_k_layers(teacher):
     student, report = build_student(teacher, tiny(num_layers=2, layer_reuse=3))
-    assert report.layer_map == [3, 6]
-    # Student hidden state 3 ends the three applications of layer 1 and pairs with teacher layer 3.
+    assert report.layer_map == [1, 4]
+    # Student hidden state 3 ends the three applications of layer 1, which stands for teacher
+    # layers 1-3 and pairs with the output of teacher layer 3.
     assert report.hidden_state_pairs() == [(3, 3), (6, 6)]
-    assert torch.equal(student.encoder.layers[0].self_attn.q_proj.weight, teacher.encoder.layers[2].self_attn.q_proj.weight)
+    assert torch.equal(student.encoder.layers[0].self_attn.q_proj.weight, teacher.encoder.layers[0].self_attn.q_proj.weight)
+    assert torch.equal(student.encoder.layers[1].fc1.weight, teacher.encoder.layers[3].fc1.weight)
+    # Other initialisations pair each student layer with the layer it was copied from.
+    _, listed = build_student(teacher, tiny(num_layers=2, layer_reuse=3), [2, 5])
+    assert listed.hidden_state_pairs() == [(3, 2), (6, 5)]
 
 
 def test_width_changes_are_reported_never_truncated(teacher):
@@ -96,9 +105,9 @@ def test_width_changes_are_reported_never_truncated(teacher):
     # fc2's bias lives in the embedding space, whose width did not change.
     assert random == {f"encoder.layers.{j}.{n}" for j in (0, 1) for n in ("fc1.weight", "fc1.bias", "fc2.weight")}
     entry = next(t for t in report.tensors if t.name == "encoder.layers.0.fc1.weight")
-    assert "shape (64, 48) vs teacher encoder.layers.2.fc1.weight (96, 48)" in entry.note
-    assert not torch.equal(student.encoder.layers[0].fc1.weight, teacher.encoder.layers[2].fc1.weight[:64])
-    assert torch.equal(student.encoder.layers[0].self_attn.k_proj.weight, teacher.encoder.layers[2].self_attn.k_proj.weight)
+    assert "shape (64, 48) vs teacher encoder.layers.0.fc1.weight (96, 48)" in entry.note
+    assert not torch.equal(student.encoder.layers[0].fc1.weight, teacher.encoder.layers[0].fc1.weight[:64])
+    assert torch.equal(student.encoder.layers[0].self_attn.k_proj.weight, teacher.encoder.layers[0].self_attn.k_proj.weight)
 
     # Same shapes, other meaning: 8 heads split the projections differently from 4.
     student, report = build_student(teacher, tiny(num_layers=2, num_heads=8))
@@ -205,6 +214,16 @@ def test_structure_must_match_and_reports_serialise(teacher):
     student, report = build_student(teacher, tiny(num_layers=2, conv_groups=2, vocab_size=12))
     assert student.tokens is None  # another vocabulary: the teacher's tokens do not apply
     d = report.to_dict()
-    assert d["layer_map"] == [3, 6] and {t["action"] for t in d["tensors"]} == {"copied", "derived", "random"}
+    assert d["layer_map"] == [1, 4] and {t["action"] for t in d["tensors"]} == {"copied", "derived", "random"}
     text = report.format()
-    assert "2<-6" in text and "ctc_head.weight" in text and "conv-layer output cosine" in text
+    assert "2<-4" in text and "ctc_head.weight" in text and "conv-layer output cosine" in text
+
+
+def test_pad_waveforms():
+    from asrc.models.student import pad_waveforms
+
+    batch, lengths = pad_waveforms([torch.ones(3), torch.full((5,), 2.0)])
+    assert lengths.tolist() == [3, 5]
+    assert batch.tolist() == [[1, 1, 1, 0, 0], [2, 2, 2, 2, 2]]
+    with pytest.raises(ValueError, match="no calibration waveforms"):
+        pad_waveforms([])
