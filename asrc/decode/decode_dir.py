@@ -43,6 +43,7 @@ from asrc.decode.ctc import BeamSearchDecoder, GreedyDecoder
 from asrc.data.datadir import read_table
 from asrc.errors import AsrcError
 from asrc.utils.io import atomic_write
+from asrc.utils.batching import pack_padded
 
 log = logging.getLogger(__name__)
 
@@ -239,16 +240,7 @@ def split_jobs(lengths: Dict[str, int], nj: int) -> List[List[str]]:
 def make_batches(utts: Sequence[str], lengths: Dict[str, int], batch_seconds: float) -> List[List[str]]:
     """Consecutive batches of a longest-first list whose padded size (count x longest) stays
     within ``batch_seconds``; an utterance longer than that forms a batch on its own."""
-    limit = batch_seconds * SAMPLE_RATE
-    batches, current = [], []
-    for u in utts:
-        if current and (len(current) + 1) * lengths[current[0]] > limit:
-            batches.append(current)
-            current = []
-        current.append(u)
-    if current:
-        batches.append(current)
-    return batches
+    return pack_padded(utts, lengths.__getitem__, batch_seconds * SAMPLE_RATE)
 
 
 # ----------------------------------------------------------------------------------------------

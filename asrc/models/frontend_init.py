@@ -37,6 +37,7 @@ import torch
 from torch import Tensor, nn
 
 from asrc.models.wav2vec2 import Wav2Vec2CTC, lengths_to_padding_mask
+from asrc.utils.batching import pack_padded
 
 __all__ = [
     "LogMel", "TeacherFeatures", "FrontendInitStats", "regression_loss", "init_frontend", "length_batches", "data_dir_batches",
@@ -228,16 +229,7 @@ def init_frontend(model: Wav2Vec2CTC, batches: Iterable[Tuple[Tensor, Tensor]], 
 
 def group_by_length(lengths: Sequence[int], max_samples: int) -> List[List[int]]:
     """Index batches of similar length, at most ``max_samples`` padded samples each, shortest first."""
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    batches, cur = [], []
-    for i in order:
-        if cur and (len(cur) + 1) * lengths[i] > max_samples:
-            batches.append(cur)
-            cur = []
-        cur.append(i)
-    if cur:
-        batches.append(cur)
-    return batches
+    return pack_padded(sorted(range(len(lengths)), key=lambda i: lengths[i]), lengths.__getitem__, max_samples)
 
 
 def length_batches(lengths: Sequence[int], max_samples: int, seed: int = 0) -> Iterator[List[int]]:
