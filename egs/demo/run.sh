@@ -30,6 +30,7 @@ use_an4=auto                           # auto: when $AN4 (db.sh) is on disk; tru
 demo_config=demo_config.yaml
 teacher=../an4/teacher
 train_args=                            # extra asrc-train flags, e.g. "--max_epoch 1"
+train_threads=auto                     # torch threads of the training job (auto: the CPUs, at most 4)
 bench_args=                            # extra asrc-bench footprint flags, e.g. "--runs 3"
 
 . ./path.sh
@@ -39,6 +40,11 @@ bench_args=                            # extra asrc-bench footprint flags, e.g. 
 . utils/lib.sh
 
 stamps=exp/stages
+# Distillation is the demo's one long job and runs alone: give it the machine (path.sh: 1 thread).
+if [ "$train_threads" = auto ]; then
+    train_threads=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc 2>/dev/null || echo 1)  # nproc obeys OMP_*
+    [ "$train_threads" -gt 4 ] && train_threads=4
+fi
 [ -f "$teacher/model.pth" ] || die "no teacher at $teacher (egs/an4/run.sh trains it; --teacher DIR takes another)"
 if [ "$use_an4" = auto ]; then
     if [ -d "$AN4/wav" ]; then use_an4=true; else use_an4=false; fi
@@ -72,7 +78,7 @@ fi
 if stage_begin 2 "distillation ($demo_config)" $stamps; then
     log "log: exp/logs/distill.log (tensorboard --logdir exp/student)"
     # shellcheck disable=SC2086
-    $train_cmd exp/logs/distill.log \
+    OMP_NUM_THREADS=$train_threads $train_cmd exp/logs/distill.log \
         asrc-train --demo_config "$demo_config" --model_conf "teacher=$teacher" --encoder_conf "init=$teacher" \
             --output_dir exp/student --export_model_dir exp/student/model $train_args
     stage_done 2 $stamps
