@@ -16,7 +16,7 @@ Layer numbering
                    first, k = L / n (12 -> 4: 1, 4, 7, 10; 24 -> 4: 1, 7, 13, 19; 12 -> 5: 1, 3, 5, 8,
                    10; 6 -> 4: 1, 2, 4, 5). Where n divides L this is the Knowledge-Distillation-
                    Toolkit's ``every_k`` (teacher layers ``0, k, 2k, ...`` counted from 0), which the
-                   demo config names. Starting at the first layer matters: measured on the AN4
+                   demo config names. Starting at the first layer matters: measured on an AN4
                    teacher (6 pre-LN layers, egs/an4/RESULTS.md), a 4-layer student without any
                    training has 32 % dev CER with layers 1, 2, 4, 5 against 99 % with 2, 3, 5, 6
                    (evenly spaced but ending at the last); the teacher has 30 %.
@@ -56,10 +56,11 @@ The report gives, per conv layer, the cosine similarity of the student's and the
 conv-layer outputs (after norm and GELU) on the calibration input; by default a fixed batch of
 pink noise (:func:`default_calibration`, 8 x 2 s). Real speech is much better: pass some training
 utterances (a few tens of seconds; :func:`pad_waveforms` batches them) as ``calibration``
-(``asrc-train`` does, from ``--train_data_dir``). Measured on the AN4 teacher: its 6 layers with
-``conv_groups: 2`` and no training give 38 % dev CER when the kernels are fitted on 16 AN4
-training utterances, 74 % when fitted on pink noise (the teacher: 30 %), although the pink-noise
-cosines, measured on pink noise, look better (0.97-0.998 against 0.97-0.99).
+(``asrc-train`` does, from ``--train_data_dir``). Measured on an AN4 teacher (egs/an4, its
+pass 2): its 6 layers with ``conv_groups: 2`` and no training give 38 % dev CER when the
+kernels are fitted on 16 AN4 training utterances, 74 % when fitted on pink noise (the teacher:
+30 %), although the pink-noise cosines, measured on pink noise, look better (0.97-0.998
+against 0.97-0.99).
 """
 
 import numbers

@@ -15,11 +15,12 @@
 #   2  letter token list data/tokens.txt (fairseq dict.ltr.txt order, 32 tokens)
 #   3  front-end warm start: CNN + projection regress 80-dim log-mel (asrc-frontend-init)
 #   4  CTC training of the teacher with ESPnet's trainer (asrc-train): pass 1, 30 epochs from
-#      the warm start -> exp/teacher/model; pass 2, 8 epochs from it -> exp/teacher_pass2/model
+#      the warm start, CNN frozen -> exp/teacher/model; pass 2, 8 epochs from it, CNN frozen
+#      -> exp/teacher_pass2/model; pass 3, 6 epochs, CNN trained too -> exp/teacher_pass3/model
 #   5  greedy CTC decoding of AN4 test and the synthetic dev set (asrc-decode)
 #   6  scoring (asrc-score, sclite when installed) -> exp/teacher/RESULTS.md
 #   7  (only with --update_teacher true) replace the committed teacher in teacher/
-#      with exp/teacher_pass2/model
+#      with exp/teacher_pass3/model
 #   8  the distillation experiment, from the committed teacher/ ($student_teacher): the
 #      demo's student (4 layers, conv_groups 2; ../demo/demo_config.yaml) distilled, and the
 #      same student trained with CTC alone for the same updates, side by side
@@ -48,10 +49,12 @@ synth_seed=1                               # the demo's own synthetic test set u
 synth_engines=                             # default: every engine installed (piper, espeak, flite)
 train_config=conf/train_teacher.yaml       # ESPnet options of stage 4, pass 1
 pass2_config=conf/train_teacher_pass2.yaml # ESPnet options of stage 4, pass 2
+pass3_config=conf/train_teacher_pass3.yaml # ESPnet options of stage 4, pass 3
 model_config=conf/teacher_model.yaml       # architecture (Wav2Vec2Config) built in stage 3
 frontend_init_steps=300                    # stage 3 regression steps
 pass1_exp=exp/teacher                      # stage 4, pass 1
-teacher_exp=exp/teacher_pass2              # the final teacher's experiment (stage 4, pass 2)
+pass2_exp=exp/teacher_pass2                 # stage 4, pass 2
+teacher_exp=exp/teacher_pass3               # the final teacher's experiment (stage 4, pass 3)
 train_args=                                # extra asrc-train flags, e.g. "--max_epoch 2"
 narrow_model=conf/student_narrow_model.yaml # stages 11-13: the narrow student's architecture
 narrow_init_steps=300                      # stage 11 regression steps
@@ -106,21 +109,24 @@ if stage_begin 3 "front-end warm start on log-mel ($frontend_init_steps steps)" 
     stage_done 3 $stamps
 fi
 
-if stage_begin 4 "teacher CTC training (ESPnet trainer), two passes" $stamps; then
-    log "log: exp/logs/train_teacher.log (and $pass1_exp/train.log; tensorboard --logdir exp)"
-    # shellcheck disable=SC2086
-    $train_cmd exp/logs/train_teacher.log \
-        asrc-train --config "$train_config" --encoder_conf "init=$init_dir" \
-            --train_data_dir data/teacher_train --valid_data_dir data/teacher_dev --token_list data/tokens.txt \
-            --output_dir "$pass1_exp" --export_model_dir "$pass1_exp/model" --export_checkpoint valid.cer.ave.pth \
-            $train_args
-    log "log: exp/logs/train_teacher_pass2.log (and $teacher_exp/train.log)"
-    # shellcheck disable=SC2086
-    $train_cmd exp/logs/train_teacher_pass2.log \
-        asrc-train --config "$pass2_config" --encoder_conf "init=$pass1_exp/model" \
-            --train_data_dir data/teacher_train --valid_data_dir data/teacher_dev --token_list data/tokens.txt \
-            --output_dir "$teacher_exp" --export_model_dir "$teacher_exp/model" --export_checkpoint valid.cer.ave.pth \
-            $train_args
+if stage_begin 4 "teacher CTC training (ESPnet trainer), three passes" $stamps; then
+    # Each pass starts from the model the previous one exported (pass 1: the warm start).
+    init=$init_dir
+    for pass in 1 2 3; do
+        case $pass in
+            1) conf=$train_config; out=$pass1_exp; logname=train_teacher ;;
+            2) conf=$pass2_config; out=$pass2_exp; logname=train_teacher_pass2 ;;
+            3) conf=$pass3_config; out=$teacher_exp; logname=train_teacher_pass3 ;;
+        esac
+        log "pass $pass: log exp/logs/$logname.log (and $out/train.log; tensorboard --logdir exp)"
+        # shellcheck disable=SC2086
+        $train_cmd exp/logs/$logname.log \
+            asrc-train --config "$conf" --encoder_conf "init=$init" \
+                --train_data_dir data/teacher_train --valid_data_dir data/teacher_dev --token_list data/tokens.txt \
+                --output_dir "$out" --export_model_dir "$out/model" --export_checkpoint valid.cer.ave.pth \
+                $train_args
+        init=$out/model
+    done
     stage_done 4 $stamps
 fi
 
