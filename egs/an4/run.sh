@@ -102,6 +102,7 @@ fi
 init_dir=exp/teacher_frontend_init
 
 if stage_begin 3 "front-end warm start on log-mel ($frontend_init_steps steps)" $stamps; then
+    fresh_outputs "$init_dir"
     log "log: exp/logs/frontend_init.log"
     $train_cmd exp/logs/frontend_init.log \
         python -m asrc.bin.frontend_init --config "$model_config" --tokens data/tokens.txt \
@@ -110,6 +111,7 @@ if stage_begin 3 "front-end warm start on log-mel ($frontend_init_steps steps)" 
 fi
 
 if stage_begin 4 "teacher CTC training (ESPnet trainer), three passes" $stamps; then
+    fresh_outputs "$pass1_exp" "$pass2_exp" "$teacher_exp"
     # Each pass starts from the model the previous one exported (pass 1: the warm start).
     init=$init_dir
     for pass in 1 2 3; do
@@ -166,6 +168,7 @@ fi
 students="student_kd student_ctc"
 
 if stage_begin 8 "students: distillation and the CTC-only baseline (in parallel)" $stamps; then
+    fresh_outputs exp/student_kd exp/student_ctc
     # Both runs start from the same every_k initialisation of the teacher, with the same
     # schedule ($student_config: max_epoch x num_iters_per_epoch updates); only the loss differs.
     log "logs: exp/logs/train_student_kd.log, exp/logs/train_student_ctc.log (tensorboard --logdir exp)"
@@ -207,6 +210,7 @@ fi
 
 # ---- the narrow student: front end warm-started on the teacher's features, then KD vs CTC ----
 if stage_begin 11 "narrow student: front-end warm start on the teacher's features" $stamps; then
+    fresh_outputs exp/narrow_frontend_init
     log "log: exp/logs/narrow_frontend_init.log"
     $train_cmd exp/logs/narrow_frontend_init.log \
         python -m asrc.bin.frontend_init --config "$narrow_model" --tokens "$student_teacher/tokens.txt" \
@@ -216,6 +220,7 @@ if stage_begin 11 "narrow student: front-end warm start on the teacher's feature
 fi
 
 if stage_begin 12 "narrow student: distilled and CTC-only (in parallel)" $stamps; then
+    fresh_outputs exp/narrow_kd exp/narrow_ctc
     log "logs: exp/logs/train_narrow_kd.log, exp/logs/train_narrow_ctc.log"
     common=(--encoder_conf init=exp/narrow_frontend_init --train_data_dir data/train --valid_data_dir data/dev
             --token_list "$student_teacher/tokens.txt" --export_checkpoint valid.cer.ave.pth)

@@ -76,6 +76,7 @@ if stage_begin 1 "data (synthetic speech$([ "$use_an4" = true ] && echo ' + AN4'
 fi
 
 if stage_begin 2 "distillation ($demo_config)" $stamps; then
+    fresh_outputs exp/student
     log "log: exp/logs/distill.log (tensorboard --logdir exp/student)"
     # shellcheck disable=SC2086
     OMP_NUM_THREADS=$train_threads $train_cmd exp/logs/distill.log \

@@ -98,6 +98,7 @@ if stage_begin 5 "teacher" $stamps; then
     run_logged exp/logs/convert_teacher.log asrc-convert --from "$TEACHER_FORMAT" "$TEACHER" $imported --overwrite
     run_logged exp/logs/check_tokens.log python local/check_tokens.py $imported/tokens.txt data/tokens.txt
     if [ "$teacher_finetune" = true ]; then
+        fresh_outputs exp/teacher
         log "log: exp/logs/finetune_teacher.log (tensorboard --logdir exp/teacher)"
         # shellcheck disable=SC2086
         $train_cmd --gpu "$ngpu" exp/logs/finetune_teacher.log \
@@ -111,6 +112,7 @@ if stage_begin 5 "teacher" $stamps; then
 fi
 
 if stage_begin 6 "distillation (ESPnet trainer)" $stamps; then
+    fresh_outputs exp/student exp/student_frontend_init
     student_init=$teacher
     if [ -n "$student_model" ]; then
         student_init=exp/student_frontend_init

@@ -8,6 +8,8 @@
 #   fi
 #
 # A stage whose stamp exists is skipped unless the user passes --force_stages "3 5" (or "all").
+# Training commands resume a killed run from its last checkpoint; a forced stage must start
+# over instead, so training stages name their output dirs with fresh_outputs (see below).
 
 log() { echo "$(date '+%Y-%m-%d %H:%M:%S') ($(basename "$0")) $*" >&2; }
 
@@ -16,16 +18,35 @@ die() { log "ERROR: $*"; exit 1; }
 # stage_begin N DESCRIPTION STAMP_DIR -> 0 if the stage must run now.
 stage_begin() {
     local n=$1 desc=$2 dir=$3
+    stage_redo=false
     [ "$stage" -le "$n" ] && [ "$stop_stage" -ge "$n" ] || return 1
-    if [ -f "$dir/stage$n.done" ] && [[ " ${force_stages:-} " != *" $n "* ]] && [ "${force_stages:-}" != all ]; then
-        log "stage $n: $desc — already done ($dir/stage$n.done); --force_stages $n redoes it"
-        return 1
+    if [ -f "$dir/stage$n.done" ]; then
+        if [[ " ${force_stages:-} " != *" $n "* ]] && [ "${force_stages:-}" != all ]; then
+            log "stage $n: $desc — already done ($dir/stage$n.done); --force_stages $n redoes it"
+            return 1
+        fi
+        stage_redo=true
     fi
     log "stage $n: $desc"
     mkdir -p "$dir"
     # The command that resumes the recipe from this stage.
     echo "cd $(pwd) && $0 ${_recipe_args:-} --stage $n" > "$dir/stage$n.resume"
     return 0
+}
+
+# fresh_outputs DIR... : inside a stage that --force_stages redoes (its stamp exists), move
+# each DIR aside to DIR.old-<time> so that the trainer starts over instead of resuming the
+# finished run (which would only re-export the old model). A stage that runs for the first
+# time or after a kill keeps its dirs and resumes.
+fresh_outputs() {
+    [ "${stage_redo:-false}" = true ] || return 0
+    local d old
+    for d in "$@"; do
+        [ -e "$d" ] || continue
+        old="$d.old-$(date '+%Y%m%d-%H%M%S')"
+        mv "$d" "$old"
+        log "moved the previous $d to $old: the stage starts over"
+    done
 }
 
 stage_done() {

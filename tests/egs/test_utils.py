@@ -64,3 +64,31 @@ echo all-done
                        env={"FAIL_B": "2", "PATH": "/usr/bin:/bin"})
     assert r.returncode == 1 and "failed: see b.log" in r.stderr and "all-done" not in r.stdout
     assert (tmp_path / "a.done").is_file()  # the slow job was waited for, not abandoned
+
+
+def test_forced_stage_starts_training_outputs_over(tmp_path):
+    body = f"""stage=1
+stop_stage=100
+force_stages=
+. {UTILS}/parse_options.sh
+. {UTILS}/lib.sh
+if stage_begin 1 "train" st; then
+    fresh_outputs exp/run
+    mkdir -p exp/run
+    echo x >> exp/run/checkpoint
+    stage_done 1 st
+fi
+"""
+    # A first run (or one resumed after a kill: no stamp yet) keeps what is there.
+    (tmp_path / "exp" / "run").mkdir(parents=True)
+    (tmp_path / "exp" / "run" / "checkpoint").write_text("killed\n")
+    assert run_script(tmp_path, body).returncode == 0
+    assert (tmp_path / "exp" / "run" / "checkpoint").read_text() == "killed\nx\n"
+    assert not list((tmp_path / "exp").glob("run.old-*"))
+    # Forced: the finished run is moved aside, the stage starts from nothing.
+    r = run_script(tmp_path, body, "--force_stages", "1")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "exp" / "run" / "checkpoint").read_text() == "x\n"
+    old = list((tmp_path / "exp").glob("run.old-*"))
+    assert len(old) == 1 and (old[0] / "checkpoint").read_text() == "killed\nx\n"
+    assert "the stage starts over" in r.stderr
