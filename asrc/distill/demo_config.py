@@ -30,7 +30,8 @@ optimization.scheduler_method                        ``""``: none; ``linear_deca
 final_loss_coeff.{kd_loss, student_loss,             ``model_conf.loss_weights``
 cos_embed_loss, features_pen, hidden_loss}
 student_model.num_trans_layer_student_model          ``encoder_conf.config.num_layers``
-student_model.student_trans_layer_init_method        ``encoder_conf.layer_init`` (every_k, ...)
+student_model.student_trans_layer_init_method        ``encoder_conf.layer_init`` (every_k, first_k,
+                                                     last_k or a list of 1-based teacher layers)
 student_model.student_init_model_path                ``encoder_conf.init`` (default: the teacher)
 student_model.change_conv_layers / conv_groups       ``encoder_conf.config.conv_groups`` when
                                                      ``change_conv_layers`` is true; false = the
@@ -214,10 +215,15 @@ def translate(demo: Mapping, ctc_only: bool = False, source: str = "demo_config"
     elif student.get("conv_groups") not in (None, 1):
         logger.info("%s: change_conv_layers is false: conv_groups=%s ignored (teacher's front end)",
                     source, student.get("conv_groups"))
+    layer_init = student.get("student_trans_layer_init_method", "every_k")
+    if isinstance(layer_init, (list, tuple)):
+        layer_init = [_int(i, "student_model.student_trans_layer_init_method", source, 1) for i in layer_init]
+    else:
+        layer_init = str(layer_init)
     out["encoder"] = "asrc_wav2vec2"
     out["encoder_conf"] = {
         "init": str(student.get("student_init_model_path") or teacher),
-        "layer_init": str(student.get("student_trans_layer_init_method", "every_k")),
+        "layer_init": layer_init,
         "config": config,
     }
 

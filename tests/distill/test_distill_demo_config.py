@@ -59,6 +59,11 @@ def test_student_init_model_and_layer_map(demo):
     assert out["encoder_conf"]["init"] == "exp/other/model" and out["encoder_conf"]["layer_init"] == "first_k"
     assert out["model_conf"]["teacher"] == "../an4/teacher"
     assert out["model_conf"]["teacher_layer_map"] == {1: 2, 4: 6}
+    kd["student_model"]["student_trans_layer_init_method"] = [1, 3, 5, 6]
+    assert translate(demo)["encoder_conf"]["layer_init"] == [1, 3, 5, 6]
+    kd["student_model"]["student_trans_layer_init_method"] = [1, "3"]
+    with pytest.raises(ConfigError, match="student_trans_layer_init_method='3' must be an integer"):
+        translate(demo)
 
 
 @pytest.mark.parametrize("path,key", [
