@@ -29,7 +29,8 @@
 #   11-13 the narrow student (conf/student_narrow_model.yaml: half the teacher's width, no
 #      teacher weight fits): 11 front-end warm start on the teacher's CNN features
 #      (asrc-frontend-init --teacher), 12 distilled (CTC + KD + hidden-state loss) and
-#      CTC-only from that start, side by side, 13 int8, decoding, scoring -> exp/RESULTS_narrow.md
+#      CTC-only from that start, side by side (2000 updates each, ~55 min), 13 int8 of both,
+#      decoding, scoring -> exp/RESULTS_narrow.md
 #   ./run.sh --stage 1 --stop_stage 2 && ./run.sh --stage 8   # the experiment alone
 # Why stage 3 exists and what each option bought: RESULTS.md in this folder.
 set -euo pipefail
@@ -236,11 +237,13 @@ if stage_begin 12 "narrow student: distilled and CTC-only (in parallel)" $stamps
     stage_done 12 $stamps
 fi
 
-if stage_begin 13 "narrow student: int8, decoding and scoring -> exp/RESULTS_narrow.md" $stamps; then
-    run_logged exp/logs/quantize_narrow.log asrc-quantize exp/narrow_kd/model exp/narrow_kd_int8/model \
-        --mode static-pos --calib data/dev --overwrite
+if stage_begin 13 "narrow students: int8, decoding and scoring -> exp/RESULTS_narrow.md" $stamps; then
+    for m in kd ctc; do
+        run_logged exp/logs/quantize_narrow_$m.log asrc-quantize exp/narrow_$m/model exp/narrow_${m}_int8/model \
+            --mode static-pos --calib data/dev --overwrite
+    done
     rows=()
-    for m in narrow_kd narrow_ctc narrow_kd_int8; do
+    for m in narrow_kd narrow_ctc narrow_kd_int8 narrow_ctc_int8; do
         $decode_cmd exp/logs/decode_${m}_test.log \
             asrc-decode --model exp/$m/model --data data/test --out exp/$m/decode_test --nj "$nj"
         run_logged exp/logs/score_${m}_test.log asrc-score --ref data/test/text --hyp exp/$m/decode_test/text \
