@@ -13,6 +13,7 @@ setup(
         "pyyaml",
         "soundfile",
         "tqdm",
+        "Unidecode",  # transliteration of transcripts (asrc.data.text)
     ],
     extras_require={
         "train": ["espnet==202511", "tensorboard", "kaldiio", "sentencepiece"],

@@ -34,6 +34,7 @@ on real audio (logit cosine, argmax agreement, greedy-output difference).
 import argparse
 import io
 import json
+import math
 import os
 import platform
 import statistics
@@ -285,54 +286,138 @@ def format_markdown(rows: List[Row], env: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def label_groups(rows: List[Row], near: float = 0.08):
-    """Plot labels, one per cluster of points closer than ``near`` decades on both log axes
-    (e.g. the teacher and the transformers peer: same size, about the same speed), so that
-    labels do not print over each other. Returns ``[((rtf, mb), [label, ...]), ...]``."""
-    import math
+# Label offsets tried around a point, in points: nearest ring first, right of the point first.
+_OFFSETS = [(dx * r, dy * r) for r in (5, 12, 22, 34, 48)
+            for dx, dy in ((1, 0), (1, 1), (1, -1), (0, 1), (0, -1), (-1, 1), (-1, -1), (-1, 0))]
 
-    groups = []
-    for r in sorted(rows, key=lambda r: (r.mb, r.rtf)):
-        label = r.name + (f" (WER {r.wer:.2f}%)" if r.wer is not None else "")
-        for (x, y), names in groups:
-            if abs(math.log10(r.rtf / x)) < near and abs(math.log10(r.mb / y)) < near:
-                names.append(label)
+
+def _annotate(ax, label: str, xy, offset, fontsize: float):
+    from matplotlib.patheffects import withStroke
+
+    dx, dy = offset
+    far = max(abs(dx), abs(dy)) > _OFFSETS[0][0]
+    return ax.annotate(label, xy, xytext=offset, textcoords="offset points", fontsize=fontsize,
+                       ha="left" if dx > 0 else "right" if dx < 0 else "center",
+                       va="bottom" if dy > 0 else "top" if dy < 0 else "center",
+                       path_effects=[withStroke(linewidth=2, foreground="white")],  # legible over lines
+                       arrowprops=dict(arrowstyle="-", lw=0.5, color="grey") if far else None)
+
+
+def place_labels(ax, points, labels, fontsize: float = 7.0) -> list:
+    """Annotate each point with its label, anchored at the point itself.
+
+    The text goes to the first offset of ``_OFFSETS`` where it stays inside the axes and overlaps
+    no label placed before, no marker and not the legend (a thin line joins it to its point
+    beyond the first ring). Call once the axes' limits and layout are final. Returns the
+    annotations in point order.
+    """
+    from matplotlib.text import Text
+    from matplotlib.transforms import Bbox
+
+    renderer = ax.figure.canvas.get_renderer()
+
+    def text_box(ann):  # the text alone, without its line to the point
+        ann.update_positions(renderer)
+        return Text.get_window_extent(ann, renderer)
+
+    frame = ax.get_window_extent(renderer)
+    half = 4 * ax.figure.dpi / 72.0  # half a marker's width (s=60: ~7.7 points)
+    taken = [Bbox.from_bounds(x - half, y - half, 2 * half, 2 * half) for x, y in ax.transData.transform(points)]
+    if ax.get_legend() is not None:
+        taken.append(ax.get_legend().get_window_extent(renderer))
+    annotations = []
+    for xy, label in zip(points, labels):
+        for offset in _OFFSETS:
+            ann = _annotate(ax, label, xy, offset, fontsize)
+            box = text_box(ann)
+            inside = frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
+            if inside and not any(box.overlaps(b) for b in taken):
                 break
-        else:
-            groups.append(((r.rtf, r.mb), [label]))
-    return groups
+            ann.remove()
+        else:  # nowhere free: the first place, overlapping
+            ann = _annotate(ax, label, xy, _OFFSETS[0], fontsize)
+        taken.append(text_box(ann))
+        annotations.append(ann)
+    return annotations
 
 
-def plot(rows: List[Row], path, env: dict):
+def pareto_front(points) -> list:
+    """The points no other point beats on both coordinates (lower is better), by the first."""
+    front = []
+    for x, y in sorted(set(points)):
+        if not front or y < front[-1][1]:
+            front.append((x, y))
+    return front
+
+
+def _log_tick_labels(axis, low: float, high: float):
+    """Plain numbers on a log axis (0.003, 0.7, 10, not 3e-01): at 1, 2, 3 and 5 x 10^k, or at
+    every tick where the axis spans less than a factor of 3 (else there may be none)."""
+    from matplotlib.ticker import FuncFormatter
+
+    shown = range(1, 10) if high < 3 * low else (1, 2, 3, 5)
+
+    def label(x, _pos=None):
+        mantissa = x / 10 ** math.floor(math.log10(x) + 1e-9)
+        return f"{x:g}" if round(mantissa, 6) in shown else ""
+
+    axis.set_major_formatter(FuncFormatter(label))
+    axis.set_minor_formatter(FuncFormatter(label))
+
+
+def figure(rows: List[Row], env: dict):
+    """The footprint figure: size vs speed, and WER vs size and vs speed for rows with a WER."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     colours = {"asrc": "tab:blue", "transformers": "tab:red", "onnxruntime": "tab:green"}
-    fig, ax = plt.subplots(figsize=(8, 5.5))
-    for r in rows:
-        marker = "o" if r.precision == "fp32" else "s"
-        ax.scatter(r.rtf, r.mb, c=colours.get(r.runtime, "k"), marker=marker, s=60, zorder=3)
-    for (x, y), names in label_groups(rows):
-        ax.annotate("\n".join(names), (x, y), textcoords="offset points", xytext=(6, 4), fontsize=7)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel(f"real-time factor ({env['threads']} threads, {env['input_seconds']:g} s input; lower is faster)")
-    ax.set_ylabel("size on disk (MB)")
-    ax.set_title("asrc footprint: size vs speed" + (" (labels: WER)" if any(r.wer is not None for r in rows) else ""))
+    speed = f"real-time factor ({env['threads']} threads, {env['input_seconds']:g} s input; lower is faster)"
+    size, wer = "size on disk (MB)", "WER (%)"
+    panels = [("size vs speed", speed, size, [(r, r.rtf, r.mb) for r in rows])]
+    scored = [r for r in rows if r.wer is not None]
+    if scored:
+        panels += [("WER vs size", size, wer, [(r, r.mb, r.wer) for r in scored]),
+                   ("WER vs speed", speed, wer, [(r, r.rtf, r.wer) for r in scored])]
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 5), dpi=120, squeeze=False)
+    axes = axes[0]
+    for ax, (title, xlabel, ylabel, points) in zip(axes, panels):
+        for r, x, y in points:
+            ax.scatter(x, y, c=colours.get(r.runtime, "k"), marker="o" if r.precision == "fp32" else "s",
+                       s=60, zorder=3)
+        front = pareto_front([(x, y) for _, x, y in points])
+        ax.plot(*zip(*front), ls="--", lw=0.8, c="grey", drawstyle="steps-post", zorder=2, label="Pareto front")
+        ax.set_xscale("log")
+        ax.set_yscale("linear" if ylabel == wer else "log")
+        ax.margins(0.15)
+        _log_tick_labels(ax.xaxis, *ax.get_xlim())
+        if ylabel != wer:
+            _log_tick_labels(ax.yaxis, *ax.get_ylim())
+        ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+        ax.grid(True, which="both", alpha=0.3)
     for runtime, colour in colours.items():
-        ax.scatter([], [], c=colour, label=runtime)
-    ax.scatter([], [], c="grey", marker="o", label="float32")
-    ax.scatter([], [], c="grey", marker="s", label="int8")
-    ax.legend(fontsize=8, loc="lower right")
-    ax.grid(True, which="both", alpha=0.3)
+        axes[0].scatter([], [], c=colour, label=runtime)
+    axes[0].scatter([], [], c="grey", marker="o", label="float32")
+    axes[0].scatter([], [], c="grey", marker="s", label="int8")
+    axes[0].legend(fontsize=8, loc="best")
+    fig.suptitle("asrc footprint (lower left is better; dashed: the Pareto front)")
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120)
-    plt.close(fig)
+    for ax, (*_, points) in zip(axes, panels):
+        place_labels(ax, [(x, y) for _, x, y in points], [r.name for r, _, _ in points])
+    return fig
+
+
+def plot(rows: List[Row], path, env: dict):
+    """Write :func:`figure` as a PNG to ``path``."""
+    import matplotlib.pyplot as plt
+
     from asrc.utils.io import atomic_write
 
+    fig = figure(rows, env)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
     with atomic_write(path, "wb") as f:
         f.write(buf.getvalue())
 
@@ -365,7 +450,7 @@ def add_arguments(parser: argparse.ArgumentParser):
     parser.add_argument("--workdir", help="where the saved models go (default: a temporary directory)")
     parser.add_argument("--json", help="write rows + environment as JSON")
     parser.add_argument("--markdown", help="write the markdown table")
-    parser.add_argument("--plot", help="write a PNG: size vs RTF (+ WER labels)")
+    parser.add_argument("--plot", help="write a PNG: size vs RTF (+ WER vs size and vs RTF with --wer)")
 
 
 def run(args) -> int:

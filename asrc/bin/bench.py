@@ -10,10 +10,12 @@ import importlib
 import sys
 
 from asrc.bench import SUBCOMMANDS
+from asrc.bin._cli import ArgumentParser, command
 
 
+@command("asrc-bench")
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="asrc-bench", description=__doc__.split("\n")[0])
+    parser = ArgumentParser(prog="asrc-bench", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     modules = {}
     for name, module_path in SUBCOMMANDS.items():

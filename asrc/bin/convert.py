@@ -13,6 +13,7 @@ only files you trust.
 import argparse
 import sys
 
+from asrc.bin._cli import ArgumentParser, command
 from asrc.errors import AsrcError
 from asrc.models.import_fairseq import convert_fairseq, read_fairseq_dict
 from asrc.models.import_hf import convert_hf
@@ -20,9 +21,9 @@ from asrc.models.io import is_model_dir
 
 
 def get_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="asrc-convert", description=__doc__.split("\n")[0],
-                                     epilog=__doc__.split("\n", 2)[2],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog="asrc-convert", description=__doc__.split("\n")[0],
+                            epilog=__doc__.split("\n", 2)[2],
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--from", dest="source_format", required=True, choices=("hf", "fairseq"),
                         help="hf: a Wav2Vec2ForCTC folder; fairseq: a wav2vec 2.0 .pt checkpoint")
     parser.add_argument("src", help="Hugging Face folder or fairseq .pt file")
@@ -37,20 +38,16 @@ def get_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@command("asrc-convert")
 def main(argv=None) -> int:
     args = get_parser().parse_args(argv)
     if is_model_dir(args.out) and not args.overwrite:
-        print(f"asrc-convert: {args.out} already holds a model; pass --overwrite to replace it", file=sys.stderr)
-        return 1
-    try:
-        if args.source_format == "hf":
-            tokens = read_fairseq_dict(args.dict_path) if args.dict_path else None
-            imported = convert_hf(args.src, args.out, normalize=args.normalize, tokens=tokens)
-        else:
-            imported = convert_fairseq(args.src, args.out, dict_path=args.dict_path, normalize=args.normalize)
-    except (AsrcError, ValueError, FileNotFoundError) as e:
-        print(f"asrc-convert: error: {e}", file=sys.stderr)
-        return 1
+        raise AsrcError(f"{args.out} already holds a model; pass --overwrite to replace it")
+    if args.source_format == "hf":
+        tokens = read_fairseq_dict(args.dict_path) if args.dict_path else None
+        imported = convert_hf(args.src, args.out, normalize=args.normalize, tokens=tokens)
+    else:
+        imported = convert_fairseq(args.src, args.out, dict_path=args.dict_path, normalize=args.normalize)
     for line in imported.report():
         print(line)
     print(f"wrote {args.out}")

@@ -10,6 +10,7 @@ Usage:
     asrc-data tokens data/tokens.txt --type letter
     asrc-data tokens data/bpe/tokens.txt --type bpe --text data/train_960/text --vocab-size 300
     asrc-data validate data/dev_clean --tokens data/tokens.txt
+    asrc-data validate data/dev_clean --deep        # also decode every file and run cmd | pipes
     asrc-data combine data/train_all data/train_clean_100 data/train_clean_360
 
 Each command is a thin wrapper over a function of :mod:`asrc.data`.
@@ -92,6 +93,7 @@ def _synth(args):
     counts = synthesize_corpus(
         args.out, subsets, utts_per_speaker=args.utts_per_speaker, text_file=args.text, seed=args.seed,
         nj=args.nj, engines=args.engines.split(",") if args.engines else None, progress=not args.no_progress,
+        first_speaker=args.first_speaker,
     )
     for subset, n in counts.items():
         print(f"{args.out / subset}: {n} utterances")
@@ -125,7 +127,7 @@ def _validate(args):
     status = 0
     for data_dir in args.dirs:
         problems = validate_data_dir(data_dir, token_list=token_list, expected_sr=args.sample_rate or None,
-                                     check_audio=not args.no_audio, nj=args.nj)
+                                     check_audio=not args.no_audio, nj=args.nj, deep=args.deep)
         for problem in problems:
             print(f"{data_dir}: {problem}")
         if problems:
@@ -144,13 +146,20 @@ def _combine(args):
 
 
 def _summarise(written):
+    from asrc.data.datadir import LOST_CHARS_FILE, SKIPPED_FILE
+
     for name, path in written.items():
-        with open(Path(path) / "wav.scp", encoding="utf-8") as f:
-            n = sum(1 for _ in f)
-        with open(Path(path) / "skipped.txt", encoding="utf-8") as f:
-            skipped = sum(1 for _ in f)
-        note = f", {skipped} skipped (see {Path(path) / 'skipped.txt'})" if skipped else ""
-        print(f"{path}: {n} utterances{note}")
+        counts = {}
+        for report in ("wav.scp", SKIPPED_FILE, LOST_CHARS_FILE):
+            with open(Path(path) / report, encoding="utf-8") as f:
+                counts[report] = sum(1 for _ in f)
+        note = ""
+        if counts[SKIPPED_FILE]:
+            note += f", {counts[SKIPPED_FILE]} skipped (see {Path(path) / SKIPPED_FILE})"
+        if counts[LOST_CHARS_FILE]:
+            note += (f", {counts[LOST_CHARS_FILE]} transcript(s) lost characters with no ASCII spelling "
+                     f"(see {Path(path) / LOST_CHARS_FILE})")
+        print(f"{path}: {counts['wav.scp']} utterances{note}")
 
 
 def build_parser():
@@ -206,7 +215,9 @@ def build_parser():
                    "default: built-in numbers/dates/letters/commands")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--nj", type=int, default=2)
-    p.add_argument("--engines", help="comma list of piper,espeak,flite (default: those available)")
+    p.add_argument("--engines", help="comma list of piper,espeak,flite,festival (default: those available)")
+    p.add_argument("--first-speaker", type=int, default=1000,
+                   help="first speaker id (default %(default)s); corpora to be combined need disjoint ids")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_synth)
 
@@ -227,6 +238,8 @@ def build_parser():
     p.add_argument("--tokens", type=Path, help="token list: report characters outside it")
     p.add_argument("--sample-rate", type=int, default=16000, help="expected rate, 0 = any (default 16000)")
     p.add_argument("--no-audio", action="store_true", help="skip reading audio headers")
+    p.add_argument("--deep", action="store_true",
+                   help="decode every audio file in full (truncation, NaN/Inf) and run cmd | pipes")
     p.add_argument("--nj", type=int, default=1)
     p.set_defaults(func=_validate)
 

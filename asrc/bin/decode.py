@@ -13,6 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from asrc.bin._cli import ArgumentParser, command
 from asrc.decode.ctc import read_word_list, write_letter_lexicon
 from asrc.decode.decode_dir import DecodeOptions, decode_dir, resolve_model_dir
 
@@ -59,7 +60,7 @@ def options_from_args(args, lexicon_dir: Path, tokens) -> DecodeOptions:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="asrc-decode", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(prog="asrc-decode", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="asrc model directory or ESPnet experiment directory")
     p.add_argument("--data", required=True, help="Kaldi-style data directory with wav.scp")
     p.add_argument("--out", required=True, help="output directory")
@@ -73,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+@command("asrc-decode")
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     out = Path(args.out)

@@ -17,14 +17,14 @@ beyond the tolerance (max |logit difference| 1e-3 for float exports).
 import argparse
 import sys
 
-from asrc.errors import AsrcError
+from asrc.bin._cli import ArgumentParser, command
 
 
 def get_parser() -> argparse.ArgumentParser:
     from asrc.quant.export import FORMATS
 
-    parser = argparse.ArgumentParser(prog="asrc-export", description=__doc__.split("\n")[0],
-                                     epilog=__doc__.split("\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog="asrc-export", description=__doc__.split("\n")[0],
+                            epilog=__doc__.split("\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", help="model directory (float, or asrc-quantize output for torchscript)")
     parser.add_argument("out", help="file to write (.onnx / .pt)")
     parser.add_argument("--format", required=True, choices=FORMATS)
@@ -34,24 +34,21 @@ def get_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@command("asrc-export")
 def main(argv=None) -> int:
     args = get_parser().parse_args(argv)
     from asrc.models import load
     from asrc.quant.export import check_export, export_model
 
-    try:
-        model = load(args.model)
-        path = export_model(model, args.out, args.format, int8=args.int8)
-        size = path.stat().st_size / 1e6
-        print(f"{path}: {args.format}{' int8' if args.int8 else ''}, {size:.1f} MB")
-        if args.check:
-            report = check_export(model, path, args.format, int8=args.int8)
-            print(report["message"])
-            if not report["ok"]:
-                return 1
-    except (AsrcError, FileNotFoundError, ValueError) as e:
-        print(f"asrc-export: error: {e}", file=sys.stderr)
-        return 1
+    model = load(args.model)
+    path = export_model(model, args.out, args.format, int8=args.int8)
+    size = path.stat().st_size / 1e6
+    print(f"{path}: {args.format}{' int8' if args.int8 else ''}, {size:.1f} MB")
+    if args.check:
+        report = check_export(model, path, args.format, int8=args.int8)
+        print(report["message"])
+        if not report["ok"]:
+            return 1
     return 0
 
 

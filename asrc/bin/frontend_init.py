@@ -19,10 +19,12 @@ import argparse
 
 import torch
 
+from asrc.bin._cli import ArgumentParser, command
+
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="asrc-frontend-init", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(prog="asrc-frontend-init", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", required=True, help="Wav2Vec2Config YAML of the model to build")
     p.add_argument("--tokens", required=True, help="tokens.txt (one per line; count must equal vocab_size)")
     p.add_argument("--data-dir", required=True, help="Kaldi-style data dir whose audio is used (wav.scp ...)")
@@ -39,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+@command("asrc-frontend-init")
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     from asrc.models import Wav2Vec2Config, build_model, read_token_list

@@ -15,16 +15,14 @@ import json
 import sys
 from pathlib import Path
 
-import yaml
-
-from asrc.errors import AsrcError
+from asrc.bin._cli import ArgumentParser, command
 from asrc.models.config import Wav2Vec2Config
 from asrc.models.footprint import footprint
 from asrc.models.io import CONFIG_NAME, QUANT_NAME, TOKENS_NAME, WEIGHTS_NAME
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="asrc-info", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(prog="asrc-info", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", help="model directory (with config.yaml) or a config.yaml file")
     p.add_argument("--seconds", type=float, default=1.0,
                    help="clip length for MACs per second of audio (default 1.0 = 16000 samples)")
@@ -44,8 +42,9 @@ def describe(path) -> dict:
                  if (path / name).is_file()}
         quantization = None
         if QUANT_NAME in files:
-            with open(path / QUANT_NAME, encoding="utf-8") as f:
-                quantization = (yaml.safe_load(f) or {}).get("mode")
+            from asrc.quant.quantize import QuantizationSpec
+
+            quantization = QuantizationSpec.from_yaml_file(path / QUANT_NAME).mode
     elif path.is_file():
         config_path, files, quantization = path, {path.name: path.stat().st_size}, None
     else:
@@ -54,14 +53,11 @@ def describe(path) -> dict:
             "quantization": quantization}
 
 
+@command("asrc-info")
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        info = describe(args.model)
-        fp = footprint(info["config"], seconds=args.seconds)
-    except (AsrcError, FileNotFoundError, ValueError) as e:
-        print(f"asrc-info: error: {e}", file=sys.stderr)
-        return 1
+    info = describe(args.model)
+    fp = footprint(info["config"], seconds=args.seconds)
     if args.json:
         print(json.dumps({**info, "config": info["config"].to_dict(), "footprint": fp.to_dict()}, indent=2))
         return 0

@@ -24,14 +24,15 @@ import argparse
 import sys
 from pathlib import Path
 
+from asrc.bin._cli import ArgumentParser, command
 from asrc.errors import AsrcError
 
 
 def get_parser() -> argparse.ArgumentParser:
     from asrc.quant import MODES
 
-    parser = argparse.ArgumentParser(prog="asrc-quantize", description=__doc__.split("\n")[0],
-                                     epilog=__doc__.split("\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog="asrc-quantize", description=__doc__.split("\n")[0],
+                            epilog=__doc__.split("\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("src", help="float model directory (config.yaml + model.pth)")
     parser.add_argument("out", help="quantized model directory to write")
     parser.add_argument("--mode", default="dynamic", choices=sorted(MODES), help="what to quantize (default: dynamic)")
@@ -46,6 +47,7 @@ def get_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@command("asrc-quantize")
 def main(argv=None) -> int:
     args = get_parser().parse_args(argv)
     import torch
@@ -55,40 +57,36 @@ def main(argv=None) -> int:
     from asrc.quant import quantize_model, read_waveforms, save_quantized
     from asrc.quant.agreement import agreement, format_agreement
 
-    try:
-        src, out = Path(args.src), Path(args.out)
-        if not is_model_dir(src):
-            raise FileNotFoundError(f"{src}: not a model directory (config.yaml + model.pth)")
-        if (src / QUANT_NAME).is_file():
-            raise AsrcError(f"{src}: already quantized ({QUANT_NAME}); quantize the float model")
-        if out.exists() and any(out.iterdir()) and not args.overwrite:
-            raise AsrcError(f"{out}: exists and is not empty (use --overwrite)")
-        if args.mode.startswith("static-") and not args.calib:
-            raise AsrcError(f"--mode {args.mode} needs --calib DATA_DIR (a data dir with wav.scp)")
-        model = load(src)
-        calib, info = None, {}
-        if args.calib:
-            calib, info = read_waveforms(args.calib, max_utterances=args.calib_utts)
-        reduce_range = None if args.activation_bits is None else args.activation_bits == 7
-        qmodel, spec = quantize_model(model, args.mode, calib, engine=args.engine, reduce_range=reduce_range,
-                                      calibration_info=info)
-        spec.calibration.setdefault("source_model", str(src))
-        save_quantized(qmodel, spec, out)
-        mb_in = (src / "model.pth").stat().st_size / 1e6
-        mb_out = (out / "model.pth").stat().st_size / 1e6
-        print(f"{out}: mode {args.mode}, {len(spec.dynamic_int8_linear)} int8 Linear, "
-              f"{len(spec.static_int8_conv)} int8 Conv; model.pth {mb_in:.1f} MB -> {mb_out:.1f} MB "
-              f"({mb_in / mb_out:.2f}x smaller)")
-        if args.check:
-            waves, _ = read_waveforms(args.check, max_utterances=50, max_seconds=600)
-            reloaded = load(out)
-            with torch.inference_mode():
-                stats = agreement(model, reloaded, waves, blank=0)
-            print(f"agreement with the float model on {args.check}:")
-            print("\n".join("  " + line for line in format_agreement(stats)))
-    except (AsrcError, FileNotFoundError, ValueError) as e:
-        print(f"asrc-quantize: error: {e}", file=sys.stderr)
-        return 1
+    src, out = Path(args.src), Path(args.out)
+    if not is_model_dir(src):
+        raise FileNotFoundError(f"{src}: not a model directory (config.yaml + model.pth)")
+    if (src / QUANT_NAME).is_file():
+        raise AsrcError(f"{src}: already quantized ({QUANT_NAME}); quantize the float model")
+    if out.exists() and any(out.iterdir()) and not args.overwrite:
+        raise AsrcError(f"{out}: exists and is not empty (use --overwrite)")
+    if args.mode.startswith("static-") and not args.calib:
+        raise AsrcError(f"--mode {args.mode} needs --calib DATA_DIR (a data dir with wav.scp)")
+    model = load(src)
+    calib, info = None, {}
+    if args.calib:
+        calib, info = read_waveforms(args.calib, max_utterances=args.calib_utts)
+    reduce_range = None if args.activation_bits is None else args.activation_bits == 7
+    qmodel, spec = quantize_model(model, args.mode, calib, engine=args.engine, reduce_range=reduce_range,
+                                  calibration_info=info)
+    spec.calibration.setdefault("source_model", str(src))
+    save_quantized(qmodel, spec, out)
+    mb_in = (src / "model.pth").stat().st_size / 1e6
+    mb_out = (out / "model.pth").stat().st_size / 1e6
+    print(f"{out}: mode {args.mode}, {len(spec.dynamic_int8_linear)} int8 Linear, "
+          f"{len(spec.static_int8_conv)} int8 Conv; model.pth {mb_in:.1f} MB -> {mb_out:.1f} MB "
+          f"({mb_in / mb_out:.2f}x smaller)")
+    if args.check:
+        waves, _ = read_waveforms(args.check, max_utterances=50, max_seconds=600)
+        reloaded = load(out)
+        with torch.inference_mode():
+            stats = agreement(model, reloaded, waves, blank=0)
+        print(f"agreement with the float model on {args.check}:")
+        print("\n".join("  " + line for line in format_agreement(stats)))
     return 0
 
 

@@ -16,25 +16,29 @@ import json
 import sys
 from pathlib import Path
 
+from asrc.bin._cli import ArgumentParser, command
+from asrc.errors import AsrcError
 from asrc.score.results import _counts, record_from_decode_dir, render_results
 from asrc.utils.io import atomic_write
 
 
+@command("asrc-results")
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="asrc-results", description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser = ArgumentParser(prog="asrc-results", description=__doc__.split("\n")[0],
+                            formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--out", required=True, type=Path, help="RESULTS.md to write")
     parser.add_argument("--row", nargs=3, action="append", required=True, metavar=("MODEL", "DATASET", "DECODE_DIR"))
     parser.add_argument("--note", type=Path, help="markdown appended after the tables")
     parser.add_argument("--wer-json", type=Path, help="write {model: WER} of --wer-dataset here")
     parser.add_argument("--wer-dataset", help="dataset for --wer-json (default: the first row's)")
     args = parser.parse_args(argv)
+    if args.out.is_dir():
+        raise AsrcError(f"--out {args.out} is a directory; give the RESULTS.md file to write")
 
     records = []
     for model, dataset, decode_dir in args.row:
         if not (Path(decode_dir) / "score_wer" / "score.json").is_file():
-            print(f"asrc-results: {decode_dir}: no score_wer/score.json (run asrc-score first)", file=sys.stderr)
-            return 1
+            raise AsrcError(f"{decode_dir}: no score_wer/score.json (run asrc-score first)")
         records.append(record_from_decode_dir(model, dataset, decode_dir))
     text = render_results(records)
     if args.note:

@@ -11,12 +11,13 @@ writes ``OUT/score_wer/`` (and ``OUT/score_cer/``): ``ref.trn``, ``hyp.trn``, ``
 import argparse
 import sys
 
+from asrc.bin._cli import ArgumentParser, command
 from asrc.data.datadir import read_table
 from asrc.score.scorer import score_dir
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="asrc-score", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(prog="asrc-score", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--ref", required=True, help="reference Kaldi text file (utt WORDS...)")
     p.add_argument("--hyp", required=True, help="hypothesis Kaldi text file (utt WORDS...)")
     p.add_argument("--out", required=True, help="output directory (score_wer/, score_cer/ go inside)")
@@ -37,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+@command("asrc-score")
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     refs = read_table(args.ref)

@@ -25,12 +25,12 @@ Two CPU processes (gloo) on one machine:
 import argparse
 import sys
 
-from asrc.errors import AsrcError
+from asrc.bin._cli import ArgumentParser, command
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="asrc-train", add_help=False,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser = ArgumentParser(prog="asrc-train", add_help=False,
+                            formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("-h", "--help", action="store_true", help="show this help and ESPnet's options")
     parser.add_argument("--demo_config", help="a demo_config.yaml in the original toolkit's terms "
                                               "(asrc.distill.demo_config); --config and flags override it")
@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@command("asrc-train", status=2)
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
@@ -61,22 +62,18 @@ def main(argv=None) -> int:
 
     from asrc.espnet.launch import default_output_dir, train
 
-    try:
-        defaults = {}
-        if args.demo_config:
-            from asrc.distill.demo_config import translate_file
+    defaults = {}
+    if args.demo_config:
+        from asrc.distill.demo_config import translate_file
 
-            defaults = translate_file(args.demo_config, ctc_only=args.ctc_only)
-        output_dir = args.output_dir or default_output_dir(args.exp_dir, args.tag, args.config, args.demo_config,
-                                                           args.ctc_only)
-        if args.config:
-            espnet_args = ["--config", args.config] + espnet_args
-        espnet_args += ["--output_dir", output_dir]
-        train(espnet_args, defaults, command=[sys.executable, "-m", "asrc.bin.train"] + argv, export_dir=args.export_model_dir,
-              export_checkpoint=args.export_checkpoint)
-    except (AsrcError, FileNotFoundError) as e:
-        print(f"asrc-train: error: {e}", file=sys.stderr)
-        return 2
+        defaults = translate_file(args.demo_config, ctc_only=args.ctc_only)
+    output_dir = args.output_dir or default_output_dir(args.exp_dir, args.tag, args.config, args.demo_config,
+                                                       args.ctc_only)
+    if args.config:
+        espnet_args = ["--config", args.config] + espnet_args
+    espnet_args += ["--output_dir", output_dir]
+    train(espnet_args, defaults, command=[sys.executable, "-m", "asrc.bin.train"] + argv, export_dir=args.export_model_dir,
+          export_checkpoint=args.export_checkpoint)
     return 0
 
 

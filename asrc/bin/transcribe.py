@@ -15,13 +15,14 @@ from pathlib import Path
 
 import torch
 
+from asrc.bin._cli import ArgumentParser, command
 from asrc.bin.decode import add_search_arguments, options_from_args
 from asrc.decode.decode_dir import resolve_model_dir
 from asrc.decode.transcribe import transcribe_files
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="asrc-transcribe", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(prog="asrc-transcribe", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", help="asrc model directory (or ESPnet experiment directory)")
     p.add_argument("audio", nargs="+", help="audio files (anything soundfile reads: wav, flac, ogg, ...)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
@@ -29,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+@command("asrc-transcribe")
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     torch.set_num_threads(args.threads)

@@ -19,10 +19,10 @@ import os
 import re
 from pathlib import Path
 
-from asrc.data.audio import AudioHeaderError, audio_info
+from asrc.data.audio import AudioFileError, AudioHeaderError, check_audio
 from asrc.data.datadir import Utterance, write_data_dir
 from asrc.data.download import extract_archive, fetch_and_extract
-from asrc.data.text import normalize_text
+from asrc.data.text import normalize_text_lost
 from asrc.errors import AsrcError
 
 __all__ = ["AN4_URL", "AN4_MIRRORS", "download_an4", "prepare_an4", "split_speakers"]
@@ -80,8 +80,9 @@ def prepare_an4(an4_root, out_dir, dev_fraction: float = 0.1) -> dict:
     ``dev`` holds the training speakers chosen by :func:`split_speakers` (``dev_fraction`` of
     each gender, evenly spaced in sorted order: deterministic, no random state). Each
     utterance listed in ``.fileids`` or ``.transcription`` ends up in a table or in
-    ``skipped.txt`` with the reason (missing audio or transcript, unreadable audio, empty
-    transcript).
+    ``skipped.txt`` with the reason (missing audio or transcript, unreadable or truncated
+    audio, empty transcript); transcripts that lost characters with no ASCII spelling are
+    listed in ``text_lost_chars.txt``.
     """
     an4_root = Path(an4_root)
     if not _is_an4_root(an4_root) and _is_an4_root(an4_root / "an4"):
@@ -90,8 +91,8 @@ def prepare_an4(an4_root, out_dir, dev_fraction: float = 0.1) -> dict:
         raise FileNotFoundError(f"prepare_an4: {an4_root} is not an AN4 folder (needs wav/ and etc/)")
     an4_root = an4_root.resolve()
     out_dir = Path(out_dir)
-    train_utts, train_skipped = _read_part(an4_root, "train")
-    test_utts, test_skipped = _read_part(an4_root, "test")
+    train_utts, train_skipped, train_lost = _read_part(an4_root, "train")
+    test_utts, test_skipped, test_lost = _read_part(an4_root, "test")
     train_speakers = {u.speaker for u in train_utts}
     dev_speakers = set(split_speakers(sorted(train_speakers), dev_fraction))
     if not dev_speakers:
@@ -104,12 +105,14 @@ def prepare_an4(an4_root, out_dir, dev_fraction: float = 0.1) -> dict:
         "train": write_data_dir(
             out_dir / "train", [u for u in train_utts if u.speaker not in dev_speakers],
             skipped=[s for s in train_skipped if s[0].split("-", 1)[0] not in dev_speakers],
+            lost=[x for x in train_lost if x[0].split("-", 1)[0] not in dev_speakers],
         ),
         "dev": write_data_dir(
             out_dir / "dev", [u for u in train_utts if u.speaker in dev_speakers],
             skipped=[s for s in train_skipped if s[0].split("-", 1)[0] in dev_speakers],
+            lost=[x for x in train_lost if x[0].split("-", 1)[0] in dev_speakers],
         ),
-        "test": write_data_dir(out_dir / "test", test_utts, skipped=test_skipped),
+        "test": write_data_dir(out_dir / "test", test_utts, skipped=test_skipped, lost=test_lost),
     }
     logger.info("an4: dev speakers %s", " ".join(sorted(dev_speakers)))
     return written
@@ -136,7 +139,7 @@ def split_speakers(speakers, fraction: float):
 
 
 def _read_part(root: Path, part: str):
-    """(utterances, skipped) of ``train`` or ``test``; ids are ``<spk>-<rest>``."""
+    """(utterances, skipped, lost characters) of ``train`` or ``test``; ids are ``<spk>-<rest>``."""
     fileids_path = root / "etc" / f"an4_{part}.fileids"
     trans_path = root / "etc" / f"an4_{part}.transcription"
     for p in (fileids_path, trans_path):
@@ -148,7 +151,7 @@ def _read_part(root: Path, part: str):
             rel = line.strip()
             if rel:
                 files[os.path.basename(rel)] = rel
-    transcripts, skipped = {}, []
+    transcripts, skipped, lost = {}, [], []
     with open(trans_path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
             if not line.strip():
@@ -171,16 +174,21 @@ def _read_part(root: Path, part: str):
             continue
         path = root / "wav" / f"{rel}.sph"
         try:
-            info = audio_info(path)
+            info = check_audio(path)
         except (AudioHeaderError, OSError) as e:
             skipped.append((utt_id, f"unreadable audio: {e}"))
             continue
-        text = normalize_text(transcripts[base])
+        except AudioFileError as e:  # truncated, or NaN/Inf samples: the message says which
+            skipped.append((utt_id, str(e)))
+            continue
+        text, lost_chars = normalize_text_lost(transcripts[base])
         if not text:
             skipped.append((utt_id, f"transcript {transcripts[base]!r} is empty after normalisation"))
             continue
         utts.append(Utterance(utt_id, speaker, str(path), text, info.num_samples, info.sample_rate))
-    return utts, skipped
+        if lost_chars:
+            lost.append((utt_id, lost_chars, transcripts[base]))
+    return utts, skipped, lost
 
 
 def _speaker_from_id(base: str) -> str:

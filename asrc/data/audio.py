@@ -1,23 +1,31 @@
-"""Audio facts read from file headers, without decoding the samples.
+"""Audio facts read from file headers, and the checks a header cannot answer.
 
 :func:`audio_info` answers "how many samples at which rate" for FLAC, WAV and NIST SPHERE
 files by reading their first bytes (42 for FLAC), which is what lets
 :func:`asrc.data.librispeech.prepare_librispeech` handle 280k files in seconds.  Any other
 format, and the rare header these parsers decline (FLAC behind an ID3 tag, FLAC with an
 unknown total, WAV without a ``data`` chunk in its first 64 KiB), goes through
-``soundfile.info``.
+``soundfile.info``. A WAV or SPHERE file shorter than its header promises is an error
+(libsndfile would silently read the part that is there).
+
+:func:`check_audio` adds what only decoding shows: a FLAC file cut short (its last frame
+is decoded), NaN/Inf samples in float files, and with ``deep`` a full decode.
 """
 
 import os
 from typing import NamedTuple
 
-__all__ = ["AudioInfo", "AudioHeaderError", "audio_info", "read_header_info"]
+__all__ = ["AudioInfo", "AudioFileError", "AudioHeaderError", "audio_info", "read_header_info", "check_audio",
+           "count_nonfinite"]
 
 _FLAC_MAGIC = b"fLaC"
 _STREAMINFO_BYTES = 42  # "fLaC" + 4-byte block header + 34-byte STREAMINFO
 _TOTAL_MASK = (1 << 36) - 1
 _WAV_PROBE_BYTES = 4096
 _WAV_MAX_PROBE = 1 << 16
+# Data sizes that mean "unknown, read to the end": unset, streamed, and SoX's MS_UNSPEC.
+_WAV_UNSET_SIZES = (0, 0xFFFFFFFF, 0x7FFFF000)
+_FLOAT_SUBTYPES = ("FLOAT", "DOUBLE")
 
 
 class AudioInfo(NamedTuple):
@@ -32,8 +40,14 @@ class AudioInfo(NamedTuple):
         return self.num_samples / self.sample_rate
 
 
-class AudioHeaderError(ValueError):
-    """A file whose header cannot be read; the message names the file and the reason."""
+class AudioFileError(ValueError):
+    """Audio that is not what it claims (truncated, corrupt, NaN/Inf samples); the message
+    names the file and the fault."""
+
+
+class AudioHeaderError(AudioFileError):
+    """A file whose header cannot be read, or that is shorter than its header promises; the
+    message names the file and the reason."""
 
 
 def audio_info(path) -> AudioInfo:
@@ -55,7 +69,8 @@ def read_header_info(path, head: bytes = None):
 
     ``head`` may hold the file's first bytes if the caller already read them. Raises
     :class:`AudioHeaderError` for a header that is recognisably broken (e.g. a FLAC
-    STREAMINFO giving a zero sample rate, a file too short to hold its header).
+    STREAMINFO giving a zero sample rate, a file too short to hold its header, a WAV or
+    SPHERE file holding fewer samples than its header promises).
     """
     if head is None:
         fd = os.open(path, os.O_RDONLY)
@@ -63,6 +78,8 @@ def read_header_info(path, head: bytes = None):
             head = os.read(fd, _STREAMINFO_BYTES)
             if head[:4] == b"RIFF" or head[:4] == b"RF64" or head[:4] == b"NIST":
                 head += os.read(fd, _WAV_PROBE_BYTES - len(head))
+        except IsADirectoryError:
+            raise AudioHeaderError(f"{path}: is a directory, not an audio file") from None
         finally:
             os.close(fd)
     magic = head[:4]
@@ -130,9 +147,15 @@ def _parse_wav(head: bytes, path):
     fmt_tag, channels, sample_rate, block_align = fmt
     if fmt_tag not in (1, 3, 0xFFFE) or block_align == 0 or sample_rate == 0:
         return None  # compressed or odd WAV: let libsndfile decide
-    if data_size in (0, 0xFFFFFFFF) and isinstance(path, (str, os.PathLike)):
-        # Streaming writers leave the size unset: the data runs to the end of the file.
-        data_size = os.path.getsize(path) - (pos + 8)
+    if not isinstance(path, (str, os.PathLike)):
+        return None if data_size in _WAV_UNSET_SIZES else AudioInfo(sample_rate, data_size // block_align, channels)
+    held = os.path.getsize(path) - (pos + 8)
+    if data_size in _WAV_UNSET_SIZES:
+        data_size = held  # streaming writers leave the size unset: the data runs to the end
+    elif data_size > held:
+        # libsndfile clamps to what is there and reads on without a word.
+        raise AudioHeaderError(f"{path}: truncated WAV: the header promises {data_size // block_align} samples, "
+                               f"the file holds {max(held, 0) // block_align}")
     return AudioInfo(sample_rate, data_size // block_align, channels)
 
 
@@ -148,11 +171,18 @@ def _parse_nist(head: bytes, path):
     if not coding.startswith("pcm") or "shorten" in coding or "wavpack" in coding:
         return None  # compressed SPHERE: libsndfile reports it properly
     try:
-        return AudioInfo(
-            int(fields["sample_rate"]), int(fields["sample_count"]), int(fields.get("channel_count", 1))
-        )
-    except (KeyError, ValueError):
+        info = AudioInfo(int(fields["sample_rate"]), int(fields["sample_count"]), int(fields.get("channel_count", 1)))
+        header_bytes, sample_bytes = int(text[1]), int(fields["sample_n_bytes"])
+    except (KeyError, ValueError, IndexError):
         return None
+    if sample_bytes <= 0 or info.channels <= 0:
+        return None
+    if isinstance(path, (str, os.PathLike)):
+        held = (os.path.getsize(path) - header_bytes) // (sample_bytes * info.channels)
+        if held < info.num_samples:
+            raise AudioHeaderError(f"{path}: truncated SPHERE file: the header promises {info.num_samples} "
+                                   f"samples, the file holds {max(held, 0)}")
+    return info
 
 
 def _soundfile_info(path) -> AudioInfo:
@@ -168,3 +198,48 @@ def _soundfile_info(path) -> AudioInfo:
     except (soundfile.LibsndfileError, RuntimeError, OSError) as e:
         raise AudioHeaderError(f"{path}: not readable audio ({e})") from None
     return AudioInfo(info.samplerate, frames, info.channels)
+
+
+def count_nonfinite(samples) -> int:
+    """Number of NaN/Inf values in a numpy array."""
+    import numpy as np
+
+    return int(samples.size - np.count_nonzero(np.isfinite(samples)))
+
+
+def check_audio(path, deep: bool = False, info: AudioInfo = None) -> AudioInfo:
+    """:func:`audio_info`, plus the faults a header alone does not show.
+
+    A FLAC file has its last samples decoded (a file cut short fails there); a float file
+    (the only kind that can hold NaN/Inf) is decoded in full and must have finite samples.
+    With ``deep`` every file is decoded in full and must give as many samples as its header
+    promises. ``info``, when the caller has read the header already, spares reading it again.
+    Raises :class:`AudioFileError` (or :class:`AudioHeaderError`) naming the file,
+    :class:`FileNotFoundError` when it does not exist.
+    """
+    import soundfile
+
+    info = audio_info(path) if info is None else info
+    decoded, nonfinite = 0, 0
+    try:
+        with soundfile.SoundFile(str(path)) as f:
+            if deep or f.subtype in _FLOAT_SUBTYPES:
+                for block in f.blocks(1 << 16, dtype="float32", always_2d=True):
+                    decoded += len(block)
+                    nonfinite += count_nonfinite(block)
+            elif f.format == "FLAC" and info.num_samples > 0:
+                # Seeking to the last sample decodes the last frame: cheap, and where a cut shows.
+                f.seek(info.num_samples - 1)
+                decoded = info.num_samples - 1 + len(f.read(1))
+            else:
+                decoded = info.num_samples
+    except (soundfile.LibsndfileError, RuntimeError, OSError, ValueError) as e:
+        where = f"after {decoded} of" if decoded else "before the end of"
+        raise AudioFileError(f"{path}: truncated or corrupt: decoding fails {where} the {info.num_samples} "
+                             f"samples its header promises ({e})") from None
+    if decoded != info.num_samples:
+        raise AudioFileError(f"{path}: truncated or corrupt: the header promises {info.num_samples} samples, "
+                             f"{decoded} could be decoded")
+    if nonfinite:
+        raise AudioFileError(f"{path}: audio has {nonfinite} non-finite samples (NaN/Inf)")
+    return info

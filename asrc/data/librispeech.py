@@ -13,8 +13,11 @@ when their parts are there. Typical use::
     prepare_librispeech(root, "data", nj=4)
 
 Durations come from the 42-byte FLAC STREAMINFO header (or the WAV header), never from
-decoding; the speakers are scanned in ``nj`` processes. On the full corpus (292,367
-utterances) this takes seconds; see ``asrc-bench librispeech-prep``.
+a full decode; the speakers are scanned in ``nj`` processes. A file cut short must not
+pass as shorter audio: a WAV's data size is compared with the file's, and each FLAC's last
+frame is decoded, which costs about 0.2 ms per file (about a minute of CPU for the full
+corpus, 292,367 utterances, against seconds for the headers alone); see
+``asrc-bench librispeech-prep``.
 """
 
 import logging
@@ -22,10 +25,11 @@ import multiprocessing
 import os
 from pathlib import Path
 
-from asrc.data.audio import AudioHeaderError, audio_info
-from asrc.data.datadir import Utterance, combine_data_dirs, format_speaker, write_blocks, write_skipped
+from asrc.data.audio import AudioFileError, AudioHeaderError, AudioInfo, check_audio
+from asrc.data.datadir import (Utterance, combine_data_dirs, format_speaker, write_blocks, write_lost_chars,
+                               write_skipped)
 from asrc.data.download import extract_archive, fetch_and_extract, verify_md5
-from asrc.data.text import is_normalized, normalize_text
+from asrc.data.text import is_normalized, normalize_text_lost
 from asrc.errors import AsrcError
 
 __all__ = [
@@ -221,9 +225,11 @@ def prepare_librispeech(
         expected_sr: audio at another rate (or not mono) is skipped, with the reason.
 
     Every utterance of the corpus ends up either in the tables or in ``<set>/skipped.txt``
-    with a reason (no audio, no transcript line, unreadable or wrong-rate audio, empty
-    transcript, id not matching its folder). Transcripts already in LibriSpeech style are
-    kept verbatim; others go through :func:`asrc.data.text.normalize_text`.
+    with a reason (no audio, no transcript line, unreadable, truncated or wrong-rate audio,
+    NaN/Inf samples in a float file, empty transcript, id not matching its folder).
+    Transcripts already in LibriSpeech style are kept verbatim; others go through
+    :func:`asrc.data.text.normalize_text_lost`, and those that lost characters with no ASCII
+    spelling are listed in ``<set>/text_lost_chars.txt``.
     """
     corpus_dir = Path(os.path.abspath(corpus_dir))
     if (corpus_dir / "LibriSpeech").is_dir():
@@ -243,33 +249,36 @@ def prepare_librispeech(
     remaining = {s: 0 for s in subsets}
     for task in tasks:
         remaining[task[0]] += 1
-    collected = {s: ([], []) for s in subsets}
+    collected = {s: ([], [], []) for s in subsets}
     in_memory = {}  # blocks kept for the combined sets
     keep = {p for parts in COMBINED_SETS.values() for p in parts} if combine else set()
     with _pool(nj) as pool, _progress(len(tasks), progress) as bar:
         results = pool.imap_unordered(_scan_speaker, tasks, chunksize=4) if pool else map(_scan_speaker, tasks)
-        for subset, block, skipped in results:
+        for subset, block, skipped, lost in results:
             if block is not None:
                 collected[subset][0].append(block)
             collected[subset][1].extend(skipped)
+            collected[subset][2].extend(lost)
             bar.update(1)
             remaining[subset] -= 1
             if remaining[subset] == 0:
-                blocks, skipped = collected.pop(subset)
+                blocks, skipped, lost = collected.pop(subset)
                 name = set_name(subset)
                 if not blocks:
                     report = write_skipped(out_dir / name, skipped)
+                    write_lost_chars(out_dir / name, lost)
                     raise AsrcError(f"prepare_librispeech: no usable utterance in {corpus_dir / subset}; "
                                     f"the reasons are in {report}")
-                written[name] = write_blocks(out_dir / name, blocks, skipped=skipped)
+                written[name] = write_blocks(out_dir / name, blocks, skipped=skipped, lost=lost)
                 logger.info("%s: %d utterances, %d skipped", name, sum(len(b.utt_ids) for b in blocks), len(skipped))
                 if subset in keep:
-                    in_memory[subset] = (blocks, skipped)
+                    in_memory[subset] = (blocks, skipped, lost)
     for name, parts in (COMBINED_SETS.items() if combine else ()):
         if all(p in in_memory for p in parts):
             blocks = [b for p in parts for b in in_memory[p][0]]
             skipped = [s for p in parts for s in in_memory[p][1]]
-            written[name] = write_blocks(out_dir / name, blocks, skipped=skipped)
+            lost = [x for p in parts for x in in_memory[p][2]]
+            written[name] = write_blocks(out_dir / name, blocks, skipped=skipped, lost=lost)
         elif any(p in in_memory for p in parts) and all((out_dir / set_name(p) / "wav.scp").is_file() for p in parts):
             written[name] = combine_data_dirs(out_dir / name, [out_dir / set_name(p) for p in parts])
     return written
@@ -311,19 +320,20 @@ def _progress(total, enabled):
 
 
 def _scan_speaker(task):
-    """One speaker folder -> (subset, SpeakerBlock or None, [(utt-id, reason)]). Runs in a worker."""
+    """One speaker folder -> (subset, SpeakerBlock or None, [(utt-id, reason)],
+    [(utt-id, lost characters, original text)]). Runs in a worker."""
     subset, subset_dir, speaker, expected_sr = task
-    utts, skipped = [], []
+    utts, skipped, lost = [], [], []
     speaker_dir = subset_dir + "/" + speaker
     for chapter_entry in os.scandir(speaker_dir):
         if not chapter_entry.is_dir() or chapter_entry.name.startswith("."):
             continue
-        _scan_chapter(chapter_entry.path, speaker, chapter_entry.name, expected_sr, utts, skipped)
+        _scan_chapter(chapter_entry.path, speaker, chapter_entry.name, expected_sr, utts, skipped, lost)
     block = format_speaker(speaker, utts, where=speaker_dir) if utts else None
-    return subset, block, skipped
+    return subset, block, skipped, lost
 
 
-def _scan_chapter(chapter_dir, speaker, chapter, expected_sr, utts, skipped):
+def _scan_chapter(chapter_dir, speaker, chapter, expected_sr, utts, skipped, lost):
     prefix = f"{speaker}-{chapter}"
     trans_name = prefix + ".trans.txt"
     audio = {}
@@ -356,12 +366,13 @@ def _scan_chapter(chapter_dir, speaker, chapter, expected_sr, utts, skipped):
             if not utt.startswith(id_prefix):
                 skipped.append((utt, f"id does not belong to folder {speaker}/{chapter} ({path})"))
                 continue
+            lost_chars = ""
             if not is_normalized(text):
-                normalized = normalize_text(text)
+                normalized, lost_chars = normalize_text_lost(text)
                 if not normalized:
                     skipped.append((utt, f"transcript {text!r} is empty after normalisation ({trans_path}:{lineno})"))
                     continue
-                text = normalized
+                text, original = normalized, text
             # Opening relative to the chapter's fd spares the kernel the full path walk.
             try:
                 fd = os.open(name, os.O_RDONLY, dir_fd=dir_fd)
@@ -373,21 +384,25 @@ def _scan_chapter(chapter_dir, speaker, chapter, expected_sr, utts, skipped):
                 head = b""
             # FLAC STREAMINFO inline (the common case, 280k times): rate (20 bits) |
             # channels - 1 (3) | bits - 1 (5) | total samples (36), big-endian at bytes 18..25.
+            info = None
             if head[:4] == b"fLaC" and len(head) == 42 and head[4] & 0x7F == 0:
                 bits = int.from_bytes(head[18:26], "big")
-                rate, channels, samples = bits >> 44, ((bits >> 41) & 7) + 1, bits & 0xFFFFFFFFF
-            else:
-                samples = 0
-            if samples == 0:
-                try:
-                    rate, samples, channels = audio_info(path)
-                except (AudioHeaderError, OSError) as e:
-                    skipped.append((utt, f"unreadable audio: {e}"))
-                    continue
+                if bits & 0xFFFFFFFFF:
+                    info = AudioInfo(bits >> 44, bits & 0xFFFFFFFFF, ((bits >> 41) & 7) + 1)
+            try:
+                rate, samples, channels = check_audio(path, info=info)
+            except (AudioHeaderError, OSError) as e:
+                skipped.append((utt, f"unreadable audio: {e}"))
+                continue
+            except AudioFileError as e:  # truncated, or NaN/Inf samples: the message says which
+                skipped.append((utt, str(e)))
+                continue
             if rate != expected_sr or channels != 1:
                 skipped.append((utt, f"{path}: {rate} Hz, {channels} channel(s); expected {expected_sr} Hz mono"))
                 continue
             utts.append(Utterance(utt, speaker, path, text, samples, rate))
+            if lost_chars:
+                lost.append((utt, lost_chars, original))
         for utt in audio:
             skipped.append((utt, f"no transcript line in {trans_path}"))
     finally:

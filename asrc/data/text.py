@@ -3,8 +3,15 @@
 LibriSpeech transcripts are upper-case letters ``A``-``Z``, the apostrophe and single spaces
 (``HE'S GOING TO THE STATION``). :func:`normalize_text` brings other text there:
 
-- Unicode is decomposed and accents dropped (``café`` -> ``CAFE``); typographic apostrophes
-  (’ ‘ ` ´) become ``'``; letters are upper-cased.
+- Unicode is brought to NFKC (ligatures and superscripts unfolded), accents are dropped
+  (``café`` -> ``CAFE``); typographic apostrophes (’ ‘ ` ´) become ``'``; letters are
+  upper-cased.
+- Other letters are transliterated with ``Unidecode`` (``ÆSIR`` -> ``AESIR``, ``ŒUVRE`` ->
+  ``OEUVRE``, ``Straße`` -> ``STRASSE``, ``Москва`` -> ``MOSKVA``). Han characters are not:
+  their reading depends on the language (日本語 is NIHONGO in Japanese, RI BEN YU in
+  Mandarin), so they are dropped, like any letter with no ASCII spelling, and
+  :func:`normalize_text_lost` names them so that callers can report every transcript that
+  lost something (:func:`asrc.data.datadir.write_lost_chars`).
 - Numbers are spelled out in words as a reader would say them: ``42`` -> ``FORTY TWO``,
   ``3.5`` -> ``THREE POINT FIVE``, ``1st``/``22nd`` -> ``FIRST``/``TWENTY SECOND``,
   ``1,000`` -> ``ONE THOUSAND``; ``%`` ``&`` ``+`` ``@`` -> ``PERCENT AND PLUS AT``. Years are not guessed
@@ -20,8 +27,11 @@ problem to report, never write it; :func:`normalize_or_raise` does that check.
 
 import re
 import unicodedata
+from typing import Tuple
 
-__all__ = ["normalize_text", "normalize_or_raise", "number_to_words", "is_normalized"]
+from unidecode import unidecode
+
+__all__ = ["normalize_text", "normalize_text_lost", "normalize_or_raise", "number_to_words", "is_normalized"]
 
 _ONES = (
     "ZERO ONE TWO THREE FOUR FIVE SIX SEVEN EIGHT NINE TEN ELEVEN TWELVE THIRTEEN FOURTEEN "
@@ -39,6 +49,8 @@ _NUMBER = re.compile(r"(\d[\d,]*(?:\.\d+)?)(st|nd|rd|th|ST|ND|RD|TH)?")
 _SYMBOLS = {"%": " PERCENT ", "&": " AND ", "+": " PLUS ", "@": " AT "}
 _NOT_KEPT = re.compile(r"[^A-Z' ]+")
 _NORMALIZED = re.compile(r"[A-Z']+(?: [A-Z']+)*")
+_SPELLED = re.compile(r"[A-Za-z0-9]")
+_MUST_SPELL = ("Lu", "Ll", "Lt", "Lo", "Nd", "Nl", "No")  # letters and numbers: dropping one loses a sound
 
 
 def number_to_words(n: int) -> str:
@@ -91,14 +103,47 @@ def _spell_number(match: re.Match) -> str:
     return " " + words + " "
 
 
+def _transliterate(text: str) -> Tuple[str, str]:
+    """``text`` with accents dropped and other letters in ASCII; and the letters and numbers
+    that have no ASCII spelling (each once, in order)."""
+    if text.isascii():
+        return text, ""
+    out, lost = [], {}
+    for c in text:
+        if c.isascii():
+            out.append(c)
+        elif unicodedata.combining(c):
+            continue  # an accent
+        else:
+            category = unicodedata.category(c)
+            spelled = ""
+            # Han ideographs ("CJK UNIFIED IDEOGRAPH-...") have no language-independent reading.
+            if category[0] in "LMN" and not unicodedata.name(c, "").startswith("CJK "):
+                spelled = unidecode(c)
+            if _SPELLED.search(spelled):
+                out.append(spelled)
+            else:
+                out.append(" " if category[0] in "LMN" else c)  # punctuation and symbols stay separators
+                if category in _MUST_SPELL:
+                    lost[c] = None
+    return "".join(out), "".join(lost)
+
+
 def normalize_text(text: str) -> str:
     """``text`` in LibriSpeech style: upper-case ``A``-``Z``, ``'`` and single spaces.
 
     See the module docstring for what happens to digits, symbols and punctuation. May
     return ``""``; use :func:`normalize_or_raise` where an empty result is an error.
     """
-    text = unicodedata.normalize("NFKD", text.translate(_APOSTROPHES))
-    text = "".join(c for c in text if not unicodedata.combining(c))
+    return normalize_text_lost(text)[0]
+
+
+def normalize_text_lost(text: str) -> Tuple[str, str]:
+    """:func:`normalize_text` and the letters or numbers it dropped because they have no ASCII
+    spelling (``"日本語 TOKYO"`` -> ``("TOKYO", "日本語")``); ``""`` when nothing was lost."""
+    # NFKC, not NFKD: ligatures and superscripts are unfolded, while a kana with its voicing
+    # mark (ご) or a Hangul syllable stays one character for the transliteration to read.
+    text, lost = _transliterate(unicodedata.normalize("NFKC", text.translate(_APOSTROPHES)))
     if any(c.isdigit() for c in text):
         text = _NUMBER.sub(_spell_number, text)
     for symbol, words in _SYMBOLS.items():
@@ -115,7 +160,7 @@ def normalize_text(text: str) -> str:
         if word.endswith("'") and stripped.endswith("S") and not word.startswith("'"):
             stripped += "'"
         words.append(stripped)
-    return " ".join(words)
+    return " ".join(words), lost
 
 
 def normalize_or_raise(text: str, what: str) -> str:

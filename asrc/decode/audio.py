@@ -4,20 +4,29 @@ Recognisers take mono float32 at 16 kHz. A file at another rate or with several 
 an error naming it unless the caller allows the conversion (``resample`` /
 ``mix_channels``): a data directory whose audio is not what its recipe promised is usually a
 preparation bug worth stopping for, while ``asrc-transcribe`` on a user's own file converts.
+
+Damaged audio is an error naming the recording, never a silent partial read: a file with
+fewer samples than its header promises (truncated), NaN/Inf samples, an empty file, a
+directory, a failing pipe.
 """
 
 import io
+import logging
 import os
 import subprocess
-from typing import Optional
+from typing import Optional, Tuple
 
 import numpy as np
 import soundfile as sf
 import torch
 
+from asrc.data.audio import AudioHeaderError, audio_info, count_nonfinite, read_header_info
 from asrc.errors import AsrcError
 
 SAMPLE_RATE = 16000
+_UNKNOWN_FRAMES = 1 << 62  # libsndfile's count for a stream that does not state its length
+
+logger = logging.getLogger(__name__)
 
 
 def is_pipe(spec: str) -> bool:
@@ -25,15 +34,81 @@ def is_pipe(spec: str) -> bool:
     return spec.rstrip().endswith("|")
 
 
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
 def _run_pipe(spec: str, what: str) -> bytes:
     cmd = spec.rstrip()[:-1].strip()
     proc = subprocess.run(cmd, shell=True, capture_output=True)
     if proc.returncode != 0:
-        err = proc.stderr.decode("utf-8", "replace").strip()[-1000:]
-        raise AsrcError(f"{what}: command {cmd!r} failed (exit {proc.returncode}): {err}")
+        err = _one_line(proc.stderr.decode("utf-8", "replace"))[-1000:]
+        raise AsrcError(f"{what}: command {cmd!r} failed (exit {proc.returncode})" + (f": {err}" if err else ""))
     if not proc.stdout:
         raise AsrcError(f"{what}: command {cmd!r} wrote no audio to stdout")
     return proc.stdout
+
+
+def decode_audio(spec: str, *, what: Optional[str] = None) -> Tuple[np.ndarray, int]:
+    """All samples of one recording, checked: ``(float32 [samples, channels], sample_rate)``.
+
+    ``spec`` is a file path or a command ending in ``|``. A file must decode to as many
+    samples as its header promises (the WAV/FLAC/SPHERE header as :mod:`asrc.data.audio`
+    reads it, else ``soundfile``'s count; not for MP3, whose count libsndfile may estimate).
+    A pipe's output is read to its end with a warning when it is shorter than its header
+    says, as Kaldi does: SoX cannot fix a length it has already written to a pipe, and a
+    command that fails is caught by its exit status.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        AsrcError: naming ``what`` and the file: a directory, an empty file, a failed pipe,
+            unreadable or truncated audio, NaN/Inf samples, no samples at all.
+    """
+    what = what or spec
+    pipe, header, promised = is_pipe(spec), None, None
+    if pipe:
+        raw = _run_pipe(spec, what)
+        source = io.BytesIO(raw)
+    else:
+        if os.path.isdir(spec):
+            raise AsrcError(f"{what}: {spec} is a directory, not an audio file")
+        if not os.path.exists(spec):
+            raise FileNotFoundError(f"{what}: audio file {spec} does not exist")
+        if os.path.getsize(spec) == 0:
+            raise AsrcError(f"{what}: {spec} is empty (0 bytes)")
+        try:
+            header = read_header_info(spec)
+        except AudioHeaderError as e:
+            raise AsrcError(f"{what}: cannot read audio: {e}") from e
+        source = spec
+    try:
+        with sf.SoundFile(source) as f:
+            if header is not None:
+                promised = header.num_samples
+            elif not pipe and f.format != "MP3" and f.frames < _UNKNOWN_FRAMES:
+                promised = f.frames
+            rate = f.samplerate
+            data = f.read(dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
+        hint = f" (the header promises {promised} samples: truncated or corrupt?)" if promised else ""
+        raise AsrcError(f"{what}: cannot read audio from {spec!r}: {_one_line(str(e))}{hint}") from e
+    if promised is not None and data.shape[0] < promised:
+        raise AsrcError(f"{what}: {spec} is truncated: its header promises {promised} samples, "
+                        f"only {data.shape[0]} could be read")
+    if pipe:
+        try:
+            stated = read_header_info(None, head=raw)
+        except AudioHeaderError:
+            stated = None
+        if stated is not None and data.shape[0] < stated.num_samples:
+            logger.warning("%s: the output of %r holds %d samples, its header says %d; using what is there",
+                           what, spec, data.shape[0], stated.num_samples)
+    if data.shape[0] == 0:
+        raise AsrcError(f"{what}: {spec!r} has no samples")
+    nonfinite = count_nonfinite(data)
+    if nonfinite:
+        raise AsrcError(f"{what}: audio has {nonfinite} non-finite samples (NaN/Inf) in {spec}")
+    return data, rate
 
 
 def read_audio(
@@ -58,24 +133,11 @@ def read_audio(
 
     Raises:
         FileNotFoundError: the file does not exist.
-        AsrcError: unreadable audio, a failed pipe command, a wrong rate or channel count
-            (without the matching permission), or no samples at all.
+        AsrcError: damaged audio (see :func:`decode_audio`), a wrong rate or channel count
+            (without the matching permission).
     """
     what = what or spec
-    try:
-        if is_pipe(spec):
-            data, rate = sf.read(io.BytesIO(_run_pipe(spec, what)), dtype="float32", always_2d=True)
-        else:
-            try:
-                data, rate = sf.read(spec, dtype="float32", always_2d=True)
-            except sf.LibsndfileError as e:
-                if not os.path.exists(spec):
-                    raise FileNotFoundError(f"{what}: audio file {spec} does not exist") from e
-                raise
-    except (sf.LibsndfileError, RuntimeError, TypeError) as e:
-        raise AsrcError(f"{what}: cannot read audio from {spec!r}: {e}") from e
-    if data.shape[0] == 0:
-        raise AsrcError(f"{what}: {spec!r} has no samples")
+    data, rate = decode_audio(spec, what=what)
     if data.shape[1] > 1:
         if not mix_channels:
             raise AsrcError(f"{what}: {spec!r} has {data.shape[1]} channels; recognisers take mono (allow mixing down)")
@@ -93,8 +155,6 @@ def read_audio(
 def num_samples(spec: str, *, what: Optional[str] = None) -> int:
     """Samples (per channel) of a recording: from its header when it is a file
     (:func:`asrc.data.audio.audio_info`); pipe commands are run and decoded."""
-    from asrc.data.audio import AudioHeaderError, audio_info
-
     what = what or spec
     if is_pipe(spec):
         return int(read_audio(spec, what=what, resample=True, mix_channels=True).shape[0])
@@ -103,4 +163,4 @@ def num_samples(spec: str, *, what: Optional[str] = None) -> int:
     try:
         return int(audio_info(spec).num_samples)
     except AudioHeaderError as e:
-        raise AsrcError(f"{what}: cannot read the audio header: {e}") from e
+        raise AsrcError(f"{what}: cannot read audio: {e}") from e

@@ -169,8 +169,10 @@ def resolve_model_dir(model, out_dir) -> Path:
         if not is_model_dir(exported):
             raise AsrcError(f"exporting ESPnet experiment {model} did not produce a model directory in {exported}")
         return exported
+    missing = [name for name in ("config.yaml", "model.pth") if not (model / name).is_file()]
     raise AsrcError(
-        f"{model} is not a model directory (needs config.yaml and model.pth) nor an ESPnet experiment directory"
+        f"{model} is not a model directory (no {' and no '.join(missing)}; needs config.yaml and model.pth) "
+        f"nor an ESPnet experiment directory"
     )
 
 
@@ -217,10 +219,12 @@ def utterance_lengths(data_dir: Path, wav_scp: Dict[str, str]) -> Dict[str, int]
                 return {u: int(round(float(table[u]) * scale)) for u in wav_scp}
             except ValueError as e:
                 raise AsrcError(f"{path}: non-numeric value: {e}") from e
-    return {
-        u: num_samples(spec, what=f"utterance {u}")
-        for u, spec in tqdm(wav_scp.items(), desc="reading audio lengths", unit="utt", leave=False)
-    }
+    lengths = {}
+    # A context manager: a failing file clears the bar before its error is printed.
+    with tqdm(wav_scp.items(), desc="reading audio lengths", unit="utt", leave=False) as bar:
+        for u, spec in bar:
+            lengths[u] = num_samples(spec, what=f"utterance {u}")
+    return lengths
 
 
 def split_jobs(lengths: Dict[str, int], nj: int) -> List[List[str]]:

@@ -49,7 +49,7 @@ from asrc.errors import ConfigError
 from asrc.models import EncoderOutput, Wav2Vec2Config, Wav2Vec2CTC, load, load_config, read_token_list
 from asrc.models.io import QUANT_NAME, TOKENS_NAME, is_model_dir, load_state_dict_strict
 
-__all__ = ["AsrcWav2Vec2Encoder", "REGULARISATION_KEYS", "resolve_encoder_config"]
+__all__ = ["AsrcWav2Vec2Encoder", "REGULARISATION_KEYS", "check_encoder_conf", "resolve_encoder_config"]
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +69,32 @@ def _check_init_dir(init) -> None:
                                 f"(needs config.yaml and model.pth)")
     if (Path(init) / QUANT_NAME).is_file():
         raise ConfigError(f"encoder_conf.init: {init} is a quantized model; training needs a float model")
+
+
+def _is_layer_init(v) -> bool:
+    return v is None or isinstance(v, str) or (isinstance(v, list) and all(type(x) is int for x in v))
+
+
+# encoder_conf keys: (check of the value, what it must be).
+ENCODER_CONF = {
+    "config": (lambda v: v is None or isinstance(v, dict), "a mapping of Wav2Vec2Config keys"),
+    "init": (lambda v: v is None or isinstance(v, (str, Path)), "a model directory"),
+    "layer_init": (_is_layer_init, "every_k, first_k, last_k or a list of teacher layers"),
+    "freeze_feature_updates": (lambda v: type(v) is int and v >= 0, "an integer >= 0"),
+    "mask_after_updates": (lambda v: type(v) is int and v >= 0, "an integer >= 0"),
+    "calibration": (lambda v: v is None or isinstance(v, (str, Path)), "a data directory"),
+}
+
+
+def check_encoder_conf(encoder_conf: dict) -> None:
+    """A :class:`ConfigError` naming every unknown key and every value of the wrong kind."""
+    unknown = sorted(k for k in encoder_conf if k not in ENCODER_CONF)
+    if unknown:
+        raise ConfigError(f"unknown encoder_conf keys {unknown} (known: {list(ENCODER_CONF)})")
+    wrong = [f"encoder_conf.{k}={v!r} must be {ENCODER_CONF[k][1]}" for k, v in encoder_conf.items()
+             if not ENCODER_CONF[k][0](v)]
+    if wrong:
+        raise ConfigError("; ".join(wrong))
 
 
 def resolve_encoder_config(config: Optional[dict] = None, init: Optional[str] = None,
@@ -96,15 +122,15 @@ class AsrcWav2Vec2Encoder(AbsEncoder):
 
     def __init__(self, input_size: int = 1, config: Optional[dict] = None, init: Optional[str] = None,
                  layer_init: LayerInit = None, freeze_feature_updates: int = 0, mask_after_updates: int = 0,
-                 calibration: Optional[str] = None):
+                 calibration: Optional[str] = None, **unknown):
         super().__init__()
         if input_size != 1:
             raise ConfigError(f"asrc_wav2vec2 reads the raw waveform: set --input_size 1 --normalize none "
                               f"(got input_size={input_size})")
-        if freeze_feature_updates < 0:
-            raise ConfigError(f"encoder_conf.freeze_feature_updates={freeze_feature_updates} must be >= 0")
-        if mask_after_updates < 0:
-            raise ConfigError(f"encoder_conf.mask_after_updates={mask_after_updates} must be >= 0")
+        # ESPnet passes encoder_conf as keywords: a misspelt key lands in ``unknown``, not in a TypeError.
+        check_encoder_conf(dict(config=config, init=init, layer_init=layer_init,
+                                freeze_feature_updates=freeze_feature_updates, mask_after_updates=mask_after_updates,
+                                calibration=calibration, **unknown))
         if calibration is not None and layer_init is None:
             raise ConfigError(f"encoder_conf.calibration={calibration!r} is only used to build a student "
                               f"(encoder_conf.layer_init)")

@@ -2,7 +2,8 @@
 
 ``exp/<tag>/`` ends up with what ESPnet writes (``config.yaml``, ``checkpoint.pth``,
 ``<n>epoch.pth``, ``valid.loss.best.pth``, ``valid.loss.ave.pth``, ``tensorboard/{train,valid}``,
-``images/``) plus ``train.log`` (appended to on every run), ``train.sh`` (the command, which
+``images/``) plus ``train.log`` (appended to on every run; it keeps the traceback of a failed
+run, whose stderr has one line), ``train.sh`` (the command, which
 also resumes: ``--resume true`` is the default) and ``shapes/`` (:mod:`asrc.espnet.data`).
 """
 
@@ -12,6 +13,7 @@ import os
 import shlex
 import socket
 import sys
+import traceback
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -91,14 +93,20 @@ def train(cmd: Sequence[str], defaults: Optional[dict] = None, command: Optional
         return Path(args.output_dir or ".")
     output_dir = Path(args.output_dir)
     with logging_to(output_dir, args.log_level):
-        if rank() == 0:
-            output_dir.mkdir(parents=True, exist_ok=True)
-            if command:
-                _write_command(output_dir, command)
-                logger.info("command: %s", shlex.join(command))
-        AsrcASRTask.main(args=args)
-        if export_dir is not None and rank() == 0:
-            from asrc.espnet.export import export_model_dir
+        try:
+            if rank() == 0:
+                output_dir.mkdir(parents=True, exist_ok=True)
+                if command:
+                    _write_command(output_dir, command)
+                    logger.info("command: %s", shlex.join(command))
+            AsrcASRTask.main(args=args)
+            if export_dir is not None and rank() == 0:
+                from asrc.espnet.export import export_model_dir
 
-            export_model_dir(output_dir, export_dir, export_checkpoint)
+                export_model_dir(output_dir, export_dir, export_checkpoint)
+        except Exception:
+            if rank() == 0:  # the log only: asrc-train prints one line for a user error
+                with open(output_dir / "train.log", "a", encoding="utf-8") as f:
+                    f.write(traceback.format_exc())
+            raise
     return output_dir

@@ -242,8 +242,9 @@ def length_batches(lengths: Sequence[int], max_samples: int, seed: int = 0) -> I
 class data_dir_batches:
     """Re-iterable ``(wav, lengths)`` batches of a Kaldi-style data directory, reshuffled each pass.
 
-    Audio is read with soundfile; utterances shorter than ``min_samples`` (the receptive field)
-    cannot produce a frame and are reported in ``skipped``.
+    Audio is read with :func:`asrc.decode.audio.read_audio` (files and Kaldi ``cmd |``
+    pipes; damaged audio is an error naming the utterance); utterances shorter than
+    ``min_samples`` (the receptive field) cannot produce a frame and are reported in ``skipped``.
     """
 
     def __init__(self, data_dir, max_seconds: float = 25.0, min_samples: int = 400, seed: int = 0,
@@ -259,19 +260,21 @@ class data_dir_batches:
         if not self.utts:
             raise ValueError(f"{data_dir}: no utterance of at least {min_samples} samples")
         self.max_samples = int(max_seconds * sample_rate)
+        self.sample_rate = sample_rate
         self.seed = seed
         self.epoch = 0
 
     def __iter__(self):
-        import soundfile as sf
+        from asrc.decode.audio import read_audio
 
         order = length_batches([u.num_samples for u in self.utts], self.max_samples, self.seed + self.epoch)
         self.epoch += 1
         for idx in order:
             wavs = []
             for i in idx:
-                audio, _ = sf.read(self.utts[i].audio, dtype="float32", always_2d=True)
-                wavs.append(torch.from_numpy(audio[:, 0].copy()))
+                u = self.utts[i]
+                wavs.append(torch.from_numpy(read_audio(u.audio, what=f"utterance {u.utt_id}",
+                                                        sample_rate=self.sample_rate)))
             lengths = torch.tensor([len(w) for w in wavs])
             x = torch.zeros(len(wavs), int(lengths.max()))
             for j, w in enumerate(wavs):

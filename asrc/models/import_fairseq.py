@@ -39,6 +39,7 @@ import torch
 from asrc.errors import CheckpointError, ConfigError
 from asrc.models.config import Wav2Vec2Config
 from asrc.models.import_common import BLANK, WEIGHT_NORM_CONV_PARAM, ImportedCheckpoint, RenameRule, rename_state_dict
+from asrc.models.io import torch_load
 from asrc.models.wav2vec2 import Wav2Vec2CTC
 
 __all__ = ["read_fairseq", "load_fairseq", "convert_fairseq", "read_fairseq_dict", "parse_conv_feature_layers",
@@ -166,24 +167,28 @@ def parse_conv_feature_layers(spec, source: str = "conv_feature_layers") -> List
 
 def read_fairseq_dict(path) -> List[str]:
     """A fairseq dictionary file (``dict.ltr.txt``) -> asrc tokens (blank first)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.readlines()
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from e
     symbols = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            line = line.rstrip("\r\n")
-            if not line.strip():
-                continue
-            fields = line.rsplit(" ", 1)
-            flag = False
-            if fields[-1] == "#fairseq:overwrite":
-                flag, fields = True, fields[0].rsplit(" ", 1)
-            if len(fields) != 2 or not fields[1].lstrip("-").isdigit():
-                raise ValueError(f"{path}:{lineno}: expected 'SYMBOL COUNT', got {line!r}")
-            symbol = fields[0]
-            if symbol in symbols or symbol in FAIRSEQ_SPECIAL_NAMES:
-                if not flag:  # fairseq's rule: a repeated symbol needs the overwrite flag, keeps its index
-                    raise ValueError(f"{path}:{lineno}: duplicate symbol {symbol!r}")
-                continue
-            symbols.append(symbol)
+    for lineno, line in enumerate(lines, 1):
+        line = line.rstrip("\r\n")
+        if not line.strip():
+            continue
+        fields = line.rsplit(" ", 1)
+        flag = False
+        if fields[-1] == "#fairseq:overwrite":
+            flag, fields = True, fields[0].rsplit(" ", 1)
+        if len(fields) != 2 or not fields[1].lstrip("-").isdigit():
+            raise ValueError(f"{path}:{lineno}: expected 'SYMBOL COUNT', got {line!r}")
+        symbol = fields[0]
+        if symbol in symbols or symbol in FAIRSEQ_SPECIAL_NAMES:
+            if not flag:  # fairseq's rule: a repeated symbol needs the overwrite flag, keeps its index
+                raise ValueError(f"{path}:{lineno}: duplicate symbol {symbol!r}")
+            continue
+        symbols.append(symbol)
     if not symbols:
         raise ValueError(f"{path}: no symbols")
     return FAIRSEQ_SPECIALS + symbols
@@ -218,10 +223,8 @@ _tolerant_pickle.__name__ = "pickle"
 
 
 def _torch_load(path: Path) -> dict:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such checkpoint")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False, pickle_module=_tolerant_pickle)
+        ckpt = torch_load(path, map_location="cpu", weights_only=False, pickle_module=_tolerant_pickle)
     except ModuleNotFoundError as e:
         raise CheckpointError(f"{path}: the pickle needs the module {e.name!r}; "
                               "install it to read this checkpoint") from e

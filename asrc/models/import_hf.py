@@ -20,16 +20,17 @@ extractor adds 1e-7; this matters only for near-silent input.
 """
 
 import json
+import struct
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-import torch
 from torch import Tensor
 
 from asrc.errors import CheckpointError, ConfigError
 from asrc.models.config import Wav2Vec2Config
 from asrc.models.import_common import (BLANK, WEIGHT_NORM_CONV_PARAM, WORD_BOUNDARY, ImportedCheckpoint, RenameRule,
                                        move_blank_first, rename_state_dict)
+from asrc.models.io import read_state_dict
 from asrc.models.wav2vec2 import Wav2Vec2CTC
 
 __all__ = ["read_hf", "load_hf", "convert_hf", "from_hf", "hf_config_to_asrc", "hf_state_dict_to_asrc", "hf_tokens"]
@@ -91,9 +92,34 @@ HF_RENAME_RULES = [
 ]
 
 
+def _wrong_types(c: dict) -> List[str]:
+    """``key=value (expected TYPE)`` for each value of ``c`` whose type differs from its default's."""
+    wrong = []
+    for key, default in HF_DEFAULTS.items():
+        v = c[key]
+        if isinstance(default, bool):
+            ok, expected = isinstance(v, bool), "true or false"
+        elif isinstance(default, int):
+            ok, expected = type(v) is int, "an integer"
+        elif isinstance(default, float):
+            ok, expected = type(v) in (int, float), "a number"
+        elif isinstance(default, str):
+            ok, expected = isinstance(v, str), "a string"
+        elif isinstance(default, list):
+            ok, expected = isinstance(v, (list, tuple)) and all(type(x) is int for x in v), "a list of integers"
+        else:
+            continue
+        if not ok:
+            wrong.append(f"{key}={v!r} (expected {expected})")
+    return wrong
+
+
 def hf_config_to_asrc(hf: dict, normalize: bool, source: str = "config.json") -> Wav2Vec2Config:
     """transformers ``Wav2Vec2Config`` dict -> :class:`Wav2Vec2Config`."""
     c = {**HF_DEFAULTS, **{k: v for k, v in hf.items() if v is not None or k == "adapter_attn_dim"}}
+    wrong = _wrong_types(c)
+    if wrong:
+        raise ConfigError(f"{source}: " + "; ".join(wrong))
     problems = []
     if c["model_type"] != "wav2vec2":
         problems.append(f"model_type={c['model_type']!r} is not 'wav2vec2'")
@@ -182,12 +208,49 @@ def hf_tokens(vocab: Dict[str, int], vocab_size: int, pad_token_id: int, word_de
     return tokens, notes
 
 
-def _read_json(path: Path):
+def _read_json(path: Path) -> dict:
+    """A JSON file holding an object (every JSON file of a Hugging Face folder does)."""
     try:
         with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except json.JSONDecodeError as e:
+            data = json.load(f)
+    except ValueError as e:  # JSONDecodeError, or UnicodeDecodeError for a binary file
         raise CheckpointError(f"{path}: not valid JSON: {e}") from e
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: expected a JSON object ({{...}}), got {type(data).__name__}")
+    return data
+
+
+def _safetensors_damage(path: Path, error: Exception) -> str:
+    """What is wrong with a file that safetensors failed on: its header says how long it must be."""
+    size = path.stat().st_size
+    if size == 0:
+        return "empty file (0 bytes)"
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            return f"not a safetensors file ({size} bytes; the header length alone takes 8)"
+        (n,) = struct.unpack("<Q", head)
+        if n > 100_000_000:  # safetensors' own limit on the header
+            return "not a safetensors file (no valid header length in its first 8 bytes)"
+        if 8 + n > size:
+            return f"truncated safetensors file: its header needs {8 + n} bytes, the file has {size}"
+        try:
+            header = json.loads(f.read(n))
+            end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+            return "not a safetensors file (its header is not a safetensors JSON header)"
+    if 8 + n + end > size:
+        return f"truncated safetensors file: its header promises {8 + n + end} bytes, the file has {size}"
+    return f"safetensors cannot read it: {error}"
+
+
+def _read_safetensors(path: Path) -> Dict[str, Tensor]:
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path), device="cpu")
+    except Exception as e:  # SafetensorError and OS errors alike: all mean this file
+        raise CheckpointError(f"{path}: {_safetensors_damage(path, e)}") from e
 
 
 def _read_weights(src: Path) -> Dict[str, Tensor]:
@@ -207,14 +270,7 @@ def _read_weights(src: Path) -> Dict[str, Tensor]:
         for path in files:
             if not path.is_file():
                 raise FileNotFoundError(f"{path}: shard listed in {src / index} is missing")
-            if path.suffix == ".safetensors":
-                from safetensors.torch import load_file
-
-                part = load_file(str(path), device="cpu")
-            else:
-                part = torch.load(path, map_location="cpu", weights_only=True)
-                if not isinstance(part, dict):
-                    raise CheckpointError(f"{path}: expected a state dict, got {type(part).__name__}")
+            part = _read_safetensors(path) if path.suffix == ".safetensors" else read_state_dict(path)
             if not all(isinstance(v, Tensor) for v in part.values()):
                 raise CheckpointError(f"{path}: expected a mapping of parameter names to tensors")
             state.update(part)
@@ -223,15 +279,16 @@ def _read_weights(src: Path) -> Dict[str, Tensor]:
 
 
 def from_hf(hf_config: dict, state_dict: Dict[str, Tensor], normalize: bool, tokens: Optional[Sequence[str]] = None,
-            blank: int = 0, source: str = "state_dict") -> ImportedCheckpoint:
+            blank: int = 0, source: str = "state_dict", config_source: Optional[str] = None) -> ImportedCheckpoint:
     """An in-memory transformers model (``config.to_dict()``, ``state_dict()``) in asrc terms.
 
     tokens: one per output of ``lm_head`` with the CTC blank at index ``blank`` (moved to 0,
     head rows with it); for a model without ``lm_head``, the tokens of a new, untrained head
     (blank first). May be None for a model with a head (a model without a token list).
+    config_source: names ``hf_config`` in errors (default: ``source``).
     """
     state, dropped = hf_state_dict_to_asrc(state_dict, source)
-    config = hf_config_to_asrc(hf_config, normalize, source)
+    config = hf_config_to_asrc(hf_config, normalize, config_source or source)
     fresh = [] if "mask_emb" in state else ["mask_emb"]
     notes = []
     if "ctc_head.weight" in state:
@@ -282,7 +339,7 @@ def read_hf(src, normalize: Optional[bool] = None, tokens: Optional[Sequence[str
             raise ValueError(f"{src}: has a trained lm_head with the tokens of vocab.json; a token list "
                              "(--dict) is only for folders without one")
         tokens, blank = _read_hf_tokens(src, hf, state["lm_head.weight"].shape[0], notes)
-    imported = from_hf(hf, state, normalize, tokens, blank, str(src))
+    imported = from_hf(hf, state, normalize, tokens, blank, str(src), config_source=str(src / "config.json"))
     imported.notes[:0] = notes
     return imported
 

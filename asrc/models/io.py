@@ -5,6 +5,7 @@ one token per line, the line number being the CTC output index. A quantized mode
 also holds ``quantization.yaml`` and is loaded through :mod:`asrc.quant`.
 """
 
+import zipfile
 from pathlib import Path
 from typing import List, Optional, Sequence
 
@@ -22,8 +23,11 @@ QUANT_NAME = "quantization.yaml"
 
 
 def read_token_list(path) -> List[str]:
-    with open(path, encoding="utf-8") as f:
-        tokens = [line.rstrip("\n") for line in f]
+    try:
+        with open(path, encoding="utf-8") as f:
+            tokens = [line.rstrip("\n") for line in f]
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from e
     while tokens and tokens[-1] == "":
         tokens.pop()
     if not tokens:
@@ -42,8 +46,13 @@ def write_token_list(path, tokens: Sequence[str]):
         f.writelines(t + "\n" for t in tokens)
 
 
+def _first(items: list, n: int = 8) -> str:
+    """``items`` in a message: all of a short list, the first ``n`` and a count of a long one."""
+    return f"{items}" if len(items) <= n else f"{items[:n]} and {len(items) - n} more"
+
+
 def load_state_dict_strict(model: torch.nn.Module, state_dict: dict, source: str):
-    """``load_state_dict`` that names every missing/unexpected key and shape mismatch."""
+    """``load_state_dict`` that names the missing/unexpected keys and shape mismatches."""
     own = model.state_dict()
     missing = sorted(set(own) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(own))
@@ -52,13 +61,68 @@ def load_state_dict_strict(model: torch.nn.Module, state_dict: dict, source: str
     if missing or unexpected or mismatched:
         parts = []
         if missing:
-            parts.append(f"missing keys {missing}")
+            parts.append(f"missing keys {_first(missing)}")
         if unexpected:
-            parts.append(f"unexpected keys {unexpected}")
+            parts.append(f"unexpected keys {_first(unexpected)}")
         if mismatched:
-            parts.append(f"shape mismatches {mismatched}")
+            parts.append(f"shape mismatches {_first(mismatched)}")
         raise CheckpointError(f"{source}: " + "; ".join(parts))
     model.load_state_dict(state_dict)
+
+
+def _torch_file_damage(path: Path, error: Exception) -> str:
+    """What is wrong with a file that ``torch.load`` failed on, as far as its bytes tell."""
+    size = path.stat().st_size
+    if size == 0:
+        return "empty file (0 bytes)"
+    with open(path, "rb") as f:
+        head = f.read(2)
+    detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    if head == b"PK":  # torch.save's zip format; the central directory is written last
+        if not zipfile.is_zipfile(path):
+            return (f"truncated PyTorch checkpoint (a zip archive of {size} bytes without the central directory "
+                    "that ends it)")
+        try:
+            with zipfile.ZipFile(path) as z:
+                bad = z.testzip()
+        except (zipfile.BadZipFile, OSError, EOFError) as e:
+            return f"damaged zip archive ({e})"
+        if bad is not None:
+            return f"damaged zip archive (member {bad} fails its CRC check)"
+        return f"torch.load cannot read it: {detail}"
+    if head[:1] == b"\x80":  # a pickle: torch's legacy format and old fairseq checkpoints
+        return f"truncated or damaged legacy (pickle) checkpoint: {detail}"
+    return "not a PyTorch checkpoint (neither a zip archive nor a pickle)"
+
+
+def torch_load(path, **kwargs):
+    """``torch.load(path, **kwargs)``; a damaged or foreign file is a :class:`CheckpointError` saying
+    what is wrong with it. ``ImportError`` (a pickle that needs a module) passes through."""
+    path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a directory, not a checkpoint file")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such checkpoint file")
+    try:
+        return torch.load(path, **kwargs)
+    except ImportError:
+        raise
+    except Exception as e:  # zip, pickle, EOF and OS errors alike: all mean this file
+        raise CheckpointError(f"{path}: {_torch_file_damage(path, e)}") from e
+
+
+def read_state_dict(path, map_location="cpu") -> dict:
+    """A ``state_dict`` saved with ``torch.save`` (tensors by name), checked to be one."""
+    state = torch_load(path, map_location=map_location, weights_only=True)
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: expected a state dict (parameter name -> tensor), got {type(state).__name__}")
+    return state
+
+
+def _is_quantized_state(state: dict) -> bool:
+    """Whether a state dict holds int8 modules (asrc-quantize output)."""
+    return any(k.endswith("_packed_params") or (isinstance(v, torch.Tensor) and v.is_quantized)
+               for k, v in state.items())
 
 
 def is_model_dir(path) -> bool:
@@ -108,6 +172,9 @@ def load(model_dir, map_location="cpu") -> Wav2Vec2CTC:
         return load_quantized(model_dir, map_location=map_location)
     config, tokens, weights = read_model_dir(model_dir)
     model = Wav2Vec2CTC(config, tokens)
-    state = torch.load(weights, map_location=map_location, weights_only=True)
+    state = read_state_dict(weights, map_location)
+    if _is_quantized_state(state):
+        raise CheckpointError(f"{weights}: int8 weights (asrc-quantize output), but {model_dir} has no {QUANT_NAME}; "
+                              f"put back the {QUANT_NAME} written with it, or quantize the float model again")
     load_state_dict_strict(model, state, str(weights))
     return model.eval()

@@ -239,7 +239,8 @@ def _run_front_end(model: Wav2Vec2CTC, wav: Tensor, lengths: Tensor,
     handles = []
     for i, block in enumerate(model.feature_extractor.conv_layers):
         if keep:
-            handles.append(block.conv.register_forward_hook(lambda _m, _a, out: acts.conv_out.append(out)))
+            # A copy: the inference fast path applies GELU in place to this very tensor.
+            handles.append(block.conv.register_forward_hook(lambda _m, _a, out: acts.conv_out.append(out.clone())))
             handles.append(block.register_forward_hook(lambda _m, _a, out: acts.block_out.append(out)))
         if pre_hooks and i in pre_hooks:
             handles.append(block.conv.register_forward_pre_hook(lambda _m, args, f=pre_hooks[i]: f(args[0])))

@@ -19,11 +19,12 @@ attention ignores them, so a padded batch gives each utterance the logits it get
 Inference fast path: in eval mode without autograd, on CPU in float32, the transformer layers
 run their feed-forward input projection and GELU as one oneDNN call (bias and activation in
 the GEMM's epilogue), fold the output biases and the residual additions into the GEMMs
-(``addmm``), the positional conv reuses its weight-normed kernel until the parameters
-change, and the CNN applies GELU in place. Same arithmetic up to float rounding (a test holds it to 1e-5 of the plain path); it
-is what makes asrc faster than transformers' Wav2Vec2ForCTC on the same weights
-(``asrc-bench model-speed``). It is off while tracing or exporting (portable graphs), for
-quantized modules, and with ``ASRC_FAST_PATH=0`` or inside :func:`plain_ops`.
+(``addmm``), and the CNN applies GELU in place (a forward hook on a front-end conv sees its
+output overwritten by GELU afterwards: keep a copy). Same arithmetic up to float rounding (a
+test holds it to 1e-5 of the plain path); it is what makes asrc faster than transformers'
+Wav2Vec2ForCTC on the same weights (``asrc-bench model-speed``). It is off while tracing or
+exporting (portable graphs), for quantized modules, and with ``ASRC_FAST_PATH=0`` or inside
+:func:`plain_ops`.
 """
 
 import contextlib
@@ -242,20 +243,11 @@ class PositionalConv(nn.Module):
         # than composing norm/mul/div for the base model's 768x48x128 kernel.
         return torch._weight_norm(self.weight_v, self.weight_g, 2)
 
-    def _inference_weight(self) -> Tensor:
-        """:meth:`weight`, computed once per parameter version (eval without autograd)."""
-        key = (self.weight_v.data_ptr(), self.weight_v._version, self.weight_g.data_ptr(), self.weight_g._version)
-        cached = self.__dict__.get("_weight_cache")
-        if cached is None or cached[0] != key:
-            with torch.inference_mode(False), torch.no_grad():
-                cached = (key, self.weight().clone())
-            self.__dict__["_weight_cache"] = cached
-        return cached[1]
-
     def forward(self, x: Tensor) -> Tensor:
         """x ``[batch, frame, embed_dim]`` -> same shape."""
-        weight = self._inference_weight() if _inference_fast_path(self, x) else self.weight()
-        y = F.conv1d(x.transpose(1, 2), weight, self.bias, padding=self.kernel // 2, groups=self.groups)
+        # The kernel is recomputed every call, never cached: writes through ``.data`` (EMA, user
+        # code) do not bump the version counter a cache could key on, and caching saves ~0.3 %.
+        y = F.conv1d(x.transpose(1, 2), self.weight(), self.bias, padding=self.kernel // 2, groups=self.groups)
         if self.kernel % 2 == 0:
             y = y[:, :, :-1]
         return F.gelu(y).transpose(1, 2)

@@ -53,7 +53,7 @@ from torch import Tensor, nn
 
 from asrc.errors import AsrcError, CheckpointError
 from asrc.models.config import Wav2Vec2Config
-from asrc.models.io import CONFIG_NAME, QUANT_NAME, read_model_dir, save_model_dir
+from asrc.models.io import CONFIG_NAME, QUANT_NAME, read_model_dir, read_state_dict, save_model_dir
 from asrc.models.wav2vec2 import PositionalConv, Wav2Vec2CTC
 from asrc.quant.modules import FoldedPositionalConv, Int8Conv1d, activation_observer
 from asrc.utils.io import atomic_write
@@ -64,6 +64,22 @@ MODES = {
     "static-conv": "static-pos + calibrated static int8 CNN layers 2..N (fastest, smallest; costs accuracy)",
 }
 FORMAT_VERSION = 1
+
+
+def _is_names(v) -> bool:
+    return isinstance(v, list) and all(isinstance(x, str) for x in v)
+
+
+# quantization.yaml keys whose type is checked on loading: (check, what the value must be).
+_SPEC_TYPES = {
+    "dynamic_int8_linear": (_is_names, "a list of module names"),
+    "static_int8_conv": (_is_names, "a list of module names"),
+    "folded_weight_norm": (_is_names, "a list of module names"),
+    "engine": (lambda v: isinstance(v, str), "a string"),
+    "activation_reduce_range": (lambda v: isinstance(v, bool), "true or false"),
+    "calibration": (lambda v: isinstance(v, dict), "a mapping"),
+    "format_version": (lambda v: type(v) is int, "an integer"),
+}
 
 
 @dataclass
@@ -98,6 +114,9 @@ class QuantizationSpec:
         unknown = sorted(set(d) - known)
         if unknown:
             raise AsrcError(f"{path}: unknown keys {unknown} (known: {sorted(known)})")
+        wrong = [f"{k}={d[k]!r} (expected {what})" for k, (ok, what) in _SPEC_TYPES.items() if k in d and not ok(d[k])]
+        if wrong:
+            raise AsrcError(f"{path}: {'; '.join(wrong)}")
         if d.get("mode") not in MODES:
             raise AsrcError(f"{path}: mode={d.get('mode')!r} is not one of {sorted(MODES)}")
         if d.get("format_version", FORMAT_VERSION) > FORMAT_VERSION:
@@ -308,7 +327,7 @@ def load_quantized(model_dir, map_location="cpu") -> Wav2Vec2CTC:
         warnings.warn(f"{model_dir}: int8 convs calibrated for 8-bit activations (a VNNI CPU); this CPU has no "
                       f"VNNI and may saturate int16 sums: re-quantize here for 7-bit activations")
     model = build_quantized(config, spec, tokens)
-    state = torch.load(weights, map_location="cpu", weights_only=True)
+    state = read_state_dict(weights)
     missing = sorted(set(model.state_dict()) - set(state))
     unexpected = sorted(set(state) - set(model.state_dict()))
     if missing or unexpected:
@@ -325,8 +344,10 @@ def load_quantized(model_dir, map_location="cpu") -> Wav2Vec2CTC:
 def read_waveforms(data_dir, max_utterances: int = 16, max_seconds: float = 120.0) -> tuple:
     """Waveforms (for calibration or agreement checks) from a Kaldi-style data dir: up to
     ``max_utterances`` spread evenly over ``wav.scp`` (so one speaker or one recording session
-    does not set all the ranges), stopping at ``max_seconds`` of audio. Returns ``(waveforms, info)``."""
-    from asrc.data.datadir import read_table
+    does not set all the ranges), stopping at ``max_seconds`` of audio. Returns ``(waveforms, info)``.
+    Damaged audio (truncated, NaN/Inf samples, ...) is an :class:`AsrcError` naming the utterance:
+    one bad file would otherwise set every activation range."""
+    from asrc.data.datadir import DataDirError, read_table
     from asrc.decode.audio import read_audio
 
     data_dir = Path(data_dir)
@@ -335,7 +356,7 @@ def read_waveforms(data_dir, max_utterances: int = 16, max_seconds: float = 120.
         raise FileNotFoundError(f"{data_dir}: no wav.scp; calibration needs a Kaldi-style data dir")
     wav_scp = read_table(wav_scp_path)
     if not wav_scp:
-        raise ValueError(f"{wav_scp_path}: no utterances")
+        raise DataDirError(f"{wav_scp_path}: no utterances")
     keys = list(wav_scp)
     step = max(1, len(keys) // max_utterances)
     chosen, waveforms, seconds = [], [], 0.0

@@ -22,17 +22,16 @@ second, from ``rtf.json``) are added per row so that one table compares accuracy
 """
 
 import datetime
-import json
 import platform
 import subprocess
 import sys
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 from asrc.score.align import Counts
-from asrc.score.scorer import ScoreResult, read_score_json
+from asrc.score.scorer import ScoreResult, read_json_object, read_score_json
 from asrc.utils.io import atomic_write
 
 COLUMNS = ["dataset", "Snt", "Wrd", "Corr", "Sub", "Del", "Ins", "Err", "S.Err", "Params", "MB", "RTF"]
@@ -155,6 +154,35 @@ def write_results(path, records: Sequence[ResultRecord], env: Optional[Dict[str,
         f.write(render_results(records, env))
 
 
+def comparison_note(records: Sequence[ResultRecord], pairs: Sequence[Tuple[str, str, str]]) -> str:
+    """Markdown bullets comparing models on every dataset both were scored on, from this run.
+
+    ``pairs``: ``(model, reference, what the difference measures)``. Every figure is one that
+    :func:`render_results` prints for ``records`` (Err, one decimal), a difference of two of
+    them, or a reference length, so a note built here cannot disagree with its tables.
+    """
+    found = {(r.model, r.dataset): r for r in records}
+    lines = []
+    for model, reference, what in pairs:
+        datasets = [d for m, d in found if m == model and (reference, d) in found]
+        if not datasets:
+            continue
+        lines.append(f"- **{model}** against **{reference}** ({what}):")
+        for dataset in datasets:
+            parts, sizes = [], []
+            for title, attr, unit in (("CER", "cer", "characters"), ("WER", "wer", "words")):
+                a, b = getattr(found[model, dataset], attr), getattr(found[reference, dataset], attr)
+                if a is None or b is None:
+                    continue
+                err_a, err_b = (f"{_counts(x).percentages()['err']:.1f}" for x in (a, b))
+                tenths = round(float(err_a) * 10) - round(float(err_b) * 10)  # exact, unlike 33.3 - 16.7
+                parts.append(f"{title} {err_a} % vs {err_b} % ({tenths / 10:+.1f} points)")
+                n = _counts(a).wrd
+                sizes.append(f"{n} {unit}" + (f", one is {100 / n:.2g} points" if n else ""))
+            lines.append(f"  - {dataset}: " + ", ".join(parts) + " (" + "; ".join(sizes) + ")")
+    return "\n".join(lines) + "\n" if lines else ""
+
+
 def record_from_decode_dir(model: str, dataset: str, decode_dir) -> ResultRecord:
     """Build a record from what ``asrc-decode`` and ``asrc-score`` wrote into ``decode_dir``.
 
@@ -167,8 +195,7 @@ def record_from_decode_dir(model: str, dataset: str, decode_dir) -> ResultRecord
     rec = ResultRecord(model=model, dataset=dataset, wer=wer, cer=cer)
     rtf_path = decode_dir / "rtf.json"
     if rtf_path.is_file():
-        with open(rtf_path, encoding="utf-8") as f:
-            info = json.load(f)
+        info = read_json_object(rtf_path)
         rec.rtf = info.get("rtf")
         rec.params = info.get("model", {}).get("params")
         rec.size_mb = info.get("model", {}).get("size_mb")

@@ -255,19 +255,33 @@ def score_dir(
     return result
 
 
+def read_json_object(path) -> dict:
+    """The JSON object in ``path``; a damaged file is an :class:`AsrcError` naming it."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except ValueError as e:  # JSONDecodeError, or UnicodeDecodeError for a binary file
+        raise AsrcError(f"{path}: not valid JSON ({e}); rerun the command that wrote it") from e
+    if not isinstance(data, dict):
+        raise AsrcError(f"{path}: expected a JSON object, got {type(data).__name__}; rerun the command that wrote it")
+    return data
+
+
 def read_score_json(score_dir_path) -> Counts:
     """The reported totals of a directory written by :func:`score_dir`."""
     path = Path(score_dir_path) / "score.json"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file (run asrc-score first)")
-    with open(path, encoding="utf-8") as f:
-        total = json.load(f)["total"]
-    return Counts(
-        snt=total["snt"],
-        wrd=total["wrd"],
-        corr=total["corr"],
-        sub=total["sub"],
-        dele=total["del"],
-        ins=total["ins"],
-        s_err=total["s_err"],
-    )
+    total = read_json_object(path).get("total")
+    try:
+        return Counts(
+            snt=total["snt"],
+            wrd=total["wrd"],
+            corr=total["corr"],
+            sub=total["sub"],
+            dele=total["del"],
+            ins=total["ins"],
+            s_err=total["s_err"],
+        )
+    except (KeyError, TypeError) as e:
+        raise AsrcError(f"{path}: 'total' lacks the counts asrc-score writes ({e}); rerun asrc-score") from e

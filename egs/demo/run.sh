@@ -14,11 +14,11 @@
 #   2  distillation with ESPnet's trainer as demo_config.yaml says (asrc-train --demo_config)
 #   3  int8 quantization of the student (asrc-quantize)
 #   4  decoding of every test set by teacher, student, student-int8 (asrc-decode)
-#   5  scoring (sclite) -> exp/RESULTS.md, exp/wer.json
+#   5  scoring (sclite) -> exp/RESULTS.md (+ local/notes.md and this run's differences), exp/wer.json
 #   6  footprint: size and speed side by side -> exp/footprint.{md,json,png}, appended to RESULTS.md
 set -euo pipefail
 cd "$(dirname "$0")"
-_recipe_args="$*"
+_recipe_args=${1+$(printf " %q" "$@")}
 
 stage=1
 stop_stage=6
@@ -115,6 +115,13 @@ results_rows() {
     done
 }
 
+# exp/notes.md: local/notes.md (no figures) + the differences computed from this run's scores.
+write_notes() {
+    # shellcheck disable=SC2046
+    run_logged exp/logs/compare.log local/compare.py --out exp/comparison.md $(results_rows)
+    cat local/notes.md exp/comparison.md > exp/notes.md
+}
+
 if stage_begin 5 "scoring -> exp/RESULTS.md" $stamps; then
     for m in $models; do
         for t in $test_sets; do
@@ -124,8 +131,9 @@ if stage_begin 5 "scoring -> exp/RESULTS.md" $stamps; then
         done
     done
     last_test=$(set_name "$(echo $test_sets | awk '{print $NF}')")
+    write_notes
     # shellcheck disable=SC2046
-    run_logged exp/logs/results.log asrc-results --out exp/RESULTS.md $(results_rows) --note local/notes.md \
+    run_logged exp/logs/results.log asrc-results --out exp/RESULTS.md $(results_rows) --note exp/notes.md \
         --wer-json exp/wer.json --wer-dataset "$last_test"
     stage_done 5 $stamps
 fi
@@ -135,7 +143,8 @@ if stage_begin 6 "footprint report" $stamps; then
     run_logged exp/logs/footprint.log asrc-bench footprint --teacher "$teacher" --student student=exp/student/model \
         --int8-mode static-pos --calib data/dev --wer exp/wer.json \
         --json exp/footprint.json --markdown exp/footprint.md --plot exp/footprint.png $bench_args
-    cat local/notes.md - > exp/notes_with_footprint.md <<EOF
+    write_notes
+    cat exp/notes.md - > exp/notes_with_footprint.md <<EOF
 
 ## Footprint (\`asrc-bench footprint\`, exp/footprint.png)
 

@@ -1,8 +1,9 @@
 # Corpus and teacher locations for egs/librispeech (override from the environment or flags).
 #
-# LIBRISPEECH: where the corpus is. Stage 1 downloads the subsets into it from openslr
-#   (resumable, md5-checked) unless they are already there. A folder holding
-#   <subset>.tar.gz archives or an extracted LibriSpeech/ tree is used as it is.
+# LIBRISPEECH: where the corpus is: the folder holding LibriSpeech/ (and the archives), or the
+#   LibriSpeech/ folder itself. Subsets already extracted there (LibriSpeech/<subset>/<speaker>/,
+#   e.g. by hand with tar) are used as they are; stage 1 downloads the others from openslr
+#   (resumable, md5-checked), reusing <subset>.tar.gz archives already in the folder.
 LIBRISPEECH=${LIBRISPEECH:-downloads}
 # LIBRISPEECH_URL: where to download from (openslr and its mirrors by default).
 LIBRISPEECH_URL=${LIBRISPEECH_URL:-}

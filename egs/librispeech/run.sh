@@ -9,7 +9,8 @@
 #   tensorboard --logdir exp                                     # watch training
 #
 # Stages (stamps in exp/stages/; each writes the command that resumes it beside the stamp):
-#   1  download the subsets (resumable, md5-checked; skipped for a corpus already on disk)
+#   1  download the subsets (resumable, md5-checked); subsets already extracted under $LIBRISPEECH
+#      (db.sh) are used as they are
 #   2  Kaldi-style data dirs data/<subset> (+ train_960, dev) and validation
 #   3  training/validation sets: combine $train_subsets / $valid_subsets
 #   4  letter token list (fairseq dict.ltr.txt order) and a check of every transcript
@@ -23,7 +24,7 @@
 #   11 pack the student: exp/student_pack.zip (config, model, tokens, RESULTS.md)
 set -euo pipefail
 cd "$(dirname "$0")"
-_recipe_args="$*"
+_recipe_args=${1+$(printf ' %q' "$@")}   # the command line, quoted (utils/lib.sh)
 
 stage=1
 stop_stage=11
@@ -59,18 +60,49 @@ student_int8=exp/student_int8/model
 train_set=train
 valid_set=valid
 
+# extracted DIR: DIR is a whole extracted subset: it has <speaker>/<chapter>/ folders, and no
+# extraction of asrc-data into its parent was cut short (that leaves .extract-<subset>.tar.gz).
+extracted() {
+    local dir=$1
+    compgen -G "$dir/[0-9]*/[0-9]*/" > /dev/null || return 1
+    ! compgen -G "$(dirname "$(dirname "$dir")")/.extract-$(basename "$dir").tar.gz" > /dev/null
+}
+
+# The LibriSpeech/ folder: $LIBRISPEECH/LibriSpeech, or $LIBRISPEECH itself when it is that
+# folder (named LibriSpeech, or holding extracted subsets). Archives unpack into
+# <parent>/LibriSpeech/<subset>: downloads go into its parent.
+corpus=$LIBRISPEECH/LibriSpeech
+if [ ! -d "$corpus" ]; then
+    [ "$(basename "$LIBRISPEECH")" = LibriSpeech ] && corpus=$LIBRISPEECH
+    for s in $subsets; do
+        extracted "$LIBRISPEECH/$s" && corpus=$LIBRISPEECH && break
+    done
+fi
+
 if stage_begin 1 "download LibriSpeech ($subsets)" $stamps; then
-    opts=()
-    [ -n "$LIBRISPEECH_URL" ] && opts+=(--base-url "$LIBRISPEECH_URL" --mirror "$LIBRISPEECH_URL")
-    [ -n "$LIBRISPEECH_MD5" ] && opts+=(--md5-file "$LIBRISPEECH_MD5")
-    # shellcheck disable=SC2086
-    run_logged exp/logs/download.log asrc-data download-librispeech "$LIBRISPEECH" --subsets $subsets "${opts[@]}"
+    missing=()
+    for s in $subsets; do
+        if extracted "$corpus/$s"; then
+            log "$s: already extracted in $corpus/$s, not downloaded"
+        else
+            missing+=("$s")
+        fi
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+        [ "$(basename "$corpus")" = LibriSpeech ] || die "$corpus holds extracted subsets but not ${missing[*]}," \
+            "and downloads unpack into a folder named LibriSpeech: extract them into $corpus too"
+        opts=()
+        [ -n "$LIBRISPEECH_URL" ] && opts+=(--base-url "$LIBRISPEECH_URL" --mirror "$LIBRISPEECH_URL")
+        [ -n "$LIBRISPEECH_MD5" ] && opts+=(--md5-file "$LIBRISPEECH_MD5")
+        run_logged exp/logs/download.log asrc-data download-librispeech "$(dirname "$corpus")" \
+            --subsets "${missing[@]}" "${opts[@]}"
+    fi
     stage_done 1 $stamps
 fi
 
 if stage_begin 2 "data preparation" $stamps; then
     # shellcheck disable=SC2086
-    run_logged exp/logs/prepare.log asrc-data prepare-librispeech "$LIBRISPEECH/LibriSpeech" data \
+    run_logged exp/logs/prepare.log asrc-data prepare-librispeech "$corpus" data \
         --subsets $subsets --nj "$nj"
     stage_done 2 $stamps
 fi

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Shared helpers for egs/*/run.sh: logging, idempotent stages with .done stamps, logged commands.
 #
+#   _recipe_args=${1+$(printf ' %q' "$@")}   # first thing: the command line, shell-quoted
+#   . utils/parse_options.sh
 #   . utils/lib.sh
 #   if stage_begin 3 "prepare data" exp/stages; then
 #       run_logged exp/logs/prepare.log asrc-data prepare-an4 ...
@@ -14,6 +16,13 @@
 log() { echo "$(date '+%Y-%m-%d %H:%M:%S') ($(basename "$0")) $*" >&2; }
 
 die() { log "ERROR: $*"; exit 1; }
+
+# The running script as a path valid from $PWD: recipes cd to their own folder first, so a
+# relative $0 (egs/an4/run.sh) no longer resolves there, and a bare name (run.sh) would be
+# looked up in PATH.
+_recipe_script() {
+    if [[ $0 == /* ]] || [[ $0 == */* && -f $0 ]]; then echo "$0"; else echo "./${0##*/}"; fi
+}
 
 # stage_begin N DESCRIPTION STAMP_DIR -> 0 if the stage must run now.
 stage_begin() {
@@ -29,8 +38,14 @@ stage_begin() {
     fi
     log "stage $n: $desc"
     mkdir -p "$dir"
-    # The command that resumes the recipe from this stage.
-    echo "cd $(pwd) && $0 ${_recipe_args:-} --stage $n" > "$dir/stage$n.resume"
+    # The command that resumes the recipe from this stage, quoted so that bash reads back the
+    # same words (paths with spaces, --train_args "--max_epoch 1").
+    local args=${_recipe_args:-}
+    {
+        printf 'cd %q && %q' "$PWD" "$(_recipe_script)"
+        [ -z "$args" ] || printf ' %s' "${args# }"
+        printf ' --stage %q\n' "$n"
+    } > "$dir/stage$n.resume"
     return 0
 }
 

@@ -102,11 +102,54 @@ def test_footprint_uses_given_model_dirs(tmp_path):
     assert run_bench(["--student", str(tmp_path / "nope"), "--tiny", "--runs", "1"]) == 1
 
 
-def test_plot_labels_of_close_points_are_merged():
-    rows = [footprint.Row("teacher", "asrc", "fp32", 1, 12.2, 1, rtf=0.0100, wer=41.0),
-            footprint.Row("hf-peer", "transformers", "fp32", 1, 12.2, 1, rtf=0.0102),
-            footprint.Row("student", "asrc", "fp32", 1, 8.1, 1, rtf=0.0042)]
-    groups = footprint.label_groups(rows)
-    assert sorted(len(names) for _, names in groups) == [1, 2]
-    merged = next(names for _, names in groups if len(names) == 2)
-    assert merged == ["teacher (WER 41.00%)", "hf-peer"]
+# Near-coincident points as the demo measures them: teacher and peer (same size, same speed),
+# student-int8 and student-onnx-int8 (about the same size and speed).
+DEMO_ROWS = [footprint.Row("teacher", "asrc", "fp32", 1, 12.2, 1, rtf=0.0063, wer=40.0),
+             footprint.Row("hf-peer", "transformers", "fp32", 1, 12.2, 1, rtf=0.0062),
+             footprint.Row("student", "asrc", "fp32", 1, 8.1, 1, rtf=0.0042, wer=43.1),
+             footprint.Row("student-int8", "asrc", "int8 (static-pos)", 1, 2.3, 1, rtf=0.0030, wer=43.3),
+             footprint.Row("student-onnx", "onnxruntime", "fp32", 1, 8.1, 1, rtf=0.0035),
+             footprint.Row("student-onnx-int8", "onnxruntime", "int8 (MatMul)", 1, 2.2, 1, rtf=0.0031)]
+ENV = {"threads": 2, "input_seconds": 10.0}
+
+
+def test_plot_labels_every_point_at_its_own_place():
+    import matplotlib.pyplot as plt
+    from matplotlib.text import Text
+
+    fig = footprint.figure(DEMO_ROWS, ENV)
+    try:
+        fig.canvas.draw()  # positions the annotations' texts
+        renderer = fig.canvas.get_renderer()
+        panels = {ax.get_title(): ax for ax in fig.axes}
+        assert set(panels) == {"size vs speed", "WER vs size", "WER vs speed"}
+        expected = {"size vs speed": {r.name: (r.rtf, r.mb) for r in DEMO_ROWS},
+                    "WER vs size": {r.name: (r.mb, r.wer) for r in DEMO_ROWS if r.wer is not None},
+                    "WER vs speed": {r.name: (r.rtf, r.wer) for r in DEMO_ROWS if r.wer is not None}}
+        for title, points in expected.items():
+            ax = panels[title]
+            labels = {a.get_text(): a for a in ax.texts}
+            assert sorted(labels) == sorted(points), title  # one label per point, no merged labels
+            plotted = {tuple(c.get_offsets()[0]) for c in ax.collections if len(c.get_offsets())}
+            for name, xy in points.items():
+                assert tuple(labels[name].xy) == pytest.approx(xy), (title, name)  # anchored at its point
+                assert xy in plotted, (title, name)
+            boxes = [Text.get_window_extent(a, renderer) for a in labels.values()]  # text, not its line
+            assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:]), title
+            frame = ax.get_window_extent(renderer)
+            assert all(frame.x0 <= b.x0 and b.x1 <= frame.x1 and frame.y0 <= b.y0 and b.y1 <= frame.y1
+                       for b in boxes), title
+        # The Pareto front of WER vs size: the smallest model, then the best WER.
+        front = next(line for line in panels["WER vs size"].lines if line.get_label() == "Pareto front")
+        assert list(zip(*front.get_data())) == [(2.3, 43.3), (8.1, 43.1), (12.2, 40.0)]
+    finally:
+        plt.close(fig)
+    # Without WERs: size vs speed alone.
+    fig = footprint.figure([footprint.Row(r.name, r.runtime, r.precision, 1, r.mb, 1, rtf=r.rtf) for r in DEMO_ROWS],
+                           ENV)
+    assert [ax.get_title() for ax in fig.axes] == ["size vs speed"]
+    plt.close(fig)
+
+
+def test_pareto_front():
+    assert footprint.pareto_front([(1, 5), (2, 3), (3, 4), (4, 1), (2, 3)]) == [(1, 5), (2, 3), (4, 1)]

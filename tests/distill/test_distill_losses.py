@@ -15,6 +15,16 @@ KL_HAND = 0.75 * math.log(1.5) + 0.25 * math.log(0.5)
 GARBAGE = 1.0e4
 
 
+_GARBAGE_GEN = torch.Generator().manual_seed(0)
+
+
+def garbage(*shape):
+    """Padding filler: random logits, different across the vocabulary and from call to call (a
+    constant filler gives uniform distributions, whose KL is 0, so counting padded frames would
+    go unnoticed); spread 10, not one-hot, so that any two fillers differ in distribution."""
+    return 10.0 * torch.randn(*shape, generator=_GARBAGE_GEN)
+
+
 def test_kd_loss_hand_computed_value():
     assert KL_HAND == pytest.approx(0.1308120, abs=1e-7)
     student = torch.tensor([[[0.0, 0.0]]])
@@ -44,8 +54,8 @@ def test_kd_loss_averages_over_valid_frames_only():
     teacher = torch.zeros(2, 5, 2)
     teacher[0, 1] = torch.tensor([math.log(3.0), 0.0])
     lengths = torch.tensor([3, 1])
-    student[0, 3:], teacher[0, 3:] = GARBAGE, -GARBAGE  # padding: must not count
-    student[1, 1:], teacher[1, 1:] = -GARBAGE, GARBAGE
+    student[0, 3:], teacher[0, 3:] = garbage(2, 2), garbage(2, 2)  # padding: must not count
+    student[1, 1:], teacher[1, 1:] = garbage(4, 2), garbage(4, 2)
     assert kd_loss(student, teacher, lengths).item() == pytest.approx(KL_HAND / 4, rel=1e-6)
 
 
@@ -54,8 +64,9 @@ def test_kd_loss_padding_invariance_random():
     lengths = torch.tensor([7, 3, 5])
     s, t = torch.randn(3, 7, 6), torch.randn(3, 7, 6)
     value = kd_loss(s, t, lengths, temperature=3.0)
-    padded_s = torch.cat([s, torch.full((3, 4, 6), GARBAGE)], 1)
-    padded_t = torch.cat([t, torch.full((3, 4, 6), -GARBAGE)], 1)
+    padded_s = torch.cat([s, garbage(3, 4, 6)], 1)
+    padded_t = torch.cat([t, garbage(3, 4, 6)], 1)
+    padded_s[1, 3:7], padded_t[1, 3:7] = garbage(4, 6), garbage(4, 6)  # inside the padded length too
     assert kd_loss(padded_s, padded_t, lengths, temperature=3.0).item() == pytest.approx(value.item(), rel=1e-6)
     # Same as concatenating the valid frames of every utterance.
     flat_s = torch.cat([s[i, :n] for i, n in enumerate(lengths.tolist())])[None]
@@ -78,8 +89,8 @@ def test_ctc_loss_is_per_target_token_and_padding_invariant():
                           torch.tensor([m]), reduction="sum")
                for i, (n, m) in enumerate(zip(lengths.tolist(), target_lengths.tolist()))]
     assert value.item() == pytest.approx((sum(per_utt) / 6).item(), rel=1e-5)
-    padded = torch.cat([logits, torch.full((2, 3, 5), GARBAGE)], 1)
-    padded[1, 8:12] = GARBAGE
+    padded = torch.cat([logits, garbage(2, 3, 5)], 1)
+    padded[1, 8:12] = garbage(4, 5)
     assert ctc_loss(padded, lengths, targets, target_lengths).item() == pytest.approx(value.item(), rel=1e-5)
 
 
@@ -100,9 +111,9 @@ def test_features_pen_valid_frames():
 
 
 def test_cos_embed_loss():
-    s = torch.tensor([[[1.0, 0.0], [1.0, 0.0], [1.0, 0.0], [9.0, 9.0]]])
-    t = torch.tensor([[[2.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [-9.0, 9.0]]])
-    # 1 - cos: 0 (same direction), 1 (orthogonal), 2 (opposite); the 4th frame is padding.
+    s = torch.tensor([[[1.0, 0.0], [1.0, 0.0], [1.0, 0.0], [9.0, 1.0]]])
+    t = torch.tensor([[[2.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [-9.0, -1.0]]])
+    # 1 - cos: 0 (same direction), 1 (orthogonal), 2 (opposite); the 4th frame is padding (2 if counted).
     assert cos_embed_loss(s, t, torch.tensor([3])).item() == pytest.approx(1.0)
 
 
@@ -114,8 +125,11 @@ def test_hidden_state_loss_and_predictor():
     assert cos.item() == pytest.approx(-math.log(1 / (1 + math.exp(-1.0))), rel=1e-6)  # -log sigmoid(1)
     target = x.clone()
     target[0] += 1.0
-    l1, _ = hidden_state_loss(x, target, torch.tensor([5, 2]))
+    target[1, 2:] = garbage(3, 4)  # padding
+    l1, cos = hidden_state_loss(x, target, lengths)
     assert l1.item() == pytest.approx(5 / 7)  # |diff| = 1 on utterance 0's 5 frames, 0 on the other 2
+    cosines = torch.cat([F.cosine_similarity(x[0], target[0], dim=-1), torch.ones(2)])
+    assert cos.item() == pytest.approx(-F.logsigmoid(cosines).mean().item(), rel=1e-6)
 
     predictor = HiddenStatePredictor({1: 2, "2": 4}, student_dim=4, teacher_dim=6)
     assert predictor.layer_map == {1: 2, 2: 4} and set(predictor.heads) == {"s1_t2", "s2_t4"}

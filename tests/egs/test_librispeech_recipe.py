@@ -55,8 +55,8 @@ def make_tarballs(corpus: Path, serve: Path) -> Path:
 
 
 def make_hf_teacher(path: Path):
-    transformers = pytest.importorskip("transformers")
     import torch
+    import transformers
 
     torch.manual_seed(0)
     vocab = ["<pad>", "<s>", "</s>", "<unk>", "|"] + list(LETTERS)
@@ -68,6 +68,14 @@ def make_hf_teacher(path: Path):
     model = transformers.Wav2Vec2ForCTC(config)
     model.save_pretrained(path)
     (path / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(vocab)}))
+
+
+def copy_recipe(dest: Path) -> Path:
+    """A copy of egs/librispeech whose utils/ link still reaches egs/utils."""
+    shutil.copytree(REPO / "egs" / "librispeech", dest, symlinks=True)
+    (dest / "utils").unlink()
+    (dest / "utils").symlink_to(REPO / "egs" / "utils")
+    return dest
 
 
 @pytest.fixture
@@ -96,10 +104,7 @@ def test_librispeech_recipe_all_stages(tmp_path, http_dir):
     url = http_dir(tmp_path / "serve")
     make_hf_teacher(tmp_path / "hf_teacher")
 
-    recipe = tmp_path / "librispeech"
-    shutil.copytree(REPO / "egs" / "librispeech", recipe, symlinks=True)
-    (recipe / "utils").unlink()
-    (recipe / "utils").symlink_to(REPO / "egs" / "utils")
+    recipe = copy_recipe(tmp_path / "librispeech")
     env = {**os.environ, "LIBRISPEECH": str(tmp_path / "downloads"), "LIBRISPEECH_URL": url,
            "LIBRISPEECH_MD5": str(md5), "TEACHER": str(tmp_path / "hf_teacher"), "TEACHER_FORMAT": "hf"}
     args = [
@@ -152,3 +157,84 @@ def test_librispeech_recipe_all_stages(tmp_path, http_dir):
     student_cfg = yaml.safe_load((exp / "student" / "model" / "config.yaml").read_text())
     assert (student_cfg["embed_dim"], student_cfg["conv_layers"][0][0], student_cfg["num_layers"]) == (16, 8, 4)
     assert "hidden_loss" in (exp / "student" / "train.log").read_text()
+
+
+@pytest.fixture
+def logged_http_dir():
+    """Like http_dir, and every requested path is appended to the returned list."""
+    servers, requests = [], []
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def send_head(self):
+            requests.append(self.path)
+            return super().send_head()
+
+    def serve(directory: Path) -> str:
+        httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(directory)))
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        servers.append(httpd)
+        return f"http://127.0.0.1:{httpd.server_address[1]}"
+
+    yield serve, requests
+    for s in servers:
+        s.shutdown()
+        s.server_close()
+
+
+@pytest.mark.parametrize("point_at", ["parent", "LibriSpeech"])
+def test_extracted_tree_without_stamps_is_not_downloaded(tmp_path, logged_http_dir, point_at):
+    """An extracted LibriSpeech/ (no asrc stamps), with LIBRISPEECH at it or at its parent: stage 1
+    fetches only the subset that is not there, stage 2 prepares all of them from the tree."""
+    serve, requests = logged_http_dir
+    make_corpus(tmp_path / "src", np.random.default_rng(0))
+    md5 = make_tarballs(tmp_path / "src", tmp_path / "serve")
+    url = serve(tmp_path / "serve")
+    corpus = tmp_path / "my corpus"  # a space on the way: quoting
+    (corpus / "LibriSpeech").mkdir(parents=True)
+    for subset in ("dev-clean", "test-clean"):
+        shutil.copytree(tmp_path / "src" / "LibriSpeech" / subset, corpus / "LibriSpeech" / subset)
+    librispeech = corpus if point_at == "parent" else corpus / "LibriSpeech"
+
+    recipe = copy_recipe(tmp_path / "librispeech")
+    env = {**os.environ, "LIBRISPEECH": str(librispeech), "LIBRISPEECH_URL": url, "LIBRISPEECH_MD5": str(md5)}
+    args = ["--subsets", "dev-clean test-clean train-clean-100", "--stop_stage", "2", "--nj", "1"]
+    r = subprocess.run(["bash", str(recipe / "run.sh"), *args], cwd=recipe, env=env, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert requests and all(p.endswith("/train-clean-100.tar.gz") for p in requests), requests
+    assert f"dev-clean: already extracted in {corpus / 'LibriSpeech' / 'dev-clean'}" in r.stderr
+    assert (corpus / "LibriSpeech" / "train-clean-100" / ".done").is_file()
+    assert not (corpus / "LibriSpeech" / "dev-clean" / ".done").exists()  # left as it was
+    for subset, n in SUBSETS.items():
+        wav_scp = (recipe / "data" / subset.replace("-", "_") / "wav.scp").read_text()
+        assert len(wav_scp.splitlines()) == n
+        assert str(corpus / "LibriSpeech" / subset) in wav_scp
+
+
+def test_extracted_subsets_in_a_folder_not_named_librispeech(tmp_path, logged_http_dir):
+    """LIBRISPEECH at a folder holding the subsets under another name: used when complete; a
+    subset missing there is an error (archives would unpack into a LibriSpeech/ beside it)."""
+    serve, requests = logged_http_dir
+    make_corpus(tmp_path / "src", np.random.default_rng(0))
+    md5 = make_tarballs(tmp_path / "src", tmp_path / "serve")
+    corpus = tmp_path / "libri"
+    shutil.copytree(tmp_path / "src" / "LibriSpeech" / "dev-clean", corpus / "dev-clean")
+    recipe = copy_recipe(tmp_path / "librispeech")
+    env = {**os.environ, "LIBRISPEECH": str(corpus), "LIBRISPEECH_URL": serve(tmp_path / "serve"),
+           "LIBRISPEECH_MD5": str(md5)}
+
+    def run(*args):
+        return subprocess.run(["bash", str(recipe / "run.sh"), "--stop_stage", "2", "--nj", "1", *args], cwd=recipe,
+                              env=env, capture_output=True, text=True, timeout=300)
+
+    r = run("--subsets", "dev-clean test-clean")
+    assert r.returncode == 1
+    assert f"{corpus} holds extracted subsets but not test-clean" in r.stderr
+    assert requests == [] and not (tmp_path / "LibriSpeech").exists()
+    r = run("--subsets", "dev-clean")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert requests == []
+    assert len((recipe / "data" / "dev_clean" / "wav.scp").read_text().splitlines()) == SUBSETS["dev-clean"]

@@ -1,5 +1,6 @@
 """The shell helpers every recipe sources: option parsing and idempotent stages."""
 
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -92,3 +93,49 @@ fi
     old = list((tmp_path / "exp").glob("run.old-*"))
     assert len(old) == 1 and (old[0] / "checkpoint").read_text() == "killed\nx\n"
     assert "the stage starts over" in r.stderr
+
+
+def test_resume_hint_gives_bash_the_same_arguments(tmp_path):
+    """exp/stages/stageN.resume, run by bash, passes every argument back unchanged: paths with
+    spaces, options with quotes inside, an empty value; also when run.sh was called by a
+    relative path from elsewhere (recipes cd into their own folder)."""
+    recipe = tmp_path / "my recipe"
+    recipe.mkdir()
+    script = recipe / "run.sh"
+    script.write_text(f"""#!/usr/bin/env bash
+set -euo pipefail
+cd "$(dirname "$0")"
+_recipe_args=${{1+$(printf ' %q' "$@")}}
+stage=1
+stop_stage=100
+force_stages=
+train_args=
+data=
+empty=x
+. {UTILS}/parse_options.sh
+. {UTILS}/lib.sh
+printf '%s\\n' "$stage" "$train_args" "$data" "$empty" "$@" > "got.$stage"
+if stage_begin 2 "two" st; then
+    stage_done 2 st
+fi
+""")
+    script.chmod(0o755)
+    args = ["--train_args", "--max_epoch 1 --optim_conf \"lr=1e-3\" --tag 'a b'", "--data", "/corpora/my data/x*",
+            "--empty", "", "pos 1", "$HOME"]
+    r = subprocess.run(["bash", "my recipe/run.sh", *args], capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    first = (recipe / "got.1").read_text().split("\n")
+    hint = (recipe / "st" / "stage2.resume").read_text()
+    r = subprocess.run(["bash", "-c", hint], capture_output=True, text=True, cwd="/")
+    assert r.returncode == 0, hint + r.stderr
+    assert (recipe / "got.2").read_text().split("\n")[1:] == first[1:]
+    assert first[1:6] == ["--max_epoch 1 --optim_conf \"lr=1e-3\" --tag 'a b'", "/corpora/my data/x*", "", "pos 1",
+                          "$HOME"]
+    # Without arguments (an absolute path to run.sh this time): nothing but --stage.
+    shutil.rmtree(recipe / "st")
+    r = subprocess.run(["bash", str(script)], capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    hint = (recipe / "st" / "stage2.resume").read_text()
+    assert hint.endswith("/my\\ recipe/run.sh --stage 2\n"), hint
+    assert subprocess.run(["bash", "-c", hint], cwd="/").returncode == 0
+    assert (recipe / "got.2").read_text() == "2\n\n\nx\n"

@@ -5,7 +5,7 @@ import torch
 
 from asrc.data.tokens import letter_tokens
 from asrc.errors import ConfigError
-from asrc.models import Wav2Vec2Config, Wav2Vec2CTC, save_model_dir
+from asrc.models import Wav2Vec2Config, Wav2Vec2CTC, load, save_model_dir
 
 TOKENS = letter_tokens()
 TINY_ENCODER = {}
@@ -25,6 +25,15 @@ def tiny_dir(tmp_path, tiny_encoder_config):
     return tmp_path / "tiny"
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
+
+
+def edit_distance(a, b):
+    row = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        prev, row[0] = row[0], i
+        for j, y in enumerate(b, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (x != y))
+    return row[-1]
 
 
 def batch(n=2, samples=4000):
@@ -138,7 +147,17 @@ def test_ctc_model_checks(espnet_ready, tiny_dir):
     assert stats["loss"] == stats["student_loss"] and stats["cer"] is None and int(weight) == 2
     model.eval()
     _, stats, _ = model(**batch())
-    assert float(stats["cer"]) >= 0.0  # a random model inserts a lot: it may well exceed 1
+    # The CER by hand: greedy output of the saved model, edit distance to the labels.
+    b = batch()
+    logits, lengths = load(tiny_dir)(b["speech"], b["speech_lengths"])
+    errors = total = 0
+    for i in range(2):
+        best = [int(k) for k in logits[i, :lengths[i]].argmax(-1)]
+        hyp = [k for j, k in enumerate(best) if k != 0 and (j == 0 or k != best[j - 1])]
+        ref = b["text"][i, :b["text_lengths"][i]].tolist()
+        errors, total = errors + edit_distance(hyp, ref), total + len(ref)
+    assert float(stats["cer"]) == pytest.approx(errors / total)  # a random model inserts a lot: may exceed 1
+    assert errors > 0
 
 
 def test_greedy_error_counts(espnet_ready):
@@ -162,15 +181,52 @@ def test_distill_model_keeps_teacher_frozen_and_outside(espnet_ready, tiny_dir):
     assert not any(k.startswith("teacher") for k in model.state_dict())
     assert {id(p) for p in model.parameters()}.isdisjoint({id(p) for p in model.teacher.parameters()})
     assert model.hidden_predictor.layer_map == {1: 2}
+    model.eval()  # deterministic, for the terms computed by hand below
+    loss, stats, _ = model(**batch())
+    expected = independent_distill_terms(model, batch(), temperature=2.0)
+    for k, value in expected.items():
+        assert float(stats[k]) == pytest.approx(value, rel=1e-4, abs=1e-6), k
+    assert float(loss.detach()) == pytest.approx(sum(w * expected[k] for k, w in weights.items()), rel=1e-4)
     model.train()
     assert not model.teacher.training
     loss, stats, _ = model(**batch())
-    expected = sum(w * float(stats[k]) for k, w in weights.items())
-    assert float(loss.detach()) == pytest.approx(expected, rel=1e-5)
     loss.backward()
     assert all(p.grad is None for p in model.teacher.parameters())
     model.to(torch.float64)
     assert next(model.teacher.parameters()).dtype == torch.float64
+
+
+def independent_distill_terms(model, b, temperature):
+    """The five loss terms, utterance by utterance on the valid frames (no masks), from torch's
+    own ctc_loss, kl_div and cosine_similarity."""
+    import torch.nn.functional as F
+
+    with torch.no_grad():
+        teacher = model.teacher.encode(b["speech"], b["speech_lengths"], output_hidden_states=True)
+        t_logits = model.teacher.ctc_head(teacher.x)
+        student = model.encoder.encode(b["speech"], b["speech_lengths"], output_hidden_states=True,
+                                       return_features=True)
+        s_logits = model.encoder.ctc_logits(student.x)
+        frames = student.lengths.tolist()
+        ctc = kl = cos = feat = l1 = cos_hidden = 0.0
+        for i, n in enumerate(frames):
+            target = b["text"][i, :b["text_lengths"][i]]
+            log_probs = F.log_softmax(s_logits[i, :n], -1)
+            ctc += float(F.ctc_loss(log_probs, target, [n], [len(target)], blank=0, reduction="sum"))
+            kl += float(F.kl_div(F.log_softmax(s_logits[i, :n] / temperature, -1),
+                                 F.log_softmax(t_logits[i, :n] / temperature, -1), log_target=True,
+                                 reduction="sum"))
+            cos += float((1 - F.cosine_similarity(s_logits[i, :n], t_logits[i, :n], dim=-1)).sum())
+            feat += float(student.features[i, :n].square().mean(-1).sum())
+            for s, t in model.hidden_predictor.layer_map.items():
+                head = model.hidden_predictor.heads[f"s{s}_t{t}"]
+                prediction, target_state = head(student.hidden_states[s][i, :n]), teacher.hidden_states[t][i, :n]
+                l1 += float((prediction - target_state).abs().mean(-1).sum())
+                cos_hidden += float(-F.logsigmoid(F.cosine_similarity(prediction, target_state, dim=-1)).sum())
+    total, layers = sum(frames), len(model.hidden_predictor.layer_map)
+    return {"student_loss": ctc / float(b["text_lengths"].sum()), "kd_loss": kl / total * temperature ** 2,
+            "cos_embed_loss": cos / total, "features_pen": feat / total,
+            "hidden_loss": (l1 + cos_hidden) / total / layers}
 
 
 @pytest.mark.parametrize("conf,match", [
@@ -211,6 +267,8 @@ def test_hidden_loss_pairs_follow_the_student_initialisation(espnet_ready, tiny_
 
 def test_student_front_end_calibrated_on_speech(espnet_ready, tiny_dir, corpus):
     from asrc.espnet.encoder import AsrcWav2Vec2Encoder
+    from asrc.models.student import build_student, pad_waveforms
+    from asrc.quant.quantize import read_waveforms
 
     student = {"num_layers": 1, "conv_groups": 2}
     enc = AsrcWav2Vec2Encoder(init=str(tiny_dir), layer_init="every_k", config=student,
@@ -218,8 +276,19 @@ def test_student_front_end_calibrated_on_speech(espnet_ready, tiny_dir, corpus):
     assert f"of {corpus['train']}" in enc.init_report.calibration
     pink = AsrcWav2Vec2Encoder(init=str(tiny_dir), layer_init="every_k", config=student)
     assert "pink noise" in pink.init_report.calibration
-    grouped = "model.feature_extractor.conv_layers.1.conv.weight"
-    assert not torch.equal(enc.state_dict()[grouped], pink.state_dict()[grouped])
+    # Each holds the kernels build_student fits on its calibration input: 16 utterances of the
+    # training data, or the default pink noise.
+    teacher = load(tiny_dir)
+    waveforms, _ = read_waveforms(corpus["train"], max_utterances=16)
+    wav, lengths = pad_waveforms(waveforms)
+    config = teacher.config.replace(**student)
+    on_speech, _ = build_student(teacher, config, calibration=wav, calibration_lengths=lengths)
+    on_pink, _ = build_student(teacher, config)
+    for i in range(1, len(config.conv_layers)):
+        grouped = f"feature_extractor.conv_layers.{i}.conv.weight"
+        assert torch.equal(enc.model.state_dict()[grouped], on_speech.state_dict()[grouped]), i
+        assert torch.equal(pink.model.state_dict()[grouped], on_pink.state_dict()[grouped]), i
+        assert not torch.allclose(on_speech.state_dict()[grouped], on_pink.state_dict()[grouped], rtol=0.01)
     with pytest.raises(ConfigError, match="only used to build a student"):
         AsrcWav2Vec2Encoder(init=str(tiny_dir), calibration=str(corpus["train"]))
     with pytest.raises(ConfigError, match="calibration: .*no wav.scp"):

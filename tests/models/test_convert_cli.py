@@ -3,15 +3,13 @@
 import subprocess
 import sys
 
-import pytest
 import torch
 
 from asrc.bin.convert import main
 from asrc.models import load, read_token_list
 
-pytest.importorskip("transformers")
-from test_import_fairseq import finetuned_checkpoint, write_dict  # noqa: E402
-from test_import_hf import LETTERS, hf_logits, save_hf_folder, tiny_hf_model  # noqa: E402
+from test_import_fairseq import finetuned_checkpoint, write_dict
+from test_import_hf import LETTERS, hf_logits, save_hf_folder, tiny_hf_model
 
 
 def test_hf_folder_to_model_dir(tmp_path, capsys):

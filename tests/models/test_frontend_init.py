@@ -1,4 +1,5 @@
 import math
+import re
 
 import numpy as np
 import pytest
@@ -146,7 +147,7 @@ def test_frontend_init_data_dir_writes_loadable_model_dir(tmp_path):
     assert "steps 5" in log and f"skipped_short 1 {ids[-1]}" in log
 
 
-def test_frontend_init_cli_with_teacher(tmp_path):
+def test_frontend_init_cli_with_teacher(tmp_path, capsys):
     from asrc.bin.frontend_init import main
     from asrc.models import save_model_dir
 
@@ -161,6 +162,8 @@ def test_frontend_init_cli_with_teacher(tmp_path):
     assert "target teacher_features" in (tmp_path / "out" / "frontend_init.log").read_text()
     assert load(tmp_path / "out").config.conv_groups == 2
     (tmp_path / "tokens2.txt").write_text("\n".join(TOKENS[::-1]) + "\n")
-    with pytest.raises(ValueError, match="tokens .* differ"):
-        main(args[:2] + ["--tokens", str(tmp_path / "tokens2.txt")] + args[4:]
-             + ["--teacher", str(tmp_path / "teacher"), "--out", str(tmp_path / "out2")])
+    capsys.readouterr()
+    assert main(args[:2] + ["--tokens", str(tmp_path / "tokens2.txt")] + args[4:]
+                + ["--teacher", str(tmp_path / "teacher"), "--out", str(tmp_path / "out2")]) == 1
+    assert re.match(r"asrc-frontend-init: error: .*tokens2.txt and the teacher's tokens .* differ$",
+                    capsys.readouterr().err)

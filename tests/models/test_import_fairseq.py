@@ -15,8 +15,7 @@ from asrc.models.config import BASE_CONV_LAYERS
 from asrc.models.import_fairseq import (SHIPPED_CONV_FEATURE_LAYERS, load_fairseq, parse_conv_feature_layers,
                                         read_fairseq, read_fairseq_dict)
 
-pytest.importorskip("transformers")
-from test_import_hf import LAYOUTS, LETTERS, hf_logits, hf_state_dict, tiny_hf_model  # noqa: E402
+from test_import_hf import LAYOUTS, LETTERS, hf_logits, hf_state_dict, tiny_hf_model
 
 FINETUNED = "w2v_encoder.w2v_model."
 CONV_FEATURE_LAYERS = "[(16, 10, 5)] + [(16, 3, 2)] + [(16, 2, 2)]"

@@ -7,11 +7,10 @@ import json
 
 import pytest
 import torch
+import transformers
 
 from asrc.errors import CheckpointError
 from asrc.models.import_hf import hf_tokens, load_hf, read_hf
-
-transformers = pytest.importorskip("transformers")
 
 LETTERS = ["|", "E", "T", "A", "O", "N", "I", "H"]
 HF_VOCAB = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, **{t: 4 + i for i, t in enumerate(LETTERS)}}

@@ -1,10 +1,14 @@
 import pytest
 import torch
 
+import torch.nn.functional as F
+
 from asrc.models import Wav2Vec2Config, build_model
 from asrc.models.student import (
-    block_diagonal, build_student, conv_output_cosine, default_calibration, expand_groups, select_teacher_layers,
+    RIDGE, _run_front_end, block_diagonal, build_student, conv_output_cosine, default_calibration, expand_groups,
+    select_teacher_layers,
 )
+from asrc.models.wav2vec2 import plain_ops
 
 # 4 conv layers (32 channels, total stride 40), 6 transformer layers of width 48.
 TINY = dict(conv_layers=[[32, 10, 5], [32, 3, 2], [32, 3, 2], [32, 2, 2]], embed_dim=48, ffn_dim=96,
@@ -140,6 +144,8 @@ def test_grouped_init_beats_copying_the_first_block_into_every_group(teacher, he
     last = {m: c[-1] for m, c in cosines.items()}
     assert last["lstsq"] > 0.8 > 0.5 > last["block_diagonal"] > fork[-1] + 0.1
     assert all(a > b for a, b in zip(cosines["lstsq"][1:], cosines["block_diagonal"][1:]))
+    # The fit improves on the energy-matched kernel it starts from, at every grouped layer.
+    assert all(a > b + 0.1 for a, b in zip(cosines["lstsq"][1:], cosines["energy"][1:]))
     assert all(a > b for a, b in zip(cosines["block_diagonal"][1:], fork[1:]))
 
     # block_diagonal is exactly the diagonal blocks of the teacher kernel.
@@ -148,6 +154,77 @@ def test_grouped_init_beats_copying_the_first_block_into_every_group(teacher, he
     student, _ = build_student(teacher, config, conv_init="block_diagonal")
     assert torch.equal(conv_weight(student, 1)[:16], w[:16, :16])
     assert torch.equal(conv_weight(student, 1)[16:], w[16:, 16:])
+
+
+def test_energy_init_matches_the_teachers_output_energy_per_channel(teacher):
+    wav = default_calibration(batch=2, seconds=0.5, seed=7)
+    lengths = torch.tensor([8000, 5000])
+    student, _ = build_student(teacher, tiny(num_layers=1, conv_groups=2), conv_init="energy",
+                               calibration=wav, calibration_lengths=lengths)
+    s_acts, t_acts = _run_front_end(student, wav, lengths), _run_front_end(teacher, wav, lengths)
+    for i in (1, 2, 3):  # each grouped layer on the student's own input, as it was rescaled
+        s, t = s_acts.conv_out[i], t_acts.conv_out[i]
+        energy = [sum(y[b, :, :n].double().square().sum(-1) for b, n in enumerate(t_acts.lengths[i].tolist()))
+                  for y in (s, t)]
+        assert torch.allclose(energy[0], energy[1], rtol=1e-4), i
+        assert not torch.allclose(block_diagonal(conv_weight(teacher, i), 2), conv_weight(student, i), rtol=0.01)
+
+
+def test_front_end_targets_are_the_conv_outputs_with_the_fast_path_on_or_off(teacher):
+    wav = default_calibration(batch=2, seconds=0.5, seed=7)
+    lengths = torch.tensor([8000, 8000])
+    acts = _run_front_end(teacher, wav, lengths)  # eval, no autograd, CPU: the fast path
+    x = wav.unsqueeze(1)
+    with torch.no_grad(), plain_ops():
+        for i, block in enumerate(teacher.feature_extractor.conv_layers):
+            conv = block.conv(x)
+            assert torch.equal(acts.conv_out[i], conv), i  # before norm and GELU
+            x = block(x)
+            assert torch.equal(acts.block_out[i], x), i
+    # One command, one student: the fitted kernels do not depend on the fast path (off on GPU).
+    config = tiny(num_layers=1, conv_groups=2)
+    torch.manual_seed(1)
+    fast, _ = build_student(teacher, config)
+    torch.manual_seed(1)
+    with plain_ops():
+        plain, _ = build_student(teacher, config)
+    for i in (1, 2, 3):
+        assert torch.equal(conv_weight(fast, i), conv_weight(plain, i)), i
+
+
+def test_lstsq_kernel_is_the_ridge_least_squares_solution():
+    """One grouped layer whose input the student shares with the teacher, solved independently."""
+    torch.manual_seed(0)
+    config = Wav2Vec2Config(conv_layers=[[8, 10, 5], [8, 3, 2]], conv_bias=True, embed_dim=16, ffn_dim=32,
+                            num_heads=2, num_layers=1, pos_conv_kernel=4, pos_conv_groups=2, vocab_size=10)
+    teacher = build_model(config).eval()
+    wav = default_calibration(batch=2, seconds=0.1, seed=3)
+    student, _ = build_student(teacher, config.replace(conv_groups=2), calibration=wav)
+    t0, t1 = teacher.feature_extractor.conv_layers
+    with torch.no_grad(), plain_ops():
+        x = t0(wav.unsqueeze(1)).double()  # [2, 8, 319]: conv layer 0 is copied, not grouped
+        w, b = t1.conv.weight.double(), t1.conv.bias.double()
+        y = F.conv1d(x, w, b, stride=2)  # the target: the teacher's conv output, before GELU
+        # The prior: block-diagonal kernel, each output channel scaled to the teacher's energy.
+        prior_w, prior_b = block_diagonal(w, 2), b
+        y_prior = F.conv1d(x, prior_w, prior_b, stride=2, groups=2)
+        scale = (y.square().sum((0, 2)) / y_prior.square().sum((0, 2))).sqrt()
+        prior_w, prior_b = prior_w * scale[:, None, None], prior_b * scale
+    for g in range(2):
+        rows = slice(4 * g, 4 * g + 4)
+        patches = x[:, rows].unfold(-1, 3, 2).permute(0, 2, 1, 3).reshape(-1, 12)  # [frames, 4 inputs x 3 taps]
+        X = torch.cat([patches, torch.ones(len(patches), 1, dtype=torch.float64)], 1)
+        Y = y[:, rows].transpose(1, 2).reshape(-1, 4)
+        prior = torch.cat([prior_w[rows].reshape(4, 12), prior_b[rows, None]], 1).T  # [13, 4]
+        lam = RIDGE * X.square().sum() / len(X)
+        # min ||X W - Y||^2 + lam ||W - prior||^2 as one least-squares problem
+        A = torch.cat([X, lam.sqrt() * torch.eye(13, dtype=torch.float64)])
+        B = torch.cat([Y, lam.sqrt() * prior])
+        solution = torch.linalg.lstsq(A, B).solution
+        got = torch.cat([conv_weight(student, 1)[rows].reshape(4, 12), student.feature_extractor.conv_layers[1]
+                         .conv.bias[rows, None]], 1).T.double()
+        assert torch.allclose(got, solution, rtol=1e-4, atol=1e-5), g
+        assert not torch.allclose(got, prior, rtol=1e-2, atol=1e-3)  # the fit moved away from the prior
 
 
 def test_report_cosines_are_those_of_the_calibration_input(teacher):

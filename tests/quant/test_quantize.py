@@ -45,6 +45,28 @@ def test_int8_agrees_with_float(trained_tiny, structured_set, calibration_set, m
     assert isinstance(trained_tiny.encoder.pos_conv, PositionalConv)
 
 
+@pytest.mark.parametrize("mode", ["static-pos", "static-conv"])
+def test_int8_positional_conv_follows_the_float_one(trained_tiny, structured_set, calibration_set, mode):
+    """The int8 positional conv against the float one on the inputs it gets: the logits alone
+    would not notice a broken one (this tiny model barely uses it)."""
+    qmodel, _ = quantize_model(trained_tiny, mode, calibration_set)
+    assert isinstance(qmodel.encoder.pos_conv.conv, Int8Conv1d)
+    inputs = []
+    hook = trained_tiny.encoder.pos_conv.register_forward_pre_hook(lambda _m, args: inputs.append(args[0]))
+    try:
+        with torch.inference_mode():
+            for wav in structured_set:
+                trained_tiny(wav[None])
+    finally:
+        hook.remove()
+    with torch.inference_mode():
+        for x in inputs:
+            ref, got = trained_tiny.encoder.pos_conv(x), qmodel.encoder.pos_conv(x)
+            assert got.shape == ref.shape
+            assert torch.nn.functional.cosine_similarity(got.flatten(), ref.flatten(), dim=0) > 0.99
+            assert (got - ref).norm() < 0.1 * ref.norm()
+
+
 def test_static_conv_quantizes_cnn_after_first_and_pos_conv(trained_tiny, calibration_set):
     qmodel, spec = quantize_model(trained_tiny, "static-conv", calibration_set)
     n = len(trained_tiny.config.conv_layers)
