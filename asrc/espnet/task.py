@@ -33,7 +33,7 @@ from espnet2.utils.types import str_or_none
 
 from asrc.data.tokens import WORD_BOUNDARY
 from asrc.errors import CheckpointError, ConfigError
-from asrc.espnet.data import write_shape_file
+from asrc.espnet.data import untranscribed, write_shape_file, write_training_text
 from asrc.espnet.encoder import AsrcWav2Vec2Encoder, resolve_encoder_config
 from asrc.models.io import TOKENS_NAME, is_model_dir, read_token_list
 
@@ -48,6 +48,8 @@ ASRC_DEFAULTS = dict(
     input_size=1,
     normalize=None,
     specaug=None,
+    # ESPnet's preprocessor + a NaN/Inf check naming the utterance + silence/gain augmentation
+    preprocessor="asrc",
     token_type="char",
     resume=True,
     # Batches of up to 200 s of padded audio: wav2vec 2.0 fine-tuning's 3.2M samples per GPU.
@@ -213,8 +215,18 @@ def complete_args(args: argparse.Namespace) -> None:
                               f"--{mode}_shape_file: give one or the other")
         if args.output_dir is None:
             raise ConfigError("--output_dir is required")
-        shape = write_shape_file(data_dir, Path(args.output_dir) / "shapes" / mode, resolved, tokens,
-                                 args.token_type, space_symbol)
+        # Distillation also learns from untranscribed audio (teacher losses only, no CTC).
+        missing = untranscribed(data_dir)
+        if missing and (args.model != "asrc_distill" or mode == "valid"):
+            raise ConfigError(f"--{mode}_data_dir {data_dir}: {missing} utterance(s) have no transcript in text; "
+                              f"only distillation (--model asrc_distill) trains on untranscribed audio, and "
+                              f"validation needs transcripts")
+        out = Path(args.output_dir) / "shapes" / mode
+        shape = write_shape_file(data_dir, out, resolved, tokens, args.token_type, space_symbol,
+                                 untranscribed_ok=bool(missing))
+        text = write_training_text(data_dir, out) if missing else Path(data_dir) / "text"
+        if missing:
+            logger.info("%s: %d untranscribed utterance(s): teacher losses only", data_dir, missing)
         setattr(args, f"{mode}_data_path_and_name_and_type",
-                [(str(Path(data_dir) / "wav.scp"), "speech", "sound"), (str(Path(data_dir) / "text"), "text", "text")])
+                [(str(Path(data_dir) / "wav.scp"), "speech", "sound"), (str(text), "text", "text")])
         setattr(args, f"{mode}_shape_file", [str(shape)])

@@ -11,16 +11,23 @@
 # Stages:
 #   1  AN4 -> data/{train,dev,test} (downloads the corpus when $AN4 from db.sh is missing);
 #      synthetic speech in AN4's style ($synth_subsets, seed $synth_seed; asrc-data synth)
-#      -> data/synth/{train,dev}; the teacher's data = both: data/teacher_{train,dev}
+#      -> data/synth/{train,dev}; the 6-layer teacher's data = both: data/teacher_{train,dev};
+#      for the 12-layer teacher: more synthetic speech from every installed voice (AN4-domain
+#      words and sequences $words_subsets, LJ Speech sentences $lj_subsets), augmentation
+#      material (simulated rooms, noises: local/make_augment.py), degraded copies of AN4 dev and
+#      test (local/degrade.py: room, 10 dB noise, 8 kHz band) -> data/teacher12_{train,dev}
 #   2  letter token list data/tokens.txt (fairseq dict.ltr.txt order, 32 tokens)
 #   3  front-end warm start: CNN + projection regress 80-dim log-mel (asrc-frontend-init)
-#   4  CTC training of the teacher with ESPnet's trainer (asrc-train): pass 1, 30 epochs from
-#      the warm start, CNN frozen -> exp/teacher/model; pass 2, 8 epochs from it, CNN frozen
-#      -> exp/teacher_pass2/model; pass 3, 6 epochs, CNN trained too -> exp/teacher_pass3/model
-#   5  greedy CTC decoding of AN4 test and the synthetic dev set (asrc-decode)
-#   6  scoring (asrc-score, sclite when installed) -> exp/teacher/RESULTS.md
+#   4  CTC training of the teacher with ESPnet's trainer (asrc-train): 6 layers: pass 1, 30
+#      epochs from the warm start, CNN frozen -> exp/teacher/model; pass 2, 8 epochs from it,
+#      CNN frozen -> exp/teacher_pass2/model; pass 3, 6 epochs, CNN trained too ->
+#      exp/teacher_pass3/model; then 12 layers: pass 3's model grown to 12 layers
+#      (local/grow_teacher.py, same function) and trained on data/teacher12_train with
+#      augmentation on the fly (conf/train_teacher12.yaml) -> exp/teacher12/model
+#   5  greedy CTC decoding of AN4 test, its degraded copy and the synthetic dev sets (asrc-decode)
+#   6  scoring (asrc-score, sclite when installed) -> exp/teacher12/RESULTS.md
 #   7  (only with --update_teacher true) replace the committed teacher in teacher/
-#      with exp/teacher_pass3/model
+#      with exp/teacher12/model
 #   8  the distillation experiment, from the committed teacher/ ($student_teacher): the
 #      demo's student (4 layers, conv_groups 2; ../demo/demo_config.yaml) distilled, and the
 #      same student trained with CTC alone for the same updates, side by side
@@ -35,7 +42,7 @@
 # Why stage 3 exists and what each option bought: RESULTS.md in this folder.
 set -euo pipefail
 cd "$(dirname "$0")"
-_recipe_args="$*"
+_recipe_args=${1+$(printf " %q" "$@")}
 
 stage=1
 stop_stage=13
@@ -47,15 +54,20 @@ force_stages=
 nj=2                                       # synthesis and decoding jobs
 synth_subsets="train:1200,dev:60"          # stage 1: synthetic speech for the teacher ("" = AN4 only)
 synth_seed=1                               # the demo's own synthetic test set uses seed 0
-synth_engines=                             # default: every engine installed (piper, espeak, flite)
+synth_engines=                             # default: every engine installed (piper, espeak, flite, festival)
+words_subsets="train:6000,dev:100"         # stage 1: AN4-domain synthetic speech for the 12-layer teacher
+lj_subsets="train:1500,dev:40"             # stage 1: LJ Speech sentences, synthesised ($LJSPEECH_TEXT in db.sh)
 train_config=conf/train_teacher.yaml       # ESPnet options of stage 4, pass 1
 pass2_config=conf/train_teacher_pass2.yaml # ESPnet options of stage 4, pass 2
 pass3_config=conf/train_teacher_pass3.yaml # ESPnet options of stage 4, pass 3
+teacher12_config=conf/train_teacher12.yaml # ESPnet options of stage 4, the 12-layer pass
+teacher_layers=12                          # stage 4: depth the 6-layer teacher grows to
 model_config=conf/teacher_model.yaml       # architecture (Wav2Vec2Config) built in stage 3
 frontend_init_steps=300                    # stage 3 regression steps
 pass1_exp=exp/teacher                      # stage 4, pass 1
 pass2_exp=exp/teacher_pass2                 # stage 4, pass 2
-teacher_exp=exp/teacher_pass3               # the final teacher's experiment (stage 4, pass 3)
+pass3_exp=exp/teacher_pass3                # stage 4, pass 3 (the 6-layer teacher)
+teacher_exp=exp/teacher12                  # the final teacher's experiment (stage 4, 12 layers)
 train_args=                                # extra asrc-train flags, e.g. "--max_epoch 2"
 narrow_model=conf/student_narrow_model.yaml # stages 11-13: the narrow student's architecture
 narrow_init_steps=300                      # stage 11 regression steps
@@ -67,8 +79,8 @@ narrow_init_steps=300                      # stage 11 regression steps
 . utils/lib.sh
 
 stamps=exp/stages
-teacher_sets="test"                        # stage 5-6: what the teacher is scored on
-[ -n "$synth_subsets" ] && teacher_sets="test synth/dev"
+teacher_sets="test test_degraded"          # stage 5-6: what the teacher is scored on
+[ -n "$synth_subsets" ] && teacher_sets="$teacher_sets synth/words_dev synth/lj_dev"
 
 if stage_begin 1 "data preparation" $stamps; then
     if [ ! -d "$AN4/wav" ]; then
@@ -89,9 +101,29 @@ if stage_begin 1 "data preparation" $stamps; then
         run_logged exp/logs/combine_train.log asrc-data combine data/teacher_train data/train
         run_logged exp/logs/combine_dev.log asrc-data combine data/teacher_dev data/dev
     fi
+    twelve_train=(data/train) twelve_dev=(data/dev)
+    if [ -n "$synth_subsets" ]; then
+        run_logged exp/logs/synth_words.log asrc-data synth db/synth_words --subsets "$words_subsets" --seed 2 \
+            --nj "$nj" "${opts[@]}"
+        run_logged exp/logs/synth_lj.log asrc-data synth db/synth_lj --text "$LJSPEECH_TEXT" --subsets "$lj_subsets" \
+            --first-speaker 20000 \
+            --seed 3 --nj "$nj" "${opts[@]}"
+        for c in words lj; do
+            run_logged exp/logs/prepare_synth_$c.log asrc-data prepare-librispeech db/synth_$c data/synth/$c \
+                --no-combine --nj "$nj"
+            mv data/synth/$c/train data/synth/${c}_train && mv data/synth/$c/dev data/synth/${c}_dev && rmdir data/synth/$c
+            twelve_train+=(data/synth/${c}_train) twelve_dev+=(data/synth/${c}_dev)
+        done
+    fi
+    run_logged exp/logs/make_augment.log local/make_augment.py db/augment --babble-from data/train --seed 0
+    run_logged exp/logs/degrade_test.log local/degrade.py data/test data/test_degraded --seed 0
+    run_logged exp/logs/degrade_dev.log local/degrade.py data/dev data/dev_degraded --seed 1 --prefix deg-
+    twelve_dev+=(data/dev_degraded)
+    run_logged exp/logs/combine_train12.log asrc-data combine data/teacher12_train "${twelve_train[@]}"
+    run_logged exp/logs/combine_dev12.log asrc-data combine data/teacher12_dev "${twelve_dev[@]}"
     # shellcheck disable=SC2046
-    run_logged exp/logs/validate_data.log asrc-data validate data/train data/dev data/test \
-        data/teacher_train data/teacher_dev $([ -n "$synth_subsets" ] && echo data/synth/dev)
+    run_logged exp/logs/validate_data.log asrc-data validate data/train data/dev data/test data/test_degraded \
+        data/teacher_train data/teacher_dev data/teacher12_train data/teacher12_dev
     stage_done 1 $stamps
 fi
 
@@ -111,15 +143,15 @@ if stage_begin 3 "front-end warm start on log-mel ($frontend_init_steps steps)" 
     stage_done 3 $stamps
 fi
 
-if stage_begin 4 "teacher CTC training (ESPnet trainer), three passes" $stamps; then
-    fresh_outputs "$pass1_exp" "$pass2_exp" "$teacher_exp"
+if stage_begin 4 "teacher CTC training (ESPnet trainer): three 6-layer passes, one of $teacher_layers layers" $stamps; then
+    fresh_outputs "$pass1_exp" "$pass2_exp" "$pass3_exp" "$teacher_exp" exp/teacher12_grown
     # Each pass starts from the model the previous one exported (pass 1: the warm start).
     init=$init_dir
     for pass in 1 2 3; do
         case $pass in
             1) conf=$train_config; out=$pass1_exp; logname=train_teacher ;;
             2) conf=$pass2_config; out=$pass2_exp; logname=train_teacher_pass2 ;;
-            3) conf=$pass3_config; out=$teacher_exp; logname=train_teacher_pass3 ;;
+            3) conf=$pass3_config; out=$pass3_exp; logname=train_teacher_pass3 ;;
         esac
         log "pass $pass: log exp/logs/$logname.log (and $out/train.log; tensorboard --logdir exp)"
         # shellcheck disable=SC2086
@@ -130,6 +162,15 @@ if stage_begin 4 "teacher CTC training (ESPnet trainer), three passes" $stamps; 
                 $train_args
         init=$out/model
     done
+    run_logged exp/logs/grow_teacher.log local/grow_teacher.py "$pass3_exp/model" exp/teacher12_grown \
+        --layers "$teacher_layers"
+    log "$teacher_layers layers: log exp/logs/train_teacher12.log (and $teacher_exp/train.log)"
+    # shellcheck disable=SC2086
+    $train_cmd exp/logs/train_teacher12.log \
+        asrc-train --config "$teacher12_config" --encoder_conf init=exp/teacher12_grown \
+            --train_data_dir data/teacher12_train --valid_data_dir data/teacher12_dev --token_list data/tokens.txt \
+            --output_dir "$teacher_exp" --export_model_dir "$teacher_exp/model" --export_checkpoint valid.cer.ave.pth \
+            $train_args
     stage_done 4 $stamps
 fi
 
@@ -149,7 +190,7 @@ if stage_begin 6 "scoring" $stamps; then
         name=${s//\//_}
         run_logged exp/logs/score_teacher_$name.log asrc-score --ref "data/$s/text" \
             --hyp "$teacher_exp/decode_$name/text" --out "$teacher_exp/decode_$name" --utt2spk "data/$s/utt2spk" --cer
-        case $s in test) label=an4_test ;; *) label=${name} ;; esac
+        case $s in test) label=an4_test ;; test_degraded) label=an4_test_degraded ;; *) label=${name} ;; esac
         rows+=(--row teacher "$label" "$teacher_exp/decode_$name")
     done
     run_logged exp/logs/results_teacher.log asrc-results --out "$teacher_exp/RESULTS.md" "${rows[@]}"

@@ -186,6 +186,7 @@ def test_sample_rate_from_rounded_durations():
 
     assert _rate_from_duration(9994, "0.6246") == 16000  # 16000.6 Hz before the rounding interval
     assert _rate_from_duration(17360, "1.0850") == 16000
+    assert _rate_from_duration(10348, "0.6468") == 16000  # 0.64675 s rounded half-up: the edge
     assert _rate_from_duration(8000, "1.00") == 8000
     assert _rate_from_duration(16000, "1.0") == 16000
     assert _rate_from_duration(15000, "1.0000") == 15000  # no common rate fits: nearest Hz

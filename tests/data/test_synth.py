@@ -5,7 +5,10 @@ import soundfile as sf
 
 from asrc.data.datadir import read_table, validate_data_dir
 from asrc.data.librispeech import prepare_librispeech
-from asrc.data.synth import available_engines, builtin_sentences, make_speakers, read_sentences, synthesize_corpus
+from asrc.data.synth import (
+    available_engines, builtin_sentences, espeak_variants, festival_voices, flite_voices, make_speakers, read_sentences,
+    synthesize_corpus,
+)
 from asrc.data.text import is_normalized
 from asrc.data.tokens import letter_tokens
 from asrc.errors import AsrcError
@@ -14,10 +17,18 @@ from asrc.errors import AsrcError
 def test_builtin_sentences_are_distinct_normalised_and_deterministic():
     pairs = builtin_sentences(300, seed=3)
     transcripts = [t for _, t in pairs]
-    assert len(set(transcripts)) == 300 and all(is_normalized(t) for t in transcripts)
+    assert len(transcripts) == 300 and all(is_normalized(t) for t in transcripts)
     assert builtin_sentences(300, seed=3) == pairs and builtin_sentences(300, seed=4) != pairs
-    spelled = [(tts, t) for tts, t in pairs if ", " in tts]
-    assert spelled and all(len(w) == 1 for _, t in spelled for w in t.split())
+    # Only isolated words repeat (each said by many voices); sequences are distinct.
+    sequences = [t for t in transcripts if " " in t]
+    assert len(set(sequences)) == len(sequences) > 200
+    isolated = {t for t in transcripts if " " not in t}
+    assert {"B", "SEVEN", "STOP"} & isolated and len(transcripts) - len(set(transcripts)) > 0
+    # Letters are written as said, with and without pauses; AN4-style letter ids and commands.
+    spelled = [(tts, t) for tts, t in pairs if ", " in tts and t.split()[0] not in ("ERASE", "RUBOUT")]
+    assert spelled and any(all(len(w) == 1 for w in t.split()) for _, t in spelled)
+    assert any(tts.startswith(("bee ", "see ", "dee ")) and ", " not in tts for tts, _ in pairs)
+    assert any(t.split()[0] in ("ERASE", "RUBOUT", "ENTER") and len(t.split()[1]) == 1 for t in transcripts)
 
 
 def test_read_sentences(tmp_path, caplog):
@@ -27,6 +38,13 @@ def test_read_sentences(tmp_path, caplog):
         pairs = read_sentences(path)
     assert pairs == [("Printing, in first place", "PRINTING IN FIRST PLACE"), ("plain line two.", "PLAIN LINE TWO")]
     assert "1 line(s) have no words after normalisation and are not used: lines 3" in caplog.text
+    # characters without an ASCII spelling: reported, and the TTS says the transcript
+    path.write_text("LJ9|Café|Café\nLJ8|日本語 Tokyo|日本語 Tokyo\n")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        pairs = read_sentences(path)
+    assert pairs == [("Café", "CAFE"), ("tokyo.", "TOKYO")]
+    assert "1 line(s) lost characters with no ASCII spelling in normalisation: lines 2 (日本語)" in caplog.text
 
 
 def test_speakers_are_distinct_and_deterministic():
@@ -66,6 +84,26 @@ def test_synthesize_and_prepare(tmp_path):
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*.flac")} == before
     with pytest.raises(AsrcError, match="other settings"):
         synthesize_corpus(out, {"train": 2 * n}, utts_per_speaker=2, seed=8, engines=engines, progress=False)
+
+
+def test_every_installed_voice_is_offered():
+    # the engines' own voice lists, not a fixed table (espeak-ng has ~100 variants)
+    if "espeak" in available_engines():
+        assert len(espeak_variants()) > 20 and "m3" in espeak_variants()
+    if "flite" in available_engines():
+        assert "slt" in flite_voices() and "awb_time" not in flite_voices()
+    if "festival" in available_engines():
+        assert "kal_diphone" in festival_voices()
+        speakers = make_speakers({"train": 12}, ["festival"], seed=0)
+        assert {s.voice for s in speakers} == set(festival_voices())
+
+
+@pytest.mark.skipif("festival" not in available_engines(), reason="Festival (Debian festival) is not installed")
+def test_festival_engine(tmp_path):
+    synthesize_corpus(tmp_path / "f", {"train": 2}, utts_per_speaker=1, seed=3, nj=1, engines=["festival"],
+                      progress=False)
+    flacs = sorted((tmp_path / "f").rglob("*.flac"))
+    assert len(flacs) == 2 and all(0.4 < sf.info(p).duration < 15 for p in flacs)
 
 
 def test_synthesis_is_deterministic(tmp_path):
