@@ -80,9 +80,9 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     model_dir = resolve_model_dir(args.model, out)
-    from asrc.models import read_token_list
+    from asrc.core.tables import read_tokens
 
-    tokens = read_token_list(model_dir / "tokens.txt") if args.lexicon_words else None
+    tokens = read_tokens(model_dir / "tokens.txt") if args.lexicon_words else None
     options = options_from_args(args, out, tokens)
     options.nj, options.threads_per_job, options.batch_seconds = args.nj, args.threads, args.batch_seconds
     options.resample, options.mix_channels = args.resample, args.mix_channels

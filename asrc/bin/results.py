@@ -17,9 +17,9 @@ import sys
 from pathlib import Path
 
 from asrc.bin._cli import ArgumentParser, command
+from asrc.core.files import atomic_write
 from asrc.errors import AsrcError
 from asrc.score.results import _counts, record_from_decode_dir, render_results
-from asrc.utils.io import atomic_write
 
 
 @command("asrc-results")

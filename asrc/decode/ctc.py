@@ -31,8 +31,8 @@ from typing import Iterable, List, Optional, Sequence, Tuple
 
 import torch
 
-from asrc.data.tokens import BLANK, UNK
-from asrc.data.tokens import WORD_BOUNDARY as LETTER_BOUNDARY
+from asrc.core.constants import BLANK, UNK
+from asrc.core.constants import WORD_BOUNDARY as LETTER_BOUNDARY
 from asrc.errors import AsrcError
 
 CHAR_BOUNDARY = "<space>"
@@ -323,7 +323,7 @@ def write_letter_lexicon(words: Iterable[str], tokens: Sequence[str], path) -> T
     Raises:
         AsrcError: no word at all could be spelled.
     """
-    from asrc.utils.io import atomic_write
+    from asrc.core.files import atomic_write
 
     path = Path(path)
     seen = set()

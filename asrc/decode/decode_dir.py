@@ -38,12 +38,13 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 from tqdm import tqdm
 
-from asrc.decode.audio import SAMPLE_RATE, num_samples, read_audio
+from asrc.core.audio import num_samples, read_audio
+from asrc.core.batching import pack_padded, pad_waveforms
+from asrc.core.constants import SAMPLE_RATE
+from asrc.core.files import atomic_write
+from asrc.core.tables import read_table
 from asrc.decode.ctc import BeamSearchDecoder, GreedyDecoder
-from asrc.data.datadir import read_table
 from asrc.errors import AsrcError
-from asrc.utils.io import atomic_write
-from asrc.utils.batching import pack_padded
 
 log = logging.getLogger(__name__)
 
@@ -300,11 +301,8 @@ def run_job(spec: JobSpec, progress=None) -> dict:
                     f"utterance {u}: {w.shape[0]} samples ({w.shape[0] / SAMPLE_RATE:.3f} s) is shorter than "
                     f"the model's receptive field of {min_samples} samples; remove it from the data directory"
                 )
-            wavs.append(w)
-        lengths = torch.tensor([w.shape[0] for w in wavs], dtype=torch.long)
-        padded = torch.zeros(len(wavs), int(lengths.max()))
-        for i, w in enumerate(wavs):
-            padded[i, : w.shape[0]] = torch.from_numpy(w)
+            wavs.append(torch.from_numpy(w))
+        padded, lengths = pad_waveforms(wavs)
         t1 = time.perf_counter()
         try:
             with torch.inference_mode():

@@ -13,8 +13,9 @@ from typing import Optional
 import torch
 import yaml
 
+from asrc.core.tables import read_tokens
 from asrc.errors import CheckpointError, ConfigError
-from asrc.models import Wav2Vec2Config, Wav2Vec2CTC, read_token_list, save_model_dir
+from asrc.models import Wav2Vec2Config, Wav2Vec2CTC, save_model_dir
 from asrc.models.io import load_state_dict_strict
 
 __all__ = ["DEFAULT_CHECKPOINTS", "export_model_dir", "find_checkpoint"]
@@ -64,7 +65,7 @@ def export_model_dir(exp_dir, out_dir, checkpoint: Optional[str] = None) -> Path
                                       source=f"{config_path} encoder_conf.config")
     tokens = args.get("token_list")
     if isinstance(tokens, str):
-        tokens = read_token_list(tokens)
+        tokens = read_tokens(tokens)
     if not isinstance(tokens, list) or len(tokens) != config.vocab_size:
         raise ConfigError(f"{config_path}: token_list does not give {config.vocab_size} tokens")
 

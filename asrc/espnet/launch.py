@@ -17,7 +17,7 @@ import traceback
 from pathlib import Path
 from typing import Optional, Sequence
 
-from asrc.utils.io import atomic_write
+from asrc.core.files import atomic_write
 
 __all__ = ["default_output_dir", "train", "logging_to"]
 

@@ -36,9 +36,10 @@ from typing import List, Optional
 
 import torch
 
+from asrc.core.constants import BLANK
 from asrc.errors import CheckpointError, ConfigError
 from asrc.models.config import Wav2Vec2Config
-from asrc.models.import_common import BLANK, WEIGHT_NORM_CONV_PARAM, ImportedCheckpoint, RenameRule, rename_state_dict
+from asrc.models.import_common import WEIGHT_NORM_CONV_PARAM, ImportedCheckpoint, RenameRule, rename_state_dict
 from asrc.models.io import torch_load
 from asrc.models.wav2vec2 import Wav2Vec2CTC
 

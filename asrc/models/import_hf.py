@@ -26,10 +26,11 @@ from typing import Dict, List, Optional, Sequence
 
 from torch import Tensor
 
+from asrc.core.constants import BLANK, WORD_BOUNDARY
 from asrc.errors import CheckpointError, ConfigError
 from asrc.models.config import Wav2Vec2Config
-from asrc.models.import_common import (BLANK, WEIGHT_NORM_CONV_PARAM, WORD_BOUNDARY, ImportedCheckpoint, RenameRule,
-                                       move_blank_first, rename_state_dict)
+from asrc.models.import_common import (WEIGHT_NORM_CONV_PARAM, ImportedCheckpoint, RenameRule, move_blank_first,
+                                       rename_state_dict)
 from asrc.models.io import read_state_dict
 from asrc.models.wav2vec2 import Wav2Vec2CTC
 

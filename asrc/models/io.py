@@ -7,43 +7,20 @@ also holds ``quantization.yaml`` and is loaded through :mod:`asrc.quant`.
 
 import zipfile
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Optional, Sequence
 
 import torch
 
+from asrc.core.files import atomic_torch_save, atomic_write
+from asrc.core.tables import read_tokens, write_tokens
 from asrc.errors import CheckpointError
 from asrc.models.config import Wav2Vec2Config
 from asrc.models.wav2vec2 import Wav2Vec2CTC
-from asrc.utils.io import atomic_torch_save, atomic_write
 
 CONFIG_NAME = "config.yaml"
 WEIGHTS_NAME = "model.pth"
 TOKENS_NAME = "tokens.txt"
 QUANT_NAME = "quantization.yaml"
-
-
-def read_token_list(path) -> List[str]:
-    try:
-        with open(path, encoding="utf-8") as f:
-            tokens = [line.rstrip("\n") for line in f]
-    except UnicodeDecodeError as e:
-        raise ValueError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from e
-    while tokens and tokens[-1] == "":
-        tokens.pop()
-    if not tokens:
-        raise ValueError(f"{path}: empty token list")
-    bad = [i + 1 for i, t in enumerate(tokens) if not t or " " in t]
-    if bad:
-        raise ValueError(f"{path}: empty token or token with a space on lines {bad[:10]}")
-    dup = sorted({t for t in tokens if tokens.count(t) > 1})
-    if dup:
-        raise ValueError(f"{path}: duplicate tokens {dup}")
-    return tokens
-
-
-def write_token_list(path, tokens: Sequence[str]):
-    with atomic_write(path) as f:
-        f.writelines(t + "\n" for t in tokens)
 
 
 def _first(items: list, n: int = 8) -> str:
@@ -139,7 +116,7 @@ def save_model_dir(model: Wav2Vec2CTC, out_dir, tokens: Optional[Sequence[str]] 
         f.write(model.config.to_yaml())
     atomic_torch_save(model.state_dict(), out / WEIGHTS_NAME)
     if tokens is not None:
-        write_token_list(out / TOKENS_NAME, tokens)
+        write_tokens(out / TOKENS_NAME, tokens)
 
 
 def load_config(model_dir) -> Wav2Vec2Config:
@@ -157,7 +134,7 @@ def read_model_dir(model_dir):
     if not weights.is_file():
         raise FileNotFoundError(f"{model_dir}: no {WEIGHTS_NAME}")
     tokens_path = model_dir / TOKENS_NAME
-    tokens = read_token_list(tokens_path) if tokens_path.is_file() else None
+    tokens = read_tokens(tokens_path) if tokens_path.is_file() else None
     if tokens is not None and len(tokens) != config.vocab_size:
         raise CheckpointError(f"{tokens_path}: {len(tokens)} tokens but config.yaml has vocab_size={config.vocab_size}")
     return config, tokens, weights

@@ -55,7 +55,7 @@ Which tensors are copied
 The report gives, per conv layer, the cosine similarity of the student's and the teacher's
 conv-layer outputs (after norm and GELU) on the calibration input; by default a fixed batch of
 pink noise (:func:`default_calibration`, 8 x 2 s). Real speech is much better: pass some training
-utterances (a few tens of seconds; :func:`pad_waveforms` batches them) as ``calibration``
+utterances (a few tens of seconds; :func:`asrc.core.batching.pad_waveforms` batches them) as ``calibration``
 (``asrc-train`` does, from ``--train_data_dir``). Measured on an AN4 teacher (egs/an4, its
 pass 2): its 6 layers with ``conv_groups: 2`` and no training give 38 % dev CER when the
 kernels are fitted on 16 AN4 training utterances, 74 % when fitted on pink noise (the teacher:
@@ -71,6 +71,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from asrc.core.constants import SAMPLE_RATE
 from asrc.models.config import Wav2Vec2Config
 from asrc.models.wav2vec2 import Wav2Vec2CTC, conv_layer_groups
 
@@ -80,7 +81,6 @@ CONV_INITS = ("lstsq", "energy", "block_diagonal")
 STRUCTURE_FIELDS = ("extractor_mode", "layer_norm_first", "normalize_waveform", "conv_bias")
 # Ridge strength per frame: lambda = RIDGE * trace(X^T X) / frames (see _KernelFit).
 RIDGE = 0.1
-SAMPLE_RATE = 16000
 
 
 @dataclass
@@ -184,17 +184,6 @@ def select_teacher_layers(layer_init: Union[str, Sequence[int]], teacher_layers:
     if bad:
         raise ValueError(f"layer_init {chosen}: {bad} are not teacher layers; layers are numbered 1..{total}")
     return [int(i) for i in chosen]
-
-
-def pad_waveforms(waveforms: Sequence[Tensor]) -> Tuple[Tensor, Tensor]:
-    """``[batch, samples]`` zero-padded batch and ``[batch]`` lengths from 1-D waveforms."""
-    if not waveforms:
-        raise ValueError("no calibration waveforms")
-    lengths = torch.tensor([int(w.numel()) for w in waveforms], dtype=torch.long)
-    batch = torch.zeros(len(waveforms), int(lengths.max()), dtype=waveforms[0].dtype)
-    for i, w in enumerate(waveforms):
-        batch[i, :w.numel()] = w.reshape(-1)
-    return batch, lengths
 
 
 def default_calibration(batch: int = 8, seconds: float = 2.0, seed: int = 0) -> Tensor:

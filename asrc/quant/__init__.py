@@ -9,9 +9,9 @@ See :mod:`asrc.quant.quantize` for the modes and :mod:`asrc.quant.export` for To
 
 from asrc.quant.modules import FoldedPositionalConv, Int8Conv1d, parameter_count
 from asrc.quant.quantize import (MODES, QuantizationSpec, build_quantized, fold_weight_norm, load_quantized,
-                                 quantize_model, read_waveforms, save_quantized)
+                                 quantize_model, save_quantized)
 
 __all__ = [
     "MODES", "QuantizationSpec", "quantize_model", "save_quantized", "load_quantized", "build_quantized",
-    "read_waveforms", "fold_weight_norm", "FoldedPositionalConv", "Int8Conv1d", "parameter_count",
+    "fold_weight_norm", "FoldedPositionalConv", "Int8Conv1d", "parameter_count",
 ]

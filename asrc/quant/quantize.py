@@ -51,12 +51,13 @@ import torch
 import yaml
 from torch import Tensor, nn
 
+from asrc.core.constants import SAMPLE_RATE
+from asrc.core.files import atomic_write
 from asrc.errors import AsrcError, CheckpointError
 from asrc.models.config import Wav2Vec2Config
 from asrc.models.io import CONFIG_NAME, QUANT_NAME, read_model_dir, read_state_dict, save_model_dir
 from asrc.models.wav2vec2 import PositionalConv, Wav2Vec2CTC
 from asrc.quant.modules import FoldedPositionalConv, Int8Conv1d, activation_observer
-from asrc.utils.io import atomic_write
 
 MODES = {
     "dynamic": "int8 Linear layers (dynamic activations), positional-conv weight norm folded, convs float",
@@ -235,7 +236,7 @@ def quantize_model(model: Wav2Vec2CTC, mode: str = "dynamic", calibration=None, 
         model: a float :class:`Wav2Vec2CTC`.
         mode: one of :data:`MODES`.
         calibration: for the static modes: waveforms (list of 1-D float32 16 kHz tensors, or a
-            ``[batch, sample]`` tensor of unpadded rows), e.g. from :func:`read_waveforms`.
+            ``[batch, sample]`` tensor of unpadded rows), e.g. from :func:`asrc.core.audio.read_waveforms`.
         engine: quantized backend (default ``x86``: fbgemm + oneDNN).
         reduce_range: 7-bit activations for static convs, which CPUs without VNNI need (their
             16-bit intermediate sums can saturate with 8 bits). Default: 8 bits when this CPU
@@ -268,7 +269,7 @@ def quantize_model(model: Wav2Vec2CTC, mode: str = "dynamic", calibration=None, 
         spec.static_int8_conv = names
         spec.calibration = dict(calibration_info or {})
         spec.calibration.setdefault("utterances", len(waveforms))
-        spec.calibration.setdefault("seconds", round(sum(w.numel() for w in waveforms) / 16000, 2))
+        spec.calibration.setdefault("seconds", round(sum(w.numel() for w in waveforms) / SAMPLE_RATE, 2))
     spec.dynamic_int8_linear = _dynamic_linear(q)
     return q.eval(), spec
 
@@ -339,34 +340,3 @@ def load_quantized(model_dir, map_location="cpu") -> Wav2Vec2CTC:
         raise CheckpointError(f"{weights}: {e}") from e
     model.quantization = spec
     return model.eval()
-
-
-def read_waveforms(data_dir, max_utterances: int = 16, max_seconds: float = 120.0) -> tuple:
-    """Waveforms (for calibration or agreement checks) from a Kaldi-style data dir: up to
-    ``max_utterances`` spread evenly over ``wav.scp`` (so one speaker or one recording session
-    does not set all the ranges), stopping at ``max_seconds`` of audio. Returns ``(waveforms, info)``.
-    Damaged audio (truncated, NaN/Inf samples, ...) is an :class:`AsrcError` naming the utterance:
-    one bad file would otherwise set every activation range."""
-    from asrc.data.datadir import DataDirError, read_table
-    from asrc.decode.audio import read_audio
-
-    data_dir = Path(data_dir)
-    wav_scp_path = data_dir / "wav.scp"
-    if not wav_scp_path.is_file():
-        raise FileNotFoundError(f"{data_dir}: no wav.scp; calibration needs a Kaldi-style data dir")
-    wav_scp = read_table(wav_scp_path)
-    if not wav_scp:
-        raise DataDirError(f"{wav_scp_path}: no utterances")
-    keys = list(wav_scp)
-    step = max(1, len(keys) // max_utterances)
-    chosen, waveforms, seconds = [], [], 0.0
-    for key in keys[::step][:max_utterances]:
-        wav = torch.from_numpy(read_audio(wav_scp[key], what=f"utterance {key} of {data_dir}"))
-        waveforms.append(wav)
-        chosen.append(key)
-        seconds += wav.numel() / 16000
-        if seconds >= max_seconds:
-            break
-    info = {"data_dir": str(data_dir), "utterances": len(chosen), "seconds": round(seconds, 2),
-            "first_utterances": chosen[:5]}
-    return waveforms, info

@@ -30,9 +30,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
+from asrc.core.files import atomic_write
 from asrc.score.align import Counts
 from asrc.score.scorer import ScoreResult, read_json_object, read_score_json
-from asrc.utils.io import atomic_write
 
 COLUMNS = ["dataset", "Snt", "Wrd", "Corr", "Sub", "Del", "Ins", "Err", "S.Err", "Params", "MB", "RTF"]
 

@@ -19,7 +19,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "espnet"))
 from espnet_helpers import TINY_ENCODER, teacher_config, write_data_dir, write_yaml  # noqa: E402
 
-from asrc.data.datadir import read_table  # noqa: E402
+from asrc.core.tables import read_table  # noqa: E402
 from asrc.data.tokens import letter_tokens  # noqa: E402
 from asrc.models import Wav2Vec2Config, build_model, load, save_model_dir  # noqa: E402
 

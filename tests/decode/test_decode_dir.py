@@ -20,7 +20,7 @@ from asrc.decode.decode_dir import (
     split_jobs,
     utterance_lengths,
 )
-from asrc.data.datadir import read_table
+from asrc.core.tables import read_table
 from asrc.errors import AsrcError
 from asrc.models import load, num_parameters
 
