@@ -466,7 +466,8 @@ def _run(args) -> int:
 
     from asrc.models import load, num_parameters, save_model_dir
     from asrc.models.io import WEIGHTS_NAME
-    from asrc.quant import parameter_count, quantize_model, save_quantized
+    from asrc.quant import quantize_model
+    from asrc.models.quantized import save_quantized
     from asrc.quant.export import export_onnx, run_export
 
     if args.runs < 1 or args.warmup < 0 or args.threads < 1 or args.seconds <= 0:
@@ -572,7 +573,7 @@ def _run(args) -> int:
             qmodel, spec = quantize_model(student, mode, calib, calibration_info=calib_info)
             save_quantized(qmodel, spec, work / qname)
             reloaded = load(work / qname)
-            add(Row(qname, "asrc", f"int8 ({mode})", parameter_count(reloaded), _file_mb(work / qname / WEIGHTS_NAME),
+            add(Row(qname, "asrc", f"int8 ({mode})", num_parameters(reloaded), _file_mb(work / qname / WEIGHTS_NAME),
                     macs), reloaded)
             sources[qname] = name
         if not args.no_onnx:

@@ -42,7 +42,7 @@ def describe(path) -> dict:
                  if (path / name).is_file()}
         quantization = None
         if QUANT_NAME in files:
-            from asrc.quant.quantize import QuantizationSpec
+            from asrc.models.quantized import QuantizationSpec
 
             quantization = QuantizationSpec.from_yaml_file(path / QUANT_NAME).mode
     elif path.is_file():

@@ -54,7 +54,8 @@ def main(argv=None) -> int:
 
     from asrc.models import is_model_dir, load
     from asrc.models.io import QUANT_NAME
-    from asrc.quant import quantize_model, save_quantized
+    from asrc.quant import quantize_model
+    from asrc.models.quantized import save_quantized
     from asrc.core.audio import read_waveforms
     from asrc.quant.agreement import agreement, format_agreement
 

@@ -5,14 +5,13 @@
 - :mod:`asrc.decode.transcribe`: single files (``asrc-transcribe``).
 """
 
-from asrc.decode.ctc import BeamSearchDecoder, GreedyDecoder, Hypothesis, greedy_ids, tokens_to_text
+from asrc.decode.ctc import BeamSearchDecoder, GreedyDecoder, Hypothesis, tokens_to_text
 from asrc.decode.decode_dir import DecodeOptions, decode_dir
 
 __all__ = [
     "BeamSearchDecoder",
     "GreedyDecoder",
     "Hypothesis",
-    "greedy_ids",
     "tokens_to_text",
     "DecodeOptions",
     "decode_dir",

@@ -2,7 +2,8 @@
 
 ``config.yaml`` is a :class:`Wav2Vec2Config`; ``model.pth`` its ``state_dict``; ``tokens.txt``
 one token per line, the line number being the CTC output index. A quantized model directory
-also holds ``quantization.yaml`` and is loaded through :mod:`asrc.quant`.
+also holds ``quantization.yaml`` (:mod:`asrc.models.quantized`). :func:`asrc.models.load`
+loads any kind (:mod:`asrc.models.loader`).
 """
 
 import zipfile
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 import torch
+import yaml
 
 from asrc.core.files import atomic_torch_save, atomic_write
 from asrc.core.tables import read_tokens, write_tokens
@@ -21,6 +23,21 @@ CONFIG_NAME = "config.yaml"
 WEIGHTS_NAME = "model.pth"
 TOKENS_NAME = "tokens.txt"
 QUANT_NAME = "quantization.yaml"
+#: Keys of an ESPnet ``config.yaml`` that an asrc ``config.yaml`` (a Wav2Vec2Config) never has.
+ESPNET_CONFIG_KEYS = ("token_list", "encoder", "encoder_conf", "model_conf", "frontend", "ctc_conf")
+
+
+def is_espnet_experiment(path) -> bool:
+    """Whether ``path`` holds an ESPnet ``config.yaml`` (ESPnet keys, readable YAML)."""
+    cfg = Path(path) / "config.yaml"
+    if not cfg.is_file():
+        return False
+    try:
+        with open(cfg, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except yaml.YAMLError:
+        return False
+    return isinstance(data, dict) and any(k in data for k in ESPNET_CONFIG_KEYS)
 
 
 def _first(items: list, n: int = 8) -> str:
@@ -140,13 +157,9 @@ def read_model_dir(model_dir):
     return config, tokens, weights
 
 
-def load(model_dir, map_location="cpu") -> Wav2Vec2CTC:
-    """Load a model directory; returns the model in eval mode with ``.tokens`` set (or None)."""
+def load_float(model_dir, map_location="cpu") -> Wav2Vec2CTC:
+    """Load a float model directory; returns the model in eval mode with ``.tokens`` set (or None)."""
     model_dir = Path(model_dir)
-    if (model_dir / QUANT_NAME).is_file():
-        from asrc.quant import load_quantized
-
-        return load_quantized(model_dir, map_location=map_location)
     config, tokens, weights = read_model_dir(model_dir)
     model = Wav2Vec2CTC(config, tokens)
     state = read_state_dict(weights, map_location)
