@@ -53,8 +53,8 @@ from asrc.errors import AsrcError
 from asrc.models.config import Wav2Vec2Config
 
 
-# Students built from the teacher config when no --student DIR is given (measured here: see
-# ``asrc.quant`` docs; "c256" = 256-channel CNN, "d384" = transformer width 384 / FFN 1536 / 6 heads).
+# Students built from the teacher config when no --student DIR is given
+# ("c256" = 256-channel CNN, "d384" = transformer width 384 / FFN 1536 / 6 heads).
 STUDENT_PRESETS = {
     # Ratios: int8 static-pos vs the fp32 base teacher, 2 threads, measured here (footprint run of 2026-11-24).
     # The student: teacher width, 4 layers, grouped CNN. int8: 8.9x smaller, 2.6x faster.

@@ -57,7 +57,7 @@ SUBSETS = (
     "test-clean",
     "test-other",
 )
-# Published MD5 sums, archive sizes and utterance counts (docs: FACTS.md section 5).
+# Published MD5 sums, archive sizes and utterance counts (openslr.org/12).
 LIBRISPEECH_MD5 = {
     "dev-clean": "42e2234ba48799c1f50f24a7926300a1",
     "dev-other": "c8d0bcc9cca99d4f8b62fcc847357931",

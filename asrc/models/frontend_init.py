@@ -2,7 +2,7 @@
 
 A raw-waveform wav2vec 2.0 model trained with CTC from random weights stays at all-blank
 output for a long time on a CPU budget, while the same transformer on log-mel features learns
-within minutes (``../shared/docs/FACTS.md`` section 8, ``egs/an4/RESULTS.md``). This module
+within minutes (``egs/an4/RESULTS.md``). This module
 closes the gap before CTC training: the CNN feature extractor and the feature projection are
 trained for a few hundred steps to predict per-bin standardised log-mel frames through a
 throw-away linear head (mean squared error over valid frames). The log-mel analysis window is
