@@ -48,13 +48,13 @@ from typing import Callable, Dict, List, Optional
 
 import torch
 
+from asrc.core.constants import SAMPLE_RATE
 from asrc.errors import AsrcError
 from asrc.models.config import Wav2Vec2Config
 
-SAMPLE_RATE = 16000
 
-# Students built from the teacher config when no --student DIR is given (measured here: see
-# ``asrc.quant`` docs; "c256" = 256-channel CNN, "d384" = transformer width 384 / FFN 1536 / 6 heads).
+# Students built from the teacher config when no --student DIR is given
+# ("c256" = 256-channel CNN, "d384" = transformer width 384 / FFN 1536 / 6 heads).
 STUDENT_PRESETS = {
     # Ratios: int8 static-pos vs the fp32 base teacher, 2 threads, measured here (footprint run of 2026-11-24).
     # The issue's student: teacher width, 4 layers, grouped CNN. int8: 8.9x smaller, 2.6x faster.
@@ -203,7 +203,7 @@ def wer_for(wer: Dict[str, float], name: str) -> Optional[float]:
 def load_input(args) -> torch.Tensor:
     samples = int(args.seconds * SAMPLE_RATE)
     if args.wav:
-        from asrc.decode.audio import read_audio
+        from asrc.core.audio import read_audio
 
         wav = torch.from_numpy(read_audio(args.wav, resample=True, mix_channels=True))
         if wav.numel() < samples:  # repeat short recordings up to the requested duration
@@ -412,7 +412,7 @@ def plot(rows: List[Row], path, env: dict):
     """Write :func:`figure` as a PNG to ``path``."""
     import matplotlib.pyplot as plt
 
-    from asrc.utils.io import atomic_write
+    from asrc.core.files import atomic_write
 
     fig = figure(rows, env)
     buf = io.BytesIO()
@@ -466,7 +466,8 @@ def _run(args) -> int:
 
     from asrc.models import load, num_parameters, save_model_dir
     from asrc.models.io import WEIGHTS_NAME
-    from asrc.quant import parameter_count, quantize_model, save_quantized
+    from asrc.quant import quantize_model
+    from asrc.models.quantized import save_quantized
     from asrc.quant.export import export_onnx, run_export
 
     if args.runs < 1 or args.warmup < 0 or args.threads < 1 or args.seconds <= 0:
@@ -559,7 +560,7 @@ def _run(args) -> int:
     calib = [wav[0]]
     calib_info = {"source": "benchmark input"}
     if args.calib:
-        from asrc.quant import read_waveforms
+        from asrc.core.audio import read_waveforms
 
         calib, calib_info = read_waveforms(args.calib)
     for name, student in students:
@@ -572,7 +573,7 @@ def _run(args) -> int:
             qmodel, spec = quantize_model(student, mode, calib, calibration_info=calib_info)
             save_quantized(qmodel, spec, work / qname)
             reloaded = load(work / qname)
-            add(Row(qname, "asrc", f"int8 ({mode})", parameter_count(reloaded), _file_mb(work / qname / WEIGHTS_NAME),
+            add(Row(qname, "asrc", f"int8 ({mode})", num_parameters(reloaded), _file_mb(work / qname / WEIGHTS_NAME),
                     macs), reloaded)
             sources[qname] = name
         if not args.no_onnx:
@@ -604,7 +605,7 @@ def _run(args) -> int:
     env = environment(args)
     env["load_average_before"] = load_before
     if args.agreement:
-        from asrc.quant import read_waveforms
+        from asrc.core.audio import read_waveforms
         from asrc.quant.agreement import agreement
 
         waves, info = read_waveforms(args.agreement, max_utterances=args.agreement_utts, max_seconds=3600)
@@ -617,7 +618,7 @@ def _run(args) -> int:
     for r in rows:
         if r.note:
             print(f"{r.name}: {r.note}")
-    from asrc.utils.io import atomic_write
+    from asrc.core.files import atomic_write
 
     if args.markdown:
         with atomic_write(args.markdown) as f:

@@ -19,6 +19,7 @@ import time
 
 import torch
 
+from asrc.core.constants import SAMPLE_RATE
 from asrc.models.import_hf import from_hf
 
 
@@ -58,7 +59,7 @@ def run(args) -> int:
     ours = from_hf(hf_config.to_dict(), hf.state_dict(), normalize=False, source="Wav2Vec2ForCTC").build_model()
     config = ours.config
 
-    wav = torch.randn(1, int(args.seconds * 16000))
+    wav = torch.randn(1, int(args.seconds * SAMPLE_RATE))
     lengths = torch.tensor([wav.shape[1]])
     models = {
         "asrc": lambda: ours(wav, lengths)[0],

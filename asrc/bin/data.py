@@ -102,7 +102,8 @@ def _synth(args):
 
 
 def _tokens(args):
-    from asrc.data.tokens import bpe_tokens, letter_tokens, train_bpe, write_tokens
+    from asrc.data.tokens import bpe_tokens, letter_tokens, train_bpe
+    from asrc.core.tables import write_tokens
 
     if args.type == "letter":
         tokens = letter_tokens(sos_eos=bool(args.sos_eos))
@@ -121,7 +122,7 @@ def _tokens(args):
 
 def _validate(args):
     from asrc.data.datadir import validate_data_dir
-    from asrc.data.tokens import read_tokens
+    from asrc.core.tables import read_tokens
 
     token_list = read_tokens(args.tokens) if args.tokens else None
     status = 0

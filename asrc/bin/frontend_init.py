@@ -44,13 +44,14 @@ def build_parser() -> argparse.ArgumentParser:
 @command("asrc-frontend-init")
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    from asrc.models import Wav2Vec2Config, build_model, read_token_list
+    from asrc.models import Wav2Vec2Config, build_model
+    from asrc.core.tables import read_tokens
     from asrc.models.frontend_init import frontend_init_data_dir
 
     torch.set_num_threads(args.num_threads)
     torch.manual_seed(args.seed)
     config = Wav2Vec2Config.from_yaml(args.config)
-    tokens = read_token_list(args.tokens)
+    tokens = read_tokens(args.tokens)
     if len(tokens) != config.vocab_size:
         raise ValueError(f"{args.tokens}: {len(tokens)} tokens but {args.config} has vocab_size={config.vocab_size}")
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))

@@ -16,9 +16,9 @@ import sys
 from pathlib import Path
 
 from asrc.bin._cli import ArgumentParser, command
-from asrc.models.config import Wav2Vec2Config
 from asrc.models.footprint import footprint
-from asrc.models.io import CONFIG_NAME, QUANT_NAME, TOKENS_NAME, WEIGHTS_NAME
+from asrc.models.io import WEIGHTS_NAME
+from asrc.models.loader import describe
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,28 +29,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON (config, files, footprint) instead of text")
     p.add_argument("--markdown", action="store_true", help="print the footprint table as markdown")
     return p
-
-
-def describe(path) -> dict:
-    """Config, files (bytes on disk) and quantization mode of a model directory or config file."""
-    path = Path(path)
-    if path.is_dir():
-        config_path = path / CONFIG_NAME
-        if not config_path.is_file():
-            raise FileNotFoundError(f"{path}: no {CONFIG_NAME}; not an asrc model directory")
-        files = {name: (path / name).stat().st_size for name in (CONFIG_NAME, WEIGHTS_NAME, TOKENS_NAME, QUANT_NAME)
-                 if (path / name).is_file()}
-        quantization = None
-        if QUANT_NAME in files:
-            from asrc.quant.quantize import QuantizationSpec
-
-            quantization = QuantizationSpec.from_yaml_file(path / QUANT_NAME).mode
-    elif path.is_file():
-        config_path, files, quantization = path, {path.name: path.stat().st_size}, None
-    else:
-        raise FileNotFoundError(f"{path}: no such model directory or config file")
-    return {"model": str(path), "config": Wav2Vec2Config.from_yaml(config_path), "files": files,
-            "quantization": quantization}
 
 
 @command("asrc-info")

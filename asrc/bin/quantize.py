@@ -25,7 +25,6 @@ import sys
 from pathlib import Path
 
 from asrc.bin._cli import ArgumentParser, command
-from asrc.errors import AsrcError
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -50,43 +49,19 @@ def get_parser() -> argparse.ArgumentParser:
 @command("asrc-quantize")
 def main(argv=None) -> int:
     args = get_parser().parse_args(argv)
-    import torch
+    from asrc.quant.agreement import format_agreement
+    from asrc.quant.quantize_dir import quantize_dir
 
-    from asrc.models import is_model_dir, load
-    from asrc.models.io import QUANT_NAME
-    from asrc.quant import quantize_model, read_waveforms, save_quantized
-    from asrc.quant.agreement import agreement, format_agreement
-
-    src, out = Path(args.src), Path(args.out)
-    if not is_model_dir(src):
-        raise FileNotFoundError(f"{src}: not a model directory (config.yaml + model.pth)")
-    if (src / QUANT_NAME).is_file():
-        raise AsrcError(f"{src}: already quantized ({QUANT_NAME}); quantize the float model")
-    if out.exists() and any(out.iterdir()) and not args.overwrite:
-        raise AsrcError(f"{out}: exists and is not empty (use --overwrite)")
-    if args.mode.startswith("static-") and not args.calib:
-        raise AsrcError(f"--mode {args.mode} needs --calib DATA_DIR (a data dir with wav.scp)")
-    model = load(src)
-    calib, info = None, {}
-    if args.calib:
-        calib, info = read_waveforms(args.calib, max_utterances=args.calib_utts)
-    reduce_range = None if args.activation_bits is None else args.activation_bits == 7
-    qmodel, spec = quantize_model(model, args.mode, calib, engine=args.engine, reduce_range=reduce_range,
-                                  calibration_info=info)
-    spec.calibration.setdefault("source_model", str(src))
-    save_quantized(qmodel, spec, out)
-    mb_in = (src / "model.pth").stat().st_size / 1e6
-    mb_out = (out / "model.pth").stat().st_size / 1e6
-    print(f"{out}: mode {args.mode}, {len(spec.dynamic_int8_linear)} int8 Linear, "
+    summary = quantize_dir(args.src, args.out, args.mode, calib=args.calib, calib_utts=args.calib_utts,
+                           engine=args.engine, activation_bits=args.activation_bits, check=args.check,
+                           overwrite=args.overwrite)
+    spec, mb_in, mb_out = summary["spec"], summary["mb_in"], summary["mb_out"]
+    print(f"{Path(args.out)}: mode {args.mode}, {len(spec.dynamic_int8_linear)} int8 Linear, "
           f"{len(spec.static_int8_conv)} int8 Conv; model.pth {mb_in:.1f} MB -> {mb_out:.1f} MB "
           f"({mb_in / mb_out:.2f}x smaller)")
     if args.check:
-        waves, _ = read_waveforms(args.check, max_utterances=50, max_seconds=600)
-        reloaded = load(out)
-        with torch.inference_mode():
-            stats = agreement(model, reloaded, waves, blank=0)
         print(f"agreement with the float model on {args.check}:")
-        print("\n".join("  " + line for line in format_agreement(stats)))
+        print("\n".join("  " + line for line in format_agreement(summary["agreement"])))
     return 0
 
 

@@ -12,14 +12,11 @@ optional ``score_cer/`` and ``rtf.json``). ``--note`` appends a markdown file's 
 """
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from asrc.bin._cli import ArgumentParser, command
-from asrc.errors import AsrcError
-from asrc.score.results import _counts, record_from_decode_dir, render_results
-from asrc.utils.io import atomic_write
+from asrc.score.results import write_results
 
 
 @command("asrc-results")
@@ -32,24 +29,7 @@ def main(argv=None) -> int:
     parser.add_argument("--wer-json", type=Path, help="write {model: WER} of --wer-dataset here")
     parser.add_argument("--wer-dataset", help="dataset for --wer-json (default: the first row's)")
     args = parser.parse_args(argv)
-    if args.out.is_dir():
-        raise AsrcError(f"--out {args.out} is a directory; give the RESULTS.md file to write")
-
-    records = []
-    for model, dataset, decode_dir in args.row:
-        if not (Path(decode_dir) / "score_wer" / "score.json").is_file():
-            raise AsrcError(f"{decode_dir}: no score_wer/score.json (run asrc-score first)")
-        records.append(record_from_decode_dir(model, dataset, decode_dir))
-    text = render_results(records)
-    if args.note:
-        text += "\n" + args.note.read_text(encoding="utf-8")
-    with atomic_write(args.out) as f:
-        f.write(text)
-    if args.wer_json:
-        dataset = args.wer_dataset or records[0].dataset
-        wer = {r.model: round(_counts(r.wer).percentages()["err"], 2) for r in records if r.dataset == dataset}
-        with atomic_write(args.wer_json) as f:
-            json.dump(wer, f, indent=1)
+    write_results(args.out, args.row, note=args.note, wer_json=args.wer_json, wer_dataset=args.wer_dataset)
     print(args.out)
     return 0
 

@@ -12,7 +12,7 @@ import argparse
 import sys
 
 from asrc.bin._cli import ArgumentParser, command
-from asrc.data.datadir import read_table
+from asrc.core.tables import read_table
 from asrc.score.scorer import score_dir
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from asrc.bin._cli import ArgumentParser, command
-from asrc.bin.decode import add_search_arguments, options_from_args
+from asrc.bin._search import add_search_arguments, options_from_args
 from asrc.decode.decode_dir import resolve_model_dir
 from asrc.decode.transcribe import transcribe_files
 
@@ -38,9 +38,9 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="asrc-transcribe-") as tmp:
         tokens = None
         if args.lexicon_words:
-            from asrc.models import read_token_list
+            from asrc.core.tables import read_tokens
 
-            tokens = read_token_list(model_dir / "tokens.txt")
+            tokens = read_tokens(model_dir / "tokens.txt")
         options = options_from_args(args, Path(tmp), tokens)
         results = transcribe_files(model_dir, args.audio, options)
     status = 0

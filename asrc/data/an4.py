@@ -19,8 +19,9 @@ import os
 import re
 from pathlib import Path
 
-from asrc.data.audio import AudioFileError, AudioHeaderError, check_audio
-from asrc.data.datadir import Utterance, write_data_dir
+from asrc.core.audio_info import AudioFileError, AudioHeaderError, check_audio
+from asrc.core.tables import Utterance
+from asrc.data.datadir import write_data_dir
 from asrc.data.download import extract_archive, fetch_and_extract
 from asrc.data.text import normalize_text_lost
 from asrc.errors import AsrcError

@@ -19,15 +19,15 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from asrc.core.constants import SAMPLE_RATE
+from asrc.core.files import atomic_write
 from asrc.errors import AsrcError
-from asrc.utils.io import atomic_write
 
 __all__ = ["simulate_rirs", "make_noises", "colored_noise", "add_noise", "reverberate", "band_limit",
            "degrade_data_dir"]
 
 logger = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16000
 NOISE_COLOURS = {"white": 0.0, "pink": -1.0, "brown": -2.0, "blue": 1.0, "violet": 2.0}
 
 
@@ -102,7 +102,7 @@ def _hum(num_samples: int, rng) -> np.ndarray:
 
 
 def _babble(num_samples: int, speech: Sequence[str], rng, talkers: int) -> np.ndarray:
-    from asrc.decode.audio import read_audio
+    from asrc.core.audio import read_audio
 
     out = np.zeros(num_samples)
     for _ in range(talkers):
@@ -127,7 +127,7 @@ def make_noises(out_dir, n_per_kind: int = 10, seconds: float = 30.0, seed: int 
             without it.
         talkers: how many utterances overlap in a babble file (drawn in this range).
     """
-    from asrc.data.datadir import read_table
+    from asrc.core.tables import read_table
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -199,8 +199,8 @@ def degrade_data_dir(src, out_dir, *, seed: int = 0, snr_db: Optional[float] = 1
     """
     import shutil
 
-    from asrc.data.datadir import read_table
-    from asrc.decode.audio import read_audio
+    from asrc.core.tables import read_table
+    from asrc.core.audio import read_audio
 
     src, out_dir = Path(src), Path(out_dir)
     wav_scp = read_table(src / "wav.scp")

@@ -28,20 +28,19 @@ import functools
 import heapq
 import logging
 import math
-import re
 from pathlib import Path
 from typing import Iterable, NamedTuple
 
+from asrc.core.constants import SAMPLE_RATE
+from asrc.core.files import atomic_write
+from asrc.core.tables import REQUIRED_FILES, DataDirError, Utterance, split_line
 from asrc.errors import AsrcError
-from asrc.utils.io import atomic_write
 
 __all__ = [
     "DATA_FILES",
     "SKIPPED_FILE",
     "LOST_CHARS_FILE",
     "PER_UTT_FILES",
-    "DataDirError",
-    "Utterance",
     "SpeakerBlock",
     "Problem",
     "format_speaker",
@@ -49,8 +48,6 @@ __all__ = [
     "write_blocks",
     "write_skipped",
     "write_lost_chars",
-    "read_table",
-    "read_data_dir",
     "validate_data_dir",
     "combine_data_dirs",
 ]
@@ -58,27 +55,10 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 DATA_FILES = ("wav.scp", "text", "utt2spk", "spk2utt", "utt2dur", "utt2num_samples")
-REQUIRED_FILES = ("wav.scp", "text", "utt2spk")
 SKIPPED_FILE = "skipped.txt"
 LOST_CHARS_FILE = "text_lost_chars.txt"
 PER_UTT_FILES = ("wav.scp", "text", "utt2spk", "utt2dur", "utt2num_samples")
 _DURATION_TOLERANCE = 0.01  # seconds; utt2dur has 4 decimals, other tools round to 2-3
-_FIELD_SEP = re.compile(r"[ \t]+")
-
-
-class DataDirError(AsrcError, ValueError):
-    """A malformed table in a data directory; the message names the file, line and id."""
-
-
-class Utterance(NamedTuple):
-    """One utterance as a data directory records it."""
-
-    utt_id: str
-    speaker: str
-    audio: str  # absolute path (or a Kaldi pipe command ending in "|")
-    text: str  # normalised transcript, non-empty
-    num_samples: int  # per channel
-    sample_rate: int
 
 
 class Problem(NamedTuple):
@@ -210,106 +190,11 @@ def write_lost_chars(out_dir, lost) -> Path:
     return path
 
 
-def _split_line(line: str):
-    """``(key, value)`` of a table line (any run of spaces/tabs separates them, as in Kaldi);
-    ``None`` for a blank line."""
-    fields = _FIELD_SEP.split(line.strip(" \t\r\n"), 1)
-    if not fields[0]:
-        return None
-    return fields[0], fields[1] if len(fields) > 1 else ""
-
-
-def read_table(path) -> dict:
-    """``{key: value}`` of a Kaldi table (values may be ``""``), in file order.
-
-    Raises :class:`DataDirError` naming the file, line and key for a duplicate key, a blank
-    line or a line that is not UTF-8, and when ``path`` is a directory; use
-    :func:`validate_data_dir` to get every fault instead of the first.
-    """
-    if Path(path).is_dir():
-        raise DataDirError(f"{path}: is a directory, not a table file")
-    table, first_line = {}, {}
-    with open(path, "rb") as f:
-        for lineno, raw in enumerate(f, 1):
-            try:
-                entry = _split_line(raw.decode("utf-8"))
-            except UnicodeDecodeError as e:
-                raise DataDirError(f"{path}:{lineno}: not valid UTF-8 ({e.reason} at byte {e.start})") from None
-            if entry is None:
-                raise DataDirError(f"{path}:{lineno}: blank line (a table has one 'id value' entry per line)")
-            key, value = entry
-            if key in table:
-                raise DataDirError(f"{path}:{lineno}: id {key!r} occurs twice (lines {first_line[key]} and {lineno})")
-            table[key] = value
-            first_line[key] = lineno
-    return table
-
-
-COMMON_RATES = (8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000)
-
-
-def _rate_from_duration(num_samples: int, duration: str) -> int:
-    """The sample rate that ``num_samples`` and a rounded ``utt2dur`` entry imply.
-
-    ``utt2dur`` keeps a few decimals, so ``samples / duration`` is only known within the
-    rounding interval (0.6246 s for 9994 samples gives 16000.6 Hz): a common rate inside that
-    interval is the answer, else the nearest whole Hz.
-    """
-    d = float(duration)
-    if d <= 0:
-        return 0
-    decimals = len(duration.split(".")[1]) if "." in duration else 0
-    # a little more than half a unit: a duration that rounded half-up (10348 samples = 0.64675 s
-    # -> "0.6468") puts the true rate exactly on the interval's edge, where float division
-    # may land either side of it
-    half = 0.5 * 10.0 ** -decimals * (1 + 1e-6)
-    low, high = num_samples / (d + half), num_samples / max(d - half, 1e-12)
-    for rate in COMMON_RATES:
-        if low <= rate <= high:
-            return rate
-    return round(num_samples / d)
-
-
-def read_data_dir(data_dir, require_text: bool = True) -> list:
-    """The :class:`Utterance` list of a data directory (sorted by id).
-
-    With ``require_text=False`` the ``text`` file may be absent or leave utterances out
-    (untranscribed audio, for distillation): their ``text`` is ``None``.
-
-    ``num_samples``/``sample_rate`` come from ``utt2num_samples`` and ``utt2dur`` when present
-    (rate = the common rate that samples / rounded duration allows, see
-    :func:`_rate_from_duration`), else from the audio headers.
-    Raises ``ValueError`` naming the id when the tables disagree.
-    """
-    from asrc.data.audio import audio_info
-
-    data_dir = Path(data_dir)
-    for name in REQUIRED_FILES:
-        if not (data_dir / name).is_file() and (require_text or name != "text"):
-            raise FileNotFoundError(f"{data_dir}: no {name}")
-    wav, utt2spk = read_table(data_dir / "wav.scp"), read_table(data_dir / "utt2spk")
-    text = read_table(data_dir / "text") if (data_dir / "text").is_file() else {}
-    nsamp = read_table(data_dir / "utt2num_samples") if (data_dir / "utt2num_samples").is_file() else None
-    dur = read_table(data_dir / "utt2dur") if (data_dir / "utt2dur").is_file() else None
-    utts = []
-    for utt, audio in wav.items():
-        if (require_text and utt not in text) or utt not in utt2spk:
-            raise ValueError(f"{data_dir}: utterance {utt!r} is in wav.scp but not in text/utt2spk")
-        if nsamp is not None and dur is not None and utt in nsamp and utt in dur:
-            n = int(nsamp[utt])
-            rate = _rate_from_duration(n, dur[utt])
-        else:
-            info = audio_info(audio)
-            n, rate = info.num_samples, info.sample_rate
-        utts.append(Utterance(utt, utt2spk[utt], audio, text.get(utt), n, rate))
-    return sorted(utts)
-
-
 # --------------------------------------------------------------------------------------------
 # validation
 
 
-def validate_data_dir(data_dir, token_list=None, expected_sr: int = 16000, check_audio: bool = True, nj: int = 1,
+def validate_data_dir(data_dir, token_list=None, expected_sr: int = SAMPLE_RATE, check_audio: bool = True, nj: int = 1,
                       deep: bool = False, require_text: bool = True):
     """Every fault of a data directory, as a list of :class:`Problem` (empty = valid).
 
@@ -319,7 +204,7 @@ def validate_data_dir(data_dir, token_list=None, expected_sr: int = 16000, check
     order; empty transcripts; characters outside ``token_list`` (a list of tokens, see
     :func:`asrc.data.tokens.token_characters`); and with ``check_audio`` each audio file:
     present, readable, complete, with finite samples, at ``expected_sr`` Hz (``None`` = any),
-    agreeing with ``utt2num_samples``/``utt2dur`` (:func:`asrc.data.audio.check_audio`:
+    agreeing with ``utt2num_samples``/``utt2dur`` (:func:`asrc.core.audio_info.check_audio`:
     headers, the last frame of FLAC files, float files in full). ``deep`` decodes every
     file in full and runs the ``cmd |`` pipes, which are otherwise not checked. Audio is
     checked in ``nj`` processes. ``require_text=False`` accepts untranscribed utterances (no
@@ -380,7 +265,7 @@ def _check_table(path, name, problems) -> dict:
     previous, unsorted, first_unsorted = None, 0, None
     with open(path, encoding="utf-8", errors="replace") as f:
         for lineno, line in enumerate(f, 1):
-            entry = _split_line(line)
+            entry = split_line(line)
             if entry is None:
                 problems.append(Problem(name, "", f"line {lineno} is blank"))
                 continue
@@ -450,7 +335,7 @@ def _check_speakers(utt2spk: dict, spk2utt, problems) -> None:
 
 
 def _audio_check_one(item, deep=False):
-    from asrc.data.audio import AudioFileError, AudioHeaderError, check_audio
+    from asrc.core.audio_info import AudioFileError, AudioHeaderError, check_audio
 
     utt, audio = item
     if not audio:
@@ -471,8 +356,8 @@ def _audio_check_one(item, deep=False):
 
 def _check_pipe(spec: str):
     """``(AudioInfo, None)`` of a ``cmd |`` entry, decoded in full, or ``(None, error)``."""
-    from asrc.data.audio import AudioInfo
-    from asrc.decode.audio import decode_audio
+    from asrc.core.audio_info import AudioInfo
+    from asrc.core.audio import decode_audio
 
     try:
         data, rate = decode_audio(spec, what="the pipe")
@@ -519,7 +404,7 @@ def _check_audio(wav: dict, nsamp: dict, dur: dict, expected_sr, nj: int, deep: 
 
 
 def _line_key(line: str) -> str:
-    entry = _split_line(line)
+    entry = split_line(line)
     return entry[0] if entry else ""
 
 

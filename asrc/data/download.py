@@ -26,8 +26,8 @@ import zlib
 from http.client import HTTPException
 from pathlib import Path
 
+from asrc.core.files import atomic_write
 from asrc.errors import AsrcError
-from asrc.utils.io import atomic_write
 
 __all__ = [
     "DownloadError",

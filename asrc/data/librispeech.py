@@ -25,9 +25,10 @@ import multiprocessing
 import os
 from pathlib import Path
 
-from asrc.data.audio import AudioFileError, AudioHeaderError, AudioInfo, check_audio
-from asrc.data.datadir import (Utterance, combine_data_dirs, format_speaker, write_blocks, write_lost_chars,
-                               write_skipped)
+from asrc.core.audio_info import AudioFileError, AudioHeaderError, AudioInfo, check_audio
+from asrc.core.constants import SAMPLE_RATE
+from asrc.core.tables import Utterance
+from asrc.data.datadir import combine_data_dirs, format_speaker, write_blocks, write_lost_chars, write_skipped
 from asrc.data.download import extract_archive, fetch_and_extract, verify_md5
 from asrc.data.text import is_normalized, normalize_text_lost
 from asrc.errors import AsrcError
@@ -56,7 +57,7 @@ SUBSETS = (
     "test-clean",
     "test-other",
 )
-# Published MD5 sums, archive sizes and utterance counts (docs: FACTS.md section 5).
+# Published MD5 sums, archive sizes and utterance counts (openslr.org/12).
 LIBRISPEECH_MD5 = {
     "dev-clean": "42e2234ba48799c1f50f24a7926300a1",
     "dev-other": "c8d0bcc9cca99d4f8b62fcc847357931",
@@ -210,7 +211,7 @@ def prepare_librispeech(
     subsets=None,
     nj: int = 2,
     combine: bool = True,
-    expected_sr: int = 16000,
+    expected_sr: int = SAMPLE_RATE,
     progress: bool = True,
 ) -> dict:
     """Write a Kaldi-style data directory per subset (and the combined sets); returns ``{set: path}``.

@@ -50,9 +50,10 @@ from pathlib import Path
 
 import numpy as np
 
+from asrc.core.constants import SAMPLE_RATE
+from asrc.core.files import atomic_write
 from asrc.data.text import normalize_text_lost, number_to_words, ordinal_words
 from asrc.errors import AsrcError
-from asrc.utils.io import atomic_write
 
 __all__ = [
     "SpeakerSettings",
@@ -65,7 +66,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16000
 ENGINES = ("piper", "espeak", "flite", "festival")
 _ESPEAK_VOICES = ("en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-029", "en-us-nyc",
                   "en-gb-x-gbclan", "en-gb-x-gbcwmd")

@@ -1,8 +1,8 @@
 """Token lists for CTC: fairseq-compatible letters and sentencepiece BPE.
 
 A token list is a Python list of strings whose index is the output row of the CTC head;
-on disk it is ``tokens.txt``, one token per line, line ``i`` (from 0) = index ``i``
-(:func:`write_tokens` / :func:`read_tokens`). Index 0 is always ``<blank>``, the CTC blank.
+on disk it is ``tokens.txt`` (:func:`asrc.core.tables.write_tokens` /
+:func:`asrc.core.tables.read_tokens`). Index 0 is always ``<blank>``, the CTC blank.
 
 Letters (:data:`FAIRSEQ_LETTERS`): the 32 symbols of fairseq's ``dict.ltr.txt`` in fairseq's
 index order, so the head of a converted fairseq or Hugging Face wav2vec 2.0 CTC teacher keeps
@@ -22,11 +22,10 @@ matters only when an attention decoder is trained. :func:`letter_tokens` therefo
 ``<sos/eos>`` last.
 """
 
-import os
 import tempfile
 from pathlib import Path
 
-from asrc.utils.io import atomic_write
+from asrc.core.constants import BLANK, SOS_EOS, UNK, WORD_BOUNDARY
 
 __all__ = [
     "BLANK",
@@ -41,14 +40,7 @@ __all__ = [
     "train_bpe",
     "bpe_tokens",
     "token_characters",
-    "write_tokens",
-    "read_tokens",
 ]
-
-BLANK = "<blank>"
-UNK = "<unk>"
-SOS_EOS = "<sos/eos>"
-WORD_BOUNDARY = "|"
 
 #: fairseq ``dict.ltr.txt`` order after the four special symbols fairseq's Dictionary prepends.
 FAIRSEQ_LETTERS = (BLANK, "<pad>", "</s>", UNK, WORD_BOUNDARY) + tuple("ETAONIHSRDLUMWCFGYPBVK'XJQZ")
@@ -193,38 +185,3 @@ def token_characters(token_list) -> set:
             token = token.replace("\u2581", "")
         chars.update(token)
     return chars
-
-
-def write_tokens(path, tokens) -> None:
-    """Write ``tokens`` one per line (line number = index), atomically.
-
-    Raises ``ValueError`` for an empty list, a duplicate, or a token that is empty or
-    contains whitespace (it would not survive the round trip).
-    """
-    tokens = list(tokens)
-    _check_tokens(tokens, str(path))
-    with atomic_write(path) as f:
-        f.write("".join(t + "\n" for t in tokens))
-
-
-def read_tokens(path) -> list:
-    """Read a token list written by :func:`write_tokens` (or by ESPnet: same format)."""
-    path = os.fspath(path)
-    with open(path, encoding="utf-8") as f:
-        tokens = f.read().split("\n")
-    if tokens and tokens[-1] == "":
-        tokens.pop()
-    _check_tokens(tokens, path)
-    return tokens
-
-
-def _check_tokens(tokens, where: str) -> None:
-    if not tokens:
-        raise ValueError(f"{where}: empty token list")
-    seen = {}
-    for i, token in enumerate(tokens):
-        if not token or token != token.strip() or any(c.isspace() for c in token):
-            raise ValueError(f"{where}: token {i} ({token!r}) is empty or contains whitespace")
-        if token in seen:
-            raise ValueError(f"{where}: token {token!r} appears at index {seen[token]} and {i}")
-        seen[token] = i

@@ -31,9 +31,10 @@ from typing import Iterable, List, Optional, Sequence, Tuple
 
 import torch
 
-from asrc.data.tokens import BLANK, UNK
-from asrc.data.tokens import WORD_BOUNDARY as LETTER_BOUNDARY
+from asrc.core.constants import BLANK, UNK
+from asrc.core.constants import WORD_BOUNDARY as LETTER_BOUNDARY
 from asrc.errors import AsrcError
+from asrc.models.ctc import check_logits, greedy_ids
 
 CHAR_BOUNDARY = "<space>"
 BPE_WORD_START = "\u2581"
@@ -83,44 +84,6 @@ class Hypothesis:
     words: List[str] = field(default_factory=list)
 
 
-def _check_logits(logits: torch.Tensor, lengths: Optional[torch.Tensor], vocab: int):
-    if logits.ndim != 3:
-        raise ValueError(f"logits must be [batch, frames, vocab], got shape {tuple(logits.shape)}")
-    if logits.shape[2] != vocab:
-        raise ValueError(f"logits have {logits.shape[2]} outputs but the token list has {vocab} tokens")
-    if lengths is None:
-        return torch.full((logits.shape[0],), logits.shape[1], dtype=torch.long)
-    if lengths.shape != (logits.shape[0],):
-        raise ValueError(f"lengths must be [batch]={logits.shape[0]}, got shape {tuple(lengths.shape)}")
-    if len(lengths) and (int(lengths.max()) > logits.shape[1] or int(lengths.min()) < 0):
-        raise ValueError(f"lengths {lengths.tolist()} outside [0, {logits.shape[1]}] frames")
-    return lengths.to(torch.long).cpu()
-
-
-def greedy_ids(logits: torch.Tensor, lengths: Optional[torch.Tensor] = None, blank: int = 0) -> List[List[int]]:
-    """Best-path CTC decoding: argmax per frame, collapse repeats, then drop blanks.
-
-    Args:
-        logits: ``[batch, frames, vocab]`` scores (logits or log-probabilities).
-        lengths: ``[batch]`` valid frames per utterance; frames past it are ignored.
-        blank: the blank index.
-
-    Returns:
-        Per utterance, the output indices. A blank between two equal labels keeps both
-        (``A - A`` -> ``A A``), a repeat without blank merges (``A A`` -> ``A``).
-    """
-    if logits.ndim != 3:
-        raise ValueError(f"logits must be [batch, frames, vocab], got shape {tuple(logits.shape)}")
-    batch, frames, _ = logits.shape
-    lengths = _check_logits(logits, lengths, logits.shape[2])
-    best = logits.argmax(dim=-1).cpu()  # [B, T']
-    new = torch.ones_like(best, dtype=torch.bool)
-    new[:, 1:] = best[:, 1:] != best[:, :-1]
-    valid = torch.arange(frames).unsqueeze(0) < lengths.unsqueeze(1)
-    keep = new & (best != blank) & valid
-    return [best[b][keep[b]].tolist() for b in range(batch)]
-
-
 class GreedyDecoder:
     """Greedy CTC decoding into text with a token list (index 0 = blank)."""
 
@@ -130,7 +93,7 @@ class GreedyDecoder:
 
     def __call__(self, logits: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> List[Hypothesis]:
         """Decode ``logits[B, T', V]`` (``lengths[B]``) into one hypothesis per utterance."""
-        lengths = _check_logits(logits, lengths, len(self.tokens))
+        lengths = check_logits(logits, lengths, len(self.tokens))
         log_probs = torch.log_softmax(logits.float(), dim=-1)
         best_scores, _ = log_probs.max(dim=-1)  # [B, T']
         valid = torch.arange(logits.shape[1]).unsqueeze(0) < lengths.unsqueeze(1)
@@ -242,7 +205,7 @@ class BeamSearchDecoder:
 
     def nbest(self, logits: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> List[List[Hypothesis]]:
         """Decode ``logits[B, T', V]`` (``lengths[B]``); per utterance the n best, best first."""
-        lengths = _check_logits(logits, lengths, len(self.tokens))
+        lengths = check_logits(logits, lengths, len(self.tokens))
         log_probs = torch.log_softmax(logits.detach().float(), dim=-1).cpu().contiguous()
         results = self._decoder(log_probs, lengths.to(torch.int32))
         out = []
@@ -323,7 +286,7 @@ def write_letter_lexicon(words: Iterable[str], tokens: Sequence[str], path) -> T
     Raises:
         AsrcError: no word at all could be spelled.
     """
-    from asrc.utils.io import atomic_write
+    from asrc.core.files import atomic_write
 
     path = Path(path)
     seen = set()

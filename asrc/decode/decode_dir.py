@@ -19,7 +19,7 @@ audio. Output in ``OUT``:
   decoding resumes where it stopped.
 
 ``model`` may also be an ESPnet experiment directory (``config.yaml`` with ESPnet keys); it is
-first exported into ``OUT/model`` with ``asrc.espnet.export.export_model_dir``.
+first exported into ``OUT/model`` with ``asrc.models.espnet_dir.export_model_dir``.
 """
 
 import dataclasses
@@ -38,17 +38,17 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 from tqdm import tqdm
 
-from asrc.decode.audio import SAMPLE_RATE, num_samples, read_audio
+from asrc.core.audio import num_samples, read_audio
+from asrc.core.batching import pack_padded, pad_waveforms
+from asrc.core.constants import SAMPLE_RATE
+from asrc.core.files import atomic_write
+from asrc.core.tables import read_table
 from asrc.decode.ctc import BeamSearchDecoder, GreedyDecoder
-from asrc.data.datadir import read_table
 from asrc.errors import AsrcError
-from asrc.utils.io import atomic_write
-from asrc.utils.batching import pack_padded
 
 log = logging.getLogger(__name__)
 
 METHODS = ("greedy", "beam")
-ESPNET_CONFIG_KEYS = ("token_list", "encoder", "encoder_conf", "model_conf", "frontend", "ctc_conf")
 
 
 @dataclass
@@ -120,22 +120,6 @@ def build_decoder(tokens: Sequence[str], options: DecodeOptions):
 # Model directories
 
 
-def _espnet_config(path: Path) -> Optional[dict]:
-    import yaml
-
-    cfg = path / "config.yaml"
-    if not cfg.is_file():
-        return None
-    try:
-        with open(cfg, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
-    except yaml.YAMLError:
-        return None
-    if isinstance(data, dict) and any(k in data for k in ESPNET_CONFIG_KEYS):
-        return data
-    return None
-
-
 def resolve_model_dir(model, out_dir) -> Path:
     """An asrc model directory for ``model``: itself, or an export of an ESPnet experiment.
 
@@ -144,25 +128,25 @@ def resolve_model_dir(model, out_dir) -> Path:
         AsrcError: neither a model directory nor an ESPnet experiment, or the ESPnet exporter
             is not available.
     """
-    from asrc.models import is_model_dir
+    from asrc.models.io import is_espnet_experiment, is_model_dir
 
     model = Path(model)
     if not model.exists():
         raise FileNotFoundError(f"model {model} does not exist")
     if is_model_dir(model):
         return model
-    if _espnet_config(model) is not None:
+    if is_espnet_experiment(model):
         exported = Path(out_dir) / "model"
         checkpoints = [p.stat().st_mtime for p in model.glob("*.pth")]
         if is_model_dir(exported) and (exported / "model.pth").stat().st_mtime >= max(checkpoints, default=0):
             log.info("using the model exported earlier from %s: %s", model, exported)
             return exported
         try:
-            from asrc.espnet.export import export_model_dir
+            from asrc.models.espnet_dir import export_model_dir
         except ImportError as e:
             raise AsrcError(
                 f"{model} is an ESPnet experiment directory (config.yaml with ESPnet keys), but "
-                f"asrc.espnet.export.export_model_dir is not available to convert it ({e}); "
+                f"asrc.models.espnet_dir.export_model_dir is not available to convert it ({e}); "
                 f"pass an asrc model directory (config.yaml + model.pth + tokens.txt)"
             ) from e
         export_model_dir(model, exported)
@@ -178,16 +162,13 @@ def resolve_model_dir(model, out_dir) -> Path:
 
 def model_footprint(model_dir: Path, model: torch.nn.Module) -> dict:
     """Parameter count and size on disk (``model.pth``, or all files if there is none) in MB."""
-    try:  # counts int8 weights too (packed, not nn.Parameters)
-        from asrc.quant.modules import parameter_count
-    except ImportError:
-        from asrc.models import num_parameters as parameter_count
+    from asrc.models import num_parameters
 
     weights = model_dir / "model.pth"
     files = [weights] if weights.is_file() else [p for p in model_dir.rglob("*") if p.is_file()]
     return {
         "dir": str(model_dir),
-        "params": int(parameter_count(model)),
+        "params": int(num_parameters(model)),
         "size_mb": sum(p.stat().st_size for p in files) / 1e6,
     }
 
@@ -300,11 +281,8 @@ def run_job(spec: JobSpec, progress=None) -> dict:
                     f"utterance {u}: {w.shape[0]} samples ({w.shape[0] / SAMPLE_RATE:.3f} s) is shorter than "
                     f"the model's receptive field of {min_samples} samples; remove it from the data directory"
                 )
-            wavs.append(w)
-        lengths = torch.tensor([w.shape[0] for w in wavs], dtype=torch.long)
-        padded = torch.zeros(len(wavs), int(lengths.max()))
-        for i, w in enumerate(wavs):
-            padded[i, : w.shape[0]] = torch.from_numpy(w)
+            wavs.append(torch.from_numpy(w))
+        padded, lengths = pad_waveforms(wavs)
         t1 = time.perf_counter()
         try:
             with torch.inference_mode():

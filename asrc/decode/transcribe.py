@@ -5,7 +5,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 
-from asrc.decode.audio import read_audio
+from asrc.core.audio import read_audio
 from asrc.decode.decode_dir import DecodeOptions, build_decoder, load_model, resolve_model_dir
 from asrc.errors import AsrcError
 

@@ -10,7 +10,7 @@ imports espnet):
 
 so that ``ASRTask.build_model`` (training) and ``ASRTask.build_model_from_file`` (ESPnet's
 inference tools) both find them. Training goes through :class:`asrc.espnet.task.AsrcASRTask`
-(``asrc-train``); :func:`asrc.espnet.export.export_model_dir` turns an experiment into an asrc
+(``asrc-train``); :func:`asrc.models.espnet_dir.export_model_dir` turns an experiment into an asrc
 model directory.
 """
 

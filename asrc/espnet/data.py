@@ -27,15 +27,15 @@ import logging
 from pathlib import Path
 from typing import List, Optional, Sequence
 
+from asrc.core.constants import SAMPLE_RATE
+from asrc.core.files import atomic_write
 from asrc.models import Wav2Vec2Config
-from asrc.utils.io import atomic_write
 
 __all__ = ["SAMPLE_RATE", "SHAPE_NAME", "SKIPPED_NAME", "TEXT_NAME", "num_frames", "ctc_min_frames",
            "untranscribed", "write_shape_file", "write_training_text"]
 
 logger = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16000
 SHAPE_NAME = "speech_shape"
 SKIPPED_NAME = "skipped.txt"
 TEXT_NAME = "text"
@@ -72,7 +72,8 @@ def write_shape_file(data_dir, out_dir, config: Wav2Vec2Config, token_list: Opti
     ``token_list`` (when given) is checked against the transcripts' characters.
     ``untranscribed_ok`` keeps utterances without a transcript (see the module doc).
     """
-    from asrc.data.datadir import read_data_dir, read_table, validate_data_dir
+    from asrc.data.datadir import validate_data_dir
+    from asrc.core.tables import read_data_dir, read_table
 
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
@@ -120,7 +121,7 @@ def write_shape_file(data_dir, out_dir, config: Wav2Vec2Config, token_list: Opti
 
 def untranscribed(data_dir) -> int:
     """How many utterances of ``data_dir`` have no transcript (no ``text``, or left out of it)."""
-    from asrc.data.datadir import read_table
+    from asrc.core.tables import read_table
 
     data_dir = Path(data_dir)
     if not (data_dir / "wav.scp").is_file():
@@ -132,7 +133,7 @@ def untranscribed(data_dir) -> int:
 
 def write_training_text(data_dir, out_dir) -> Path:
     """``out_dir/text``: ``data_dir``'s transcripts plus an empty one for each untranscribed utterance."""
-    from asrc.data.datadir import read_table
+    from asrc.core.tables import read_table
 
     data_dir = Path(data_dir)
     wav = read_table(data_dir / "wav.scp")

@@ -45,8 +45,9 @@ import torch
 from espnet2.asr.encoder.abs_encoder import AbsEncoder
 from torch import Tensor
 
+from asrc.core.tables import read_tokens
 from asrc.errors import ConfigError
-from asrc.models import EncoderOutput, Wav2Vec2Config, Wav2Vec2CTC, load, load_config, read_token_list
+from asrc.models import EncoderOutput, Wav2Vec2Config, Wav2Vec2CTC, load, load_config
 from asrc.models.io import QUANT_NAME, TOKENS_NAME, is_model_dir, load_state_dict_strict
 
 __all__ = ["AsrcWav2Vec2Encoder", "REGULARISATION_KEYS", "check_encoder_conf", "resolve_encoder_config"]
@@ -144,7 +145,7 @@ class AsrcWav2Vec2Encoder(AbsEncoder):
             self.model = Wav2Vec2CTC(resolved)
         else:
             tokens_path = Path(init) / TOKENS_NAME
-            self.init_tokens = read_token_list(tokens_path) if tokens_path.is_file() else None
+            self.init_tokens = read_tokens(tokens_path) if tokens_path.is_file() else None
             source = load(init)
             if layer_init is None:
                 self.model = Wav2Vec2CTC(resolved, source.tokens)
@@ -214,8 +215,8 @@ def as_waveform(speech: Tensor) -> Tensor:
 
 def _calibration_speech(data_dir: str) -> Tuple[Tensor, Tensor, str]:
     """Up to 16 utterances (120 s) spread over ``data_dir``'s wav.scp, padded: ``(wav, lengths, name)``."""
-    from asrc.models.student import pad_waveforms
-    from asrc.quant.quantize import read_waveforms
+    from asrc.core.batching import pad_waveforms
+    from asrc.core.audio import read_waveforms
 
     try:
         waveforms, info = read_waveforms(data_dir, max_utterances=16, max_seconds=120.0)

@@ -7,19 +7,17 @@ run, whose stderr has one line), ``train.sh`` (the command, which
 also resumes: ``--resume true`` is the default) and ``shapes/`` (:mod:`asrc.espnet.data`).
 """
 
-import contextlib
 import logging
 import os
 import shlex
-import socket
-import sys
 import traceback
 from pathlib import Path
 from typing import Optional, Sequence
 
-from asrc.utils.io import atomic_write
+from asrc.core.files import atomic_write
+from asrc.espnet.logs import logging_to, rank
 
-__all__ = ["default_output_dir", "train", "logging_to"]
+__all__ = ["default_output_dir", "train"]
 
 logger = logging.getLogger(__name__)
 
@@ -35,42 +33,6 @@ def default_output_dir(exp_dir: str, tag: Optional[str], config: Optional[str], 
     return str(Path(exp_dir) / tag)
 
 
-def rank() -> int:
-    """This process's rank under torchrun/SLURM-style launchers (0 when not distributed)."""
-    return int(os.environ.get("RANK", "0"))
-
-
-@contextlib.contextmanager
-def logging_to(output_dir, level: str = "INFO", process_rank: Optional[int] = None):
-    """Log to stderr and ``output_dir/train.log`` (rank 0; other ranks log errors to stderr only).
-
-    ESPnet calls ``logging.basicConfig`` itself, which does nothing once the root logger has
-    handlers: these, installed first, take its place and are removed afterwards.
-    ``process_rank`` defaults to :func:`rank`.
-    """
-    root = logging.getLogger()
-    host = socket.gethostname().split(".")[0]
-    r = rank() if process_rank is None else process_rank
-    tag = f"{host}:{r}" if "WORLD_SIZE" in os.environ or process_rank is not None else host
-    fmt = logging.Formatter(f"[{tag}] %(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
-    handlers = [logging.StreamHandler(sys.stderr)]
-    if r == 0:
-        Path(output_dir).mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(Path(output_dir) / "train.log", mode="a", encoding="utf-8"))
-    old_level = root.level
-    for h in handlers:
-        h.setFormatter(fmt)
-        root.addHandler(h)
-    root.setLevel(level if r == 0 else "ERROR")
-    try:
-        yield
-    finally:
-        for h in handlers:
-            root.removeHandler(h)
-            h.close()
-        root.setLevel(old_level)
-
-
 def _write_command(output_dir, command: Sequence[str]):
     with atomic_write(Path(output_dir) / "train.sh") as f:
         f.write("#!/bin/sh\n# Re-running this resumes the experiment from its last finished epoch.\n")
@@ -83,7 +45,7 @@ def train(cmd: Sequence[str], defaults: Optional[dict] = None, command: Optional
     """Train with ESPnet options ``cmd`` over ``defaults``; returns the output directory.
 
     ``command``: the user's command line, written to ``train.sh``. ``export_dir``: export the
-    result as an asrc model directory there (:func:`asrc.espnet.export.export_model_dir`).
+    result as an asrc model directory there (:func:`asrc.models.espnet_dir.export_model_dir`).
     """
     from asrc.espnet.task import AsrcASRTask
 
@@ -101,7 +63,7 @@ def train(cmd: Sequence[str], defaults: Optional[dict] = None, command: Optional
                     logger.info("command: %s", shlex.join(command))
             AsrcASRTask.main(args=args)
             if export_dir is not None and rank() == 0:
-                from asrc.espnet.export import export_model_dir
+                from asrc.models.espnet_dir import export_model_dir
 
                 export_model_dir(output_dir, export_dir, export_checkpoint)
         except Exception:

@@ -52,7 +52,7 @@ from espnet2.asr.espnet_model import ESPnetASRModel
 from espnet2.torch_utils.device_funcs import force_gatherable
 from torch import Tensor
 
-from asrc.data.tokens import SOS_EOS, WORD_BOUNDARY
+from asrc.core.constants import BLANK_ID, SOS_EOS, WORD_BOUNDARY
 from asrc.distill.losses import (
     HiddenStatePredictor, LossWeights, cos_embed_loss, ctc_loss, features_pen, kd_loss,
 )
@@ -67,7 +67,6 @@ __all__ = ["AsrcCTCModel", "AsrcDistillModel", "espnet_token_list", "greedy_erro
 
 logger = logging.getLogger(__name__)
 
-BLANK = 0
 
 # ESPnet builds these from options; asrc's models read the raw waveform and own their CTC head.
 _UNSUPPORTED = {
@@ -95,7 +94,7 @@ def espnet_token_list(tokens: Sequence[str]) -> Tuple[list, str]:
 
 
 def greedy_error_counts(logits: Tensor, lengths: Tensor, targets: Tensor, target_lengths: Tensor,
-                        blank: int = BLANK) -> Tuple[int, int]:
+                        blank: int = BLANK_ID) -> Tuple[int, int]:
     """(edit distance, reference length) summed over the batch for greedy CTC output."""
     import editdistance
 
@@ -116,10 +115,10 @@ def transcribed_ctc_loss(logits: Tensor, lengths: Tensor, text: Tensor, text_len
     an all-blank output. 0 when the batch has no transcript."""
     has = text_lengths > 0
     if bool(has.all()):
-        return ctc_loss(logits, lengths, text, text_lengths, blank=BLANK)
+        return ctc_loss(logits, lengths, text, text_lengths, blank=BLANK_ID)
     if not bool(has.any()):
         return logits.sum() * 0.0  # keeps the graph (and DDP) intact
-    return ctc_loss(logits[has], lengths[has], text[has], text_lengths[has], blank=BLANK)
+    return ctc_loss(logits[has], lengths[has], text[has], text_lengths[has], blank=BLANK_ID)
 
 
 def load_teacher(path) -> Wav2Vec2CTC:
@@ -192,7 +191,7 @@ class AsrcCTCModel(_AsrcModelBase):
     def forward(self, speech: Tensor, speech_lengths: Tensor, text: Tensor, text_lengths: Tensor, **kwargs):
         out = self.encoder.encode(speech, speech_lengths)
         logits = self.encoder.ctc_logits(out.x)
-        loss = ctc_loss(logits, out.lengths, text, text_lengths, blank=BLANK)
+        loss = ctc_loss(logits, out.lengths, text, text_lengths, blank=BLANK_ID)
         stats = {"loss": loss.detach(), "student_loss": loss.detach(), "cer": None}
         if not self.training:
             errors, total = greedy_error_counts(logits, out.lengths, text, text_lengths)

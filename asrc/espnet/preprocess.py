@@ -23,6 +23,7 @@ from typing import Dict, Optional, Sequence, Union
 import numpy as np
 from espnet2.train.preprocessor import CommonPreprocessor
 
+from asrc.core.constants import SAMPLE_RATE
 from asrc.errors import AsrcError
 
 __all__ = ["AsrcPreprocessor"]
@@ -38,7 +39,7 @@ class AsrcPreprocessor(CommonPreprocessor):
         self.silence_range = _range("silence_range", silence_range, low=0.0)
         self.silence_db_range = _range("silence_db_range", silence_db_range)
         self.gain_db_range = _range("gain_db_range", gain_db_range)
-        self.sample_rate = kwargs.get("fs") or 16000
+        self.sample_rate = kwargs.get("fs") or SAMPLE_RATE
 
     def __call__(self, uid: str, data: Dict[str, Union[str, np.ndarray]]) -> Dict[str, np.ndarray]:
         speech = data.get(self.speech_name)

@@ -31,11 +31,13 @@ from typing import Optional, Sequence
 from espnet2.tasks.asr import ASRTask
 from espnet2.utils.types import str_or_none
 
-from asrc.data.tokens import WORD_BOUNDARY
+from asrc.core.constants import WORD_BOUNDARY
+from asrc.core.tables import read_tokens
 from asrc.errors import CheckpointError, ConfigError
 from asrc.espnet.data import untranscribed, write_shape_file, write_training_text
 from asrc.espnet.encoder import AsrcWav2Vec2Encoder, resolve_encoder_config
-from asrc.models.io import TOKENS_NAME, is_model_dir, read_token_list
+from asrc.espnet.logs import logging_to
+from asrc.models.io import TOKENS_NAME, is_model_dir
 
 __all__ = ["ASRC_DEFAULTS", "AsrcASRTask", "complete_args"]
 
@@ -109,8 +111,6 @@ class AsrcASRTask(ASRTask):
         if logging.getLogger().handlers:  # asrc-train set up logging in this process
             return super().main_worker(args)
         # A process ESPnet spawned (one per GPU): log as asrc-train does, rank 0 into train.log.
-        from asrc.espnet.launch import logging_to
-
         with logging_to(args.output_dir, args.log_level, process_rank=args.dist_rank or 0):
             return super().main_worker(args)
 
@@ -185,7 +185,7 @@ def complete_args(args: argparse.Namespace) -> None:
     if isinstance(args.token_list, str):
         if not Path(args.token_list).is_file():
             raise FileNotFoundError(f"--token_list {args.token_list} not found")
-        tokens = read_token_list(args.token_list)
+        tokens = read_tokens(args.token_list)
     elif isinstance(args.token_list, (list, tuple)):
         tokens = list(args.token_list)
 

@@ -12,7 +12,8 @@ import yaml
 
 from asrc.errors import ConfigError
 
-# wav2vec 2.0 as shipped by fairseq (FACTS.md section 1): never use fairseq's dataclass default.
+# The CNN of the wav2vec 2.0 checkpoints fairseq ships (their conv_feature_layers). fairseq's
+# Wav2Vec2Config dataclass default ((512,10,5), (512,8,4), ...) differs: never take it from there.
 BASE_CONV_LAYERS = [[512, 10, 5]] + [[512, 3, 2]] * 4 + [[512, 2, 2]] * 2
 
 EXTRACTOR_MODES = ("group_norm", "layer_norm")

@@ -51,10 +51,10 @@ from typing import Dict, List, Union
 import torch
 from torch import nn
 
+from asrc.core.constants import SAMPLE_RATE
 from asrc.models.config import Wav2Vec2Config
 from asrc.models.wav2vec2 import Wav2Vec2CTC, conv_layer_groups
 
-SAMPLE_RATE = 16000
 DTYPES = ("fp32", "int8", "int8-static-pos", "int8-static-conv")
 MB = 1_000_000
 # Parameter-name prefixes of each block, in table order.

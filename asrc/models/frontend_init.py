@@ -2,7 +2,7 @@
 
 A raw-waveform wav2vec 2.0 model trained with CTC from random weights stays at all-blank
 output for a long time on a CPU budget, while the same transformer on log-mel features learns
-within minutes (``../shared/docs/FACTS.md`` section 8, ``egs/an4/RESULTS.md``). This module
+within minutes (``egs/an4/RESULTS.md``). This module
 closes the gap before CTC training: the CNN feature extractor and the feature projection are
 trained for a few hundred steps to predict per-bin standardised log-mel frames through a
 throw-away linear head (mean squared error over valid frames). The log-mel analysis window is
@@ -36,8 +36,9 @@ from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 
+from asrc.core.batching import pack_padded, pad_waveforms
+from asrc.core.constants import SAMPLE_RATE
 from asrc.models.wav2vec2 import Wav2Vec2CTC, lengths_to_padding_mask
-from asrc.utils.batching import pack_padded
 
 __all__ = [
     "LogMel", "TeacherFeatures", "FrontendInitStats", "regression_loss", "init_frontend", "length_batches", "data_dir_batches",
@@ -52,7 +53,7 @@ class LogMel(nn.Module):
     centring, so a waveform of ``L`` samples gives exactly the model's frame count.
     """
 
-    def __init__(self, model: Wav2Vec2CTC, n_mels: int = 80, sample_rate: int = 16000):
+    def __init__(self, model: Wav2Vec2CTC, n_mels: int = 80, sample_rate: int = SAMPLE_RATE):
         super().__init__()
         import torchaudio
 
@@ -242,14 +243,14 @@ def length_batches(lengths: Sequence[int], max_samples: int, seed: int = 0) -> I
 class data_dir_batches:
     """Re-iterable ``(wav, lengths)`` batches of a Kaldi-style data directory, reshuffled each pass.
 
-    Audio is read with :func:`asrc.decode.audio.read_audio` (files and Kaldi ``cmd |``
+    Audio is read with :func:`asrc.core.audio.read_audio` (files and Kaldi ``cmd |``
     pipes; damaged audio is an error naming the utterance); utterances shorter than
     ``min_samples`` (the receptive field) cannot produce a frame and are reported in ``skipped``.
     """
 
     def __init__(self, data_dir, max_seconds: float = 25.0, min_samples: int = 400, seed: int = 0,
-                 sample_rate: int = 16000):
-        from asrc.data.datadir import read_data_dir
+                 sample_rate: int = SAMPLE_RATE):
+        from asrc.core.tables import read_data_dir
 
         utts = read_data_dir(data_dir)
         bad = [u.utt_id for u in utts if u.sample_rate != sample_rate]
@@ -265,7 +266,7 @@ class data_dir_batches:
         self.epoch = 0
 
     def __iter__(self):
-        from asrc.decode.audio import read_audio
+        from asrc.core.audio import read_audio
 
         order = length_batches([u.num_samples for u in self.utts], self.max_samples, self.seed + self.epoch)
         self.epoch += 1
@@ -275,11 +276,7 @@ class data_dir_batches:
                 u = self.utts[i]
                 wavs.append(torch.from_numpy(read_audio(u.audio, what=f"utterance {u.utt_id}",
                                                         sample_rate=self.sample_rate)))
-            lengths = torch.tensor([len(w) for w in wavs])
-            x = torch.zeros(len(wavs), int(lengths.max()))
-            for j, w in enumerate(wavs):
-                x[j, : len(w)] = w
-            yield x, lengths
+            yield pad_waveforms(wavs)
 
 
 def frontend_init_data_dir(model: Wav2Vec2CTC, data_dir, out_dir, steps: int, lr: float = 2e-3,
@@ -292,7 +289,7 @@ def frontend_init_data_dir(model: Wav2Vec2CTC, data_dir, out_dir, steps: int, lr
     and ``frontend_init.log`` (steps, loss every 10 steps, skipped utterances).
     """
     from asrc.models.io import save_model_dir
-    from asrc.utils.io import atomic_write
+    from asrc.core.files import atomic_write
 
     torch.manual_seed(seed)
     batches = data_dir_batches(data_dir, max_seconds=max_seconds, min_samples=model.config.receptive_field,

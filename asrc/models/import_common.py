@@ -12,7 +12,7 @@ from typing import Dict, List, Optional, Sequence
 
 from torch import Tensor
 
-from asrc.data.tokens import BLANK, WORD_BOUNDARY
+from asrc.core.constants import BLANK
 from asrc.errors import CheckpointError
 from asrc.models.config import Wav2Vec2Config
 from asrc.models.io import load_state_dict_strict, save_model_dir

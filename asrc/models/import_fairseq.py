@@ -7,7 +7,7 @@ fields added later: those take the defaults fairseq had then, and each one is re
 Classes of fairseq itself inside the pickle (old training meters) are read as inert
 stand-ins, so fairseq need not be installed.
 
-Layouts (FACTS.md sections 1-2):
+Layouts:
 
 - fine-tuned CTC (``Wav2Vec2Ctc``): ``w2v_encoder.w2v_model.*`` + the head ``w2v_encoder.proj``;
   the architecture is in ``cfg['model']['w2v_args']['model']`` / ``args.w2v_args`` (the
@@ -36,9 +36,10 @@ from typing import List, Optional
 
 import torch
 
+from asrc.core.constants import BLANK
 from asrc.errors import CheckpointError, ConfigError
 from asrc.models.config import Wav2Vec2Config
-from asrc.models.import_common import BLANK, WEIGHT_NORM_CONV_PARAM, ImportedCheckpoint, RenameRule, rename_state_dict
+from asrc.models.import_common import WEIGHT_NORM_CONV_PARAM, ImportedCheckpoint, RenameRule, rename_state_dict
 from asrc.models.io import torch_load
 from asrc.models.wav2vec2 import Wav2Vec2CTC
 
@@ -50,7 +51,7 @@ FINETUNED_PREFIX = "w2v_encoder.w2v_model."
 FAIRSEQ_SPECIAL_NAMES = ("<s>", "<pad>", "</s>", "<unk>")
 FAIRSEQ_SPECIALS = [BLANK, "<pad>", "</s>", "<unk>"]
 
-# What a 2020 fairseq assumed for architecture fields its Namespace may lack (FACTS.md section 1).
+# What a 2020 fairseq assumed for architecture fields its Namespace may lack.
 SHIPPED_CONV_FEATURE_LAYERS = "[(512, 10, 5)] + [(512, 3, 2)] * 4 + [(512,2,2)] + [(512,2,2)]"
 OLD_ARCH_DEFAULTS = {
     "extractor_mode": "default",

@@ -2,7 +2,7 @@
 
 A folder written by ``save_pretrained`` (plus its processor) holds:
 
-- ``config.json``: the architecture (FACTS.md section 3); keys it lacks take transformers'
+- ``config.json``: the architecture; keys it lacks take transformers'
   ``Wav2Vec2Config`` defaults, which are the base model's;
 - ``model.safetensors`` or ``pytorch_model.bin`` (or sharded, with ``*.index.json``);
 - ``vocab.json`` (+ ``added_tokens.json``): token -> CTC output index;
@@ -26,16 +26,17 @@ from typing import Dict, List, Optional, Sequence
 
 from torch import Tensor
 
+from asrc.core.constants import BLANK, WORD_BOUNDARY
 from asrc.errors import CheckpointError, ConfigError
 from asrc.models.config import Wav2Vec2Config
-from asrc.models.import_common import (BLANK, WEIGHT_NORM_CONV_PARAM, WORD_BOUNDARY, ImportedCheckpoint, RenameRule,
-                                       move_blank_first, rename_state_dict)
+from asrc.models.import_common import (WEIGHT_NORM_CONV_PARAM, ImportedCheckpoint, RenameRule, move_blank_first,
+                                       rename_state_dict)
 from asrc.models.io import read_state_dict
 from asrc.models.wav2vec2 import Wav2Vec2CTC
 
 __all__ = ["read_hf", "load_hf", "convert_hf", "from_hf", "hf_config_to_asrc", "hf_state_dict_to_asrc", "hf_tokens"]
 
-# transformers' Wav2Vec2Config defaults for keys an older config.json may lack (FACTS.md section 3).
+# transformers' Wav2Vec2Config defaults for keys an older config.json may lack.
 HF_DEFAULTS = {
     "model_type": "wav2vec2",
     "conv_dim": [512] * 7,

@@ -2,48 +2,42 @@
 
 ``config.yaml`` is a :class:`Wav2Vec2Config`; ``model.pth`` its ``state_dict``; ``tokens.txt``
 one token per line, the line number being the CTC output index. A quantized model directory
-also holds ``quantization.yaml`` and is loaded through :mod:`asrc.quant`.
+also holds ``quantization.yaml`` (:mod:`asrc.models.quantized`). :func:`asrc.models.load`
+loads any kind (:mod:`asrc.models.loader`).
 """
 
 import zipfile
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Optional, Sequence
 
 import torch
+import yaml
 
+from asrc.core.files import atomic_torch_save, atomic_write
+from asrc.core.tables import read_tokens, write_tokens
 from asrc.errors import CheckpointError
 from asrc.models.config import Wav2Vec2Config
 from asrc.models.wav2vec2 import Wav2Vec2CTC
-from asrc.utils.io import atomic_torch_save, atomic_write
 
 CONFIG_NAME = "config.yaml"
 WEIGHTS_NAME = "model.pth"
 TOKENS_NAME = "tokens.txt"
 QUANT_NAME = "quantization.yaml"
+#: Keys of an ESPnet ``config.yaml`` that an asrc ``config.yaml`` (a Wav2Vec2Config) never has.
+ESPNET_CONFIG_KEYS = ("token_list", "encoder", "encoder_conf", "model_conf", "frontend", "ctc_conf")
 
 
-def read_token_list(path) -> List[str]:
+def is_espnet_experiment(path) -> bool:
+    """Whether ``path`` holds an ESPnet ``config.yaml`` (ESPnet keys, readable YAML)."""
+    cfg = Path(path) / "config.yaml"
+    if not cfg.is_file():
+        return False
     try:
-        with open(path, encoding="utf-8") as f:
-            tokens = [line.rstrip("\n") for line in f]
-    except UnicodeDecodeError as e:
-        raise ValueError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from e
-    while tokens and tokens[-1] == "":
-        tokens.pop()
-    if not tokens:
-        raise ValueError(f"{path}: empty token list")
-    bad = [i + 1 for i, t in enumerate(tokens) if not t or " " in t]
-    if bad:
-        raise ValueError(f"{path}: empty token or token with a space on lines {bad[:10]}")
-    dup = sorted({t for t in tokens if tokens.count(t) > 1})
-    if dup:
-        raise ValueError(f"{path}: duplicate tokens {dup}")
-    return tokens
-
-
-def write_token_list(path, tokens: Sequence[str]):
-    with atomic_write(path) as f:
-        f.writelines(t + "\n" for t in tokens)
+        with open(cfg, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except yaml.YAMLError:
+        return False
+    return isinstance(data, dict) and any(k in data for k in ESPNET_CONFIG_KEYS)
 
 
 def _first(items: list, n: int = 8) -> str:
@@ -139,7 +133,7 @@ def save_model_dir(model: Wav2Vec2CTC, out_dir, tokens: Optional[Sequence[str]] 
         f.write(model.config.to_yaml())
     atomic_torch_save(model.state_dict(), out / WEIGHTS_NAME)
     if tokens is not None:
-        write_token_list(out / TOKENS_NAME, tokens)
+        write_tokens(out / TOKENS_NAME, tokens)
 
 
 def load_config(model_dir) -> Wav2Vec2Config:
@@ -157,19 +151,15 @@ def read_model_dir(model_dir):
     if not weights.is_file():
         raise FileNotFoundError(f"{model_dir}: no {WEIGHTS_NAME}")
     tokens_path = model_dir / TOKENS_NAME
-    tokens = read_token_list(tokens_path) if tokens_path.is_file() else None
+    tokens = read_tokens(tokens_path) if tokens_path.is_file() else None
     if tokens is not None and len(tokens) != config.vocab_size:
         raise CheckpointError(f"{tokens_path}: {len(tokens)} tokens but config.yaml has vocab_size={config.vocab_size}")
     return config, tokens, weights
 
 
-def load(model_dir, map_location="cpu") -> Wav2Vec2CTC:
-    """Load a model directory; returns the model in eval mode with ``.tokens`` set (or None)."""
+def load_float(model_dir, map_location="cpu") -> Wav2Vec2CTC:
+    """Load a float model directory; returns the model in eval mode with ``.tokens`` set (or None)."""
     model_dir = Path(model_dir)
-    if (model_dir / QUANT_NAME).is_file():
-        from asrc.quant import load_quantized
-
-        return load_quantized(model_dir, map_location=map_location)
     config, tokens, weights = read_model_dir(model_dir)
     model = Wav2Vec2CTC(config, tokens)
     state = read_state_dict(weights, map_location)

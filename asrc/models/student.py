@@ -16,10 +16,9 @@ Layer numbering
                    first, k = L / n (12 -> 4: 1, 4, 7, 10; 24 -> 4: 1, 7, 13, 19; 12 -> 5: 1, 3, 5, 8,
                    10; 6 -> 4: 1, 2, 4, 5). Where n divides L this is the Knowledge-Distillation-
                    Toolkit's ``every_k`` (teacher layers ``0, k, 2k, ...`` counted from 0), which the
-                   demo config names. Starting at the first layer matters: measured on an AN4
-                   teacher (6 pre-LN layers, egs/an4/RESULTS.md), a 4-layer student without any
-                   training has 32 % dev CER with layers 1, 2, 4, 5 against 99 % with 2, 3, 5, 6
-                   (evenly spaced but ending at the last); the teacher has 30 %.
+                   demo config names. Starting at the first layer matters: a student that drops
+                   the teacher's first layer starts far worse (egs/an4/RESULTS.md, "Building the
+                   student").
                    ALBERT-style ``layer_reuse`` students use it too: each reused layer starts as the
                    teacher layer that begins the span of depth it stands for.
     ``"first_k"``  1..n;   ``"last_k"``  L-n+1..L;
@@ -55,12 +54,9 @@ Which tensors are copied
 The report gives, per conv layer, the cosine similarity of the student's and the teacher's
 conv-layer outputs (after norm and GELU) on the calibration input; by default a fixed batch of
 pink noise (:func:`default_calibration`, 8 x 2 s). Real speech is much better: pass some training
-utterances (a few tens of seconds; :func:`pad_waveforms` batches them) as ``calibration``
-(``asrc-train`` does, from ``--train_data_dir``). Measured on an AN4 teacher (egs/an4, its
-pass 2): its 6 layers with ``conv_groups: 2`` and no training give 38 % dev CER when the
-kernels are fitted on 16 AN4 training utterances, 74 % when fitted on pink noise (the teacher:
-30 %), although the pink-noise cosines, measured on pink noise, look better (0.97-0.998
-against 0.97-0.99).
+utterances (a few tens of seconds; :func:`asrc.core.batching.pad_waveforms` batches them) as ``calibration``
+(``asrc-train`` does, from ``--train_data_dir``): kernels fitted on pink noise look fine on
+pink noise but not on speech (egs/an4/RESULTS.md, "Building the student").
 """
 
 import numbers
@@ -71,6 +67,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from asrc.core.constants import SAMPLE_RATE
 from asrc.models.config import Wav2Vec2Config
 from asrc.models.wav2vec2 import Wav2Vec2CTC, conv_layer_groups
 
@@ -80,7 +77,6 @@ CONV_INITS = ("lstsq", "energy", "block_diagonal")
 STRUCTURE_FIELDS = ("extractor_mode", "layer_norm_first", "normalize_waveform", "conv_bias")
 # Ridge strength per frame: lambda = RIDGE * trace(X^T X) / frames (see _KernelFit).
 RIDGE = 0.1
-SAMPLE_RATE = 16000
 
 
 @dataclass
@@ -184,17 +180,6 @@ def select_teacher_layers(layer_init: Union[str, Sequence[int]], teacher_layers:
     if bad:
         raise ValueError(f"layer_init {chosen}: {bad} are not teacher layers; layers are numbered 1..{total}")
     return [int(i) for i in chosen]
-
-
-def pad_waveforms(waveforms: Sequence[Tensor]) -> Tuple[Tensor, Tensor]:
-    """``[batch, samples]`` zero-padded batch and ``[batch]`` lengths from 1-D waveforms."""
-    if not waveforms:
-        raise ValueError("no calibration waveforms")
-    lengths = torch.tensor([int(w.numel()) for w in waveforms], dtype=torch.long)
-    batch = torch.zeros(len(waveforms), int(lengths.max()), dtype=waveforms[0].dtype)
-    for i, w in enumerate(waveforms):
-        batch[i, :w.numel()] = w.reshape(-1)
-    return batch, lengths
 
 
 def default_calibration(batch: int = 8, seconds: float = 2.0, seed: int = 0) -> Tensor:
@@ -376,8 +361,8 @@ class _KernelFit:
             w_flat = w_flat.transpose(1, 2)  # [g, dim, og]
             lam = RIDGE * self.gram.diagonal(dim1=1, dim2=2).sum(-1) / self.rows
             eye = torch.eye(self.dim, dtype=torch.float64, device=w.device)
-            # The ridge makes the system positive definite: Cholesky (batched LU in torch 2.9.1
-            # with MKL and 2 threads fails in DLASWP and hangs for 768 x 768 systems).
+            # The ridge makes the system positive definite, so Cholesky works; batched LU can hang
+            # in MKL's DLASWP on large systems.
             factor = torch.linalg.cholesky(self.gram + lam[:, None, None] * eye)
             solved = torch.cholesky_solve(self.cross + lam[:, None, None] * w_flat, factor)
             solved = solved.transpose(1, 2)  # [g, og, dim]

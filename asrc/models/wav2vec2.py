@@ -483,5 +483,14 @@ class Wav2Vec2CTC(nn.Module):
 
 
 def num_parameters(module: nn.Module) -> int:
-    """Distinct parameters (shared tensors counted once)."""
-    return sum(p.numel() for p in module.parameters())
+    """Weights and biases of ``module``: distinct parameters (shared tensors counted once) and
+    int8 ones (quantized modules hold packed tensors, not ``nn.Parameter`` s, so
+    ``module.parameters()`` misses them)."""
+    import torch.ao.nn.quantized as nnq
+
+    total = sum(p.numel() for p in module.parameters())
+    for m in module.modules():
+        if isinstance(m, (nnq.Conv1d, nnq.Linear)):  # the dynamic Linear is an nnq.Linear too
+            b = m.bias()
+            total += m.weight().numel() + (b.numel() if b is not None else 0)
+    return total

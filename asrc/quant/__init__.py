@@ -1,17 +1,14 @@
-"""Quantization and export of asrc models for CPU inference.
+"""Quantization of asrc models for CPU inference: the workflow (calibration, conversion) and export.
 
-    from asrc.quant import quantize_model, save_quantized
+    from asrc.quant import quantize_model
+    from asrc.models.quantized import save_quantized
     qmodel, spec = quantize_model(model, "static-pos", calibration=waveforms)
     save_quantized(qmodel, spec, "exp/student_int8")     # asrc.models.load() reads it back
 
-See :mod:`asrc.quant.quantize` for the modes and :mod:`asrc.quant.export` for TorchScript/ONNX.
+See :mod:`asrc.quant.quantize` for the modes and :mod:`asrc.quant.export` for TorchScript/ONNX;
+the int8 model format and its modules are :mod:`asrc.models.quantized` and :mod:`asrc.models.int8`.
 """
 
-from asrc.quant.modules import FoldedPositionalConv, Int8Conv1d, parameter_count
-from asrc.quant.quantize import (MODES, QuantizationSpec, build_quantized, fold_weight_norm, load_quantized,
-                                 quantize_model, read_waveforms, save_quantized)
+from asrc.quant.quantize import MODES, quantize_model
 
-__all__ = [
-    "MODES", "QuantizationSpec", "quantize_model", "save_quantized", "load_quantized", "build_quantized",
-    "read_waveforms", "fold_weight_norm", "FoldedPositionalConv", "Int8Conv1d", "parameter_count",
-]
+__all__ = ["MODES", "quantize_model"]

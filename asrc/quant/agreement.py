@@ -27,7 +27,7 @@ def agreement(reference: Runner, candidate: Runner, waveforms: Iterable[Tensor],
                            pooled over utterances (0 = identical transcripts)
     ``greedy_identical``   fraction of utterances with identical greedy output
     """
-    from asrc.decode.ctc import greedy_ids
+    from asrc.models.ctc import greedy_ids
     from asrc.score.align import align, count
 
     cos, kl, identical = [], [], []

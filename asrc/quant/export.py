@@ -32,6 +32,7 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
+from asrc.core.constants import SAMPLE_RATE
 from asrc.errors import AsrcError
 
 FORMATS = ("torchscript", "onnx")
@@ -63,7 +64,7 @@ class LogitsOnly(nn.Module):
 
 def example_inputs(model: nn.Module, seconds: float = 1.0):
     """A padded batch of two: the second utterance 3/4 the length of the first."""
-    samples = max(int(seconds * 16000), 2 * model.config.receptive_field)
+    samples = max(int(seconds * SAMPLE_RATE), 2 * model.config.receptive_field)
     gen = torch.Generator().manual_seed(0)
     wav = 0.1 * torch.randn(2, samples, generator=gen)
     lengths = torch.tensor([samples, samples * 3 // 4])

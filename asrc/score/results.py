@@ -22,6 +22,7 @@ second, from ``rtf.json``) are added per row so that one table compares accuracy
 """
 
 import datetime
+import json
 import platform
 import subprocess
 import sys
@@ -30,9 +31,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
+from asrc.core.files import atomic_write
+from asrc.errors import AsrcError
 from asrc.score.align import Counts
 from asrc.score.scorer import ScoreResult, read_json_object, read_score_json
-from asrc.utils.io import atomic_write
 
 COLUMNS = ["dataset", "Snt", "Wrd", "Corr", "Sub", "Del", "Ins", "Err", "S.Err", "Params", "MB", "RTF"]
 
@@ -148,12 +150,6 @@ def render_results(records: Sequence[ResultRecord], env: Optional[Dict[str, str]
     return "\n".join(lines) + "\n"
 
 
-def write_results(path, records: Sequence[ResultRecord], env: Optional[Dict[str, str]] = None) -> None:
-    """Write :func:`render_results` to ``path`` atomically."""
-    with atomic_write(path) as f:
-        f.write(render_results(records, env))
-
-
 def comparison_note(records: Sequence[ResultRecord], pairs: Sequence[Tuple[str, str, str]]) -> str:
     """Markdown bullets comparing models on every dataset both were scored on, from this run.
 
@@ -200,3 +196,30 @@ def record_from_decode_dir(model: str, dataset: str, decode_dir) -> ResultRecord
         rec.params = info.get("model", {}).get("params")
         rec.size_mb = info.get("model", {}).get("size_mb")
     return rec
+
+
+def write_results(out, rows: Sequence[Tuple[str, str, str]], note=None, wer_json=None,
+                  wer_dataset: Optional[str] = None) -> List[ResultRecord]:
+    """Write RESULTS.md ``out`` from ``(model, dataset, decode_dir)`` rows, each scored by
+    ``asrc-score``; ``note`` (a markdown file) is appended after the tables. With ``wer_json``,
+    also write ``{model: WER %}`` of ``wer_dataset`` (default: the first row's dataset) there.
+    Returns the records."""
+    out = Path(out)
+    if out.is_dir():
+        raise AsrcError(f"--out {out} is a directory; give the RESULTS.md file to write")
+    records = []
+    for model, dataset, decode_dir in rows:
+        if not (Path(decode_dir) / "score_wer" / "score.json").is_file():
+            raise AsrcError(f"{decode_dir}: no score_wer/score.json (run asrc-score first)")
+        records.append(record_from_decode_dir(model, dataset, decode_dir))
+    text = render_results(records)
+    if note:
+        text += "\n" + Path(note).read_text(encoding="utf-8")
+    with atomic_write(out) as f:
+        f.write(text)
+    if wer_json:
+        dataset = wer_dataset or records[0].dataset
+        wer = {r.model: round(_counts(r.wer).percentages()["err"], 2) for r in records if r.dataset == dataset}
+        with atomic_write(wer_json) as f:
+            json.dump(wer, f, indent=1)
+    return records

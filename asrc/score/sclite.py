@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Optional
 
+from asrc.core.files import atomic_write
 from asrc.errors import AsrcError
 from asrc.score.align import Counts
-from asrc.utils.io import atomic_write
 
 DEBIAN_SCLITE = "/usr/lib/sctk/bin/sclite"
 

@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Union
 
+from asrc.core.files import atomic_write
 from asrc.errors import AsrcError
 from asrc.score.align import INS_COST, SUB_COST, AlignedPair, Counts, align, count, format_alignment
 from asrc.score.sclite import find_sclite, run_sclite
 from asrc.score.trn import UNITS, tokenize, write_trn
 from asrc.score.trn import trn_id as make_trn_id
-from asrc.utils.io import atomic_write
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ word boundary is therefore one character error, as in ESPnet's CER tables.
 
 from typing import Dict, Iterable, List, Tuple
 
+from asrc.core.files import atomic_write
 from asrc.errors import AsrcError
-from asrc.utils.io import atomic_write
 
 SPACE_TOKEN = "<space>"
 UNITS = ("word", "char")

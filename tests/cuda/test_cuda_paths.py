@@ -19,7 +19,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "espnet"))
 from espnet_helpers import TINY_ENCODER, teacher_config, write_data_dir, write_yaml  # noqa: E402
 
-from asrc.data.datadir import read_table  # noqa: E402
+from asrc.core.tables import read_table  # noqa: E402
 from asrc.data.tokens import letter_tokens  # noqa: E402
 from asrc.models import Wav2Vec2Config, build_model, load, save_model_dir  # noqa: E402
 
@@ -82,7 +82,7 @@ def test_training_step_with_amp(corpus, tmp_path):
         assert torch.isfinite(torch.tensor([stats[epoch]["train"]["loss"], stats[epoch]["valid"]["loss"]])).all()
     assert stats[2]["train"]["loss"] < stats[1]["train"]["loss"]
     # The checkpoint is float32 on any device: it loads and exports on the CPU.
-    from asrc.espnet.export import export_model_dir
+    from asrc.models.espnet_dir import export_model_dir
 
     model = load(export_model_dir(exp, tmp_path / "model"))
     assert all(p.dtype == torch.float32 and p.device.type == "cpu" for p in model.parameters())

@@ -3,8 +3,9 @@ import tarfile
 
 import pytest
 
+from asrc.core.tables import read_table
 from asrc.data.an4 import download_an4, prepare_an4, split_speakers
-from asrc.data.datadir import read_table, validate_data_dir
+from asrc.data.datadir import validate_data_dir
 from asrc.data.tokens import letter_tokens
 
 

@@ -4,7 +4,8 @@ import soundfile as sf
 from asrc.data.augment import (
     add_noise, band_limit, colored_noise, degrade_data_dir, make_noises, reverberate, simulate_rirs,
 )
-from asrc.data.datadir import read_table, validate_data_dir
+from asrc.core.tables import read_table
+from asrc.data.datadir import validate_data_dir
 
 RATE = 16000
 

@@ -1,7 +1,8 @@
 import pytest
 
 from asrc.bin.data import main
-from asrc.data.tokens import letter_tokens, read_tokens
+from asrc.core.tables import read_tokens
+from asrc.data.tokens import letter_tokens
 
 
 def test_prepare_validate_combine(tmp_path, tiny_corpus, librispeech_tree, capsys):

@@ -4,15 +4,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from asrc.data.audio import AudioHeaderError, audio_info, read_header_info
-from asrc.data.datadir import (
-    Utterance,
-    combine_data_dirs,
-    read_data_dir,
-    read_table,
-    validate_data_dir,
-    write_data_dir,
-)
+from asrc.core.audio_info import AudioHeaderError, audio_info, read_header_info
+from asrc.core.tables import Utterance, read_data_dir, read_table
+from asrc.data.datadir import combine_data_dirs, validate_data_dir, write_data_dir
 from asrc.data.tokens import letter_tokens
 
 
@@ -182,7 +176,7 @@ def test_combine(tmp_path, write_audio):
 
 
 def test_sample_rate_from_rounded_durations():
-    from asrc.data.datadir import _rate_from_duration
+    from asrc.core.tables import _rate_from_duration
 
     assert _rate_from_duration(9994, "0.6246") == 16000  # 16000.6 Hz before the rounding interval
     assert _rate_from_duration(17360, "1.0850") == 16000

@@ -3,7 +3,8 @@ import logging
 import pytest
 import soundfile as sf
 
-from asrc.data.datadir import read_table, validate_data_dir
+from asrc.core.tables import read_table
+from asrc.data.datadir import validate_data_dir
 from asrc.data.librispeech import prepare_librispeech
 from asrc.data.synth import (
     available_engines, builtin_sentences, espeak_variants, festival_voices, flite_voices, make_speakers, read_sentences,

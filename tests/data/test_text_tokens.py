@@ -1,17 +1,16 @@
 import pytest
 
+from asrc.core.tables import read_tokens, write_tokens
 from asrc.data.text import is_normalized, normalize_or_raise, normalize_text, number_to_words
 from asrc.data.tokens import (
     FAIRSEQ_LETTERS,
     bpe_tokens,
     letter_tokens,
     letters_to_text,
-    read_tokens,
     text_to_letters,
     token_characters,
     tokens_to_ids,
     train_bpe,
-    write_tokens,
 )
 
 

@@ -3,11 +3,11 @@
 import pytest
 import torch
 
+from asrc.models.ctc import greedy_ids
 from asrc.decode.ctc import (
     BeamSearchDecoder,
     GreedyDecoder,
     arpa_unigrams,
-    greedy_ids,
     read_word_list,
     tokens_to_text,
     write_letter_lexicon,

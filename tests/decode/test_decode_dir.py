@@ -20,7 +20,7 @@ from asrc.decode.decode_dir import (
     split_jobs,
     utterance_lengths,
 )
-from asrc.data.datadir import read_table
+from asrc.core.tables import read_table
 from asrc.errors import AsrcError
 from asrc.models import load, num_parameters
 
@@ -141,7 +141,7 @@ def test_espnet_experiment_hook(model_dir, data_dir, tmp_path, monkeypatch):
     exp = tmp_path / "exp"
     exp.mkdir()
     (exp / "config.yaml").write_text("encoder: asrc_wav2vec2\ntoken_list: [a, b]\n")
-    monkeypatch.setitem(sys.modules, "asrc.espnet.export", None)  # as if not written yet
+    monkeypatch.setitem(sys.modules, "asrc.models.espnet_dir", None)  # as if not written yet
     with pytest.raises(AsrcError, match="ESPnet experiment.*export_model_dir"):
         decode_dir(data_dir, exp, tmp_path / "o1")
 
@@ -153,7 +153,7 @@ def test_espnet_experiment_hook(model_dir, data_dir, tmp_path, monkeypatch):
         calls.append((exp_dir, out_dir))
         shutil.copytree(model_dir, out_dir)
 
-    monkeypatch.setitem(sys.modules, "asrc.espnet.export", types.SimpleNamespace(export_model_dir=export_model_dir))
+    monkeypatch.setitem(sys.modules, "asrc.models.espnet_dir", types.SimpleNamespace(export_model_dir=export_model_dir))
     summary = decode_dir(data_dir, exp, tmp_path / "o2")
     assert calls == [(exp, tmp_path / "o2" / "model")] and summary["num_utts"] == 6
     with pytest.raises(AsrcError, match="not a model directory"):

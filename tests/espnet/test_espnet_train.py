@@ -63,7 +63,7 @@ def test_teacher_training_writes_an_espnet_experiment(trained_teacher, corpus):
 
 
 def test_exported_teacher_matches_the_checkpoint(trained_teacher, espnet_ready):
-    from asrc.espnet.export import export_model_dir
+    from asrc.models.espnet_dir import export_model_dir
     from asrc.models import load
 
     model = load(trained_teacher["model"])

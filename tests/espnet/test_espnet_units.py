@@ -267,8 +267,9 @@ def test_hidden_loss_pairs_follow_the_student_initialisation(espnet_ready, tiny_
 
 def test_student_front_end_calibrated_on_speech(espnet_ready, tiny_dir, corpus):
     from asrc.espnet.encoder import AsrcWav2Vec2Encoder
-    from asrc.models.student import build_student, pad_waveforms
-    from asrc.quant.quantize import read_waveforms
+    from asrc.models.student import build_student
+    from asrc.core.batching import pad_waveforms
+    from asrc.core.audio import read_waveforms
 
     student = {"num_layers": 1, "conv_groups": 2}
     enc = AsrcWav2Vec2Encoder(init=str(tiny_dir), layer_init="every_k", config=student,

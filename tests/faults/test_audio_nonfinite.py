@@ -6,7 +6,7 @@ import soundfile as sf
 import torch
 
 from asrc.bin.data import main as data_main
-from asrc.decode.audio import read_audio
+from asrc.core.audio import read_audio
 from asrc.errors import AsrcError
 from asrc.models import Wav2Vec2Config, build_model, save_model_dir
 
@@ -64,7 +64,7 @@ def test_read_audio_names_utterance_count_and_file(tmp_path):
 
 
 def test_check_audio_decodes_float_files(tmp_path):
-    from asrc.data.audio import AudioFileError, check_audio
+    from asrc.core.audio_info import AudioFileError, check_audio
 
     path = write_float_wav(tmp_path / "a.wav", 4000, bad=(1,))
     with pytest.raises(AudioFileError, match=rf"{path}: audio has 1 non-finite samples"):
@@ -104,7 +104,7 @@ def test_transcribe_names_the_file_and_decodes_the_others(tmp_path, model_dir):
 
 
 def test_calibration_reader_names_the_utterance(tmp_path):
-    from asrc.quant import read_waveforms
+    from asrc.core.audio import read_waveforms
 
     d = make_data_dir(tmp_path, bad_utt="u1")
     with pytest.raises(AsrcError, match=rf"utterance u1 of {d}: audio has 3 non-finite .* in {tmp_path}/wav/u1.wav"):

@@ -5,7 +5,7 @@ import pytest
 import soundfile as sf
 
 from asrc.bin.data import main as data_main
-from asrc.decode.audio import read_audio
+from asrc.core.audio import read_audio
 from asrc.errors import AsrcError
 
 

@@ -150,7 +150,8 @@ def test_load_damaged_model_pth(model_dir, tmp_path, damage):
 
 
 def test_load_int8_dir_without_quantization_yaml(model_dir, tmp_path):
-    from asrc.quant import quantize_model, save_quantized
+    from asrc.quant import quantize_model
+    from asrc.models.quantized import save_quantized
 
     qmodel, spec = quantize_model(load(model_dir), "dynamic")
     save_quantized(qmodel, spec, tmp_path / "int8")
@@ -165,7 +166,8 @@ def test_load_int8_dir_without_quantization_yaml(model_dir, tmp_path):
 
 
 def test_quantization_yaml_value_of_the_wrong_type(model_dir, tmp_path):
-    from asrc.quant import quantize_model, save_quantized
+    from asrc.quant import quantize_model
+    from asrc.models.quantized import save_quantized
 
     qmodel, spec = quantize_model(load(model_dir), "dynamic")
     save_quantized(qmodel, spec, tmp_path / "int8")

@@ -103,7 +103,8 @@ def truncate(path):
 
 
 def int8_without_yaml(d):
-    from asrc.quant import quantize_model, save_quantized
+    from asrc.quant import quantize_model
+    from asrc.models.quantized import save_quantized
 
     qmodel, spec = quantize_model(load(d), "dynamic")
     save_quantized(qmodel, spec, d)

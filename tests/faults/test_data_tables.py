@@ -6,8 +6,9 @@ import pytest
 import soundfile as sf
 
 from asrc.bin.data import main as data_main
-from asrc.data.datadir import read_data_dir, read_table, validate_data_dir
-from asrc.decode.audio import read_audio
+from asrc.core.audio import read_audio
+from asrc.core.tables import read_data_dir, read_table
+from asrc.data.datadir import validate_data_dir
 from asrc.errors import AsrcError
 
 
@@ -117,7 +118,7 @@ def test_failing_pipe_is_one_line(tmp_path):
 
 
 def test_calibration_and_decoding_read_tab_separated_wav_scp(tmp_path):
-    from asrc.quant import read_waveforms
+    from asrc.core.audio import read_waveforms
 
     d, _ = make_data_dir(tmp_path, "\t")
     waves, info = read_waveforms(d)

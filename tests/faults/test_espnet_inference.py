@@ -19,7 +19,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "espnet"))
 from espnet_helpers import teacher_config, write_data_dir, write_yaml  # noqa: E402
 
-from asrc.data.datadir import read_table  # noqa: E402
+from asrc.core.tables import read_table  # noqa: E402
 from asrc.data.tokens import letter_tokens  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")

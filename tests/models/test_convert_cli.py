@@ -6,7 +6,8 @@ import sys
 import torch
 
 from asrc.bin.convert import main
-from asrc.models import load, read_token_list
+from asrc.core.tables import read_tokens
+from asrc.models import load
 
 from test_import_fairseq import finetuned_checkpoint, write_dict
 from test_import_hf import LETTERS, hf_logits, save_hf_folder, tiny_hf_model
@@ -18,7 +19,7 @@ def test_hf_folder_to_model_dir(tmp_path, capsys):
     assert main(["--from", "hf", str(tmp_path / "hf"), str(tmp_path / "out"), "--no-normalize"]) == 0
     out = capsys.readouterr().out
     assert "2 pre-LN layers, width 32" in out and "normalize_waveform=False" in out
-    assert read_token_list(tmp_path / "out" / "tokens.txt")[:5] == ["<blank>", "<s>", "</s>", "<unk>", "|"]
+    assert read_tokens(tmp_path / "out" / "tokens.txt")[:5] == ["<blank>", "<s>", "</s>", "<unk>", "|"]
     model = load(tmp_path / "out")
     wav = torch.randn(1, 2500)
     assert (model(wav)[0] - hf_logits(hf, wav)).abs().max().item() < 1e-4

@@ -297,7 +297,7 @@ def test_structure_must_match_and_reports_serialise(teacher):
 
 
 def test_pad_waveforms():
-    from asrc.models.student import pad_waveforms
+    from asrc.core.batching import pad_waveforms
 
     batch, lengths = pad_waveforms([torch.ones(3), torch.full((5,), 2.0)])
     assert lengths.tolist() == [3, 5]

@@ -3,7 +3,8 @@ import torch
 
 from asrc.errors import AsrcError
 from asrc.models import load, save_model_dir
-from asrc.quant import quantize_model, save_quantized
+from asrc.models.quantized import save_quantized
+from asrc.quant import quantize_model
 from asrc.quant.export import FLOAT_TOLERANCE, check_export, export_onnx, export_torchscript, run_export
 
 

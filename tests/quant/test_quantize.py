@@ -6,9 +6,11 @@ import yaml
 
 from asrc.errors import AsrcError, CheckpointError
 from asrc.models import load, save_model_dir
+from asrc.models import num_parameters
+from asrc.models.int8 import FoldedPositionalConv, Int8Conv1d
+from asrc.models.quantized import QuantizationSpec, load_quantized, save_quantized
 from asrc.models.wav2vec2 import PositionalConv
-from asrc.quant import (FoldedPositionalConv, Int8Conv1d, QuantizationSpec, load_quantized, parameter_count,
-                        quantize_model, save_quantized)
+from asrc.quant import quantize_model
 from asrc.quant.agreement import agreement
 
 
@@ -75,7 +77,7 @@ def test_static_conv_quantizes_cnn_after_first_and_pos_conv(trained_tiny, calibr
     assert isinstance(qmodel.feature_extractor.conv_layers[0].conv, torch.nn.Conv1d)
     assert spec.calibration["utterances"] == len(calibration_set)
     # Parameters are counted through the int8 modules too: all but the folded weight_g.
-    assert parameter_count(qmodel) == sum(p.numel() for p in trained_tiny.parameters()) - trained_tiny.config.pos_conv_kernel
+    assert num_parameters(qmodel) == sum(p.numel() for p in trained_tiny.parameters()) - trained_tiny.config.pos_conv_kernel
 
 
 def test_static_modes_need_calibration(trained_tiny):

@@ -14,12 +14,13 @@ import argparse
 
 import torch
 
-from asrc.data.datadir import read_data_dir
-from asrc.decode.audio import read_audio
+from asrc.core.audio import read_audio
+from asrc.core.audio import read_waveforms
+from asrc.core.batching import pad_waveforms
+from asrc.core.tables import read_data_dir
 from asrc.decode.ctc import GreedyDecoder
 from asrc.models import load
-from asrc.models.student import build_student, pad_waveforms
-from asrc.quant.quantize import read_waveforms
+from asrc.models.student import build_student
 from asrc.score.scorer import score
 
 # (name, config changes, layer_init, calibrate on speech)

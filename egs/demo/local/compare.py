@@ -10,8 +10,8 @@ Rows as ``asrc-results --row``. Every figure comes from the decode dirs given, s
 import argparse
 from pathlib import Path
 
+from asrc.core.files import atomic_write
 from asrc.score.results import comparison_note, record_from_decode_dir
-from asrc.utils.io import atomic_write
 
 PAIRS = [("student", "teacher", "the cost of compression: fewer layers, grouped convolutions, the updates of "
           "`demo_config.yaml`"),

@@ -8,11 +8,11 @@ where fairseq's dictionary has ``<pad>``); every other token must sit at the sam
 
 import sys
 
-from asrc.models import read_token_list
+from asrc.core.tables import read_tokens
 
 
 def main(teacher_path, data_path):
-    teacher, data = read_token_list(teacher_path), read_token_list(data_path)
+    teacher, data = read_tokens(teacher_path), read_tokens(data_path)
     bad = [f"{i}: data {t!r} vs teacher {teacher[i] if i < len(teacher) else None!r}"
            for i, t in enumerate(data) if not (t.startswith("<") and t.endswith(">"))
            and (i >= len(teacher) or teacher[i] != t)]

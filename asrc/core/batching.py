@@ -1,6 +1,9 @@
-"""Length batching shared by training helpers and decoding."""
+"""Batching: zero-padded waveform batches, and grouping items by length into batches."""
 
-from typing import Callable, Iterable, List, TypeVar
+from typing import Callable, Iterable, List, Sequence, Tuple, TypeVar
+
+import torch
+from torch import Tensor
 
 T = TypeVar("T")
 
@@ -22,3 +25,14 @@ def pack_padded(items: Iterable[T], size: Callable[[T], int], limit: float) -> L
     if current:
         batches.append(current)
     return batches
+
+
+def pad_waveforms(waveforms: Sequence[Tensor]) -> Tuple[Tensor, Tensor]:
+    """``[batch, samples]`` zero-padded batch and ``[batch]`` lengths from 1-D waveforms."""
+    if not waveforms:
+        raise ValueError("no calibration waveforms")
+    lengths = torch.tensor([int(w.numel()) for w in waveforms], dtype=torch.long)
+    batch = torch.zeros(len(waveforms), int(lengths.max()), dtype=waveforms[0].dtype)
+    for i, w in enumerate(waveforms):
+        batch[i, :w.numel()] = w.reshape(-1)
+    return batch, lengths

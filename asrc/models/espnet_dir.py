@@ -1,4 +1,8 @@
-"""An asrc-train experiment -> an asrc model directory (``config.yaml``, ``model.pth``, ``tokens.txt``).
+"""ESPnet experiment directories (``asrc-train`` output) read as asrc models, in plain torch.
+
+:func:`read_experiment` builds the model from ``exp/<tag>/config.yaml`` and a checkpoint;
+:func:`export_model_dir` writes it as an asrc model directory (``config.yaml``, ``model.pth``,
+``tokens.txt``). Neither needs espnet: the checkpoint is a state dict and the config YAML.
 
 The encoder config in ``exp/<tag>/config.yaml`` is complete (:func:`asrc.espnet.task.complete_args`
 resolves it before training), so exporting needs neither the teacher nor the initial model.
@@ -13,19 +17,19 @@ from typing import Optional
 import torch
 import yaml
 
+from asrc.core.tables import read_tokens
 from asrc.errors import CheckpointError, ConfigError
-from asrc.models import Wav2Vec2Config, Wav2Vec2CTC, read_token_list, save_model_dir
-from asrc.models.io import load_state_dict_strict
+from asrc.models.config import Wav2Vec2Config
+from asrc.models.io import load_state_dict_strict, save_model_dir
+from asrc.models.wav2vec2 import Wav2Vec2CTC
 
-__all__ = ["DEFAULT_CHECKPOINTS", "export_model_dir", "find_checkpoint"]
+__all__ = ["DEFAULT_CHECKPOINTS", "find_checkpoint", "read_experiment", "export_model_dir"]
 
 logger = logging.getLogger(__name__)
 
 #: Tried in this order when no checkpoint is named: n-best average, best, last epoch.
 DEFAULT_CHECKPOINTS = ("valid.loss.ave.pth", "valid.loss.best.pth", "latest.pth")
 PREFIX = "encoder.model."
-
-
 def find_checkpoint(exp_dir, checkpoint: Optional[str] = None) -> Path:
     """The checkpoint file to export: ``checkpoint`` (a name in ``exp_dir`` or a path) or the first default."""
     exp_dir = Path(exp_dir)
@@ -46,12 +50,17 @@ def _read_state(path: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def export_model_dir(exp_dir, out_dir, checkpoint: Optional[str] = None) -> Path:
-    """Write the asrc model directory of experiment ``exp_dir`` to ``out_dir``; returns ``out_dir``.
+def read_experiment(exp_dir, checkpoint: Optional[str] = None) -> Wav2Vec2CTC:
+    """The wav2vec 2.0 CTC model of experiment ``exp_dir``, in eval mode with ``.tokens`` set.
 
     ``checkpoint``: a file name in ``exp_dir`` (``valid.loss.ave.pth``, ``valid.cer.best.pth``,
     ``3epoch.pth``, ``checkpoint.pth``...) or a path; default :data:`DEFAULT_CHECKPOINTS`.
     """
+    return _read_experiment(exp_dir, checkpoint)[0]
+
+
+def _read_experiment(exp_dir, checkpoint: Optional[str]):
+    """``(model, checkpoint path)``: :func:`read_experiment` and the file it read."""
     exp_dir = Path(exp_dir)
     config_path = exp_dir / "config.yaml"
     if not config_path.is_file():
@@ -64,7 +73,7 @@ def export_model_dir(exp_dir, out_dir, checkpoint: Optional[str] = None) -> Path
                                       source=f"{config_path} encoder_conf.config")
     tokens = args.get("token_list")
     if isinstance(tokens, str):
-        tokens = read_token_list(tokens)
+        tokens = read_tokens(tokens)
     if not isinstance(tokens, list) or len(tokens) != config.vocab_size:
         raise ConfigError(f"{config_path}: token_list does not give {config.vocab_size} tokens")
 
@@ -75,6 +84,15 @@ def export_model_dir(exp_dir, out_dir, checkpoint: Optional[str] = None) -> Path
         raise CheckpointError(f"{path}: no {PREFIX}* parameters; not a checkpoint of an asrc_wav2vec2 encoder")
     model = Wav2Vec2CTC(config, tokens)
     load_state_dict_strict(model, own, str(path))
-    save_model_dir(model.eval(), out_dir, tokens)
+    return model.eval(), path
+
+
+def export_model_dir(exp_dir, out_dir, checkpoint: Optional[str] = None) -> Path:
+    """Write the asrc model directory of experiment ``exp_dir`` to ``out_dir``; returns ``out_dir``.
+
+    ``checkpoint`` as for :func:`read_experiment`.
+    """
+    model, path = _read_experiment(exp_dir, checkpoint)
+    save_model_dir(model, out_dir, model.tokens)
     logger.info("exported %s (%s) to %s", exp_dir, path.name, out_dir)
     return Path(out_dir)

@@ -1,4 +1,4 @@
-from asrc.utils.batching import pack_padded
+from asrc.core.batching import pack_padded
 
 
 def test_pack_padded_keeps_padded_size_within_the_limit():

@@ -1,4 +1,4 @@
-"""Modules that stand in for float ones in quantized models.
+"""Int8 modules that stand in for float ones in quantized models (:mod:`asrc.models.quantized`).
 
 Each keeps the call signature of the module it replaces, so the model code runs unchanged:
 
@@ -16,7 +16,7 @@ import torch
 import torch.ao.nn.quantized as nnq
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.ao.quantization.observer import HistogramObserver, PerChannelMinMaxObserver
+from torch.ao.quantization.observer import PerChannelMinMaxObserver
 
 from asrc.models.wav2vec2 import PositionalConv
 
@@ -43,13 +43,6 @@ class FoldedPositionalConv(nn.Module):
         if self.kernel % 2 == 0:  # padding k//2 on both sides of an even kernel gives one frame too many
             y = y[:, :, :-1]
         return F.gelu(y).transpose(1, 2)
-
-
-def activation_observer(reduce_range: bool) -> HistogramObserver:
-    """Observer for uint8 activations; ``reduce_range`` uses 7 bits so that CPUs without VNNI
-    cannot saturate their 16-bit intermediate sums."""
-    return HistogramObserver(dtype=torch.quint8, qscheme=torch.per_tensor_affine, quant_min=0,
-                             quant_max=127 if reduce_range else 255)
 
 
 class Int8Conv1d(nn.Module):
@@ -91,14 +84,3 @@ class Int8Conv1d(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.conv(self.quant(x)).dequantize()
-
-
-def parameter_count(model: nn.Module) -> int:
-    """Weights and biases of ``model``, int8 ones included (quantized modules hold packed
-    tensors, not ``nn.Parameter`` s, so ``model.parameters()`` misses them)."""
-    total = sum(p.numel() for p in model.parameters())
-    for m in model.modules():
-        if isinstance(m, (nnq.Conv1d, nnq.Linear)):  # the dynamic Linear is an nnq.Linear too
-            b = m.bias()
-            total += m.weight().numel() + (b.numel() if b is not None else 0)
-    return total

@@ -1,5 +1,8 @@
 """Reading audio for recognition: files (soundfile) and Kaldi pipe commands (``cmd |``).
 
+The one way asrc reads samples: decoding, training helpers, calibration and the recipes all
+come here.
+
 Recognisers take mono float32 at 16 kHz. A file at another rate or with several channels is
 an error naming it unless the caller allows the conversion (``resample`` /
 ``mix_channels``): a data directory whose audio is not what its recipe promised is usually a
@@ -14,16 +17,17 @@ import io
 import logging
 import os
 import subprocess
+from pathlib import Path
 from typing import Optional, Tuple
 
 import numpy as np
 import soundfile as sf
 import torch
 
-from asrc.data.audio import AudioHeaderError, audio_info, count_nonfinite, read_header_info
+from asrc.core.audio_info import AudioHeaderError, audio_info, count_nonfinite, read_header_info
+from asrc.core.constants import SAMPLE_RATE
+from asrc.core.tables import DataDirError, read_table
 from asrc.errors import AsrcError
-
-SAMPLE_RATE = 16000
 _UNKNOWN_FRAMES = 1 << 62  # libsndfile's count for a stream that does not state its length
 
 logger = logging.getLogger(__name__)
@@ -53,7 +57,7 @@ def decode_audio(spec: str, *, what: Optional[str] = None) -> Tuple[np.ndarray, 
     """All samples of one recording, checked: ``(float32 [samples, channels], sample_rate)``.
 
     ``spec`` is a file path or a command ending in ``|``. A file must decode to as many
-    samples as its header promises (the WAV/FLAC/SPHERE header as :mod:`asrc.data.audio`
+    samples as its header promises (the WAV/FLAC/SPHERE header as :mod:`asrc.core.audio_info`
     reads it, else ``soundfile``'s count; not for MP3, whose count libsndfile may estimate).
     A pipe's output is read to its end with a warning when it is shorter than its header
     says, as Kaldi does: SoX cannot fix a length it has already written to a pipe, and a
@@ -154,7 +158,7 @@ def read_audio(
 
 def num_samples(spec: str, *, what: Optional[str] = None) -> int:
     """Samples (per channel) of a recording: from its header when it is a file
-    (:func:`asrc.data.audio.audio_info`); pipe commands are run and decoded."""
+    (:func:`asrc.core.audio_info.audio_info`); pipe commands are run and decoded."""
     what = what or spec
     if is_pipe(spec):
         return int(read_audio(spec, what=what, resample=True, mix_channels=True).shape[0])
@@ -164,3 +168,31 @@ def num_samples(spec: str, *, what: Optional[str] = None) -> int:
         return int(audio_info(spec).num_samples)
     except AudioHeaderError as e:
         raise AsrcError(f"{what}: cannot read audio: {e}") from e
+
+
+def read_waveforms(data_dir, max_utterances: int = 16, max_seconds: float = 120.0) -> tuple:
+    """Waveforms (for calibration or agreement checks) from a Kaldi-style data dir: up to
+    ``max_utterances`` spread evenly over ``wav.scp`` (so one speaker or one recording session
+    does not set all the ranges), stopping at ``max_seconds`` of audio. Returns ``(waveforms, info)``
+    with 1-D float32 tensors. Damaged audio (truncated, NaN/Inf samples, ...) is an
+    :class:`AsrcError` naming the utterance: one bad file would otherwise set every activation range."""
+    data_dir = Path(data_dir)
+    wav_scp_path = data_dir / "wav.scp"
+    if not wav_scp_path.is_file():
+        raise FileNotFoundError(f"{data_dir}: no wav.scp; calibration needs a Kaldi-style data dir")
+    wav_scp = read_table(wav_scp_path)
+    if not wav_scp:
+        raise DataDirError(f"{wav_scp_path}: no utterances")
+    keys = list(wav_scp)
+    step = max(1, len(keys) // max_utterances)
+    chosen, waveforms, seconds = [], [], 0.0
+    for key in keys[::step][:max_utterances]:
+        wav = torch.from_numpy(read_audio(wav_scp[key], what=f"utterance {key} of {data_dir}"))
+        waveforms.append(wav)
+        chosen.append(key)
+        seconds += wav.numel() / SAMPLE_RATE
+        if seconds >= max_seconds:
+            break
+    info = {"data_dir": str(data_dir), "utterances": len(chosen), "seconds": round(seconds, 2),
+            "first_utterances": chosen[:5]}
+    return waveforms, info

@@ -3,7 +3,7 @@ import stat
 
 import pytest
 
-from asrc.utils.io import atomic_write
+from asrc.core.files import atomic_write
 
 
 def test_atomic_write_replaces_whole_file_with_normal_mode(tmp_path):

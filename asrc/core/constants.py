@@ -1,0 +1,12 @@
+"""Constants that several layers must agree on."""
+
+#: Hz. Every model takes mono float32 audio at this rate.
+SAMPLE_RATE = 16000
+
+#: The CTC blank: always index 0 of a token list, named as ESPnet names it.
+BLANK = "<blank>"
+BLANK_ID = 0
+UNK = "<unk>"
+SOS_EOS = "<sos/eos>"
+#: The word boundary of letter token lists (``H E L L O | W O R L D``).
+WORD_BOUNDARY = "|"

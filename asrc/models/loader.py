@@ -1,0 +1,50 @@
+"""One loader for every kind of model directory.
+
+======================================= ==================================================
+``config.yaml`` + ``model.pth``          float model (:mod:`asrc.models.io`)
+the same + ``quantization.yaml``         int8 model (:mod:`asrc.models.quantized`)
+ESPnet ``config.yaml`` + checkpoints     ``asrc-train`` experiment (:mod:`asrc.models.espnet_dir`)
+======================================= ==================================================
+
+A new runtime format (a pruned model, say) adds its module here and a branch to :func:`load`.
+"""
+
+from pathlib import Path
+
+from asrc.models.config import Wav2Vec2Config
+from asrc.models.espnet_dir import read_experiment
+from asrc.models.io import (CONFIG_NAME, QUANT_NAME, TOKENS_NAME, WEIGHTS_NAME, is_espnet_experiment, is_model_dir,
+                            load_float)
+from asrc.models.quantized import QuantizationSpec, load_quantized
+from asrc.models.wav2vec2 import Wav2Vec2CTC
+
+
+def load(model_dir, map_location="cpu") -> Wav2Vec2CTC:
+    """Load a model directory of any kind; returns the model in eval mode with ``.tokens`` set
+    (or None). Int8 models run on the CPU only."""
+    model_dir = Path(model_dir)
+    if (model_dir / QUANT_NAME).is_file():
+        return load_quantized(model_dir, map_location=map_location)
+    if not is_model_dir(model_dir) and is_espnet_experiment(model_dir):
+        return read_experiment(model_dir)
+    return load_float(model_dir, map_location)
+
+
+def describe(path) -> dict:
+    """Config, files (bytes on disk) and quantization mode of a model directory or config file."""
+    path = Path(path)
+    if path.is_dir():
+        config_path = path / CONFIG_NAME
+        if not config_path.is_file():
+            raise FileNotFoundError(f"{path}: no {CONFIG_NAME}; not an asrc model directory")
+        files = {name: (path / name).stat().st_size for name in (CONFIG_NAME, WEIGHTS_NAME, TOKENS_NAME, QUANT_NAME)
+                 if (path / name).is_file()}
+        quantization = None
+        if QUANT_NAME in files:
+            quantization = QuantizationSpec.from_yaml_file(path / QUANT_NAME).mode
+    elif path.is_file():
+        config_path, files, quantization = path, {path.name: path.stat().st_size}, None
+    else:
+        raise FileNotFoundError(f"{path}: no such model directory or config file")
+    return {"model": str(path), "config": Wav2Vec2Config.from_yaml(config_path), "files": files,
+            "quantization": quantization}

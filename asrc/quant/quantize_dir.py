@@ -1,0 +1,64 @@
+"""Quantize a model directory into another: what ``asrc-quantize`` does, as one function.
+
+    summary = quantize_dir("exp/student/model", "exp/student_int8/model", "static-pos", calib="data/dev")
+"""
+
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from asrc.core.audio import read_waveforms
+from asrc.errors import AsrcError
+from asrc.models.io import QUANT_NAME, WEIGHTS_NAME, is_model_dir
+from asrc.models.loader import load
+from asrc.models.quantized import save_quantized
+from asrc.quant.agreement import agreement
+from asrc.quant.quantize import quantize_model
+
+__all__ = ["quantize_dir"]
+
+
+def quantize_dir(src, out, mode: str = "dynamic", calib=None, calib_utts: int = 16, engine: Optional[str] = None,
+                 activation_bits: Optional[int] = None, check=None, overwrite: bool = False) -> dict:
+    """Quantize the float model directory ``src`` into ``out`` (:func:`asrc.quant.quantize_model`).
+
+    Args:
+        mode: one of :data:`asrc.quant.MODES`; the static modes need ``calib``.
+        calib: a data directory whose audio (``calib_utts`` utterances spread over ``wav.scp``)
+            calibrates the static modes.
+        engine: torch quantized engine (default x86).
+        activation_bits: 8 or 7 for static-mode activations (default: 8 on a CPU with VNNI).
+        check: a data directory on which to compare the reloaded int8 model with the float one.
+        overwrite: replace a non-empty ``out``.
+
+    Returns:
+        ``{"spec": QuantizationSpec, "mb_in": float, "mb_out": float, "agreement": dict or None}``
+        (sizes of ``model.pth`` in MB; agreement as :func:`asrc.quant.agreement.agreement`).
+    """
+    src, out = Path(src), Path(out)
+    if not is_model_dir(src):
+        raise FileNotFoundError(f"{src}: not a model directory (config.yaml + model.pth)")
+    if (src / QUANT_NAME).is_file():
+        raise AsrcError(f"{src}: already quantized ({QUANT_NAME}); quantize the float model")
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise AsrcError(f"{out}: exists and is not empty (use --overwrite)")
+    if mode.startswith("static-") and not calib:
+        raise AsrcError(f"--mode {mode} needs --calib DATA_DIR (a data dir with wav.scp)")
+    model = load(src)
+    waveforms, info = None, {}
+    if calib:
+        waveforms, info = read_waveforms(calib, max_utterances=calib_utts)
+    reduce_range = None if activation_bits is None else activation_bits == 7
+    qmodel, spec = quantize_model(model, mode, waveforms, engine=engine, reduce_range=reduce_range,
+                                  calibration_info=info)
+    spec.calibration.setdefault("source_model", str(src))
+    save_quantized(qmodel, spec, out)
+    summary = {"spec": spec, "mb_in": (src / WEIGHTS_NAME).stat().st_size / 1e6,
+               "mb_out": (out / WEIGHTS_NAME).stat().st_size / 1e6, "agreement": None}
+    if check:
+        waves, _ = read_waveforms(check, max_utterances=50, max_seconds=600)
+        reloaded = load(out)
+        with torch.inference_mode():
+            summary["agreement"] = agreement(model, reloaded, waves, blank=0)
+    return summary
