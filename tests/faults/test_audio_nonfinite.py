@@ -8,11 +8,8 @@ import torch
 from asrc.bin.data import main as data_main
 from asrc.core.audio import read_audio
 from asrc.errors import AsrcError
-from asrc.models import Wav2Vec2Config, build_model, save_model_dir
+from fault_helpers import save_tiny_model
 
-LETTERS = ["<blank>", "<pad>", "</s>", "<unk>", "|"] + list("ETAONIHSRDLUMWCFGYPBVK'XJQZ")
-TINY = dict(conv_layers=[[8, 10, 5], [8, 3, 2], [8, 3, 2]], embed_dim=16, ffn_dim=32, num_heads=2, num_layers=1,
-            pos_conv_kernel=4, pos_conv_groups=2, vocab_size=len(LETTERS))
 
 
 def tone(n, seed=0):
@@ -47,10 +44,7 @@ def make_data_dir(root, bad_utt="u2", bad=(10, 20, 30)):
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    torch.manual_seed(0)
-    out = tmp_path_factory.mktemp("model")
-    save_model_dir(build_model(Wav2Vec2Config(**TINY), LETTERS).eval(), out)
-    return out
+    return save_tiny_model(tmp_path_factory.mktemp("model"), conv_layers=[[8, 10, 5], [8, 3, 2], [8, 3, 2]])
 
 
 def test_read_audio_names_utterance_count_and_file(tmp_path):

@@ -3,6 +3,7 @@
 import json
 import random
 import re
+import shutil
 
 import pytest
 import torch
@@ -10,11 +11,9 @@ from safetensors.torch import save_file
 
 from asrc.bin.convert import main as convert
 from asrc.errors import AsrcError, CheckpointError
-from asrc.models import Wav2Vec2Config, build_model, load, save_model_dir
+from asrc.models import load
+from fault_helpers import LETTERS, save_tiny_model
 
-LETTERS = ["<blank>", "<pad>", "</s>", "<unk>", "|"] + list("ETAONIHSRDLUMWCFGYPBVK'XJQZ")
-TINY = dict(conv_layers=[[8, 10, 5], [8, 3, 2]], embed_dim=16, ffn_dim=32, num_heads=2, num_layers=1,
-            pos_conv_kernel=4, pos_conv_groups=2, vocab_size=len(LETTERS))
 
 
 def error_line(err: str, prog: str) -> str:
@@ -117,17 +116,7 @@ def test_convert_hf_damaged_folder(tmp_path, capsys, damage):
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    torch.manual_seed(0)
-    out = tmp_path_factory.mktemp("model")
-    save_model_dir(build_model(Wav2Vec2Config(**TINY), LETTERS).eval(), out)
-    return out
-
-
-def copy_model(model_dir, dst):
-    dst.mkdir()
-    for f in model_dir.iterdir():
-        (dst / f.name).write_bytes(f.read_bytes())
-    return dst
+    return save_tiny_model(tmp_path_factory.mktemp("model"))
 
 
 MODEL_DAMAGE = {
@@ -142,7 +131,7 @@ MODEL_DAMAGE = {
 @pytest.mark.parametrize("damage", list(MODEL_DAMAGE))
 def test_load_damaged_model_pth(model_dir, tmp_path, damage):
     make, what = MODEL_DAMAGE[damage]
-    d = copy_model(model_dir, tmp_path / "m")
+    d = shutil.copytree(model_dir, tmp_path / "m")
     make(d / "model.pth")
     with pytest.raises(CheckpointError) as e:
         load(d)
@@ -178,7 +167,7 @@ def test_quantization_yaml_value_of_the_wrong_type(model_dir, tmp_path):
 
 
 def test_long_key_lists_are_cut(model_dir, tmp_path):
-    d = copy_model(model_dir, tmp_path / "m")
+    d = shutil.copytree(model_dir, tmp_path / "m")
     state = torch.load(d / "model.pth", weights_only=True)
     torch.save({f"x.{k}": v for k, v in state.items()}, d / "model.pth")
     with pytest.raises(CheckpointError) as e:

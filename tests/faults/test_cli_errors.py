@@ -3,6 +3,7 @@ and no partial output; ``--verbose`` adds the traceback (asrc.bin._cli)."""
 
 import random
 import re
+import shutil
 import subprocess
 import sys
 
@@ -13,11 +14,9 @@ import torch
 
 from asrc.bin import _cli
 from asrc.errors import AsrcError
-from asrc.models import Wav2Vec2Config, build_model, load, save_model_dir
+from asrc.models import load
+from fault_helpers import save_tiny_model
 
-LETTERS = ["<blank>", "<pad>", "</s>", "<unk>", "|"] + list("ETAONIHSRDLUMWCFGYPBVK'XJQZ")
-TINY = dict(conv_layers=[[8, 10, 5], [8, 3, 2]], embed_dim=16, ffn_dim=32, num_heads=2, num_layers=1,
-            pos_conv_kernel=4, pos_conv_groups=2, vocab_size=len(LETTERS), normalize_waveform=True)
 UTTS = ("u1", "u2", "u3")
 PROGRESS = re.compile(r"^[\w ]+: +\d+%\|")  # a tqdm bar
 
@@ -38,17 +37,7 @@ def write_wav(path, n=4000, seed=0):
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    torch.manual_seed(0)
-    out = tmp_path_factory.mktemp("model")
-    save_model_dir(build_model(Wav2Vec2Config(**TINY), LETTERS).eval(), out)
-    return out
-
-
-def copy_dir(src, dst):
-    dst.mkdir()
-    for f in src.iterdir():
-        (dst / f.name).write_bytes(f.read_bytes())
-    return dst
+    return save_tiny_model(tmp_path_factory.mktemp("model"), normalize_waveform=True)
 
 
 @pytest.fixture
@@ -124,7 +113,7 @@ def test_decode_bad_model_dir(model_dir, data_dir, tmp_path, capsys, damage):
     from asrc.bin.decode import main
 
     make, culprit = MODEL_DAMAGE[damage]
-    m = copy_dir(model_dir, tmp_path / "m")
+    m = shutil.copytree(model_dir, tmp_path / "m")
     make(m)
     out = tmp_path / "out"
     assert main(["--model", str(m), "--data", str(data_dir), "--out", str(out)]) == 1
@@ -136,7 +125,7 @@ def test_decode_bad_model_dir(model_dir, data_dir, tmp_path, capsys, damage):
 def test_transcribe_damaged_model(model_dir, data_dir, tmp_path, capsys):
     from asrc.bin.transcribe import main
 
-    m = copy_dir(model_dir, tmp_path / "m")
+    m = shutil.copytree(model_dir, tmp_path / "m")
     truncate(m / "model.pth")
     assert main([str(m), str(data_dir.parent / "wav" / "u1.wav")]) == 1
     captured = capsys.readouterr()
@@ -231,7 +220,7 @@ def test_quantize_bad_calibration_audio(model_dir, data_dir, tmp_path, capsys):
 def test_quantize_int8_source_without_quantization_yaml(model_dir, tmp_path, capsys):
     from asrc.bin.quantize import main
 
-    m = copy_dir(model_dir, tmp_path / "m")
+    m = shutil.copytree(model_dir, tmp_path / "m")
     int8_without_yaml(m)
     assert main([str(m), str(tmp_path / "out")]) == 1
     assert "no quantization.yaml" in error_line(capsys.readouterr().err, "asrc-quantize")
@@ -241,7 +230,7 @@ def test_quantize_int8_source_without_quantization_yaml(model_dir, tmp_path, cap
 def test_export_damaged_model(model_dir, tmp_path, capsys):
     from asrc.bin.export import main
 
-    m = copy_dir(model_dir, tmp_path / "m")
+    m = shutil.copytree(model_dir, tmp_path / "m")
     (m / "model.pth").write_bytes(b"")
     assert main([str(m), str(tmp_path / "m.onnx"), "--format", "onnx"]) == 1
     captured = capsys.readouterr()
@@ -252,7 +241,7 @@ def test_export_damaged_model(model_dir, tmp_path, capsys):
 def test_info_broken_quantization_yaml(model_dir, tmp_path, capsys):
     from asrc.bin.info import main
 
-    m = copy_dir(model_dir, tmp_path / "m")
+    m = shutil.copytree(model_dir, tmp_path / "m")
     (m / "quantization.yaml").write_text("- dynamic\n")
     assert main([str(m)]) == 1
     captured = capsys.readouterr()
