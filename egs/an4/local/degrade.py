@@ -8,11 +8,12 @@ import argparse
 import sys
 
 from asrc.data.augment import degrade_data_dir
-from asrc.errors import AsrcError
+from asrc.bin._cli import ArgumentParser, command
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+@command("degrade.py")
+def main(argv=None) -> int:
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("src")
     parser.add_argument("out")
     parser.add_argument("--snr", type=float, default=10.0, help="noise SNR in dB over the speech")
@@ -20,13 +21,9 @@ def main() -> int:
     parser.add_argument("--no-reverb", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--prefix", default="", help="before every utterance and speaker id (e.g. deg-)")
-    args = parser.parse_args()
-    try:
-        out = degrade_data_dir(args.src, args.out, seed=args.seed, snr_db=args.snr, reverb=not args.no_reverb,
-                               band_rate=args.band_rate, prefix=args.prefix)
-    except (AsrcError, FileNotFoundError) as e:
-        print(f"degrade.py: error: {e}", file=sys.stderr)
-        return 1
+    args = parser.parse_args(argv)
+    out = degrade_data_dir(args.src, args.out, seed=args.seed, snr_db=args.snr, reverb=not args.no_reverb,
+                           band_rate=args.band_rate, prefix=args.prefix)
     print(out)
     return 0
 

@@ -8,23 +8,20 @@ import argparse
 import sys
 
 from asrc.data.augment import make_noises, simulate_rirs
-from asrc.errors import AsrcError
+from asrc.bin._cli import ArgumentParser, command
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+@command("make_augment.py")
+def main(argv=None) -> int:
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out", help="writes OUT/rir/{*.wav,rir.scp} and OUT/noise/{*.wav,noise.scp}")
     parser.add_argument("--rirs", type=int, default=200, help="simulated rooms")
     parser.add_argument("--noises", type=int, default=8, help="files per noise kind (30 s each)")
     parser.add_argument("--babble-from", help="data directory whose speech makes babble noise")
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    try:
-        rir = simulate_rirs(f"{args.out}/rir", args.rirs, seed=args.seed)
-        noise = make_noises(f"{args.out}/noise", args.noises, seed=args.seed, babble_from=args.babble_from)
-    except (AsrcError, FileNotFoundError) as e:
-        print(f"make_augment.py: error: {e}", file=sys.stderr)
-        return 1
+    args = parser.parse_args(argv)
+    rir = simulate_rirs(f"{args.out}/rir", args.rirs, seed=args.seed)
+    noise = make_noises(f"{args.out}/noise", args.noises, seed=args.seed, babble_from=args.babble_from)
     print(f"{rir}\n{noise}")
     return 0
 
