@@ -12,7 +12,6 @@
 Everything is seeded: the same arguments give the same files.
 """
 
-import logging
 import math
 from pathlib import Path
 from typing import Optional, Sequence
@@ -25,8 +24,6 @@ from asrc.errors import AsrcError
 
 __all__ = ["simulate_rirs", "make_noises", "colored_noise", "add_noise", "reverberate", "band_limit",
            "degrade_data_dir"]
-
-logger = logging.getLogger(__name__)
 
 NOISE_COLOURS = {"white": 0.0, "pink": -1.0, "brown": -2.0, "blue": 1.0, "violet": 2.0}
 
@@ -199,8 +196,13 @@ def degrade_data_dir(src, out_dir, *, seed: int = 0, snr_db: Optional[float] = 1
     """
     import shutil
 
-    from asrc.core.tables import read_table
+    import soundfile as sf
+
     from asrc.core.audio import read_audio
+    from asrc.core.tables import read_table
+
+    def read_scp(scp):
+        return [sf.read(p, dtype="float64")[0] for p in read_table(scp).values()]
 
     src, out_dir = Path(src), Path(out_dir)
     wav_scp = read_table(src / "wav.scp")
@@ -208,13 +210,10 @@ def degrade_data_dir(src, out_dir, *, seed: int = 0, snr_db: Optional[float] = 1
         raise AsrcError(f"{src}/wav.scp: no utterances")
     (out_dir / "wav").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng([seed, 11])
-    import soundfile as sf
-
-    rirs = [sf.read(p, dtype="float64")[0] for p in read_table(rir_scp).values()] if rir_scp else []
+    rirs = read_scp(rir_scp) if rir_scp else []
     if reverb and not rirs:
-        tmp = out_dir / "rirs"
-        rirs = [sf.read(p, dtype="float64")[0] for p in read_table(simulate_rirs(tmp, 20, seed + 1000)).values()]
-    noises = [sf.read(p, dtype="float64")[0] for p in read_table(noise_scp).values()] if noise_scp else [
+        rirs = read_scp(simulate_rirs(out_dir / "rirs", 20, seed + 1000))
+    noises = read_scp(noise_scp) if noise_scp else [
         colored_noise(10 * SAMPLE_RATE, NOISE_COLOURS[c], np.random.default_rng([seed, i]))
         for i, c in enumerate(("white", "pink", "brown"))]
     lines = []
