@@ -16,7 +16,7 @@ import os
 from typing import NamedTuple
 
 __all__ = ["AudioInfo", "AudioFileError", "AudioHeaderError", "audio_info", "read_header_info", "check_audio",
-           "count_nonfinite"]
+           "checked_or_reason", "count_nonfinite"]
 
 _FLAC_MAGIC = b"fLaC"
 _STREAMINFO_BYTES = 42  # "fLaC" + 4-byte block header + 34-byte STREAMINFO
@@ -243,3 +243,13 @@ def check_audio(path, deep: bool = False, info: AudioInfo = None) -> AudioInfo:
     if nonfinite:
         raise AudioFileError(f"{path}: audio has {nonfinite} non-finite samples (NaN/Inf)")
     return info
+
+
+def checked_or_reason(path, info: AudioInfo = None):
+    """``(check_audio(path, info=info), None)``, or ``(None, why)`` for a corpus's skip report."""
+    try:
+        return check_audio(path, info=info), None
+    except (AudioHeaderError, OSError) as e:
+        return None, f"unreadable audio: {e}"
+    except AudioFileError as e:  # truncated, or NaN/Inf samples: the message says which
+        return None, str(e)

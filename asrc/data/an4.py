@@ -19,7 +19,7 @@ import os
 import re
 from pathlib import Path
 
-from asrc.core.audio_info import AudioFileError, AudioHeaderError, check_audio
+from asrc.core.audio_info import checked_or_reason
 from asrc.core.tables import Utterance
 from asrc.data.datadir import write_data_dir
 from asrc.data.download import extract_archive, fetch_and_extract
@@ -174,13 +174,9 @@ def _read_part(root: Path, part: str):
             skipped.append((utt_id, f"no transcript in {trans_path}"))
             continue
         path = root / "wav" / f"{rel}.sph"
-        try:
-            info = check_audio(path)
-        except (AudioHeaderError, OSError) as e:
-            skipped.append((utt_id, f"unreadable audio: {e}"))
-            continue
-        except AudioFileError as e:  # truncated, or NaN/Inf samples: the message says which
-            skipped.append((utt_id, str(e)))
+        info, reason = checked_or_reason(path)
+        if reason:
+            skipped.append((utt_id, reason))
             continue
         text, lost_chars = normalize_text_lost(transcripts[base])
         if not text:

@@ -25,7 +25,7 @@ import multiprocessing
 import os
 from pathlib import Path
 
-from asrc.core.audio_info import AudioFileError, AudioHeaderError, AudioInfo, check_audio
+from asrc.core.audio_info import AudioInfo, checked_or_reason
 from asrc.core.constants import SAMPLE_RATE
 from asrc.core.tables import Utterance
 from asrc.data.datadir import combine_data_dirs, format_speaker, write_blocks, write_lost_chars, write_skipped
@@ -390,14 +390,11 @@ def _scan_chapter(chapter_dir, speaker, chapter, expected_sr, utts, skipped, los
                 bits = int.from_bytes(head[18:26], "big")
                 if bits & 0xFFFFFFFFF:
                     info = AudioInfo(bits >> 44, bits & 0xFFFFFFFFF, ((bits >> 41) & 7) + 1)
-            try:
-                rate, samples, channels = check_audio(path, info=info)
-            except (AudioHeaderError, OSError) as e:
-                skipped.append((utt, f"unreadable audio: {e}"))
+            checked, reason = checked_or_reason(path, info=info)
+            if reason:
+                skipped.append((utt, reason))
                 continue
-            except AudioFileError as e:  # truncated, or NaN/Inf samples: the message says which
-                skipped.append((utt, str(e)))
-                continue
+            rate, samples, channels = checked
             if rate != expected_sr or channels != 1:
                 skipped.append((utt, f"{path}: {rate} Hz, {channels} channel(s); expected {expected_sr} Hz mono"))
                 continue
