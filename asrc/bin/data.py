@@ -12,6 +12,7 @@ Usage:
     asrc-data validate data/dev_clean --tokens data/tokens.txt
     asrc-data validate data/dev_clean --deep        # also decode every file and run cmd | pipes
     asrc-data combine data/train_all data/train_clean_100 data/train_clean_360
+    asrc-data copy data/train data/train_rep1 --prefix rep1-
 
 Each command is a thin wrapper over a function of :mod:`asrc.data`.
 """
@@ -146,6 +147,13 @@ def _combine(args):
     return 0
 
 
+def _copy(args):
+    from asrc.data.datadir import copy_data_dir
+
+    _summarise({Path(args.out).name: copy_data_dir(args.src, args.out, args.prefix)})
+    return 0
+
+
 def _summarise(written):
     from asrc.data.datadir import LOST_CHARS_FILE, SKIPPED_FILE
 
@@ -248,6 +256,12 @@ def build_parser():
     p.add_argument("out", type=Path)
     p.add_argument("sources", nargs="+", type=Path)
     p.set_defaults(func=_combine)
+
+    p = sub.add_parser("copy", help="copy a data directory with prefixed utterance and speaker ids")
+    p.add_argument("src", type=Path)
+    p.add_argument("out", type=Path)
+    p.add_argument("--prefix", required=True, help="prepended to every utterance and speaker id (e.g. rep1-)")
+    p.set_defaults(func=_copy)
     return parser
 
 

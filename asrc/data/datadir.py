@@ -50,6 +50,7 @@ __all__ = [
     "write_lost_chars",
     "validate_data_dir",
     "combine_data_dirs",
+    "copy_data_dir",
 ]
 
 logger = logging.getLogger(__name__)
@@ -470,6 +471,51 @@ def combine_data_dirs(out_dir, src_dirs) -> Path:
                 lost.extend(tuple(line.rstrip("\n").split("\t", 2)) for line in f if line.strip())
     write_skipped(out_dir, skipped)
     write_lost_chars(out_dir, lost)
+    return out_dir
+
+
+def copy_data_dir(src_dir, out_dir, prefix: str) -> Path:
+    """Copy of the data directory ``src_dir`` whose utterance and speaker ids start with ``prefix``.
+
+    Kaldi's ``utils/copy_data_dir.sh --utt-prefix P --spk-prefix P``: the audio is shared, the
+    ids are new, so a corpus can be combined with itself (e.g. to weight a small in-domain set
+    more heavily against a large synthetic one; on-the-fly augmentation makes each copy sound
+    different). Per-utterance tables and ``spk2utt`` are rewritten; prefixing keeps the sort
+    order. ``skipped.txt`` and ``text_lost_chars.txt`` carry over with prefixed ids.
+    """
+    src_dir, out_dir = Path(src_dir), Path(out_dir)
+    if not prefix or any(c.isspace() for c in prefix):
+        raise ValueError(f"copy_data_dir: prefix {prefix!r} must be non-empty and without whitespace")
+    if not (src_dir / "wav.scp").is_file():
+        raise FileNotFoundError(f"copy_data_dir: {src_dir} is not a data directory (no wav.scp)")
+    if out_dir.resolve() == src_dir.resolve():
+        raise ValueError(f"copy_data_dir: output {out_dir} is the source")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in PER_UTT_FILES + ("spk2utt",):
+        path = src_dir / name
+        if not path.is_file():
+            (out_dir / name).unlink(missing_ok=True)
+            continue
+        with open(path, encoding="utf-8") as f:
+            lines = [line for line in f if line.strip()]
+        rows = []
+        for line in lines:
+            entry = split_line(line)
+            key, rest = entry[0], entry[1] if len(entry) > 1 else ""
+            if name == "utt2spk":
+                rest = prefix + rest
+            elif name == "spk2utt":
+                rest = " ".join(prefix + u for u in rest.split())
+            rows.append(f"{prefix}{key} {rest}\n")
+        with atomic_write(out_dir / name) as f:
+            f.write("".join(rows))
+    for name in (SKIPPED_FILE, LOST_CHARS_FILE):
+        rows = []
+        if (src_dir / name).is_file():
+            with open(src_dir / name, encoding="utf-8") as f:
+                rows = [prefix + line for line in f if line.strip()]
+        with atomic_write(out_dir / name) as f:
+            f.write("".join(rows))
     return out_dir
 
 
