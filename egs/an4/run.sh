@@ -15,7 +15,9 @@
 #      for the 12-layer teacher: more synthetic speech from every installed voice (AN4-domain
 #      words and sequences $words_subsets, LJ Speech sentences $lj_subsets), augmentation
 #      material (simulated rooms, noises: local/make_augment.py), degraded copies of AN4 dev and
-#      test (local/degrade.py: room, 10 dB noise, 8 kHz band) -> data/teacher12_{train,dev}
+#      test (local/degrade.py: room, 10 dB noise, 8 kHz band) -> data/teacher12_{train,dev};
+#      the same with AN4 train $an4_repeats more times (asrc-data copy, prefixed ids)
+#      -> data/teacher12_train_weighted
 #   2  letter token list data/tokens.txt (fairseq dict.ltr.txt order, 32 tokens)
 #   3  front-end warm start: CNN + projection regress 80-dim log-mel (asrc-frontend-init)
 #   4  CTC training of the teacher with ESPnet's trainer (asrc-train): 6 layers: pass 1, 30
@@ -23,7 +25,9 @@
 #      CNN frozen -> exp/teacher_pass2/model; pass 3, 6 epochs, CNN trained too ->
 #      exp/teacher_pass3/model; then 12 layers: pass 3's model grown to 12 layers
 #      (local/grow_teacher.py, same function) and trained on data/teacher12_train with
-#      augmentation on the fly (conf/train_teacher12.yaml) -> exp/teacher12/model
+#      augmentation on the fly (conf/train_teacher12.yaml) -> exp/teacher12_pass1/model; its
+#      second pass on data/teacher12_train_weighted (conf/train_teacher12_pass2.yaml: AN4
+#      weighted up, gentler augmentation) -> exp/teacher12/model
 #   5  greedy CTC decoding of AN4 test, its degraded copy and the synthetic dev sets (asrc-decode)
 #   6  scoring (asrc-score, sclite when installed) -> exp/teacher12/RESULTS.md
 #   7  (only with --update_teacher true) replace the committed teacher in teacher/
@@ -60,14 +64,17 @@ lj_subsets="train:1500,dev:40"             # stage 1: LJ Speech sentences, synth
 train_config=conf/train_teacher.yaml       # ESPnet options of stage 4, pass 1
 pass2_config=conf/train_teacher_pass2.yaml # ESPnet options of stage 4, pass 2
 pass3_config=conf/train_teacher_pass3.yaml # ESPnet options of stage 4, pass 3
-teacher12_config=conf/train_teacher12.yaml # ESPnet options of stage 4, the 12-layer pass
+teacher12_config=conf/train_teacher12.yaml # ESPnet options of stage 4, the first 12-layer pass
+teacher12_pass2_config=conf/train_teacher12_pass2.yaml # ... and of the second
+an4_repeats=4                              # stage 1: extra copies of AN4 train in data/teacher12_train_weighted
 teacher_layers=12                          # stage 4: depth the 6-layer teacher grows to
 model_config=conf/teacher_model.yaml       # architecture (Wav2Vec2Config) built in stage 3
 frontend_init_steps=300                    # stage 3 regression steps
 pass1_exp=exp/teacher                      # stage 4, pass 1
 pass2_exp=exp/teacher_pass2                 # stage 4, pass 2
 pass3_exp=exp/teacher_pass3                # stage 4, pass 3 (the 6-layer teacher)
-teacher_exp=exp/teacher12                  # the final teacher's experiment (stage 4, 12 layers)
+teacher12_pass1_exp=exp/teacher12_pass1    # stage 4, the first 12-layer pass
+teacher_exp=exp/teacher12                  # the final teacher's experiment (stage 4, 12 layers, pass 2)
 train_args=                                # extra asrc-train flags, e.g. "--max_epoch 2"
 narrow_model=conf/student_narrow_model.yaml # stages 11-13: the narrow student's architecture
 narrow_init_steps=300                      # stage 11 regression steps
@@ -121,9 +128,15 @@ if stage_begin 1 "data preparation" $stamps; then
     twelve_dev+=(data/dev_degraded)
     run_logged exp/logs/combine_train12.log asrc-data combine data/teacher12_train "${twelve_train[@]}"
     run_logged exp/logs/combine_dev12.log asrc-data combine data/teacher12_dev "${twelve_dev[@]}"
+    weighted=(data/teacher12_train)
+    for i in $(seq "$an4_repeats"); do
+        run_logged exp/logs/copy_an4_rep$i.log asrc-data copy data/train data/an4_rep$i --prefix rep$i-
+        weighted+=(data/an4_rep$i)
+    done
+    run_logged exp/logs/combine_train12w.log asrc-data combine data/teacher12_train_weighted "${weighted[@]}"
     # shellcheck disable=SC2046
     run_logged exp/logs/validate_data.log asrc-data validate data/train data/dev data/test data/test_degraded \
-        data/teacher_train data/teacher_dev data/teacher12_train data/teacher12_dev
+        data/teacher_train data/teacher_dev data/teacher12_train data/teacher12_dev data/teacher12_train_weighted
     stage_done 1 $stamps
 fi
 
@@ -144,7 +157,7 @@ if stage_begin 3 "front-end warm start on log-mel ($frontend_init_steps steps)" 
 fi
 
 if stage_begin 4 "teacher CTC training (ESPnet trainer): three 6-layer passes, one of $teacher_layers layers" $stamps; then
-    fresh_outputs "$pass1_exp" "$pass2_exp" "$pass3_exp" "$teacher_exp" exp/teacher12_grown
+    fresh_outputs "$pass1_exp" "$pass2_exp" "$pass3_exp" "$teacher12_pass1_exp" "$teacher_exp" exp/teacher12_grown
     # Each pass starts from the model the previous one exported (pass 1: the warm start).
     init=$init_dir
     for pass in 1 2 3; do
@@ -164,13 +177,20 @@ if stage_begin 4 "teacher CTC training (ESPnet trainer): three 6-layer passes, o
     done
     run_logged exp/logs/grow_teacher.log local/grow_teacher.py "$pass3_exp/model" exp/teacher12_grown \
         --layers "$teacher_layers"
-    log "$teacher_layers layers: log exp/logs/train_teacher12.log (and $teacher_exp/train.log)"
+    log "$teacher_layers layers, pass 1: log exp/logs/train_teacher12.log (and $teacher12_pass1_exp/train.log)"
     # shellcheck disable=SC2086
     $train_cmd exp/logs/train_teacher12.log \
         asrc-train --config "$teacher12_config" --encoder_conf init=exp/teacher12_grown \
             --train_data_dir data/teacher12_train --valid_data_dir data/teacher12_dev --token_list data/tokens.txt \
-            --output_dir "$teacher_exp" --export_model_dir "$teacher_exp/model" --export_checkpoint valid.cer.ave.pth \
-            $train_args
+            --output_dir "$teacher12_pass1_exp" --export_model_dir "$teacher12_pass1_exp/model" \
+            --export_checkpoint valid.cer.ave.pth $train_args
+    log "$teacher_layers layers, pass 2: log exp/logs/train_teacher12_pass2.log (and $teacher_exp/train.log)"
+    # shellcheck disable=SC2086
+    $train_cmd exp/logs/train_teacher12_pass2.log \
+        asrc-train --config "$teacher12_pass2_config" --encoder_conf "init=$teacher12_pass1_exp/model" \
+            --train_data_dir data/teacher12_train_weighted --valid_data_dir data/teacher12_dev \
+            --token_list data/tokens.txt --output_dir "$teacher_exp" --export_model_dir "$teacher_exp/model" \
+            --export_checkpoint valid.cer.ave.pth $train_args
     stage_done 4 $stamps
 fi
 

@@ -6,7 +6,7 @@ import soundfile as sf
 
 from asrc.core.audio_info import AudioHeaderError, audio_info, read_header_info
 from asrc.core.tables import Utterance, read_data_dir, read_table
-from asrc.data.datadir import combine_data_dirs, validate_data_dir, write_data_dir
+from asrc.data.datadir import combine_data_dirs, copy_data_dir, validate_data_dir, write_data_dir
 from asrc.data.tokens import letter_tokens
 
 
@@ -173,6 +173,26 @@ def test_combine(tmp_path, write_audio):
     (a / "text").write_text("spkA-2 IT'S ME\nspkA-1 HELLO WORLD\n")
     with pytest.raises(ValueError, match="not sorted"):
         combine_data_dirs(tmp_path / "bad", [a, b])
+
+
+def test_copy_with_prefix_combines_with_its_source(tmp_path, write_audio):
+    utts = _utts(tmp_path, write_audio)
+    src = write_data_dir(tmp_path / "src", utts, skipped=[("spkA-9", "reason")])
+    copy = copy_data_dir(src, tmp_path / "rep1", "rep1-")
+    assert validate_data_dir(copy) == []
+    assert read_table(copy / "utt2spk") == {"rep1-spkA-1": "rep1-spkA", "rep1-spkA-2": "rep1-spkA",
+                                             "rep1-spkB-2": "rep1-spkB"}
+    assert read_table(copy / "spk2utt")["rep1-spkA"] == "rep1-spkA-1 rep1-spkA-2"
+    assert read_table(copy / "wav.scp")["rep1-spkB-2"] == read_table(src / "wav.scp")["spkB-2"]
+    assert read_table(copy / "text")["rep1-spkA-2"] == "IT'S ME"
+    assert (copy / "skipped.txt").read_text() == "rep1-spkA-9\treason\n"
+    both = combine_data_dirs(tmp_path / "both", [src, copy])
+    assert validate_data_dir(both) == []
+    assert len(read_table(both / "wav.scp")) == 6
+    with pytest.raises(ValueError, match="whitespace"):
+        copy_data_dir(src, tmp_path / "bad", "a b")
+    with pytest.raises(ValueError, match="is the source"):
+        copy_data_dir(src, src, "x-")
 
 
 def test_sample_rate_from_rounded_durations():
