@@ -129,7 +129,8 @@ def _validate(args):
     status = 0
     for data_dir in args.dirs:
         problems = validate_data_dir(data_dir, token_list=token_list, expected_sr=args.sample_rate or None,
-                                     check_audio=not args.no_audio, nj=args.nj, deep=args.deep)
+                                     check_audio=not args.no_audio, nj=args.nj, deep=args.deep,
+                                     require_text=not args.untranscribed_ok)
         for problem in problems:
             print(f"{data_dir}: {problem}")
         if problems:
@@ -143,14 +144,16 @@ def _validate(args):
 def _combine(args):
     from asrc.data.datadir import combine_data_dirs
 
-    _summarise({Path(args.out).name: combine_data_dirs(args.out, args.sources)})
+    _summarise({Path(args.out).name: combine_data_dirs(args.out, args.sources,
+                                                                  untranscribed_ok=args.untranscribed_ok)})
     return 0
 
 
 def _copy(args):
     from asrc.data.datadir import copy_data_dir
 
-    _summarise({Path(args.out).name: copy_data_dir(args.src, args.out, args.prefix)})
+    _summarise({Path(args.out).name: copy_data_dir(args.src, args.out, args.prefix,
+                                                             drop_text=args.drop_text)})
     return 0
 
 
@@ -159,13 +162,16 @@ def _summarise(written):
 
     for name, path in written.items():
         counts = {}
-        for report in ("wav.scp", SKIPPED_FILE, LOST_CHARS_FILE):
-            with open(Path(path) / report, encoding="utf-8") as f:
-                counts[report] = sum(1 for _ in f)
+        for report in ("wav.scp", "text", SKIPPED_FILE, LOST_CHARS_FILE):
+            if (Path(path) / report).is_file():
+                with open(Path(path) / report, encoding="utf-8") as f:
+                    counts[report] = sum(1 for _ in f)
         note = ""
-        if counts[SKIPPED_FILE]:
+        if counts.get("text", 0) < counts["wav.scp"]:
+            note += f", {counts['wav.scp'] - counts.get('text', 0)} untranscribed"
+        if counts.get(SKIPPED_FILE):
             note += f", {counts[SKIPPED_FILE]} skipped (see {Path(path) / SKIPPED_FILE})"
-        if counts[LOST_CHARS_FILE]:
+        if counts.get(LOST_CHARS_FILE):
             note += (f", {counts[LOST_CHARS_FILE]} transcript(s) lost characters with no ASCII spelling "
                      f"(see {Path(path) / LOST_CHARS_FILE})")
         print(f"{path}: {counts['wav.scp']} utterances{note}")
@@ -245,6 +251,8 @@ def build_parser():
     p = sub.add_parser("validate", help="check data directories; exit 1 on any problem")
     p.add_argument("dirs", nargs="+", type=Path)
     p.add_argument("--tokens", type=Path, help="token list: report characters outside it")
+    p.add_argument("--untranscribed-ok", action="store_true",
+                   help="accept utterances without a transcript (distillation data)")
     p.add_argument("--sample-rate", type=int, default=16000, help="expected rate, 0 = any (default 16000)")
     p.add_argument("--no-audio", action="store_true", help="skip reading audio headers")
     p.add_argument("--deep", action="store_true",
@@ -255,12 +263,15 @@ def build_parser():
     p = sub.add_parser("combine", help="union of data directories")
     p.add_argument("out", type=Path)
     p.add_argument("sources", nargs="+", type=Path)
+    p.add_argument("--untranscribed-ok", action="store_true",
+                   help="sources without text are untranscribed (distillation data): text holds the others'")
     p.set_defaults(func=_combine)
 
     p = sub.add_parser("copy", help="copy a data directory with prefixed utterance and speaker ids")
     p.add_argument("src", type=Path)
     p.add_argument("out", type=Path)
     p.add_argument("--prefix", required=True, help="prepended to every utterance and speaker id (e.g. rep1-)")
+    p.add_argument("--drop-text", action="store_true", help="leave text out: untranscribed audio for distillation")
     p.set_defaults(func=_copy)
     return parser
 

@@ -426,7 +426,7 @@ def _sorted_lines(path):
             yield key, line
 
 
-def combine_data_dirs(out_dir, src_dirs) -> Path:
+def combine_data_dirs(out_dir, src_dirs, untranscribed_ok: bool = False) -> Path:
     """Union of the data directories ``src_dirs`` into ``out_dir`` (e.g. ``train_960``).
 
     Each per-utterance table present in every source is merged (a streaming merge of the
@@ -435,6 +435,10 @@ def combine_data_dirs(out_dir, src_dirs) -> Path:
     concatenated. A table present in only some sources is not written, with a warning naming
     them. Raises ``ValueError`` naming the id and both directories if an utterance id occurs
     in two sources, and for unsorted input.
+
+    ``untranscribed_ok`` (distillation data): sources without ``text`` are untranscribed; the
+    ``text`` written holds the transcripts of the others (ESPnet-side, asrc then gives the
+    untranscribed utterances the teacher's losses only; :mod:`asrc.espnet.data`).
     """
     out_dir = Path(out_dir)
     src_dirs = [Path(d) for d in src_dirs]
@@ -447,6 +451,15 @@ def combine_data_dirs(out_dir, src_dirs) -> Path:
         raise ValueError(f"combine_data_dirs: output {out_dir} is one of the sources")
     for name in PER_UTT_FILES:
         present = [d for d in src_dirs if (d / name).is_file()]
+        if name == "text" and untranscribed_ok and present:
+            if len(present) != len(src_dirs):
+                logger.info("combine: no text in %s: untranscribed in %s",
+                            ", ".join(str(d) for d in src_dirs if d not in present), out_dir)
+            _merge_table(out_dir / name, [d / name for d in present])
+            continue
+        if name == "text" and untranscribed_ok:
+            (out_dir / name).unlink(missing_ok=True)
+            continue
         if len(present) != len(src_dirs):
             if present:
                 missing = [str(d) for d in src_dirs if d not in present]
@@ -474,7 +487,7 @@ def combine_data_dirs(out_dir, src_dirs) -> Path:
     return out_dir
 
 
-def copy_data_dir(src_dir, out_dir, prefix: str) -> Path:
+def copy_data_dir(src_dir, out_dir, prefix: str, drop_text: bool = False) -> Path:
     """Copy of the data directory ``src_dir`` whose utterance and speaker ids start with ``prefix``.
 
     Kaldi's ``utils/copy_data_dir.sh --utt-prefix P --spk-prefix P``: the audio is shared, the
@@ -482,6 +495,7 @@ def copy_data_dir(src_dir, out_dir, prefix: str) -> Path:
     more heavily against a large synthetic one; on-the-fly augmentation makes each copy sound
     different). Per-utterance tables and ``spk2utt`` are rewritten; prefixing keeps the sort
     order. ``skipped.txt`` and ``text_lost_chars.txt`` carry over with prefixed ids.
+    ``drop_text`` leaves ``text`` out: untranscribed audio for distillation.
     """
     src_dir, out_dir = Path(src_dir), Path(out_dir)
     if not prefix or any(c.isspace() for c in prefix):
@@ -493,7 +507,7 @@ def copy_data_dir(src_dir, out_dir, prefix: str) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     for name in PER_UTT_FILES + ("spk2utt",):
         path = src_dir / name
-        if not path.is_file():
+        if not path.is_file() or (drop_text and name == "text"):
             (out_dir / name).unlink(missing_ok=True)
             continue
         with open(path, encoding="utf-8") as f:

@@ -195,6 +195,27 @@ def test_copy_with_prefix_combines_with_its_source(tmp_path, write_audio):
         copy_data_dir(src, src, "x-")
 
 
+def test_untranscribed_copy_and_combine(tmp_path, write_audio, capsys):
+    from asrc.bin.data import main
+
+    utts = _utts(tmp_path, write_audio)
+    src = write_data_dir(tmp_path / "src", utts)
+    audio_only = copy_data_dir(src, tmp_path / "u", "u-", drop_text=True)
+    assert not (audio_only / "text").exists()
+    assert validate_data_dir(audio_only, require_text=False) == []
+    assert validate_data_dir(audio_only) != []
+    mixed = combine_data_dirs(tmp_path / "mixed", [src, audio_only], untranscribed_ok=True)
+    assert read_table(mixed / "text") == read_table(src / "text")
+    assert len(read_table(mixed / "wav.scp")) == 6
+    assert validate_data_dir(mixed, require_text=False) == []
+    with pytest.raises(FileNotFoundError, match="text missing"):
+        combine_data_dirs(tmp_path / "strict", [src, audio_only])
+    assert main(["combine", "--untranscribed-ok", str(tmp_path / "m2"), str(src), str(audio_only)]) == 0
+    assert "6 utterances, 3 untranscribed" in capsys.readouterr().out
+    assert main(["validate", "--no-audio", str(tmp_path / "m2")]) == 1
+    assert main(["validate", "--no-audio", "--untranscribed-ok", str(tmp_path / "m2")]) == 0
+
+
 def test_sample_rate_from_rounded_durations():
     from asrc.core.tables import _rate_from_duration
 
