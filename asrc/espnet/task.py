@@ -17,8 +17,8 @@ It is :class:`espnet2.tasks.asr.ASRTask` (same options, same trainer, same check
 - ``--prune`` (a ``prune:`` section of the YAML, :class:`asrc.prune.spec.PruneSpec`): structured
   pruning during distillation (``--model asrc_distill``): hard-concrete gates on the student and
   a Lagrangian on their expected cost (:meth:`asrc.espnet.models.AsrcDistillModel.enable_pruning`);
-  the gates and multipliers get their own optimizer parameter group (learning rate
-  ``prune.reg_lr``, no weight decay);
+  the gates and multipliers get their own optimizer parameter group (constant learning rate
+  ``prune.reg_lr`` whatever the scheduler, no weight decay);
 - an optimizer hook that counts updates for ``encoder_conf.freeze_feature_updates``;
 - under DDP, ``--unused_parameters true`` when LayerDrop or feature freezing leave
   parameters without gradient in some steps;
@@ -158,11 +158,21 @@ class AsrcASRTask(ASRTask):
 
 
 def _own_group(optimizer, params, lr: float) -> None:
-    """Move ``params`` out of the optimizer's groups into a group of their own: ``lr``, no weight decay."""
+    """Move ``params`` out of the optimizer's groups into a group of their own: constant ``lr``, no
+    weight decay. ESPnet's schedulers set every group's lr (the piecewise-linear one even ignores
+    the group's own); a hook puts this group's back before every step, so the gates follow the
+    target ramp from the first update (what the scheduler set is what ESPnet logs as
+    ``optim0_lr1``, not what was used)."""
     ids = {id(p) for p in params}
     for group in optimizer.param_groups:
         group["params"] = [p for p in group["params"] if id(p) not in ids]
     optimizer.add_param_group({"params": params, "lr": lr, "weight_decay": 0.0})
+    group = optimizer.param_groups[-1]
+
+    def constant_lr(opt, *unused):
+        group["lr"] = lr
+
+    optimizer.register_step_pre_hook(constant_lr)
 
 
 def _tokens_of(model_dir) -> Optional[str]:

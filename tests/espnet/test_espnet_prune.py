@@ -127,3 +127,22 @@ def test_bad_prune_sections_fail_before_training(trained_teacher, corpus, tmp_pa
     assert "asrc-train: error:" in err and re.search(match, err), err[-2000:]
     errors = [line for line in err.splitlines() if line.startswith("asrc-train: error:")]
     assert len(errors) == 1 and re.search(match, errors[0])
+
+
+def test_gates_keep_their_learning_rate_under_any_scheduler(espnet_ready):
+    from espnet2.schedulers.piecewise_linear_warmup_lr import PiecewiseLinearWarmupLR
+
+    from asrc.espnet.task import _own_group
+
+    w, gate = torch.nn.Parameter(torch.zeros(())), torch.nn.Parameter(torch.zeros(()))
+    opt = torch.optim.SGD([w, gate], lr=1e-3)
+    _own_group(opt, [gate], lr=0.1)
+    scheduler = PiecewiseLinearWarmupLR(opt, warmup_steps_list=[0, 10], warmup_lr_list=[0.0, 1e-3])
+    for _ in range(3):
+        opt.zero_grad()
+        (w + gate).backward()          # gradient 1 for both
+        opt.step()
+        scheduler.step()
+    assert float(gate) == pytest.approx(-0.3)           # 3 steps of the constant 0.1
+    assert -3e-3 < float(w) < 0                          # the warming-up model lr
+    assert [len(g["params"]) for g in opt.param_groups] == [1, 1]

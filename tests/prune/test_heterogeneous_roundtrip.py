@@ -105,3 +105,11 @@ def test_onnx_export(pruned_dir, tmp_path):
     assert torch.equal(torch.as_tensor(out_lengths), ref_lengths)
     valid = torch.arange(ref.shape[1])[None, :] < ref_lengths[:, None]
     torch.testing.assert_close(torch.as_tensor(out)[valid], ref[valid], rtol=1e-4, atol=1e-4)
+
+
+def test_layerwise_student_of_a_pruned_model_is_refused(pruned_dir):
+    from asrc.models.student import build_student
+
+    _, dense = pruned_dir
+    with pytest.raises(ValueError, match="the teacher has heterogeneous \\(pruned\\) layers"):
+        build_student(dense, dense.config.replace(layer_num_heads=None, layer_ffn_dims=None, num_layers=1))
