@@ -45,7 +45,8 @@ def train(cmd: Sequence[str], defaults: Optional[dict] = None, command: Optional
     """Train with ESPnet options ``cmd`` over ``defaults``; returns the output directory.
 
     ``command``: the user's command line, written to ``train.sh``. ``export_dir``: export the
-    result as an asrc model directory there (:func:`asrc.models.espnet_dir.export_model_dir`).
+    result as an asrc model directory there (:func:`asrc.models.espnet_dir.export_model_dir`; for
+    a ``prune:`` run the materialised dense model, :func:`asrc.prune.export.export_pruned_model_dir`).
     """
     from asrc.espnet.task import AsrcASRTask
 
@@ -63,7 +64,10 @@ def train(cmd: Sequence[str], defaults: Optional[dict] = None, command: Optional
                     logger.info("command: %s", shlex.join(command))
             AsrcASRTask.main(args=args)
             if export_dir is not None and rank() == 0:
-                from asrc.models.espnet_dir import export_model_dir
+                if getattr(args, "prune", None) is not None:  # the dense model the gates leave
+                    from asrc.prune.export import export_pruned_model_dir as export_model_dir
+                else:
+                    from asrc.models.espnet_dir import export_model_dir
 
                 export_model_dir(output_dir, export_dir, export_checkpoint)
         except Exception:

@@ -32,6 +32,15 @@ pipeline tokenises with ``--token_list`` and ``preprocessor_conf.space_symbol``.
     from the teacher (``encoder_conf.layer_init``), the pairs its initialisation copied
     (``InitReport.hidden_state_pairs``); otherwise the same relative depth.
 
+With a ``prune:`` section in the config (:class:`asrc.prune.spec.PruneSpec`, set up by
+:meth:`AsrcDistillModel.enable_pruning`) the student runs under hard-concrete gates (sampled in
+training, deterministic in validation; :mod:`asrc.prune.masks`) and the training loss adds the
+Lagrangian on their expected cost (:mod:`asrc.prune.lagrangian`). Logged with it:
+``expected_params`` (and ``expected_macs`` with ``cost: macs``), ``expected_sparsity``,
+``target_sparsity``, ``lambda1``, ``lambda2``, ``lagrangian`` and ``kept_<structure>`` (expected
+kept fraction of the conv channels, heads, ...). The validation loss is the distillation loss
+alone, of the student under its deterministic gates.
+
 The training data of a distillation may hold untranscribed audio (utterances left out of
 ``text``, see :mod:`asrc.espnet.data`): those get every teacher loss and no CTC
 (:func:`transcribed_ctc_loss`), as *Shrinking Bigfoot* distilled from posteriors alone.
@@ -42,6 +51,7 @@ student (``cer``; for letter tokens the character error rate, ``|`` counted as t
 of the teacher (``cer_teacher``) are logged too.
 """
 
+import contextlib
 import logging
 from pathlib import Path
 from typing import Dict, Optional, Sequence, Tuple
@@ -61,6 +71,9 @@ from asrc.errors import ConfigError
 from asrc.espnet.encoder import AsrcWav2Vec2Encoder, as_waveform
 from asrc.models import Wav2Vec2CTC, load
 from asrc.models.io import QUANT_NAME, TOKENS_NAME, is_model_dir
+from asrc.prune.masks import apply_masks
+from asrc.prune.objective import PruningObjective
+from asrc.prune.spec import PruneSpec
 
 __all__ = ["AsrcCTCModel", "AsrcDistillModel", "espnet_token_list", "greedy_error_counts", "load_teacher",
            "transcribed_ctc_loss"]
@@ -230,6 +243,14 @@ class AsrcDistillModel(_AsrcModelBase):
             logger.info("hidden_loss layer map (student state -> teacher state): %s", layer_map)
         elif teacher_layer_map:
             raise ConfigError("model_conf.teacher_layer_map is set but loss_weights.hidden_loss is 0")
+        #: The gates and Lagrangian of structured pruning (:meth:`enable_pruning`); None without.
+        self.pruning = None
+
+    def enable_pruning(self, spec: PruneSpec) -> None:
+        """Prune the student while distilling (module doc); called by the task for a ``prune:`` section."""
+        self.pruning = PruningObjective(self.encoder.config, spec)
+        logger.info("structured pruning: %s; unpruned student %d parameters", spec.to_dict(),
+                    int(self.pruning.full_params))
 
     def _apply(self, fn, *args, **kwargs):
         self.teacher._apply(fn, *args, **kwargs)
@@ -241,8 +262,11 @@ class AsrcDistillModel(_AsrcModelBase):
         with torch.no_grad():
             t_out = self.teacher.encode(wav, speech_lengths, output_hidden_states=need_hidden)
             t_logits = self.teacher.ctc_head(t_out.x)
-        s_out = self.encoder.encode(wav, speech_lengths, output_hidden_states=need_hidden, return_features=True)
-        s_logits = self.encoder.ctc_logits(s_out.x)
+        with contextlib.ExitStack() as stack:
+            if self.pruning is not None:
+                stack.enter_context(apply_masks(self.encoder.model, self.pruning.gates()))
+            s_out = self.encoder.encode(wav, speech_lengths, output_hidden_states=need_hidden, return_features=True)
+            s_logits = self.encoder.ctc_logits(s_out.x)
         if not torch.equal(s_out.lengths, t_out.lengths):
             raise RuntimeError(f"student frames {s_out.lengths.tolist()} != teacher frames {t_out.lengths.tolist()}")
         lengths = s_out.lengths
@@ -257,8 +281,13 @@ class AsrcDistillModel(_AsrcModelBase):
         if need_hidden:
             terms["hidden_loss"], parts = self.hidden_predictor(s_out.hidden_states, t_out.hidden_states, lengths)
         loss = self.weights.total(terms)
+        prune_stats = {}
+        if self.pruning is not None:
+            penalty, prune_stats = self.pruning(int(self.encoder.num_updates))
+            if self.training:
+                loss = loss + penalty
 
-        stats = {"loss": loss.detach(), **{k: v.detach() for k, v in terms.items()}, **parts,
+        stats = {"loss": loss.detach(), **{k: v.detach() for k, v in terms.items()}, **parts, **prune_stats,
                  "cer": None, "cer_teacher": None}
         if not self.training:
             errors, total = greedy_error_counts(s_logits, lengths, text, text_lengths)

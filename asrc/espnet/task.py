@@ -14,6 +14,11 @@ It is :class:`espnet2.tasks.asr.ASRTask` (same options, same trainer, same check
   student (``encoder_conf.layer_init``) fits its front end on ``--train_data_dir``'s speech
   (``encoder_conf.calibration``) unless told otherwise; with
   letter tokens ``|`` is the space symbol (``HELLO WORLD`` -> ``H E L L O | W O R L D``);
+- ``--prune`` (a ``prune:`` section of the YAML, :class:`asrc.prune.spec.PruneSpec`): structured
+  pruning during distillation (``--model asrc_distill``): hard-concrete gates on the student and
+  a Lagrangian on their expected cost (:meth:`asrc.espnet.models.AsrcDistillModel.enable_pruning`);
+  the gates and multipliers get their own optimizer parameter group (constant learning rate
+  ``prune.reg_lr`` whatever the scheduler, no weight decay);
 - an optimizer hook that counts updates for ``encoder_conf.freeze_feature_updates``;
 - under DDP, ``--unused_parameters true`` when LayerDrop or feature freezing leave
   parameters without gradient in some steps;
@@ -29,6 +34,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from espnet2.tasks.asr import ASRTask
+from espnet2.utils.nested_dict_action import NestedDictAction
 from espnet2.utils.types import str_or_none
 
 from asrc.core.constants import WORD_BOUNDARY
@@ -38,6 +44,7 @@ from asrc.espnet.data import untranscribed, write_shape_file, write_training_tex
 from asrc.espnet.encoder import AsrcWav2Vec2Encoder, resolve_encoder_config
 from asrc.espnet.logs import logging_to
 from asrc.models.io import TOKENS_NAME, is_model_dir
+from asrc.prune.spec import PruneSpec
 
 __all__ = ["ASRC_DEFAULTS", "AsrcASRTask", "complete_args"]
 
@@ -79,6 +86,11 @@ class AsrcASRTask(ASRTask):
                 help=f"Kaldi-style {mode} data directory (wav.scp, text, utt2spk, utt2num_samples); replaces "
                      f"--{mode}_data_path_and_name_and_type and --{mode}_shape_file",
             )
+        group = parser.add_argument_group(description="asrc structured pruning")
+        group.add_argument("--prune", action=NestedDictAction, default=None,
+                           help="structured pruning during distillation: asrc.prune.spec.PruneSpec keys "
+                                "(structures, target_sparsity, cost, cost_seconds, warmup_updates, reg_lr, "
+                                "init_drop_rate); needs --model asrc_distill")
 
     @classmethod
     def get_parser(cls):
@@ -117,6 +129,10 @@ class AsrcASRTask(ASRTask):
     @classmethod
     def build_model(cls, args: argparse.Namespace):
         model = super().build_model(args)
+        if getattr(args, "prune", None) is not None:
+            if not hasattr(model, "enable_pruning"):
+                raise ConfigError(f"prune: needs --model asrc_distill, got --model {args.model}")
+            model.enable_pruning(PruneSpec.from_dict(args.prune))
         encoders = [m for m in model.modules() if isinstance(m, AsrcWav2Vec2Encoder)]
         needs_unused = any(e.config.layer_drop > 0 or e.freeze_feature_updates > 0 for e in encoders)
         if getattr(args, "distributed", False) and needs_unused and not args.unused_parameters:
@@ -127,6 +143,9 @@ class AsrcASRTask(ASRTask):
     @classmethod
     def build_optimizers(cls, args: argparse.Namespace, model):
         optimizers = super().build_optimizers(args, model)
+        pruning = getattr(model, "pruning", None)
+        if pruning is not None:
+            _own_group(optimizers[0], list(pruning.parameters()), lr=pruning.spec.reg_lr)
         encoders = [m for m in model.modules() if isinstance(m, AsrcWav2Vec2Encoder)]
         if encoders:
             def count_update(optimizer, *unused):
@@ -136,6 +155,24 @@ class AsrcASRTask(ASRTask):
             # One optimizer step = one update; steps skipped for non-finite gradients are not counted.
             optimizers[0].register_step_post_hook(count_update)
         return optimizers
+
+
+def _own_group(optimizer, params, lr: float) -> None:
+    """Move ``params`` out of the optimizer's groups into a group of their own: constant ``lr``, no
+    weight decay. ESPnet's schedulers set every group's lr (the piecewise-linear one even ignores
+    the group's own); a hook puts this group's back before every step, so the gates follow the
+    target ramp from the first update (what the scheduler set is what ESPnet logs as
+    ``optim0_lr1``, not what was used)."""
+    ids = {id(p) for p in params}
+    for group in optimizer.param_groups:
+        group["params"] = [p for p in group["params"] if id(p) not in ids]
+    optimizer.add_param_group({"params": params, "lr": lr, "weight_decay": 0.0})
+    group = optimizer.param_groups[-1]
+
+    def constant_lr(opt, *unused):
+        group["lr"] = lr
+
+    optimizer.register_step_pre_hook(constant_lr)
 
 
 def _tokens_of(model_dir) -> Optional[str]:
@@ -166,6 +203,11 @@ def check_resume_state(args: argparse.Namespace) -> None:
 def complete_args(args: argparse.Namespace) -> None:
     """Fill in what asrc derives (token list, full encoder config, data files); see the module doc."""
     check_resume_state(args)
+    if getattr(args, "prune", None) is not None:
+        if args.model != "asrc_distill":
+            raise ConfigError(f"prune: structured pruning runs with distillation; set --model asrc_distill "
+                              f"(got {args.model})")
+        args.prune = PruneSpec.from_dict(args.prune).to_dict()  # validated, complete in config.yaml
     if args.encoder != "asrc_wav2vec2":
         return
     encoder_conf = dict(args.encoder_conf or {})

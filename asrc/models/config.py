@@ -6,7 +6,7 @@ dataclass (``Wav2Vec2Config.to_yaml`` / ``from_yaml`` round-trip, unknown keys a
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import List
+from typing import List, Optional
 
 import yaml
 
@@ -17,6 +17,8 @@ from asrc.errors import ConfigError
 BASE_CONV_LAYERS = [[512, 10, 5]] + [[512, 3, 2]] * 4 + [[512, 2, 2]] * 2
 
 EXTRACTOR_MODES = ("group_norm", "layer_norm")
+#: Per-layer lists of a heterogeneous (pruned) transformer; None in a homogeneous one.
+HETEROGENEOUS_KEYS = ("layer_num_heads", "layer_ffn_dims")
 
 
 @dataclass
@@ -42,6 +44,12 @@ class Wav2Vec2Config:
     ffn_dim: int = 3072
     num_heads: int = 12
     num_layers: int = 12
+    # Heterogeneous layers (structured pruning, asrc.prune): per transformer layer the number of
+    # attention heads (0: no attention sub-layer) and the feed-forward width (0: no feed-forward
+    # sub-layer). None: num_heads / ffn_dim in every layer. The head size is always
+    # embed_dim // num_heads, so a layer with h heads projects to h * head_dim.
+    layer_num_heads: Optional[List[int]] = None
+    layer_ffn_dims: Optional[List[int]] = None
     # Each transformer layer is applied this many times in a row (ALBERT-style reuse).
     layer_reuse: int = 1
     # False: post-LN "base" layout; True: pre-LN "large" layout.
@@ -69,6 +77,10 @@ class Wav2Vec2Config:
 
     def __post_init__(self):
         self.conv_layers = [list(map(int, c)) for c in self.conv_layers]
+        for name in HETEROGENEOUS_KEYS:
+            v = getattr(self, name)
+            if isinstance(v, (list, tuple)) and all(isinstance(x, int) and not isinstance(x, bool) for x in v):
+                setattr(self, name, [int(x) for x in v])
         self.validate()
 
     def validate(self):
@@ -86,6 +98,14 @@ class Wav2Vec2Config:
             problems.append(f"embed_dim={self.embed_dim} is not divisible by num_heads={self.num_heads}")
         if self.embed_dim % self.pos_conv_groups:
             problems.append(f"embed_dim={self.embed_dim} is not divisible by pos_conv_groups={self.pos_conv_groups}")
+        for name in HETEROGENEOUS_KEYS:
+            v = getattr(self, name)
+            if v is None:
+                continue
+            if not (isinstance(v, list) and all(type(x) is int and x >= 0 for x in v)):
+                problems.append(f"{name}={v!r} is not a list of integers >= 0")
+            elif len(v) != self.num_layers:
+                problems.append(f"{name} has {len(v)} entries for num_layers={self.num_layers}")
         if self.num_layers < 0 or self.layer_reuse < 1:
             problems.append(f"num_layers={self.num_layers} / layer_reuse={self.layer_reuse} out of range")
         for name in ("dropout", "attention_dropout", "activation_dropout", "feature_dropout",
@@ -97,6 +117,23 @@ class Wav2Vec2Config:
             problems.append(f"vocab_size={self.vocab_size} must be >= 2")
         if problems:
             raise ConfigError("invalid Wav2Vec2Config: " + "; ".join(problems))
+
+    @property
+    def head_dim(self) -> int:
+        """Size of one attention head, the same in every layer."""
+        return self.embed_dim // self.num_heads
+
+    def heads(self, layer: int) -> int:
+        """Attention heads of transformer layer ``layer`` (0-based); 0 = no attention sub-layer."""
+        return self.num_heads if self.layer_num_heads is None else self.layer_num_heads[layer]
+
+    def ffn_width(self, layer: int) -> int:
+        """Feed-forward width of transformer layer ``layer`` (0-based); 0 = no feed-forward sub-layer."""
+        return self.ffn_dim if self.layer_ffn_dims is None else self.layer_ffn_dims[layer]
+
+    @property
+    def is_heterogeneous(self) -> bool:
+        return any(getattr(self, name) is not None for name in HETEROGENEOUS_KEYS)
 
     @property
     def conv_dim(self) -> int:
@@ -120,7 +157,13 @@ class Wav2Vec2Config:
         return rf
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The fields as plain data; the heterogeneous-layer keys only when set, so the config of
+        a homogeneous model reads (and is written) exactly as before they existed."""
+        d = dataclasses.asdict(self)
+        for name in HETEROGENEOUS_KEYS:
+            if d[name] is None:
+                del d[name]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict, source: str = "config") -> "Wav2Vec2Config":

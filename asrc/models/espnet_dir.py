@@ -23,7 +23,7 @@ from asrc.models.config import Wav2Vec2Config
 from asrc.models.io import load_state_dict_strict, save_model_dir
 from asrc.models.wav2vec2 import Wav2Vec2CTC
 
-__all__ = ["DEFAULT_CHECKPOINTS", "find_checkpoint", "read_experiment", "export_model_dir"]
+__all__ = ["DEFAULT_CHECKPOINTS", "find_checkpoint", "read_experiment", "read_experiment_parts", "export_model_dir"]
 
 logger = logging.getLogger(__name__)
 
@@ -55,12 +55,21 @@ def read_experiment(exp_dir, checkpoint: Optional[str] = None) -> Wav2Vec2CTC:
 
     ``checkpoint``: a file name in ``exp_dir`` (``valid.loss.ave.pth``, ``valid.cer.best.pth``,
     ``3epoch.pth``, ``checkpoint.pth``...) or a path; default :data:`DEFAULT_CHECKPOINTS`.
+    A structured-pruning run (``prune:`` in its config) is refused: its weights mean something
+    only under its gates; its model is the dense one that ``asrc.prune.export`` writes.
     """
-    return _read_experiment(exp_dir, checkpoint)[0]
+    model, path, args, _ = read_experiment_parts(exp_dir, checkpoint)
+    if args.get("prune") is not None:
+        raise ConfigError(f"{exp_dir} is a structured-pruning run: load the dense model it exported "
+                          f"(asrc-train --export_model_dir, asrc.prune.export.export_pruned_model_dir), "
+                          f"not its gated student")
+    return model
 
 
-def _read_experiment(exp_dir, checkpoint: Optional[str]):
-    """``(model, checkpoint path)``: :func:`read_experiment` and the file it read."""
+def read_experiment_parts(exp_dir, checkpoint: Optional[str] = None):
+    """``(model, checkpoint path, ESPnet config dict, full checkpoint state)`` of experiment ``exp_dir``:
+    the wav2vec 2.0 model with the checkpoint's ``encoder.model.*`` weights, and what else a
+    workflow needs from the run (:mod:`asrc.prune.export` reads its gates)."""
     exp_dir = Path(exp_dir)
     config_path = exp_dir / "config.yaml"
     if not config_path.is_file():
@@ -84,7 +93,7 @@ def _read_experiment(exp_dir, checkpoint: Optional[str]):
         raise CheckpointError(f"{path}: no {PREFIX}* parameters; not a checkpoint of an asrc_wav2vec2 encoder")
     model = Wav2Vec2CTC(config, tokens)
     load_state_dict_strict(model, own, str(path))
-    return model.eval(), path
+    return model.eval(), path, args, state
 
 
 def export_model_dir(exp_dir, out_dir, checkpoint: Optional[str] = None) -> Path:
@@ -92,7 +101,8 @@ def export_model_dir(exp_dir, out_dir, checkpoint: Optional[str] = None) -> Path
 
     ``checkpoint`` as for :func:`read_experiment`.
     """
-    model, path = _read_experiment(exp_dir, checkpoint)
+    model = read_experiment(exp_dir, checkpoint)
+    path = find_checkpoint(exp_dir, checkpoint)
     save_model_dir(model, out_dir, model.tokens)
     logger.info("exported %s (%s) to %s", exp_dir, path.name, out_dir)
     return Path(out_dir)

@@ -35,8 +35,10 @@ reported per second of audio (clip MACs / seconds)
     feature_projection  T * conv_dim * D
     pos_conv            T_pos * D * (D / pos_conv_groups) * K, with ``T_pos = T + 2 * (K // 2) - K + 1``:
                         the "same"-padded conv computes one extra frame for even K (then dropped)
-    transformer         per layer application (num_layers * layer_reuse of them):
-                        4 * T * D^2 (q, k, v, out projections) + 2 * T^2 * D (Q K^T and A V)
+    transformer         per layer application (num_layers * layer_reuse of them), with
+                        ``A = heads * head_dim`` (= D unless heads were pruned) and ``F`` that
+                        layer's feed-forward width (``layer_num_heads`` / ``layer_ffn_dims``):
+                        4 * T * D * A (q, k, v, out projections) + 2 * T^2 * A (Q K^T and A V)
                         + 2 * T * D * F (feed-forward)
     ctc_head            T * D * vocab_size
     Not counted: biases, norms, activations, softmax, residual additions, the weight-norm
@@ -198,14 +200,17 @@ def macs(config: Wav2Vec2Config, samples: int) -> Dict[str, int]:
         length = (length - k) // s + 1
         conv += length * out_ch * (in_ch // g) * k
         in_ch = out_ch
-    d, f, kp = config.embed_dim, config.ffn_dim, config.pos_conv_kernel
+    d, kp = config.embed_dim, config.pos_conv_kernel
     t_pos = t + 2 * (kp // 2) - kp + 1
-    per_layer = 4 * t * d * d + 2 * t * t * d + 2 * t * d * f
+    transformer = 0
+    for i in range(config.num_layers):
+        a = config.heads(i) * config.head_dim
+        transformer += 4 * t * d * a + 2 * t * t * a + 2 * t * d * config.ffn_width(i)
     return {
         "feature_extractor": conv,
         "feature_projection": t * config.conv_dim * d,
         "pos_conv": t_pos * d * (d // config.pos_conv_groups) * kp,
-        "transformer": config.num_layers * config.layer_reuse * per_layer,
+        "transformer": config.layer_reuse * transformer,
         "ctc_head": t * d * config.vocab_size,
         "mask_emb": 0,
     }

@@ -51,6 +51,8 @@ def grow_depth(model: Wav2Vec2CTC, num_layers: int, sources: Optional[Sequence[O
                          "an all-zero residual branch is followed by a LayerNorm and is not an identity")
     if config.layer_reuse != 1:
         raise ValueError("grow_depth: layer_reuse must be 1")
+    if config.is_heterogeneous:
+        raise ValueError("grow_depth: the model has heterogeneous (pruned) layers; grow homogeneous models only")
     sources = list(sources or grown_layer_sources(config.num_layers, num_layers))
     if len(sources) != num_layers or sources[0] is None:
         raise ValueError(f"grow_depth: sources must list {num_layers} layers and start with an old one, got {sources}")

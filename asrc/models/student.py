@@ -521,6 +521,11 @@ def build_student(teacher: Wav2Vec2CTC, student_config: Wav2Vec2Config,
         (seed torch for reproducibility).
     """
     t_cfg, s_cfg = teacher.config, student_config
+    if t_cfg.is_heterogeneous or s_cfg.is_heterogeneous:
+        which = "teacher" if t_cfg.is_heterogeneous else "student"
+        raise ValueError(f"the {which} has heterogeneous (pruned) layers (layer_num_heads / layer_ffn_dims); "
+                         f"layer-wise students are built from homogeneous models only (fine-tune a pruned "
+                         f"model as it is: layer_init null)")
     if conv_init not in CONV_INITS:
         raise ValueError(f"conv_init={conv_init!r} is not one of {CONV_INITS}")
     differ = [f"{f}: student {getattr(s_cfg, f)!r} vs teacher {getattr(t_cfg, f)!r}"

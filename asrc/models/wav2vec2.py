@@ -254,19 +254,24 @@ class PositionalConv(nn.Module):
 
 
 class SelfAttention(nn.Module):
-    def __init__(self, embed_dim: int, num_heads: int, dropout: float):
+    """Multi-head self-attention; ``num_heads * head_dim`` may be smaller than ``embed_dim``
+    (a layer with pruned heads); ``head_dim`` defaults to ``embed_dim // num_heads``."""
+
+    def __init__(self, embed_dim: int, num_heads: int, dropout: float, head_dim: Optional[int] = None):
         super().__init__()
         self.num_heads = num_heads
-        self.head_dim = embed_dim // num_heads
+        self.head_dim = embed_dim // num_heads if head_dim is None else head_dim
         self.dropout = dropout
-        self.q_proj = nn.Linear(embed_dim, embed_dim)
-        self.k_proj = nn.Linear(embed_dim, embed_dim)
-        self.v_proj = nn.Linear(embed_dim, embed_dim)
-        self.out_proj = nn.Linear(embed_dim, embed_dim)
+        inner = num_heads * self.head_dim
+        self.q_proj = nn.Linear(embed_dim, inner)
+        self.k_proj = nn.Linear(embed_dim, inner)
+        self.v_proj = nn.Linear(embed_dim, inner)
+        self.out_proj = nn.Linear(inner, embed_dim)
 
     def attend(self, x: Tensor, attn_mask: Optional[Tensor] = None) -> Tensor:
-        """Everything but the output projection: ``[batch, frame, embed_dim]``, heads concatenated."""
-        b, t, d = x.shape
+        """Everything but the output projection: ``[batch, frame, num_heads * head_dim]``, heads concatenated."""
+        b, t, _ = x.shape
+        d = self.num_heads * self.head_dim
 
         def heads(y: Tensor) -> Tensor:
             return y.view(b, t, self.num_heads, self.head_dim).transpose(1, 2)
@@ -283,15 +288,22 @@ class SelfAttention(nn.Module):
 
 
 class TransformerLayer(nn.Module):
-    def __init__(self, config: Wav2Vec2Config):
+    """One transformer layer; layer ``index`` of a heterogeneous config may lack its attention
+    (0 heads) or feed-forward (width 0) sub-layer. The residual stream then passes it unchanged;
+    the post-LN layout keeps that sub-layer's LayerNorm (it normalises the residual sum), the
+    pre-LN layout drops it (it only fed the missing sub-layer)."""
+
+    def __init__(self, config: Wav2Vec2Config, index: int = 0):
         super().__init__()
         d, eps = config.embed_dim, config.layer_norm_eps
+        heads, ffn = config.heads(index), config.ffn_width(index)
         self.layer_norm_first = config.layer_norm_first
-        self.self_attn = SelfAttention(d, config.num_heads, config.attention_dropout)
-        self.self_attn_layer_norm = nn.LayerNorm(d, eps=eps)
-        self.fc1 = nn.Linear(d, config.ffn_dim)
-        self.fc2 = nn.Linear(config.ffn_dim, d)
-        self.final_layer_norm = nn.LayerNorm(d, eps=eps)
+        keep_norms = not config.layer_norm_first
+        self.self_attn = SelfAttention(d, heads, config.attention_dropout, config.head_dim) if heads else None
+        self.self_attn_layer_norm = nn.LayerNorm(d, eps=eps) if heads or keep_norms else None
+        self.fc1 = nn.Linear(d, ffn) if ffn else None
+        self.fc2 = nn.Linear(ffn, d) if ffn else None
+        self.final_layer_norm = nn.LayerNorm(d, eps=eps) if ffn or keep_norms else None
         self.dropout = nn.Dropout(config.dropout)
         self.activation_dropout = nn.Dropout(config.activation_dropout)
 
@@ -299,7 +311,8 @@ class TransformerLayer(nn.Module):
         return self.dropout(self.fc2(self.activation_dropout(F.gelu(self.fc1(x)))))
 
     def _fast_path_ok(self, x: Tensor) -> bool:
-        return (_LINEAR_POINTWISE is not None and _inference_fast_path(self, x)
+        return (_LINEAR_POINTWISE is not None and self.self_attn is not None and self.fc1 is not None
+                and _inference_fast_path(self, x)
                 and type(self.fc1) is nn.Linear and type(self.fc2) is nn.Linear  # not quantized
                 and type(self.self_attn.out_proj) is nn.Linear
                 and all(m.bias is not None for m in (self.fc1, self.fc2, self.self_attn.out_proj)))
@@ -317,7 +330,7 @@ class TransformerLayer(nn.Module):
 
         def attention(y: Tensor) -> Tensor:
             heads = attn.attend(y.view(b, t, d), attn_mask)
-            return self._residual_linear(x, heads.reshape(b * t, d), attn.out_proj)
+            return self._residual_linear(x, heads.reshape(b * t, heads.shape[-1]), attn.out_proj)
 
         def ffn(y: Tensor, residual: Tensor) -> Tensor:
             h = _LINEAR_POINTWISE(y, self.fc1.weight, self.fc1.bias, "gelu", [], "none")
@@ -333,10 +346,17 @@ class TransformerLayer(nn.Module):
         if self._fast_path_ok(x):
             return self._forward_fast(x, attn_mask)
         if self.layer_norm_first:
-            x = x + self.dropout(self.self_attn(self.self_attn_layer_norm(x), attn_mask))
-            return x + self._ffn(self.final_layer_norm(x))
-        x = self.self_attn_layer_norm(x + self.dropout(self.self_attn(x, attn_mask)))
-        return self.final_layer_norm(x + self._ffn(x))
+            if self.self_attn is not None:
+                x = x + self.dropout(self.self_attn(self.self_attn_layer_norm(x), attn_mask))
+            if self.fc1 is not None:
+                x = x + self._ffn(self.final_layer_norm(x))
+            return x
+        if self.self_attn is not None:
+            x = x + self.dropout(self.self_attn(x, attn_mask))
+        x = self.self_attn_layer_norm(x)
+        if self.fc1 is not None:
+            x = x + self._ffn(x)
+        return self.final_layer_norm(x)
 
 
 class TransformerEncoder(nn.Module):
@@ -348,7 +368,7 @@ class TransformerEncoder(nn.Module):
         self.pos_conv = PositionalConv(config.embed_dim, config.pos_conv_kernel, config.pos_conv_groups)
         self.layer_norm = nn.LayerNorm(config.embed_dim, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.dropout)
-        self.layers = nn.ModuleList(TransformerLayer(config) for _ in range(config.num_layers))
+        self.layers = nn.ModuleList(TransformerLayer(config, i) for i in range(config.num_layers))
 
     def forward(self, x: Tensor, padding_mask: Optional[Tensor] = None, output_hidden_states: bool = False):
         """x ``[batch, frame, embed_dim]`` -> (x, hidden states or None)."""

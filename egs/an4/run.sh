@@ -42,6 +42,11 @@
 #      (asrc-frontend-init --teacher), 12 distilled (CTC + KD + hidden-state loss) and
 #      CTC-only from that start, side by side (2000 updates each, ~55 min), 13 int8 of both,
 #      decoding, scoring -> exp/RESULTS_narrow.md
+#   14-16 the pruning experiment (not run by default: --stage 14 --stop_stage 16): 14 copies of
+#      the teacher pruned while distilled to $prune_targets (sparsity = share of the teacher's
+#      parameters removed; conf/prune.yaml, 1500 updates), 15 final distillation of each dense
+#      model (conf/prune_final_distill.yaml, 500 updates: 2000 in all, as the narrow students),
+#      16 decoding, scoring -> exp/RESULTS_prune.md; asrc-info of each in exp/logs/info_pruned_<t>.log
 #   ./run.sh --stage 1 --stop_stage 2 && ./run.sh --stage 8   # the experiment alone
 # Why stage 3 exists and what each option bought: RESULTS.md in this folder.
 set -euo pipefail
@@ -78,6 +83,7 @@ teacher_exp=exp/teacher12                  # the final teacher's experiment (sta
 train_args=                                # extra asrc-train flags, e.g. "--max_epoch 2"
 narrow_model=conf/student_narrow_model.yaml # stages 11-13: the narrow student's architecture
 narrow_init_steps=300                      # stage 11 regression steps
+prune_targets="0.5 0.7 0.85"               # stages 14-16: target sparsities (50, 30, 15 % of the teacher's parameters kept)
 
 . ./path.sh
 . ./cmd.sh
@@ -314,5 +320,50 @@ if stage_begin 13 "narrow students: int8, decoding and scoring -> exp/RESULTS_na
     run_logged exp/logs/results_narrow.log asrc-results --out exp/RESULTS_narrow.md "${rows[@]}"
     cat exp/RESULTS_narrow.md
     stage_done 13 $stamps
+fi
+# ---- the pruning experiment: the teacher pruned while distilled, at several sizes ----
+if stage_begin 14 "pruning with distillation: target sparsities $prune_targets" $stamps; then
+    for t in $prune_targets; do
+        fresh_outputs exp/prune_$t
+        log "log: exp/logs/prune_$t.log (tensorboard --logdir exp/prune_$t)"
+        # shellcheck disable=SC2086
+        $train_cmd exp/logs/prune_$t.log \
+            asrc-train --config conf/prune.yaml --prune "target_sparsity=$t" \
+                --model_conf "teacher=$student_teacher" --encoder_conf "init=$student_teacher" \
+                --train_data_dir data/train --valid_data_dir data/dev --token_list "$student_teacher/tokens.txt" \
+                --output_dir exp/prune_$t --export_model_dir exp/prune_$t/model $student_args
+    done
+    stage_done 14 $stamps
+fi
+
+if stage_begin 15 "final distillation of the pruned students" $stamps; then
+    for t in $prune_targets; do
+        fresh_outputs exp/pruned_$t
+        # shellcheck disable=SC2086
+        $train_cmd exp/logs/pruned_final_$t.log \
+            asrc-train --config conf/prune_final_distill.yaml \
+                --model_conf "teacher=$student_teacher" --encoder_conf "init=exp/prune_$t/model" \
+                --train_data_dir data/train --valid_data_dir data/dev --token_list "$student_teacher/tokens.txt" \
+                --output_dir exp/pruned_$t --export_model_dir exp/pruned_$t/model \
+                --export_checkpoint valid.cer.ave.pth $student_args
+    done
+    stage_done 15 $stamps
+fi
+
+if stage_begin 16 "pruned students: decoding, scoring -> exp/RESULTS_prune.md, footprints" $stamps; then
+    rows=()
+    for t in $prune_targets; do
+        for m in prune_$t pruned_$t; do
+            $decode_cmd exp/logs/decode_${m}_test.log \
+                asrc-decode --model exp/$m/model --data data/test --out exp/$m/decode_test --nj "$nj"
+            run_logged exp/logs/score_${m}_test.log asrc-score --ref data/test/text --hyp exp/$m/decode_test/text \
+                --out exp/$m/decode_test --utt2spk data/test/utt2spk --cer
+            rows+=(--row "$m" test "exp/$m/decode_test")
+        done
+        run_logged exp/logs/info_pruned_$t.log asrc-info exp/pruned_$t/model --json
+    done
+    run_logged exp/logs/results_prune.log asrc-results --out exp/RESULTS_prune.md "${rows[@]}"
+    cat exp/RESULTS_prune.md
+    stage_done 16 $stamps
 fi
 log "done: stages $stage..$stop_stage"

@@ -16,7 +16,10 @@
 #   4  letter token list (fairseq dict.ltr.txt order) and a check of every transcript
 #   5  teacher: convert $TEACHER (asrc-convert), optionally fine-tune it (--teacher_finetune true)
 #   6  distillation into the student with ESPnet's trainer (asrc-train, conf/distill.yaml);
-#      with --student_model, first a front-end warm start of that student on the teacher's features
+#      with --student_model, first a front-end warm start of that student on the teacher's features;
+#      with --student_method prune: structured pruning of a copy of the teacher while distilling
+#      (conf/prune.yaml -> the dense model exp/student_pruned/model), then the final distillation
+#      of that model (conf/prune_final_distill.yaml -> exp/student/model)
 #   7  int8 quantization of the student (asrc-quantize)
 #   8  decoding of $test_sets by teacher, student and student-int8 (asrc-decode)
 #   9  scoring (sclite) -> exp/RESULTS.md
@@ -43,6 +46,9 @@ student_model=                      # "": the student distill_config builds from
                                     # (conf/student_narrow_model.yaml, with conf/distill_narrow.yaml): a
                                     # narrower student, its front end warm-started on the teacher's features
 student_init_steps=2000             # stage 6, with student_model: front-end warm-start steps
+student_method=distill              # stage 6: distill (a layer-dropped/narrow student) or prune (structured pruning)
+prune_config=conf/prune.yaml        # stage 6, student_method=prune: pruning with distillation
+prune_final_config=conf/prune_final_distill.yaml   # stage 6, student_method=prune: final distillation
 train_args=                         # extra asrc-train flags for stages 5 and 6, e.g. "--max_epoch 1"
 quant_mode=static-pos               # dynamic: Linear layers; static-pos: + positional conv (calibrated); static-conv: + CNN (fastest, costs accuracy)
 bench_args=                         # extra asrc-bench footprint flags, e.g. "--runs 3 --no-peer"
@@ -143,7 +149,28 @@ if stage_begin 5 "teacher" $stamps; then
     stage_done 5 $stamps
 fi
 
-if stage_begin 6 "distillation (ESPnet trainer)" $stamps; then
+if [ "$student_method" = prune ] && stage_begin 6 "structured pruning + final distillation (ESPnet trainer)" $stamps; then
+    [ -z "$student_model" ] || die "--student_model goes with --student_method distill; pruning starts from the teacher"
+    fresh_outputs exp/student exp/student_pruned
+    log "log: exp/logs/prune.log (tensorboard --logdir exp/student_pruned)"
+    # shellcheck disable=SC2086
+    $train_cmd --gpu "$ngpu" exp/logs/prune.log \
+        asrc-train --config "$prune_config" --model_conf "teacher=$teacher" --encoder_conf "init=$teacher" \
+            --train_data_dir data/$train_set --valid_data_dir data/$valid_set \
+            --ngpu "$ngpu" --output_dir exp/student_pruned --export_model_dir exp/student_pruned/model $train_args
+    log "log: exp/logs/prune_final_distill.log (tensorboard --logdir exp/student)"
+    # shellcheck disable=SC2086
+    $train_cmd --gpu "$ngpu" exp/logs/prune_final_distill.log \
+        asrc-train --config "$prune_final_config" --model_conf "teacher=$teacher" \
+            --encoder_conf "init=exp/student_pruned/model" \
+            --train_data_dir data/$train_set --valid_data_dir data/$valid_set \
+            --ngpu "$ngpu" --output_dir exp/student --export_model_dir $student $train_args
+    stage_done 6 $stamps
+elif [ "$student_method" != distill ] && [ "$student_method" != prune ]; then
+    die "--student_method must be distill or prune, got '$student_method'"
+fi
+
+if [ "$student_method" = distill ] && stage_begin 6 "distillation (ESPnet trainer)" $stamps; then
     fresh_outputs exp/student exp/student_frontend_init
     student_init=$teacher
     if [ -n "$student_model" ]; then

@@ -1,0 +1,59 @@
+"""``PruningObjective``: the gates of a student and the Lagrangian on their expected cost.
+
+One module for a training loop (ESPnet's, :mod:`asrc.espnet.models`, or a plain one):
+
+    objective = PruningObjective(student.config, PruneSpec(target_sparsity=0.7))
+    masks = objective.gates()                       # sampled (train) / deterministic (eval)
+    with apply_masks(student, masks):
+        loss = distillation_loss(student(...))
+    penalty, stats = objective(update)              # expected cost, target, multipliers, kept fractions
+    (loss + penalty).backward()
+
+The optimizer should give :meth:`PruningObjective.parameters` (gates and multipliers) the
+learning rate ``spec.reg_lr`` and no weight decay; the multipliers' gradient ascent needs nothing
+else (:mod:`asrc.prune.lagrangian`).
+"""
+
+from typing import Dict, Tuple
+
+import torch
+from torch import Tensor, nn
+
+from asrc.models.config import Wav2Vec2Config
+from asrc.prune.cost import Sizes, cost
+from asrc.prune.lagrangian import LagrangianConstraint
+from asrc.prune.model_gates import ModelGates
+from asrc.prune.spec import PruneSpec
+
+__all__ = ["PruningObjective"]
+
+
+class PruningObjective(nn.Module):
+    def __init__(self, config: Wav2Vec2Config, spec: PruneSpec):
+        super().__init__()
+        self.spec = spec
+        self.config = config
+        self.gates = ModelGates(config, spec.structures, spec.init_drop_rate)
+        self.constraint = LagrangianConstraint(spec.target_sparsity, spec.warmup_updates)
+        full = Sizes.of_config(config)
+        #: Cost of the unpruned model (the spec's kind) and its parameter count.
+        self.full_cost = float(cost(config, full, spec.cost, spec.cost_seconds))
+        self.full_params = float(cost(config, full, "params"))
+
+    def expected_cost(self, kind: str = None) -> Tensor:
+        """Expected cost (``spec.cost`` unless ``kind``) of the gated model; differentiable."""
+        return cost(self.config, self.gates.expected_sizes(), kind or self.spec.cost, self.spec.cost_seconds)
+
+    def forward(self, update: int) -> Tuple[Tensor, Dict[str, Tensor]]:
+        """``(penalty, stats)`` at optimizer update ``update``; stats are detached scalars for the logs."""
+        expected = self.expected_cost()
+        sparsity = 1.0 - expected / self.full_cost
+        penalty, target = self.constraint(sparsity, update)
+        params = expected if self.spec.cost == "params" else self.expected_cost("params")
+        stats = {"expected_params": params.detach(), "expected_sparsity": sparsity.detach(),
+                 "target_sparsity": torch.tensor(target), "lambda1": self.constraint.lambda1.detach().clone(),
+                 "lambda2": self.constraint.lambda2.detach().clone(), "lagrangian": penalty.detach()}
+        if self.spec.cost == "macs":
+            stats["expected_macs"] = expected.detach()
+        stats.update({f"kept_{name}": v for name, v in self.gates.kept_fractions().items()})
+        return penalty, stats
