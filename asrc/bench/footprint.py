@@ -44,29 +44,30 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Union
 
 import torch
 
 from asrc.core.constants import SAMPLE_RATE
 from asrc.errors import AsrcError
 from asrc.models.config import Wav2Vec2Config
+from asrc.models.student_spec import CONV_CHANNELS, StudentSpec, read_student_spec
 
 
-# Students built from the teacher config when no --student DIR is given
-# ("c256" = 256-channel CNN, "d384" = transformer width 384 / FFN 1536 / 6 heads).
+# Students built from the teacher when no --student DIR is given: student specs
+# (asrc.models.student_spec; "c256" = 256-channel CNN, "d384" = transformer width 384 / FFN
+# 1536 / 6 heads). Their measured ratios are in the README, not here.
 STUDENT_PRESETS = {
-    # Ratios: int8 static-pos vs the fp32 base teacher, 2 threads, measured here (footprint run of 2026-11-24).
-    # The issue's student: teacher width, 4 layers, grouped CNN. int8: 8.9x smaller, 2.6x faster.
-    "student-4L-g2": dict(num_layers=4, conv_groups=2),
-    # Recommended: narrower transformer and CNN. int8: 34.8x smaller, 6.5x faster.
-    "student-4L-g2-d384-c256": dict(num_layers=4, conv_groups=2, embed_dim=384, ffn_dim=1536, num_heads=6,
-                                    conv_channels=256),
-    # Keeps the teacher's 512 CNN channels (so build_student derives the grouped CNN from the
-    # teacher's); int8: 21.9x smaller, 2.9-3.7x faster (the 512-channel CNN is most of the time).
-    "student-4L-g2-d384": dict(num_layers=4, conv_groups=2, embed_dim=384, ffn_dim=1536, num_heads=6),
-    "student-4L-g2-d512-c256": dict(num_layers=4, conv_groups=2, embed_dim=512, ffn_dim=2048, num_heads=8,
-                                    conv_channels=256),
+    # Teacher width, 4 layers, grouped CNN.
+    "student-4L-g2": {"layers": {"num": 4}, "architecture": {"conv_groups": 2}},
+    # Recommended: narrower transformer and CNN.
+    "student-4L-g2-d384-c256": {"layers": {"num": 4}, "architecture": {
+        "conv_groups": 2, "embed_dim": 384, "ffn_dim": 1536, "num_heads": 6, "conv_channels": 256}},
+    # Keeps the teacher's 512 CNN channels, so build_student derives the grouped CNN from the teacher's.
+    "student-4L-g2-d384": {"layers": {"num": 4}, "architecture": {
+        "conv_groups": 2, "embed_dim": 384, "ffn_dim": 1536, "num_heads": 6}},
+    "student-4L-g2-d512-c256": {"layers": {"num": 4}, "architecture": {
+        "conv_groups": 2, "embed_dim": 512, "ffn_dim": 2048, "num_heads": 8, "conv_channels": 256}},
 }
 DEFAULT_PRESETS = ["student-4L-g2", "student-4L-g2-d384-c256", "student-4L-g2-d384"]
 
@@ -74,21 +75,25 @@ TINY_TEACHER = Wav2Vec2Config(conv_layers=[[32, 10, 5]] + [[32, 3, 2]] * 4 + [[3
                               ffn_dim=96, num_heads=4, num_layers=3, pos_conv_kernel=16, pos_conv_groups=4)
 
 
-def student_config(teacher: Wav2Vec2Config, preset: dict, tiny: bool = False) -> Wav2Vec2Config:
-    changes = dict(preset)
-    channels = changes.pop("conv_channels", None)
-    if tiny:  # keep the presets' shape at tiny scale: halve what the preset narrows
-        for key in ("embed_dim", "ffn_dim"):
-            if key in changes:
-                changes[key] = getattr(teacher, key) // 2
-        if "num_heads" in changes:
-            changes["num_heads"] = teacher.num_heads // 2
-        if channels is not None:
-            channels = teacher.conv_dim // 2
-        changes["num_layers"] = min(changes.get("num_layers", teacher.num_layers), 2)
-    if channels is not None:
-        changes["conv_layers"] = [[channels, k, s] for _, k, s in teacher.conv_layers]
-    return teacher.replace(**changes)
+def student_spec(preset: Union[str, dict], teacher: Wav2Vec2Config, tiny: bool = False) -> StudentSpec:
+    """The spec of a preset name, a spec mapping or a spec file; ``tiny`` keeps its shape at tiny
+    scale (what it narrows is halved, at most 2 layers)."""
+    spec = read_student_spec(STUDENT_PRESETS.get(preset, preset) if isinstance(preset, str) else preset,
+                             source=f"student preset {preset}" if isinstance(preset, str) else None)
+    if not tiny:
+        return spec
+    arch = dict(spec.architecture)
+    for key in ("embed_dim", "ffn_dim", "num_heads"):
+        if key in arch:
+            arch[key] = getattr(teacher, key) // 2
+    if CONV_CHANNELS in arch:
+        arch[CONV_CHANNELS] = teacher.conv_dim // 2
+    return spec.replace(architecture=arch, num_layers=min(spec.num_layers or teacher.num_layers, 2))
+
+
+def student_config(teacher: Wav2Vec2Config, preset: Union[str, dict], tiny: bool = False) -> Wav2Vec2Config:
+    """The architecture of :func:`student_spec` for ``teacher``."""
+    return student_spec(preset, teacher, tiny).student_config(teacher)
 
 
 def clip_macs(config: Wav2Vec2Config, samples: int) -> int:
@@ -547,14 +552,14 @@ def _run(args) -> int:
     if len(set(names)) != len(names):
         raise AsrcError(f"--student: two students named alike ({names}); name them: --student NAME=DIR")
     if not args.student:
-        from asrc.models.student import build_student
+        from asrc.models.student import build_from_spec
 
         for name in args.student_preset or DEFAULT_PRESETS:
-            scfg = student_config(tcfg, STUDENT_PRESETS[name], tiny=args.tiny)
+            spec = student_spec(name, tcfg, tiny=args.tiny)
             torch.manual_seed(0)
             # "energy" init: derived from the teacher without the least-squares fit (speed and
             # size do not depend on the weights; trained students come through --student).
-            student, _report = build_student(teacher, scfg, conv_init="energy")
+            student, _report = build_from_spec(teacher, spec.replace(conv_init="energy"))
             students.append((name, student.eval()))
 
     calib = [wav[0]]
