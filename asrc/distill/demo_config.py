@@ -53,7 +53,6 @@ schedule (so the same number of updates), trained with CTC on the labels alone
 """
 
 import logging
-from pathlib import Path
 from typing import Any, Dict, Mapping
 
 from asrc.core.config_files import read_yaml_mapping

@@ -28,7 +28,7 @@ The total is the weighted sum (:class:`LossWeights`, every weight from the YAML:
 spec's ``distill.loss_weights``, :mod:`asrc.models.student_spec`).
 """
 
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
