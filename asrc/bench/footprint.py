@@ -56,7 +56,7 @@ from asrc.models.student_spec import CONV_CHANNELS, StudentSpec, read_student_sp
 
 # Students built from the teacher when no --student DIR is given: student specs
 # (asrc.models.student_spec; "c256" = 256-channel CNN, "d384" = transformer width 384 / FFN
-# 1536 / 6 heads). Their measured ratios are in the README, not here.
+# 1536 / 6 heads). Measured ratios: README, "The model and its compression knobs".
 STUDENT_PRESETS = {
     # Teacher width, 4 layers, grouped CNN.
     "student-4L-g2": {"layers": {"num": 4}, "architecture": {"conv_groups": 2}},
