@@ -434,8 +434,9 @@ def add_arguments(parser: argparse.ArgumentParser):
     parser.add_argument("--student", metavar="DIR", action="append", default=[],
                         help="student model dir, or NAME=DIR to name its rows (repeatable; default: students "
                              "built from --student-preset)")
-    parser.add_argument("--student-preset", action="append", choices=sorted(STUDENT_PRESETS), default=None,
-                        help=f"students to build from the teacher (repeatable; default: {' '.join(DEFAULT_PRESETS)})")
+    parser.add_argument("--student-preset", action="append", default=None, metavar="PRESET|[NAME=]SPEC",
+                        help=f"students to build from the teacher: a preset ({', '.join(sorted(STUDENT_PRESETS))}) "
+                             f"or a student spec YAML (repeatable; default: {' '.join(DEFAULT_PRESETS)})")
     parser.add_argument("--int8-mode", action="append", choices=sorted(MODES), default=None,
                         help="asrc.quant mode of the int8 rows (repeatable; default: static-pos)")
     parser.add_argument("--calib", metavar="DATA_DIR", help="calibration data dir for the static modes "
@@ -548,14 +549,28 @@ def _students(args, teacher) -> list:
     if not args.student:
         from asrc.models.student import build_from_spec
 
-        for name in args.student_preset or DEFAULT_PRESETS:
-            spec = student_spec(name, teacher.config, tiny=args.tiny)
+        for preset in args.student_preset or DEFAULT_PRESETS:
+            name, spec = _preset(preset)
+            spec = student_spec(spec, teacher.config, tiny=args.tiny)
             torch.manual_seed(0)
             # "energy" init: derived from the teacher without the least-squares fit (speed and
             # size do not depend on the weights; trained students come through --student).
             student, _report = build_from_spec(teacher, spec.replace(conv_init="energy"))
             students.append((name, student.eval()))
     return students
+
+
+def _preset(value: str):
+    """``--student-preset`` value -> (row name, preset name or spec file)."""
+    if value in STUDENT_PRESETS:
+        return value, value
+    name, sep, path = value.partition("=")
+    if not sep:
+        name, path = Path(value).stem, value
+    if not Path(path).is_file():
+        raise AsrcError(f"--student-preset {value!r}: neither a preset ({', '.join(sorted(STUDENT_PRESETS))}) "
+                        f"nor a student spec file")
+    return name, path
 
 
 def _add_student_rows(bench: _Bench, args, name: str, student, calib, calib_info):

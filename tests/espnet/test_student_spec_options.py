@@ -57,6 +57,13 @@ def test_each_setting_in_one_place(espnet_ready, monkeypatch):
     assert args.encoder_conf["init"] == TEACHER  # init.from teacher: built from model_conf.teacher
     with pytest.raises(ConfigError, match="give model_conf.teacher"):
         parse(["--student", "conf/student.yaml", "--model", "asrc_ctc"])
+    # inline in the YAML (a mapping under student:); no distill section: model_conf as given
+    args = parse(["--model", "asrc_distill", "--model_conf", f"teacher={TEACHER}"],
+                 {"student": {"layers": {"num": 2, "select": "last_k"}}})
+    assert args.encoder_conf == {"init": TEACHER, "layer_init": "last_k", "config": {"num_layers": 2}}
+    assert args.model_conf == {"teacher": TEACHER}
+    with pytest.raises(ConfigError, match=r"--student: layers: unknown keys \['nm'\]"):
+        parse(["--model", "asrc_distill", "--model_conf", f"teacher={TEACHER}"], {"student": {"layers": {"nm": 2}}})
 
 
 def test_random_init_checks_the_warm_started_model(espnet_ready, monkeypatch, tmp_path):
