@@ -4,7 +4,8 @@ The encoder owns a whole :class:`asrc.models.Wav2Vec2CTC`, CTC head included, so
 head of a converted teacher keeps working and the trained model exports as an asrc model
 directory. It reads the raw 16 kHz waveform (``--input_size 1 --normalize none``).
 
-``encoder_conf``:
+``encoder_conf`` (``init``, ``layer_init``, ``conv_init`` and ``config`` are what a student spec
+gives, :func:`asrc.espnet.task.apply_student_spec`):
 
 ``config``
     :class:`asrc.models.Wav2Vec2Config` keys. Without ``init`` the full architecture (missing
