@@ -72,7 +72,7 @@ SECTIONS: Dict[str, Callable[[Mapping, str], Any]] = {}
 
 def register_section(name: str, parse: Callable[[Mapping, str], Any]) -> None:
     """Let specs carry a section ``name`` that ``parse(mapping, source)`` reads (see the module doc)."""
-    if name in {f.name for f in dataclasses.fields(StudentSpec)}:
+    if name in StudentSpec._YAML:
         raise ValueError(f"{name!r} is a core section of the student spec")
     if SECTIONS.get(name, parse) is not parse:
         raise ValueError(f"a section {name!r} is already registered by {SECTIONS[name]!r}")

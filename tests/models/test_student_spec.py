@@ -163,8 +163,9 @@ def test_registered_sections_are_parsed_by_their_owner(monkeypatch):
     assert spec.to_dict()["prune"] == {"sparsity": 0.5}
     with pytest.raises(ConfigError, match=r"s.yaml: prune: unknown keys \['rate'\]"):
         StudentSpec.from_dict({"prune": {"rate": 1}}, source="s.yaml")
-    with pytest.raises(ValueError, match="core section"):
-        register_section("distill", _PruneSpec)
+    for core in ("layers", "architecture", "init", "distill"):
+        with pytest.raises(ValueError, match="core section"):
+            register_section(core, _PruneSpec)
     with pytest.raises(ValueError, match="already registered"):
         register_section("prune", lambda d, source: d)
 
