@@ -42,31 +42,32 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Union
 
 import torch
 
 from asrc.core.constants import SAMPLE_RATE
 from asrc.errors import AsrcError
 from asrc.models.config import Wav2Vec2Config
+from asrc.models.student_spec import CONV_CHANNELS, StudentSpec, read_student_spec
 
 
-# Students built from the teacher config when no --student DIR is given
-# ("c256" = 256-channel CNN, "d384" = transformer width 384 / FFN 1536 / 6 heads).
+# Students built from the teacher when no --student DIR is given: student specs
+# (asrc.models.student_spec; "c256" = 256-channel CNN, "d384" = transformer width 384 / FFN
+# 1536 / 6 heads). Measured ratios: README, "The model and its compression knobs".
 STUDENT_PRESETS = {
-    # Ratios: int8 static-pos vs the fp32 base teacher, 2 threads, measured here (footprint run of 2026-11-24).
-    # The issue's student: teacher width, 4 layers, grouped CNN. int8: 8.9x smaller, 2.6x faster.
-    "student-4L-g2": dict(num_layers=4, conv_groups=2),
-    # Recommended: narrower transformer and CNN. int8: 34.8x smaller, 6.5x faster.
-    "student-4L-g2-d384-c256": dict(num_layers=4, conv_groups=2, embed_dim=384, ffn_dim=1536, num_heads=6,
-                                    conv_channels=256),
-    # Keeps the teacher's 512 CNN channels (so build_student derives the grouped CNN from the
-    # teacher's); int8: 21.9x smaller, 2.9-3.7x faster (the 512-channel CNN is most of the time).
-    "student-4L-g2-d384": dict(num_layers=4, conv_groups=2, embed_dim=384, ffn_dim=1536, num_heads=6),
-    "student-4L-g2-d512-c256": dict(num_layers=4, conv_groups=2, embed_dim=512, ffn_dim=2048, num_heads=8,
-                                    conv_channels=256),
+    # Teacher width, 4 layers, grouped CNN.
+    "student-4L-g2": {"layers": {"num": 4}, "architecture": {"conv_groups": 2}},
+    # Recommended: narrower transformer and CNN.
+    "student-4L-g2-d384-c256": {"layers": {"num": 4}, "architecture": {
+        "conv_groups": 2, "embed_dim": 384, "ffn_dim": 1536, "num_heads": 6, "conv_channels": 256}},
+    # Keeps the teacher's 512 CNN channels, so build_student derives the grouped CNN from the teacher's.
+    "student-4L-g2-d384": {"layers": {"num": 4}, "architecture": {
+        "conv_groups": 2, "embed_dim": 384, "ffn_dim": 1536, "num_heads": 6}},
+    "student-4L-g2-d512-c256": {"layers": {"num": 4}, "architecture": {
+        "conv_groups": 2, "embed_dim": 512, "ffn_dim": 2048, "num_heads": 8, "conv_channels": 256}},
 }
 DEFAULT_PRESETS = ["student-4L-g2", "student-4L-g2-d384-c256", "student-4L-g2-d384"]
 
@@ -74,21 +75,25 @@ TINY_TEACHER = Wav2Vec2Config(conv_layers=[[32, 10, 5]] + [[32, 3, 2]] * 4 + [[3
                               ffn_dim=96, num_heads=4, num_layers=3, pos_conv_kernel=16, pos_conv_groups=4)
 
 
-def student_config(teacher: Wav2Vec2Config, preset: dict, tiny: bool = False) -> Wav2Vec2Config:
-    changes = dict(preset)
-    channels = changes.pop("conv_channels", None)
-    if tiny:  # keep the presets' shape at tiny scale: halve what the preset narrows
-        for key in ("embed_dim", "ffn_dim"):
-            if key in changes:
-                changes[key] = getattr(teacher, key) // 2
-        if "num_heads" in changes:
-            changes["num_heads"] = teacher.num_heads // 2
-        if channels is not None:
-            channels = teacher.conv_dim // 2
-        changes["num_layers"] = min(changes.get("num_layers", teacher.num_layers), 2)
-    if channels is not None:
-        changes["conv_layers"] = [[channels, k, s] for _, k, s in teacher.conv_layers]
-    return teacher.replace(**changes)
+def student_spec(preset: Union[str, dict], teacher: Wav2Vec2Config, tiny: bool = False) -> StudentSpec:
+    """The spec of a preset name, a spec mapping or a spec file; ``tiny`` keeps its shape at tiny
+    scale (what it narrows is halved, at most 2 layers)."""
+    spec = read_student_spec(STUDENT_PRESETS.get(preset, preset) if isinstance(preset, str) else preset,
+                             source=f"student preset {preset}" if isinstance(preset, str) else None)
+    if not tiny:
+        return spec
+    arch = dict(spec.architecture)
+    for key in ("embed_dim", "ffn_dim", "num_heads"):
+        if key in arch:
+            arch[key] = getattr(teacher, key) // 2
+    if CONV_CHANNELS in arch:
+        arch[CONV_CHANNELS] = teacher.conv_dim // 2
+    return spec.replace(architecture=arch, num_layers=min(spec.num_layers or teacher.num_layers, 2))
+
+
+def student_config(teacher: Wav2Vec2Config, preset: Union[str, dict], tiny: bool = False) -> Wav2Vec2Config:
+    """The architecture of :func:`student_spec` for ``teacher``."""
+    return student_spec(preset, teacher, tiny).student_config(teacher)
 
 
 def clip_macs(config: Wav2Vec2Config, samples: int) -> int:
@@ -429,8 +434,9 @@ def add_arguments(parser: argparse.ArgumentParser):
     parser.add_argument("--student", metavar="DIR", action="append", default=[],
                         help="student model dir, or NAME=DIR to name its rows (repeatable; default: students "
                              "built from --student-preset)")
-    parser.add_argument("--student-preset", action="append", choices=sorted(STUDENT_PRESETS), default=None,
-                        help=f"students to build from the teacher (repeatable; default: {' '.join(DEFAULT_PRESETS)})")
+    parser.add_argument("--student-preset", action="append", default=None, metavar="PRESET|[NAME=]SPEC",
+                        help=f"students to build from the teacher: a preset ({', '.join(sorted(STUDENT_PRESETS))}) "
+                             f"or a student spec YAML (repeatable; default: {' '.join(DEFAULT_PRESETS)})")
     parser.add_argument("--int8-mode", action="append", choices=sorted(MODES), default=None,
                         help="asrc.quant mode of the int8 rows (repeatable; default: static-pos)")
     parser.add_argument("--calib", metavar="DATA_DIR", help="calibration data dir for the static modes "
@@ -461,43 +467,31 @@ def run(args) -> int:
         return 1
 
 
-def _run(args) -> int:
-    from tqdm import tqdm
+@dataclass
+class _Bench:
+    """The models of one footprint run: rows in order, how to run each, and for a compressed row
+    the float row it was made from."""
 
-    from asrc.models import load, num_parameters, save_model_dir
-    from asrc.models.io import WEIGHTS_NAME
-    from asrc.quant import quantize_model
-    from asrc.models.quantized import save_quantized
-    from asrc.quant.export import export_onnx, run_export
+    work: Path
+    samples: int
+    rows: List[Row] = field(default_factory=list)
+    runners: Dict[str, Callable] = field(default_factory=dict)
+    sources: Dict[str, str] = field(default_factory=dict)
 
-    if args.runs < 1 or args.warmup < 0 or args.threads < 1 or args.seconds <= 0:
-        raise ValueError("--runs >= 1, --warmup >= 0, --threads >= 1 and --seconds > 0 are required")
-    wer = parse_wer(args.wer)
-    torch.set_num_threads(args.threads)
-    if args.tiny and args.seconds == 10.0:
-        args.seconds = 1.0
-    wav = load_input(args)
-    lengths = torch.tensor([wav.shape[1]])
-    samples = wav.shape[1]
-    tmp = None
-    if args.workdir:
-        work = Path(args.workdir)
-        work.mkdir(parents=True, exist_ok=True)
-    else:
-        tmp = tempfile.TemporaryDirectory(prefix="asrc_footprint_")
-        work = Path(tmp.name)
-
-    rows: List[Row] = []
-    runners: Dict[str, Callable] = {}
-    sources: Dict[str, str] = {}  # compressed row -> the float row it was made from
-
-    def add(row: Row, runner: Callable):
-        rows.append(row)
-        runners[row.name] = runner
+    def add(self, row: Row, runner: Callable, source: Optional[str] = None):
+        self.rows.append(row)
+        self.runners[row.name] = runner
+        if source is not None:
+            self.sources[row.name] = source
         print(f"  {row.name}: {row.params / 1e6:.2f}M params, {row.mb:.1f} MB", file=sys.stderr, flush=True)
 
-    print(f"building models in {work} ...", file=sys.stderr, flush=True)
-    # Teacher (and the peer: built first so a random teacher can take its weights).
+
+def _add_teacher_and_peer(bench: _Bench, args, wav, lengths):
+    """The teacher row (``--teacher`` or random) and, unless ``--no-peer``, the transformers peer."""
+    from asrc.models import load, num_parameters, save_model_dir
+    from asrc.models.io import WEIGHTS_NAME
+
+    # The peer is built first so that a random teacher can take its weights.
     peer = None
     if args.teacher:
         teacher = load(args.teacher)
@@ -514,28 +508,34 @@ def _run(args) -> int:
             peer = build_hf_peer(config)
             teacher = teacher_from_peer(peer)
     tcfg = teacher.config
-    save_model_dir(teacher, work / "teacher")
-    add(Row("teacher", "asrc", "fp32", num_parameters(teacher), _file_mb(work / "teacher" / WEIGHTS_NAME),
-            clip_macs(tcfg, samples)), teacher)
+    save_model_dir(teacher, bench.work / "teacher")
+    bench.add(Row("teacher", "asrc", "fp32", num_parameters(teacher), _file_mb(bench.work / "teacher" / WEIGHTS_NAME),
+                  clip_macs(tcfg, bench.samples)), teacher)
+    if args.no_peer:
+        return teacher
+    if peer is None:
+        peer = build_hf_peer(tcfg)
+    peer.save_pretrained(bench.work / "hf-peer")
+    weights = sorted((bench.work / "hf-peer").glob("*.safetensors")) or sorted((bench.work / "hf-peer").glob("*.bin"))
 
-    if not args.no_peer:
-        if peer is None:
-            peer = build_hf_peer(tcfg)
-        peer.save_pretrained(work / "hf-peer")
-        weights = sorted((work / "hf-peer").glob("*.safetensors")) or sorted((work / "hf-peer").glob("*.bin"))
+    def run_peer(w, _lengths, peer=peer):
+        return peer(w).logits
 
-        def run_peer(w, _lengths, peer=peer):
-            return peer(w).logits
+    row = Row("hf-peer", "transformers", "fp32", sum(p.numel() for p in peer.parameters()), _file_mb(*weights),
+              clip_macs(tcfg, bench.samples))
+    if not args.teacher:
+        with torch.inference_mode():
+            diff = (run_peer(wav, lengths) - teacher(wav, lengths)[0]).abs().max().item()
+        row.note = f"same weights as teacher: max |logit diff| {diff:.2g}"
+    bench.add(row, run_peer)
+    return teacher
 
-        row = Row("hf-peer", "transformers", "fp32", sum(p.numel() for p in peer.parameters()), _file_mb(*weights),
-                  clip_macs(tcfg, samples))
-        if not args.teacher:
-            with torch.inference_mode():
-                diff = (run_peer(wav, lengths) - teacher(wav, lengths)[0]).abs().max().item()
-            row.note = f"same weights as teacher: max |logit diff| {diff:.2g}"
-        add(row, run_peer)
 
-    # Students.
+def _students(args, teacher) -> list:
+    """``(name, float model)``: the ``--student`` directories, or students built from the teacher
+    for each ``--student-preset``."""
+    from asrc.models import load
+
     students = []
     for spec in args.student:
         name, d = student_name_and_dir(spec)
@@ -547,79 +547,106 @@ def _run(args) -> int:
     if len(set(names)) != len(names):
         raise AsrcError(f"--student: two students named alike ({names}); name them: --student NAME=DIR")
     if not args.student:
-        from asrc.models.student import build_student
+        from asrc.models.student import build_from_spec
 
-        for name in args.student_preset or DEFAULT_PRESETS:
-            scfg = student_config(tcfg, STUDENT_PRESETS[name], tiny=args.tiny)
+        for preset in args.student_preset or DEFAULT_PRESETS:
+            name, spec = _preset(preset)
+            spec = student_spec(spec, teacher.config, tiny=args.tiny)
             torch.manual_seed(0)
             # "energy" init: derived from the teacher without the least-squares fit (speed and
             # size do not depend on the weights; trained students come through --student).
-            student, _report = build_student(teacher, scfg, conv_init="energy")
+            student, _report = build_from_spec(teacher, spec.replace(conv_init="energy"))
             students.append((name, student.eval()))
+    return students
 
-    calib = [wav[0]]
-    calib_info = {"source": "benchmark input"}
-    if args.calib:
-        from asrc.core.audio import read_waveforms
 
-        calib, calib_info = read_waveforms(args.calib)
-    for name, student in students:
-        save_model_dir(student, work / name)
-        params = num_parameters(student)
-        macs = clip_macs(student.config, samples)
-        add(Row(name, "asrc", "fp32", params, _file_mb(work / name / WEIGHTS_NAME), macs), student)
-        for i, mode in enumerate(args.int8_mode or ["static-pos"]):
-            qname = f"{name}-int8" if i == 0 else f"{name}-int8-{mode}"
-            qmodel, spec = quantize_model(student, mode, calib, calibration_info=calib_info)
-            save_quantized(qmodel, spec, work / qname)
-            reloaded = load(work / qname)
-            add(Row(qname, "asrc", f"int8 ({mode})", num_parameters(reloaded), _file_mb(work / qname / WEIGHTS_NAME),
-                    macs), reloaded)
-            sources[qname] = name
-        if not args.no_onnx:
-            for int8 in (False, True):
-                suffix = "-onnx-int8" if int8 else "-onnx"
-                path = export_onnx(student, work / f"{name}{suffix}.onnx", int8=int8)
-                add(Row(name + suffix, "onnxruntime", "int8 (MatMul)" if int8 else "fp32", params, _file_mb(path),
-                        macs), run_export(path, "onnx", threads=args.threads))
-                sources[name + suffix] = name
+def _preset(value: str):
+    """``--student-preset`` value -> (row name, preset name or spec file)."""
+    if value in STUDENT_PRESETS:
+        return value, value
+    name, sep, path = value.partition("=")
+    if not sep:
+        name, path = Path(value).stem, value
+    if not Path(path).is_file():
+        raise AsrcError(f"--student-preset {value!r}: neither a preset ({', '.join(sorted(STUDENT_PRESETS))}) "
+                        f"nor a student spec file")
+    return name, path
 
-    print(f"timing {len(runners)} models: {args.warmup} warm-up + {args.runs} interleaved runs on "
-          f"{samples / SAMPLE_RATE:g} s, {args.threads} threads ...", file=sys.stderr, flush=True)
+
+def _add_student_rows(bench: _Bench, args, name: str, student, calib, calib_info):
+    """The float student, its int8 form(s) through asrc.quant and, unless ``--no-onnx``, its ONNX exports."""
+    from asrc.models import load, num_parameters, save_model_dir
+    from asrc.models.io import WEIGHTS_NAME
+    from asrc.models.quantized import save_quantized
+    from asrc.quant import quantize_model
+    from asrc.quant.export import export_onnx, run_export
+
+    work = bench.work
+    save_model_dir(student, work / name)
+    params = num_parameters(student)
+    macs = clip_macs(student.config, bench.samples)
+    bench.add(Row(name, "asrc", "fp32", params, _file_mb(work / name / WEIGHTS_NAME), macs), student)
+    for i, mode in enumerate(args.int8_mode or ["static-pos"]):
+        qname = f"{name}-int8" if i == 0 else f"{name}-int8-{mode}"
+        qmodel, spec = quantize_model(student, mode, calib, calibration_info=calib_info)
+        save_quantized(qmodel, spec, work / qname)
+        reloaded = load(work / qname)
+        bench.add(Row(qname, "asrc", f"int8 ({mode})", num_parameters(reloaded),
+                      _file_mb(work / qname / WEIGHTS_NAME), macs), reloaded, source=name)
+    if not args.no_onnx:
+        for int8 in (False, True):
+            suffix = "-onnx-int8" if int8 else "-onnx"
+            path = export_onnx(student, work / f"{name}{suffix}.onnx", int8=int8)
+            bench.add(Row(name + suffix, "onnxruntime", "int8 (MatMul)" if int8 else "fp32", params, _file_mb(path),
+                          macs), run_export(path, "onnx", threads=args.threads), source=name)
+
+
+def _time_rows(bench: _Bench, args, wav, lengths, wer: Dict[str, float]):
+    """Time every row (interleaved runs) and fill in latency, RTF and the ratios against the teacher."""
+    from tqdm import tqdm
+
+    print(f"timing {len(bench.runners)} models: {args.warmup} warm-up + {args.runs} interleaved runs on "
+          f"{bench.samples / SAMPLE_RATE:g} s, {args.threads} threads ...", file=sys.stderr, flush=True)
     load_before = " ".join(f"{x:.1f}" for x in os.getloadavg())
     with tqdm(total=args.runs, desc="rounds", file=sys.stderr, disable=None) as progress:
-        times = time_interleaved(runners, wav, lengths, args.runs, args.warmup, progress)
-    base = rows[0]
+        times = time_interleaved(bench.runners, wav, lengths, args.runs, args.warmup, progress)
+    base = bench.rows[0]
     base_latency = statistics.median(times[base.name])
-    for r in rows:
+    for r in bench.rows:
         r.latency = statistics.median(times[r.name])
         r.latency_min = min(times[r.name])
-        r.rtf = r.latency / (samples / SAMPLE_RATE)
+        r.rtf = r.latency / (bench.samples / SAMPLE_RATE)
         r.speedup = base_latency / r.latency
         r.size_ratio = base.mb / r.mb
         r.wer = wer_for(wer, r.name)
-    unknown = sorted(set(wer) - {r.name for r in rows})
+    unknown = sorted(set(wer) - {r.name for r in bench.rows})
     if unknown:
-        print(f"warning: --wer names no row: {unknown} (rows: {[r.name for r in rows]})", file=sys.stderr)
+        print(f"warning: --wer names no row: {unknown} (rows: {[r.name for r in bench.rows]})", file=sys.stderr)
+    return times, load_before
 
-    env = environment(args)
-    env["load_average_before"] = load_before
-    if args.agreement:
-        from asrc.core.audio import read_waveforms
-        from asrc.quant.agreement import agreement
 
-        waves, info = read_waveforms(args.agreement, max_utterances=args.agreement_utts, max_seconds=3600)
-        env["agreement_data"] = f"{args.agreement} ({info['seconds']:g} s)"
-        for r in tqdm(rows, desc="agreement", file=sys.stderr, disable=None):
-            if r.name in sources:
-                r.agreement = agreement(runners[sources[r.name]], runners[r.name], waves)
+def _add_agreement(bench: _Bench, args, env: dict):
+    """``--agreement``: each compressed row against its float row on real audio."""
+    from tqdm import tqdm
+
+    from asrc.core.audio import read_waveforms
+    from asrc.quant.agreement import agreement
+
+    waves, info = read_waveforms(args.agreement, max_utterances=args.agreement_utts, max_seconds=3600)
+    env["agreement_data"] = f"{args.agreement} ({info['seconds']:g} s)"
+    for r in tqdm(bench.rows, desc="agreement", file=sys.stderr, disable=None):
+        if r.name in bench.sources:
+            r.agreement = agreement(bench.runners[bench.sources[r.name]], bench.runners[r.name], waves)
+
+
+def _write_reports(rows: List[Row], args, env: dict, calib_info: dict, times: dict):
+    from asrc.core.files import atomic_write
+
     table = format_markdown(rows, env)
     print(table)
     for r in rows:
         if r.note:
             print(f"{r.name}: {r.note}")
-    from asrc.core.files import atomic_write
-
     if args.markdown:
         with atomic_write(args.markdown) as f:
             f.write(table)
@@ -629,6 +656,44 @@ def _run(args) -> int:
                        "times": times}, f, indent=1)
     if args.plot:
         plot(rows, args.plot, env)
+
+
+def _run(args) -> int:
+    if args.runs < 1 or args.warmup < 0 or args.threads < 1 or args.seconds <= 0:
+        raise ValueError("--runs >= 1, --warmup >= 0, --threads >= 1 and --seconds > 0 are required")
+    wer = parse_wer(args.wer)
+    torch.set_num_threads(args.threads)
+    if args.tiny and args.seconds == 10.0:
+        args.seconds = 1.0
+    wav = load_input(args)
+    lengths = torch.tensor([wav.shape[1]])
+    tmp = None
+    if args.workdir:
+        work = Path(args.workdir)
+        work.mkdir(parents=True, exist_ok=True)
+    else:
+        tmp = tempfile.TemporaryDirectory(prefix="asrc_footprint_")
+        work = Path(tmp.name)
+    bench = _Bench(work, wav.shape[1])
+
+    print(f"building models in {work} ...", file=sys.stderr, flush=True)
+    teacher = _add_teacher_and_peer(bench, args, wav, lengths)
+    students = _students(args, teacher)
+    calib = [wav[0]]
+    calib_info = {"source": "benchmark input"}
+    if args.calib:
+        from asrc.core.audio import read_waveforms
+
+        calib, calib_info = read_waveforms(args.calib)
+    for name, student in students:
+        _add_student_rows(bench, args, name, student, calib, calib_info)
+
+    times, load_before = _time_rows(bench, args, wav, lengths, wer)
+    env = environment(args)
+    env["load_average_before"] = load_before
+    if args.agreement:
+        _add_agreement(bench, args, env)
+    _write_reports(bench.rows, args, env, calib_info, times)
     if tmp is not None:
         tmp.cleanup()
     return 0

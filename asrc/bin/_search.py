@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 from asrc.decode.ctc import read_word_list, write_letter_lexicon
-from asrc.decode.decode_dir import DecodeOptions
+from asrc.decode.options import DecodeOptions
 
 __all__ = ["add_search_arguments", "options_from_args"]
 

@@ -22,6 +22,8 @@ import logging
 import sys
 from pathlib import Path
 
+from asrc.bin._cli import ArgumentParser, command
+
 
 def _read_md5_file(path):
     """``md5sum`` output (``<md5>  <subset>.tar.gz`` per line) -> ``{subset: md5}``."""
@@ -178,14 +180,15 @@ def _summarise(written):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="asrc-data",
         description=__doc__.split("\n")[0],
         epilog=__doc__.split("\n", 2)[2],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", required=True)
+    # --verbose (ArgumentParser's: the traceback of an error) also turns on debug logging.
+    parser.add_argument("-v", dest="verbose", action="store_true", help="same as --verbose")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=argparse.ArgumentParser)
 
     p = sub.add_parser("download-librispeech", help="fetch and unpack LibriSpeech subsets")
     p.add_argument("dest", type=Path, help="folder for archives and LibriSpeech/")
@@ -276,17 +279,12 @@ def build_parser():
     return parser
 
 
+@command("asrc-data")
 def main(argv=None):
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from asrc.errors import AsrcError
-
-    try:
-        return args.func(args)
-    except (AsrcError, FileNotFoundError, ValueError) as e:
-        print(f"asrc-data {args.command}: error: {e}", file=sys.stderr)
-        return 1
+    return args.func(args)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from asrc.bin._cli import ArgumentParser, command
 from asrc.bin._search import add_search_arguments, options_from_args
-from asrc.decode.decode_dir import decode_dir, resolve_model_dir
+from asrc.decode.decode_dir import decode_dir
+from asrc.decode.model_dir import resolve_model_dir
 
 
 def build_parser() -> argparse.ArgumentParser:

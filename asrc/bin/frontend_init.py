@@ -9,9 +9,11 @@ steps (:mod:`asrc.models.frontend_init`), and writes an asrc model directory (``
 ``model.pth``, ``tokens.txt``, ``frontend_init.log``) to initialise CTC training from.
 
 For a student narrower than its teacher (no front-end weight fits), ``--teacher DIR`` makes the
-target the teacher's projected CNN features instead of log-mel:
+target the teacher's projected CNN features instead of log-mel, and ``--student`` gives the
+student as a student spec (``init.from: random``; :mod:`asrc.models.student_spec`) instead of a
+whole config:
 
-    asrc-frontend-init --config conf/student_narrow_model.yaml --tokens teacher/tokens.txt \
+    asrc-frontend-init --student conf/student_narrow.yaml --tokens teacher/tokens.txt \
         --teacher teacher --data-dir data/train --steps 300 --out exp/narrow_frontend_init
 """
 
@@ -25,7 +27,9 @@ from asrc.bin._cli import ArgumentParser, command
 def build_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(prog="asrc-frontend-init", description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", required=True, help="Wav2Vec2Config YAML of the model to build")
+    model = p.add_mutually_exclusive_group(required=True)
+    model.add_argument("--config", help="Wav2Vec2Config YAML of the model to build")
+    model.add_argument("--student", help="student spec YAML of the model to build (with --teacher)")
     p.add_argument("--tokens", required=True, help="tokens.txt (one per line; count must equal vocab_size)")
     p.add_argument("--data-dir", required=True, help="Kaldi-style data dir whose audio is used (wav.scp ...)")
     p.add_argument("--out", required=True, help="output model directory")
@@ -43,19 +47,33 @@ def build_parser() -> argparse.ArgumentParser:
 
 @command("asrc-frontend-init")
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.student and not args.teacher:
+        parser.error("--student describes a student relative to its teacher: give --teacher")
     from asrc.models import Wav2Vec2Config, build_model
     from asrc.core.tables import read_tokens
     from asrc.models.frontend_init import frontend_init_data_dir
 
     torch.set_num_threads(args.num_threads)
     torch.manual_seed(args.seed)
-    config = Wav2Vec2Config.from_yaml(args.config)
+    if args.student:
+        from asrc.models import load_config
+        from asrc.models.student_spec import StudentSpec
+
+        spec = StudentSpec.from_yaml_file(args.student)
+        if spec.init_from != "random":
+            raise ValueError(f"{args.student}: init.from is {spec.init_from!r}; asrc-frontend-init warm-starts "
+                             f"students that start from random weights (init.from: random)")
+        config = spec.student_config(load_config(args.teacher))
+    else:
+        config = Wav2Vec2Config.from_yaml(args.config)
     tokens = read_tokens(args.tokens)
     if len(tokens) != config.vocab_size:
-        raise ValueError(f"{args.tokens}: {len(tokens)} tokens but {args.config} has vocab_size={config.vocab_size}")
+        raise ValueError(f"{args.tokens}: {len(tokens)} tokens but {args.config or args.student} has "
+                         f"vocab_size={config.vocab_size}")
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model = build_model(config, tokens).to(device)
+    model = build_model(config, tokens).to(device)  # first: loading the teacher draws random numbers
     teacher = None
     if args.teacher:
         from asrc.models import load

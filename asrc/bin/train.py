@@ -5,8 +5,9 @@ Usage:
     asrc-train --config conf/train_teacher.yaml \\
         --train_data_dir data/train --valid_data_dir data/dev --token_list data/tokens.txt
     # fine-tune a converted model: encoder_conf: {init: models/w2v2_base_960h}
-    # distil a teacher into a student (model: asrc_distill, model_conf: {teacher: DIR, ...})
-    asrc-train --config conf/distill.yaml --export_model_dir exp/distill/model
+    # distil a teacher into the student of a student spec (asrc.models.student_spec)
+    asrc-train --config conf/distill.yaml --student conf/student.yaml --model_conf teacher=DIR \
+        --export_model_dir exp/distill/model
     # the same in the original demo's terms, and its CTC-only baseline (same student, same updates)
     asrc-train --demo_config demo_config.yaml
     asrc-train --demo_config demo_config.yaml --ctc_only

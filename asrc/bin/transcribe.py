@@ -17,7 +17,7 @@ import torch
 
 from asrc.bin._cli import ArgumentParser, command
 from asrc.bin._search import add_search_arguments, options_from_args
-from asrc.decode.decode_dir import resolve_model_dir
+from asrc.decode.model_dir import resolve_model_dir
 from asrc.decode.transcribe import transcribe_files
 
 

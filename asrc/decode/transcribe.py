@@ -6,7 +6,8 @@ from typing import List, Optional, Sequence, Tuple, Union
 import torch
 
 from asrc.core.audio import read_audio
-from asrc.decode.decode_dir import DecodeOptions, build_decoder, load_model, resolve_model_dir
+from asrc.decode.model_dir import load_model, resolve_model_dir
+from asrc.decode.options import DecodeOptions, build_decoder
 from asrc.errors import AsrcError
 
 

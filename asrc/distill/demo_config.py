@@ -5,7 +5,10 @@ file (sections ``data_loader`` and ``knowledge_distillation: {general, optimizat
 final_loss_coeff, student_model, pytorch_lightning_trainer}``); its student fork added
 ``conv_groups`` and ``change_conv_layers``. asrc reads a file in those terms
 (``egs/demo/demo_config.yaml``) and :func:`translate` maps every key onto the options of
-:class:`asrc.espnet.task.AsrcASRTask`:
+:class:`asrc.espnet.task.AsrcASRTask`. What describes the student (``student_model``,
+``general.temperature`` and ``teacher_layer_map``, ``final_loss_coeff``) is first translated
+to a student spec (:func:`student_spec`, :mod:`asrc.models.student_spec`: the keys in
+brackets), which gives the encoder and model options as it does for every other tool:
 
 ===================================================  =============================================
 demo key                                             asrc-train / ESPnet option
@@ -17,8 +20,9 @@ data_loader.train_batch_size / val_batch_size        ``batch_type: sorted``, ``b
 data_loader.num_workers                              ``num_workers``
 general.num_gpu_used                                 ``ngpu``
 general.teacher_model_path                           ``model_conf.teacher`` (an asrc model directory)
-general.temperature                                  ``model_conf.temperature``
-general.teacher_layer_map                            ``model_conf.teacher_layer_map`` (hidden_loss)
+general.temperature                                  [``distill.temperature``] ``model_conf.temperature``
+general.teacher_layer_map                            [``distill.teacher_layer_map``]
+                                                     ``model_conf.teacher_layer_map`` (hidden_loss)
 optimization.max_epoch / num_iters_per_epoch         ``max_epoch`` / ``num_iters_per_epoch``
 optimization.optimize_method                         ``optim`` (``adam``, ``adamw``, ``sgd``)
 optimization.learning_rate                           ``optim_conf.lr``
@@ -28,12 +32,14 @@ optimization.scheduler_method                        ``""``: none; ``linear_deca
                                                      the last update; ``cosine_anneal``:
                                                      ``CosineAnnealingLR`` over ``max_epoch``
 final_loss_coeff.{kd_loss, student_loss,             ``model_conf.loss_weights``
-cos_embed_loss, features_pen, hidden_loss}
-student_model.num_trans_layer_student_model          ``encoder_conf.config.num_layers``
-student_model.student_trans_layer_init_method        ``encoder_conf.layer_init`` (every_k, first_k,
-                                                     last_k or a list of 1-based teacher layers)
+cos_embed_loss, features_pen, hidden_loss}          [``distill.loss_weights``]
+student_model.num_trans_layer_student_model          [``layers.num``] ``encoder_conf.config.num_layers``
+student_model.student_trans_layer_init_method        [``layers.select``] ``encoder_conf.layer_init``
+                                                     (every_k, first_k, last_k or a list of
+                                                     1-based teacher layers)
 student_model.student_init_model_path                ``encoder_conf.init`` (default: the teacher)
-student_model.change_conv_layers / conv_groups       ``encoder_conf.config.conv_groups`` when
+student_model.change_conv_layers / conv_groups       [``architecture.conv_groups``]
+                                                     ``encoder_conf.config.conv_groups`` when
                                                      ``change_conv_layers`` is true; false = the
                                                      teacher's front end, conv_groups ignored
 pytorch_lightning_trainer.accumulate_grad_batches    ``accum_grad``
@@ -47,15 +53,13 @@ schedule (so the same number of updates), trained with CTC on the labels alone
 """
 
 import logging
-from pathlib import Path
 from typing import Any, Dict, Mapping
 
-import yaml
-
-from asrc.distill.losses import LOSS_TERMS, LossWeights
+from asrc.core.config_files import read_yaml_mapping
 from asrc.errors import ConfigError
+from asrc.models.student_spec import LOSS_TERMS, StudentSpec
 
-__all__ = ["SCHEMA", "read_demo_config", "translate", "translate_file"]
+__all__ = ["SCHEMA", "read_demo_config", "student_spec", "translate", "translate_file"]
 
 logger = logging.getLogger(__name__)
 
@@ -107,15 +111,7 @@ def _number(value, key: str, source: str) -> float:
 
 
 def read_demo_config(path) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"demo config {path} not found")
-    try:
-        with open(path, encoding="utf-8") as f:
-            d = yaml.safe_load(f)
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from e
-    return d or {}
+    return read_yaml_mapping(path)
 
 
 def translate(demo: Mapping, ctc_only: bool = False, source: str = "demo_config") -> Dict[str, Any]:
@@ -125,7 +121,6 @@ def translate(demo: Mapping, ctc_only: bool = False, source: str = "demo_config"
     kd = demo.get("knowledge_distillation") or {}
     general = kd.get("general") or {}
     optimization = kd.get("optimization") or {}
-    coeff = kd.get("final_loss_coeff") or {}
     student = kd.get("student_model") or {}
     trainer = kd.get("pytorch_lightning_trainer") or {}
     out: Dict[str, Any] = {}
@@ -201,17 +196,36 @@ def translate(demo: Mapping, ctc_only: bool = False, source: str = "demo_config"
         out["scheduler"] = "cosineannealinglr"
         out["scheduler_conf"] = {"T_max": max_epoch}
 
-    # student_model
-    config: Dict[str, Any] = {}
+    # student_model, general.temperature / teacher_layer_map, final_loss_coeff: the student spec
+    spec = student_spec(demo, source)
+    out["encoder"] = "asrc_wav2vec2"
+    out["encoder_conf"] = {"init": str(student.get("student_init_model_path") or teacher), **spec.encoder_conf()}
+    if ctc_only:
+        out["model"] = "asrc_ctc"
+        out["model_conf"] = {}
+    else:
+        out["model"] = "asrc_distill"
+        out["model_conf"] = {"teacher": teacher, **spec.model_conf()}
+    return out
+
+
+def student_spec(demo: Mapping, source: str = "demo_config") -> StudentSpec:
+    """The :class:`StudentSpec` of a demo config: ``student_model``, ``general.temperature`` and
+    ``teacher_layer_map``, ``final_loss_coeff`` (the table in the module doc)."""
+    _check_keys(demo, SCHEMA, "", source)
+    kd = demo.get("knowledge_distillation") or {}
+    general = kd.get("general") or {}
+    student = kd.get("student_model") or {}
     if student.get("num_trans_layer_student_model") is None:
         raise ConfigError(f"{source}: knowledge_distillation.student_model.num_trans_layer_student_model is required")
-    config["num_layers"] = _int(student["num_trans_layer_student_model"],
-                                "student_model.num_trans_layer_student_model", source, 1)
+    num_layers = _int(student["num_trans_layer_student_model"], "student_model.num_trans_layer_student_model",
+                      source, 1)
+    architecture: Dict[str, Any] = {}
     change_conv = student.get("change_conv_layers", False)
     if not isinstance(change_conv, bool):
         raise ConfigError(f"{source}: student_model.change_conv_layers={change_conv!r} must be true or false")
     if change_conv:
-        config["conv_groups"] = _int(student.get("conv_groups", 1), "student_model.conv_groups", source, 1)
+        architecture["conv_groups"] = _int(student.get("conv_groups", 1), "student_model.conv_groups", source, 1)
     elif student.get("conv_groups") not in (None, 1):
         logger.info("%s: change_conv_layers is false: conv_groups=%s ignored (teacher's front end)",
                     source, student.get("conv_groups"))
@@ -220,27 +234,12 @@ def translate(demo: Mapping, ctc_only: bool = False, source: str = "demo_config"
         layer_init = [_int(i, "student_model.student_trans_layer_init_method", source, 1) for i in layer_init]
     else:
         layer_init = str(layer_init)
-    out["encoder"] = "asrc_wav2vec2"
-    out["encoder_conf"] = {
-        "init": str(student.get("student_init_model_path") or teacher),
-        "layer_init": layer_init,
-        "config": config,
-    }
-
-    # the objective
-    if ctc_only:
-        out["model"] = "asrc_ctc"
-        out["model_conf"] = {}
-    else:
-        weights = LossWeights.from_dict(coeff, source=f"{source}: knowledge_distillation.final_loss_coeff")
-        model_conf = {"teacher": teacher, "loss_weights": weights.to_dict()}
-        if general.get("temperature") is not None:
-            model_conf["temperature"] = _number(general["temperature"], "general.temperature", source)
-        if general.get("teacher_layer_map"):
-            model_conf["teacher_layer_map"] = dict(general["teacher_layer_map"])
-        out["model"] = "asrc_distill"
-        out["model_conf"] = model_conf
-    return out
+    distill = {"loss_weights": kd.get("final_loss_coeff") or {},
+               "temperature": general.get("temperature"),
+               "teacher_layer_map": general.get("teacher_layer_map") or None}
+    return StudentSpec.from_dict({"layers": {"num": num_layers, "select": layer_init},
+                                  "architecture": architecture, "distill": distill},
+                                 source=f"{source} (as a student spec)")
 
 
 def translate_file(path, ctc_only: bool = False) -> Dict[str, Any]:

@@ -24,18 +24,19 @@ are those of the original toolkit's ``final_loss_coeff``):
     ``1 - cos`` between the student's and the teacher's logit vectors, averaged over valid
     frames (a cosine embedding loss with target 1).
 
-The total is the weighted sum (:class:`LossWeights`, every weight from the YAML).
+The total is the weighted sum (:class:`LossWeights`, every weight from the YAML: the student
+spec's ``distill.loss_weights``, :mod:`asrc.models.student_spec`).
 """
 
-import dataclasses
-from dataclasses import dataclass
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from asrc.errors import ConfigError
+# The weights are configuration, read with the student spec; re-exported here beside the terms.
+from asrc.models.student_spec import LOSS_TERMS, LossWeights
 
 __all__ = [
     "LOSS_TERMS",
@@ -48,48 +49,6 @@ __all__ = [
     "hidden_state_loss",
     "HiddenStatePredictor",
 ]
-
-#: The terms of the distillation objective, in logging order.
-LOSS_TERMS = ("kd_loss", "student_loss", "hidden_loss", "cos_embed_loss", "features_pen")
-
-
-@dataclass
-class LossWeights:
-    """Weight of each term of the distillation objective (0 = not part of the loss)."""
-
-    kd_loss: float = 1.0
-    student_loss: float = 0.0
-    hidden_loss: float = 0.0
-    cos_embed_loss: float = 0.0
-    features_pen: float = 0.0
-
-    def __post_init__(self):
-        bad = {k: v for k, v in self.to_dict().items()
-               if isinstance(v, bool) or not (isinstance(v, (int, float)) and v >= 0)}
-        if bad:
-            raise ConfigError(f"loss weights must be numbers >= 0, got {bad}")
-        if not any(v > 0 for v in self.to_dict().values()):
-            raise ConfigError(f"all loss weights are 0 ({self.to_dict()}): nothing to train")
-
-    def to_dict(self) -> Dict[str, float]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: Optional[Mapping], source: str = "loss_weights") -> "LossWeights":
-        d = dict(d or {})
-        unknown = sorted(set(d) - set(LOSS_TERMS))
-        if unknown:
-            raise ConfigError(f"{source}: unknown loss terms {unknown} (known: {list(LOSS_TERMS)})")
-        return cls(**d)
-
-    def total(self, terms: Mapping[str, Tensor]) -> Tensor:
-        """Weighted sum of the terms with a positive weight (each must be in ``terms``)."""
-        active = [(name, w) for name, w in self.to_dict().items() if w > 0]
-        missing = [name for name, _ in active if name not in terms]
-        if missing:
-            raise ValueError(f"loss terms {missing} have a positive weight but were not computed")
-        return sum(w * terms[name] for name, w in active)
-
 
 def valid_mask(lengths: Tensor, max_len: int) -> Tensor:
     """``[batch]`` lengths -> ``[batch, max_len]`` bool mask, True on valid frames."""

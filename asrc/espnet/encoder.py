@@ -4,7 +4,8 @@ The encoder owns a whole :class:`asrc.models.Wav2Vec2CTC`, CTC head included, so
 head of a converted teacher keeps working and the trained model exports as an asrc model
 directory. It reads the raw 16 kHz waveform (``--input_size 1 --normalize none``).
 
-``encoder_conf``:
+``encoder_conf`` (``init``, ``layer_init``, ``conv_init`` and ``config`` are what a student spec
+gives, :func:`asrc.espnet.task.apply_student_spec`):
 
 ``config``
     :class:`asrc.models.Wav2Vec2Config` keys. Without ``init`` the full architecture (missing
@@ -18,6 +19,9 @@ directory. It reads the raw 16 kHz waveform (``--input_size 1 --normalize none``
     with :func:`asrc.models.student.build_student` and this layer initialisation
     (``every_k``, ``first_k``, ``last_k`` or a list of 1-based teacher layers); ``config``
     gives the student's architecture (e.g. ``{num_layers: 4, conv_groups: 2}``).
+``conv_init``
+    With ``layer_init``: how grouped/shared CNN kernels are derived from the teacher's
+    (``lstsq``, the default, ``energy`` or ``block_diagonal``; :mod:`asrc.models.student`).
 ``calibration``
     With ``layer_init``: a Kaldi-style data directory whose speech (up to 16 utterances, 120 s,
     spread over ``wav.scp``) fits the student's grouped/shared CNN kernels to the teacher's
@@ -49,6 +53,7 @@ from asrc.core.tables import read_tokens
 from asrc.errors import ConfigError
 from asrc.models import EncoderOutput, Wav2Vec2Config, Wav2Vec2CTC, load, load_config
 from asrc.models.io import QUANT_NAME, TOKENS_NAME, is_model_dir, load_state_dict_strict
+from asrc.models.student_spec import CONV_INITS
 
 __all__ = ["AsrcWav2Vec2Encoder", "REGULARISATION_KEYS", "check_encoder_conf", "resolve_encoder_config"]
 
@@ -84,6 +89,7 @@ ENCODER_CONF = {
     "freeze_feature_updates": (lambda v: type(v) is int and v >= 0, "an integer >= 0"),
     "mask_after_updates": (lambda v: type(v) is int and v >= 0, "an integer >= 0"),
     "calibration": (lambda v: v is None or isinstance(v, (str, Path)), "a data directory"),
+    "conv_init": (lambda v: v in CONV_INITS, f"one of {', '.join(CONV_INITS)}"),
 }
 
 
@@ -123,7 +129,7 @@ class AsrcWav2Vec2Encoder(AbsEncoder):
 
     def __init__(self, input_size: int = 1, config: Optional[dict] = None, init: Optional[str] = None,
                  layer_init: LayerInit = None, freeze_feature_updates: int = 0, mask_after_updates: int = 0,
-                 calibration: Optional[str] = None, **unknown):
+                 calibration: Optional[str] = None, conv_init: str = CONV_INITS[0], **unknown):
         super().__init__()
         if input_size != 1:
             raise ConfigError(f"asrc_wav2vec2 reads the raw waveform: set --input_size 1 --normalize none "
@@ -131,10 +137,11 @@ class AsrcWav2Vec2Encoder(AbsEncoder):
         # ESPnet passes encoder_conf as keywords: a misspelt key lands in ``unknown``, not in a TypeError.
         check_encoder_conf(dict(config=config, init=init, layer_init=layer_init,
                                 freeze_feature_updates=freeze_feature_updates, mask_after_updates=mask_after_updates,
-                                calibration=calibration, **unknown))
-        if calibration is not None and layer_init is None:
-            raise ConfigError(f"encoder_conf.calibration={calibration!r} is only used to build a student "
-                              f"(encoder_conf.layer_init)")
+                                calibration=calibration, conv_init=conv_init, **unknown))
+        for key, value, default in (("calibration", calibration, None), ("conv_init", conv_init, CONV_INITS[0])):
+            if value != default and layer_init is None:
+                raise ConfigError(f"encoder_conf.{key}={value!r} is only used to build a student "
+                                  f"(encoder_conf.layer_init)")
         resolved = resolve_encoder_config(config, init, layer_init)
         #: Tokens of the initial model (None when built from scratch); the ESPnet model checks them.
         self.init_tokens = None
@@ -151,7 +158,8 @@ class AsrcWav2Vec2Encoder(AbsEncoder):
                 self.model = Wav2Vec2CTC(resolved, source.tokens)
                 load_state_dict_strict(self.model, source.state_dict(), f"encoder_conf.init={init}")
             else:
-                self.model, self.init_report = _build_student(source, resolved, layer_init, init, calibration)
+                self.model, self.init_report = _build_student(source, resolved, layer_init, init, calibration,
+                                                              conv_init)
             del source
         if self.model.config.mask_time_prob == 0:
             # Only time masks use it: a trainable parameter that never gets a gradient stalls DDP.
@@ -227,14 +235,14 @@ def _calibration_speech(data_dir: str) -> Tuple[Tensor, Tensor, str]:
 
 
 def _build_student(source: Wav2Vec2CTC, config: Wav2Vec2Config, layer_init: str, init,
-                   calibration: Optional[str] = None):
+                   calibration: Optional[str] = None, conv_init: str = CONV_INITS[0]):
     from asrc.models.student import build_student
 
     wav = lengths = name = None
     if calibration is not None:
         wav, lengths, name = _calibration_speech(calibration)
     try:
-        student, report = build_student(source, config, layer_init=layer_init, calibration=wav,
+        student, report = build_student(source, config, layer_init=layer_init, conv_init=conv_init, calibration=wav,
                                         calibration_lengths=lengths, calibration_name=name)
     except ValueError as e:
         raise ConfigError(f"encoder_conf: cannot build the student from {init}: {e}") from e

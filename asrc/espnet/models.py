@@ -17,7 +17,9 @@ pipeline tokenises with ``--token_list`` and ``preprocessor_conf.space_symbol``.
 
 ``asrc_ctc``: CTC on the labels (:func:`asrc.distill.losses.ctc_loss`).
 
-``asrc_distill`` (``model_conf``):
+``asrc_distill`` (``model_conf``; ``temperature``, ``loss_weights`` and ``teacher_layer_map`` are
+the ``distill:`` section of a student spec, :class:`asrc.models.student_spec.DistillSpec`, which
+``--student`` fills in):
 
 ``teacher``
     asrc model directory of the teacher. It is frozen, in eval mode, run under ``no_grad``, and
@@ -63,14 +65,13 @@ from espnet2.torch_utils.device_funcs import force_gatherable
 from torch import Tensor
 
 from asrc.core.constants import BLANK_ID, SOS_EOS, WORD_BOUNDARY
-from asrc.distill.losses import (
-    HiddenStatePredictor, LossWeights, cos_embed_loss, ctc_loss, features_pen, kd_loss,
-)
+from asrc.distill.losses import HiddenStatePredictor, cos_embed_loss, ctc_loss, features_pen, kd_loss
 from asrc.distill.pairing import check_same_frames, check_same_tokens, resolve_layer_map
 from asrc.errors import ConfigError
 from asrc.espnet.encoder import AsrcWav2Vec2Encoder, as_waveform
 from asrc.models import Wav2Vec2CTC, load
 from asrc.models.io import QUANT_NAME, TOKENS_NAME, is_model_dir
+from asrc.models.student_spec import DistillSpec
 from asrc.prune.masks import apply_masks
 from asrc.prune.objective import PruningObjective
 from asrc.prune.spec import PruneSpec
@@ -221,10 +222,11 @@ class AsrcDistillModel(_AsrcModelBase):
                  temperature: float = 1.0, loss_weights: Optional[dict] = None,
                  teacher_layer_map: Optional[dict] = None, **components):
         super().__init__(vocab_size, token_list, encoder, ctc, **components)
-        if not (isinstance(temperature, (int, float)) and temperature > 0):
-            raise ConfigError(f"model_conf.temperature={temperature!r} must be a number > 0")
-        self.temperature = float(temperature)
-        self.weights = LossWeights.from_dict(loss_weights, source="model_conf.loss_weights")
+        objective = DistillSpec.from_dict(dict(temperature=temperature, loss_weights=loss_weights,
+                                               teacher_layer_map=teacher_layer_map), source="model_conf")
+        self.temperature = objective.temperature
+        self.weights = objective.loss_weights
+        teacher_layer_map = objective.teacher_layer_map
         teacher_model = load_teacher(teacher)
         check_same_tokens(teacher_model.tokens, list(token_list), f"teacher {teacher}", "--token_list")
         check_same_frames(teacher_model.config, encoder.config)

@@ -4,6 +4,9 @@ It is :class:`espnet2.tasks.asr.ASRTask` (same options, same trainer, same check
 
 - defaults for asrc's raw-waveform models (:data:`ASRC_DEFAULTS`), which a ``--config`` YAML
   and then command-line flags override as usual;
+- ``--student``: a student spec (:mod:`asrc.models.student_spec`; a YAML file, or a mapping
+  under ``student:`` in the ``--config`` YAML), expanded into ``encoder_conf`` and (for
+  ``asrc_distill``) ``model_conf`` by :func:`apply_student_spec`;
 - ``--train_data_dir`` / ``--valid_data_dir``: Kaldi-style data directories, expanded into
   ESPnet's ``--*_data_path_and_name_and_type`` and a shape file written under
   ``<output_dir>/shapes/`` (:mod:`asrc.espnet.data`; no ``collect_stats`` pass);
@@ -43,10 +46,12 @@ from asrc.errors import CheckpointError, ConfigError
 from asrc.espnet.data import untranscribed, write_shape_file, write_training_text
 from asrc.espnet.encoder import AsrcWav2Vec2Encoder, resolve_encoder_config
 from asrc.espnet.logs import logging_to
+from asrc.models import load_config
 from asrc.models.io import TOKENS_NAME, is_model_dir
+from asrc.models.student_spec import read_student_spec
 from asrc.prune.spec import PruneSpec
 
-__all__ = ["ASRC_DEFAULTS", "AsrcASRTask", "complete_args"]
+__all__ = ["ASRC_DEFAULTS", "AsrcASRTask", "apply_student_spec", "complete_args"]
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +91,11 @@ class AsrcASRTask(ASRTask):
                 help=f"Kaldi-style {mode} data directory (wav.scp, text, utt2spk, utt2num_samples); replaces "
                      f"--{mode}_data_path_and_name_and_type and --{mode}_shape_file",
             )
+        group.add_argument(
+            "--student", type=str_or_none, default=None,
+            help="student spec YAML (asrc.models.student_spec): layers, architecture, initialisation and "
+                 "distillation of the student; fills in encoder_conf and model_conf (give each setting once)",
+        )
         group = parser.add_argument_group(description="asrc structured pruning")
         group.add_argument("--prune", action=NestedDictAction, default=None,
                            help="structured pruning during distillation: asrc.prune.spec.PruneSpec keys "
@@ -200,9 +210,66 @@ def check_resume_state(args: argparse.Namespace) -> None:
                               f"are in <n>epoch.pth, usable with --init_param)")
 
 
+def _merge_once(target: dict, values: dict, where: str) -> None:
+    """``target.update(values)``, refusing a key that both set to different values."""
+    clash = sorted(k for k, v in values.items() if k in target and target[k] != v)
+    if clash:
+        raise ConfigError(f"--student sets {[f'{where}.{k}' for k in clash]}, which are also set to other values "
+                          f"in the config or on the command line: set each in one place")
+    target.update(values)
+
+
+def apply_student_spec(args: argparse.Namespace) -> None:
+    """Expand ``args.student`` into ``encoder_conf`` and ``model_conf`` (then ``args.student`` is None,
+    so the dumped ``config.yaml`` holds the expanded options and reads back alone).
+
+    The spec's architecture changes apply to the config of ``encoder_conf.init`` (default: the
+    teacher, ``model_conf.teacher``): with ``init.from: teacher`` the student is built from it
+    (``encoder_conf.layer_init``); with ``random`` ``encoder_conf.init`` is a model made from the
+    spec (asrc-frontend-init --student), which the encoder checks against the spec's
+    architecture, or, when not given, the student starts from scratch. The ``distill:`` section is
+    the ``model_conf`` of ``--model asrc_distill`` and unused by other models.
+    """
+    spec = read_student_spec(args.student, source="--student")
+    if spec is None:
+        return
+    if args.encoder != "asrc_wav2vec2":
+        raise ConfigError(f"--student describes an asrc_wav2vec2 student; --encoder is {args.encoder}")
+    encoder_conf = dict(args.encoder_conf or {})
+    model_conf = dict(args.model_conf or {})
+    teacher = model_conf.get("teacher") if args.model == "asrc_distill" else None
+    init = encoder_conf.get("init")
+    base = init if init is not None else teacher
+    if base is None:
+        raise ConfigError("--student describes a student relative to its teacher: give model_conf.teacher "
+                          "(--model asrc_distill) or encoder_conf.init")
+    if not is_model_dir(base):
+        raise FileNotFoundError(f"{base} is not an asrc model directory (needs config.yaml and model.pth)")
+    base_config = load_config(base)
+    changes = spec.encoder_conf(base_config)
+    if spec.init_from == "teacher":
+        encoder_conf["init"] = base
+    elif init is None:  # a random student from scratch: its whole architecture
+        changes["config"] = spec.student_config(base_config).to_dict()
+    config = dict(encoder_conf.get("config") or {})
+    _merge_once(config, changes.pop("config"), "encoder_conf.config")
+    _merge_once(encoder_conf, changes, "encoder_conf")
+    encoder_conf["config"] = config
+    if args.model == "asrc_distill":
+        _merge_once(model_conf, spec.model_conf(), "model_conf")
+    elif spec.distill is not None:
+        logger.info("--model %s: the student spec's distill section is not used", args.model)
+    if "prune" in spec.sections:
+        prune = dict(getattr(args, "prune", None) or {})
+        _merge_once(prune, spec.sections["prune"].to_dict(), "prune")
+        args.prune = prune
+    args.encoder_conf, args.model_conf, args.student = encoder_conf, model_conf, None
+
+
 def complete_args(args: argparse.Namespace) -> None:
     """Fill in what asrc derives (token list, full encoder config, data files); see the module doc."""
     check_resume_state(args)
+    apply_student_spec(args)
     if getattr(args, "prune", None) is not None:
         if args.model != "asrc_distill":
             raise ConfigError(f"prune: structured pruning runs with distillation; set --model asrc_distill "

@@ -10,6 +10,7 @@ from typing import List, Optional
 
 import yaml
 
+from asrc.core.config_files import check_known_keys
 from asrc.errors import ConfigError
 
 # The CNN of the wav2vec 2.0 checkpoints fairseq ships (their conv_feature_layers). fairseq's
@@ -169,10 +170,7 @@ class Wav2Vec2Config:
     def from_dict(cls, d: dict, source: str = "config") -> "Wav2Vec2Config":
         if not isinstance(d, dict):
             raise ConfigError(f"{source}: expected a mapping of config keys, got {type(d).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(f"{source}: unknown Wav2Vec2Config keys {unknown} (known: {sorted(known)})")
+        check_known_keys(d, (f.name for f in dataclasses.fields(cls)), source, "Wav2Vec2Config keys")
         return cls(**d)
 
     def replace(self, **changes) -> "Wav2Vec2Config":

@@ -26,6 +26,7 @@ from typing import Dict, List, Optional, Sequence
 
 from torch import Tensor
 
+from asrc.core.config_files import read_json_object
 from asrc.core.constants import BLANK, WORD_BOUNDARY
 from asrc.errors import CheckpointError, ConfigError
 from asrc.models.config import Wav2Vec2Config
@@ -211,14 +212,7 @@ def hf_tokens(vocab: Dict[str, int], vocab_size: int, pad_token_id: int, word_de
 
 def _read_json(path: Path) -> dict:
     """A JSON file holding an object (every JSON file of a Hugging Face folder does)."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except ValueError as e:  # JSONDecodeError, or UnicodeDecodeError for a binary file
-        raise CheckpointError(f"{path}: not valid JSON: {e}") from e
-    if not isinstance(data, dict):
-        raise CheckpointError(f"{path}: expected a JSON object ({{...}}), got {type(data).__name__}")
-    return data
+    return read_json_object(path, error=CheckpointError)
 
 
 def _safetensors_damage(path: Path, error: Exception) -> str:

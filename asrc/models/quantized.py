@@ -18,6 +18,7 @@ import torch
 import yaml
 from torch import nn
 
+from asrc.core.config_files import check_known_keys, read_yaml_mapping
 from asrc.core.files import atomic_write
 from asrc.errors import AsrcError, CheckpointError
 from asrc.models.config import Wav2Vec2Config
@@ -70,17 +71,8 @@ class QuantizationSpec:
 
     @classmethod
     def from_yaml_file(cls, path) -> "QuantizationSpec":
-        with open(path, encoding="utf-8") as f:
-            try:
-                d = yaml.safe_load(f) or {}
-            except yaml.YAMLError as e:
-                raise AsrcError(f"{path}: not valid YAML: {e}") from e
-        if not isinstance(d, dict):
-            raise AsrcError(f"{path}: expected a mapping of keys, got {type(d).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise AsrcError(f"{path}: unknown keys {unknown} (known: {sorted(known)})")
+        d = read_yaml_mapping(path, error=AsrcError)
+        check_known_keys(d, (f.name for f in dataclasses.fields(cls)), str(path), error=AsrcError)
         wrong = [f"{k}={d[k]!r} (expected {what})" for k, (ok, what) in _SPEC_TYPES.items() if k in d and not ok(d[k])]
         if wrong:
             raise AsrcError(f"{path}: {'; '.join(wrong)}")

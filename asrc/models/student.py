@@ -2,6 +2,8 @@
 
     student, report = build_student(teacher, teacher.config.replace(num_layers=4, conv_groups=2))
     print(report.format())
+    # the same from a student spec (asrc.models.student_spec), as asrc-train builds it
+    student, report = build_from_spec(teacher, StudentSpec.from_yaml_file("conf/student.yaml"))
 
 Layer numbering
     Transformer layers are numbered from 1, like the hidden states they produce: teacher layer
@@ -69,10 +71,9 @@ from torch import Tensor, nn
 
 from asrc.core.constants import SAMPLE_RATE
 from asrc.models.config import Wav2Vec2Config
+from asrc.models.student_spec import CONV_INITS, StudentSpec
+from asrc.models.student_spec import LAYER_SELECTIONS as LAYER_INITS
 from asrc.models.wav2vec2 import Wav2Vec2CTC, conv_layer_groups
-
-LAYER_INITS = ("every_k", "first_k", "last_k")
-CONV_INITS = ("lstsq", "energy", "block_diagonal")
 # Fields a student cannot change and still inherit the teacher's tensors with their meaning.
 STRUCTURE_FIELDS = ("extractor_mode", "layer_norm_first", "normalize_waveform", "conv_bias")
 # Ridge strength per frame: lambda = RIDGE * trace(X^T X) / frames (see _KernelFit).
@@ -588,3 +589,17 @@ def build_student(teacher: Wav2Vec2CTC, student_config: Wav2Vec2Config,
         calibration=description,
     )
     return student, report
+
+
+def build_from_spec(teacher: Wav2Vec2CTC, spec: StudentSpec, **calibration
+                    ) -> Tuple[Wav2Vec2CTC, Optional["InitReport"]]:
+    """The student ``spec`` describes for ``teacher``: :func:`build_student` with the spec's layer
+    selection and ``conv_init`` (``calibration``: its calibration arguments), or, for
+    ``init.from: random``, a model with torch's initialisation and the teacher's tokens (report
+    ``None``). Seed torch for reproducibility."""
+    config = spec.student_config(teacher.config)
+    if spec.init_from == "random":
+        param = next(teacher.parameters())
+        tokens = teacher.tokens if config.vocab_size == teacher.config.vocab_size else None
+        return Wav2Vec2CTC(config, tokens).to(device=param.device, dtype=param.dtype), None
+    return build_student(teacher, config, spec.layer_select, conv_init=spec.conv_init, **calibration)

@@ -31,10 +31,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
+from asrc.core.config_files import read_json_object
 from asrc.core.files import atomic_write
 from asrc.errors import AsrcError
 from asrc.score.align import Counts
-from asrc.score.scorer import ScoreResult, read_json_object, read_score_json
+from asrc.score.scorer import RERUN, ScoreResult, read_score_json
 
 COLUMNS = ["dataset", "Snt", "Wrd", "Corr", "Sub", "Del", "Ins", "Err", "S.Err", "Params", "MB", "RTF"]
 
@@ -191,7 +192,7 @@ def record_from_decode_dir(model: str, dataset: str, decode_dir) -> ResultRecord
     rec = ResultRecord(model=model, dataset=dataset, wer=wer, cer=cer)
     rtf_path = decode_dir / "rtf.json"
     if rtf_path.is_file():
-        info = read_json_object(rtf_path)
+        info = read_json_object(rtf_path, hint=RERUN)
         rec.rtf = info.get("rtf")
         rec.params = info.get("model", {}).get("params")
         rec.size_mb = info.get("model", {}).get("size_mb")

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Union
 
+from asrc.core.config_files import read_json_object
 from asrc.core.files import atomic_write
 from asrc.errors import AsrcError
 from asrc.score.align import INS_COST, SUB_COST, AlignedPair, Counts, align, count, format_alignment
@@ -255,16 +256,8 @@ def score_dir(
     return result
 
 
-def read_json_object(path) -> dict:
-    """The JSON object in ``path``; a damaged file is an :class:`AsrcError` naming it."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except ValueError as e:  # JSONDecodeError, or UnicodeDecodeError for a binary file
-        raise AsrcError(f"{path}: not valid JSON ({e}); rerun the command that wrote it") from e
-    if not isinstance(data, dict):
-        raise AsrcError(f"{path}: expected a JSON object, got {type(data).__name__}; rerun the command that wrote it")
-    return data
+#: What to do about a damaged JSON file that an asrc command wrote.
+RERUN = "rerun the command that wrote it"
 
 
 def read_score_json(score_dir_path) -> Counts:
@@ -272,7 +265,7 @@ def read_score_json(score_dir_path) -> Counts:
     path = Path(score_dir_path) / "score.json"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file (run asrc-score first)")
-    total = read_json_object(path).get("total")
+    total = read_json_object(path, hint=RERUN).get("total")
     try:
         return Counts(
             snt=total["snt"],

@@ -33,11 +33,12 @@
 #   7  (only with --update_teacher true) replace the committed teacher in teacher/
 #      with exp/teacher12/model
 #   8  the distillation experiment, from the committed teacher/ ($student_teacher): the
-#      demo's student (4 layers, conv_groups 2; ../demo/demo_config.yaml) distilled, and the
-#      same student trained with CTC alone for the same updates, side by side
+#      student of conf/student.yaml (4 layers, conv_groups 2: the compression demo's)
+#      distilled, and the same student trained with CTC alone for the same updates
+#      (conf/train_student.yaml), side by side
 #   9  int8 quantization of the distilled student
 #   10 decoding + scoring of data/test by teacher and students -> exp/RESULTS.md
-#   11-13 the narrow student (conf/student_narrow_model.yaml: half the teacher's width, no
+#   11-13 the narrow student (conf/student_narrow.yaml: half the teacher's width, no
 #      teacher weight fits): 11 front-end warm start on the teacher's CNN features
 #      (asrc-frontend-init --teacher), 12 distilled (CTC + KD + hidden-state loss) and
 #      CTC-only from that start, side by side (2000 updates each, ~55 min), 13 int8 of both,
@@ -57,7 +58,7 @@ stage=1
 stop_stage=13
 update_teacher=false                       # stage 7: overwrite teacher/ with the new teacher
 student_teacher=teacher                    # stages 8-10: the teacher the students learn from
-student_config=../demo/demo_config.yaml    # stages 8-10: the student and its schedule
+student_config=conf/train_student.yaml     # stages 8-10: the schedule; its student: conf/student.yaml
 student_args=                              # extra asrc-train flags for stage 8
 force_stages=
 nj=2                                       # synthesis and decoding jobs
@@ -81,7 +82,7 @@ pass3_exp=exp/teacher_pass3                # stage 4, pass 3 (the 6-layer teache
 teacher12_pass1_exp=exp/teacher12_pass1    # stage 4, the first 12-layer pass
 teacher_exp=exp/teacher12                  # the final teacher's experiment (stage 4, 12 layers, pass 2)
 train_args=                                # extra asrc-train flags, e.g. "--max_epoch 2"
-narrow_model=conf/student_narrow_model.yaml # stages 11-13: the narrow student's architecture
+narrow_student=conf/student_narrow.yaml    # stages 11-13: the narrow student (a student spec)
 narrow_init_steps=300                      # stage 11 regression steps
 prune_targets="0.5 0.7 0.85"               # stages 14-16: target sparsities (50, 30, 15 % of the teacher's parameters kept)
 
@@ -90,9 +91,10 @@ prune_targets="0.5 0.7 0.85"               # stages 14-16: target sparsities (50
 . ./db.sh
 . utils/parse_options.sh
 . utils/lib.sh
+. utils/decode_score.sh
 
 stamps=exp/stages
-teacher_sets="test test_degraded"          # stage 5-6: what the teacher is scored on
+teacher_sets="test=an4_test test_degraded=an4_test_degraded"  # stages 5-6: the teacher's test sets (SET=row)
 [ -n "$synth_subsets" ] && teacher_sets="$teacher_sets synth/words_dev synth/lj_dev"
 
 if stage_begin 1 "data preparation" $stamps; then
@@ -200,26 +202,16 @@ if stage_begin 4 "teacher CTC training (ESPnet trainer): three 6-layer passes, o
     stage_done 4 $stamps
 fi
 
+teacher_model="teacher=$teacher_exp/model@$teacher_exp"
+
 if stage_begin 5 "decoding ($teacher_sets)" $stamps; then
-    for s in $teacher_sets; do
-        name=${s//\//_}
-        log "log: exp/logs/decode_teacher_$name.log"
-        $decode_cmd exp/logs/decode_teacher_$name.log \
-            asrc-decode --model "$teacher_exp/model" --data "data/$s" --out "$teacher_exp/decode_$name" --nj "$nj"
-    done
+    decode_sets "$teacher_model" "$teacher_sets"
     stage_done 5 $stamps
 fi
 
 if stage_begin 6 "scoring" $stamps; then
-    rows=()
-    for s in $teacher_sets; do
-        name=${s//\//_}
-        run_logged exp/logs/score_teacher_$name.log asrc-score --ref "data/$s/text" \
-            --hyp "$teacher_exp/decode_$name/text" --out "$teacher_exp/decode_$name" --utt2spk "data/$s/utt2spk" --cer
-        case $s in test) label=an4_test ;; test_degraded) label=an4_test_degraded ;; *) label=${name} ;; esac
-        rows+=(--row teacher "$label" "$teacher_exp/decode_$name")
-    done
-    run_logged exp/logs/results_teacher.log asrc-results --out "$teacher_exp/RESULTS.md" "${rows[@]}"
+    score_sets "$teacher_model" "$teacher_sets"
+    write_results exp/logs/results_teacher.log "$teacher_exp/RESULTS.md" "$teacher_model" "$teacher_sets"
     cat "$teacher_exp/RESULTS.md"
     stage_done 6 $stamps
 fi
@@ -233,7 +225,6 @@ if [ "$update_teacher" = true ] && stage_begin 7 "replace the committed teacher/
 fi
 
 # ---- the distillation experiment: distilled vs CTC-only student, same student, same updates ----
-students="student_kd student_ctc"
 
 if stage_begin 8 "students: distillation and the CTC-only baseline (in parallel)" $stamps; then
     fresh_outputs exp/student_kd exp/student_ctc
@@ -242,12 +233,12 @@ if stage_begin 8 "students: distillation and the CTC-only baseline (in parallel)
     log "logs: exp/logs/train_student_kd.log, exp/logs/train_student_ctc.log (tensorboard --logdir exp)"
     # shellcheck disable=SC2086
     bg_job exp/logs/train_student_kd.log $train_cmd exp/logs/train_student_kd.log \
-        asrc-train --demo_config "$student_config" --model_conf "teacher=$student_teacher" \
+        asrc-train --config "$student_config" --model_conf "teacher=$student_teacher" \
             --encoder_conf "init=$student_teacher" --output_dir exp/student_kd \
             --export_model_dir exp/student_kd/model --export_checkpoint valid.cer.ave.pth $student_args
     # shellcheck disable=SC2086
     bg_job exp/logs/train_student_ctc.log $train_cmd exp/logs/train_student_ctc.log \
-        asrc-train --demo_config "$student_config" --ctc_only \
+        asrc-train --config "$student_config" --model asrc_ctc \
             --encoder_conf "init=$student_teacher" --output_dir exp/student_ctc \
             --export_model_dir exp/student_ctc/model --export_checkpoint valid.cer.ave.pth $student_args
     wait_jobs
@@ -261,17 +252,11 @@ if stage_begin 9 "int8 quantization of the distilled student" $stamps; then
 fi
 
 if stage_begin 10 "decoding and scoring data/test -> exp/RESULTS.md" $stamps; then
-    rows=()
-    for m in teacher_committed $students student_kd_int8; do
-        model=exp/$m/model
-        [ $m = teacher_committed ] && model=$student_teacher
-        $decode_cmd exp/logs/decode_${m}_test.log \
-            asrc-decode --model "$model" --data data/test --out exp/$m/decode_test --nj "$nj"
-        run_logged exp/logs/score_${m}_test.log asrc-score --ref data/test/text --hyp exp/$m/decode_test/text \
-            --out exp/$m/decode_test --utt2spk data/test/utt2spk --cer
-        rows+=(--row "$m" test "exp/$m/decode_test")
-    done
-    run_logged exp/logs/results.log asrc-results --out exp/RESULTS.md "${rows[@]}" --note local/experiment_notes.md
+    experiment="teacher_committed=$student_teacher student_kd=exp/student_kd/model
+                student_ctc=exp/student_ctc/model student_kd_int8=exp/student_kd_int8/model"
+    decode_sets "$experiment" test
+    score_sets "$experiment" test
+    write_results exp/logs/results.log exp/RESULTS.md "$experiment" test --note local/experiment_notes.md
     cat exp/RESULTS.md
     stage_done 10 $stamps
 fi
@@ -281,7 +266,7 @@ if stage_begin 11 "narrow student: front-end warm start on the teacher's feature
     fresh_outputs exp/narrow_frontend_init
     log "log: exp/logs/narrow_frontend_init.log"
     $train_cmd exp/logs/narrow_frontend_init.log \
-        python -m asrc.bin.frontend_init --config "$narrow_model" --tokens "$student_teacher/tokens.txt" \
+        python -m asrc.bin.frontend_init --student "$narrow_student" --tokens "$student_teacher/tokens.txt" \
             --teacher "$student_teacher" --data-dir data/train --steps "$narrow_init_steps" \
             --out exp/narrow_frontend_init
     stage_done 11 $stamps
@@ -290,7 +275,8 @@ fi
 if stage_begin 12 "narrow student: distilled and CTC-only (in parallel)" $stamps; then
     fresh_outputs exp/narrow_kd exp/narrow_ctc
     log "logs: exp/logs/train_narrow_kd.log, exp/logs/train_narrow_ctc.log"
-    common=(--encoder_conf init=exp/narrow_frontend_init --train_data_dir data/train --valid_data_dir data/dev
+    common=(--student "$narrow_student" --encoder_conf init=exp/narrow_frontend_init
+            --train_data_dir data/train --valid_data_dir data/dev
             --token_list "$student_teacher/tokens.txt" --export_checkpoint valid.cer.ave.pth)
     for m in kd ctc; do
         model_conf=()
@@ -309,15 +295,11 @@ if stage_begin 13 "narrow students: int8, decoding and scoring -> exp/RESULTS_na
         run_logged exp/logs/quantize_narrow_$m.log asrc-quantize exp/narrow_$m/model exp/narrow_${m}_int8/model \
             --mode static-pos --calib data/dev --overwrite
     done
-    rows=()
-    for m in narrow_kd narrow_ctc narrow_kd_int8 narrow_ctc_int8; do
-        $decode_cmd exp/logs/decode_${m}_test.log \
-            asrc-decode --model exp/$m/model --data data/test --out exp/$m/decode_test --nj "$nj"
-        run_logged exp/logs/score_${m}_test.log asrc-score --ref data/test/text --hyp exp/$m/decode_test/text \
-            --out exp/$m/decode_test --utt2spk data/test/utt2spk --cer
-        rows+=(--row "$m" test "exp/$m/decode_test")
-    done
-    run_logged exp/logs/results_narrow.log asrc-results --out exp/RESULTS_narrow.md "${rows[@]}"
+    narrow="narrow_kd=exp/narrow_kd/model narrow_ctc=exp/narrow_ctc/model
+            narrow_kd_int8=exp/narrow_kd_int8/model narrow_ctc_int8=exp/narrow_ctc_int8/model"
+    decode_sets "$narrow" test
+    score_sets "$narrow" test
+    write_results exp/logs/results_narrow.log exp/RESULTS_narrow.md "$narrow" test
     cat exp/RESULTS_narrow.md
     stage_done 13 $stamps
 fi

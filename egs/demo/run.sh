@@ -38,6 +38,7 @@ bench_args=                            # extra asrc-bench footprint flags, e.g. 
 . ./db.sh
 . utils/parse_options.sh
 . utils/lib.sh
+. utils/decode_score.sh
 
 stamps=exp/stages
 # Distillation is the demo's one long job and runs alone: give it the machine (path.sh: 1 thread).
@@ -91,50 +92,27 @@ if stage_begin 3 "int8 quantization" $stamps; then
     stage_done 3 $stamps
 fi
 
-models="teacher student student_int8"
-model_dir() { if [ "$1" = teacher ]; then echo "$teacher"; else echo "exp/$1/model"; fi; }
-set_name() { echo "${1//\//_}"; }
+models="teacher=$teacher student=exp/student/model student_int8=exp/student_int8/model"
 
 if stage_begin 4 "decoding ($test_sets)" $stamps; then
-    for m in $models; do
-        for t in $test_sets; do
-            out=exp/$m/decode_$(set_name "$t")
-            log "decoding data/$t with $(model_dir "$m") -> $out"
-            $decode_cmd exp/logs/decode_${m}_$(set_name "$t").log \
-                asrc-decode --model "$(model_dir "$m")" --data "data/$t" --out "$out" --nj "$nj"
-        done
-    done
+    decode_sets "$models" "$test_sets"
     stage_done 4 $stamps
 fi
-
-results_rows() {
-    for m in $models; do
-        for t in $test_sets; do
-            echo --row "$m" "$(set_name "$t")" "exp/$m/decode_$(set_name "$t")"
-        done
-    done
-}
 
 # exp/notes.md: local/notes.md (no figures) + the differences computed from this run's scores.
 write_notes() {
     # shellcheck disable=SC2046
-    run_logged exp/logs/compare.log local/compare.py --out exp/comparison.md $(results_rows)
+    run_logged exp/logs/compare.log local/compare.py --out exp/comparison.md $(results_rows "$models" "$test_sets")
     cat local/notes.md exp/comparison.md > exp/notes.md
 }
 
 if stage_begin 5 "scoring -> exp/RESULTS.md" $stamps; then
-    for m in $models; do
-        for t in $test_sets; do
-            out=exp/$m/decode_$(set_name "$t")
-            run_logged exp/logs/score_${m}_$(set_name "$t").log asrc-score --ref "data/$t/text" --hyp "$out/text" \
-                --out "$out" --utt2spk "data/$t/utt2spk" --cer
-        done
-    done
-    last_test=$(set_name "$(echo $test_sets | awk '{print $NF}')")
+    score_sets "$models" "$test_sets"
+    # shellcheck disable=SC2086
+    last_test=$(echo $test_sets | awk '{print $NF}')
     write_notes
-    # shellcheck disable=SC2046
-    run_logged exp/logs/results.log asrc-results --out exp/RESULTS.md $(results_rows) --note exp/notes.md \
-        --wer-json exp/wer.json --wer-dataset "$last_test"
+    write_results exp/logs/results.log exp/RESULTS.md "$models" "$test_sets" --note exp/notes.md \
+        --wer-json exp/wer.json --wer-dataset "${last_test//\//_}"
     stage_done 5 $stamps
 fi
 
@@ -150,8 +128,7 @@ if stage_begin 6 "footprint report" $stamps; then
 
 $(cat exp/footprint.md)
 EOF
-    # shellcheck disable=SC2046
-    run_logged exp/logs/results_footprint.log asrc-results --out exp/RESULTS.md $(results_rows) \
+    write_results exp/logs/results_footprint.log exp/RESULTS.md "$models" "$test_sets" \
         --note exp/notes_with_footprint.md
     stage_done 6 $stamps
 fi

@@ -15,8 +15,9 @@
 #   3  training/validation sets: combine $train_subsets / $valid_subsets
 #   4  letter token list (fairseq dict.ltr.txt order) and a check of every transcript
 #   5  teacher: convert $TEACHER (asrc-convert), optionally fine-tune it (--teacher_finetune true)
-#   6  distillation into the student with ESPnet's trainer (asrc-train, conf/distill.yaml);
-#      with --student_model, first a front-end warm start of that student on the teacher's features;
+#   6  distillation into the student of $student_spec (a student spec) with ESPnet's trainer
+#      (asrc-train, conf/distill.yaml); a student with init.from random (conf/student_narrow.yaml)
+#      first gets a front-end warm start on the teacher's features;
 #      with --student_method prune: structured pruning of a copy of the teacher while distilling
 #      (conf/prune.yaml -> the dense model exp/student_pruned/model), then the final distillation
 #      of that model (conf/prune_final_distill.yaml -> exp/student/model)
@@ -42,11 +43,10 @@ ngpu=0                              # GPUs for training (more than one: ESPnet's
 teacher_finetune=false              # stage 5: CTC fine-tuning of the imported teacher
 finetune_config=conf/finetune_teacher.yaml
 distill_config=conf/distill.yaml
-student_model=                      # "": the student distill_config builds from the teacher; a model YAML
-                                    # (conf/student_narrow_model.yaml, with conf/distill_narrow.yaml): a
-                                    # narrower student, its front end warm-started on the teacher's features
-student_init_steps=2000             # stage 6, with student_model: front-end warm-start steps
-student_method=distill              # stage 6: distill (a layer-dropped/narrow student) or prune (structured pruning)
+student_spec=conf/student.yaml      # the student spec; conf/student_narrow.yaml (with conf/distill_narrow.yaml):
+                                    # a narrower student, its front end warm-started on the teacher's features
+student_init_steps=2000             # stage 6, for a student with init.from random: front-end warm-start steps
+student_method=distill              # stage 6: distill (the student of $student_spec) or prune (structured pruning)
 prune_config=conf/prune.yaml        # stage 6, student_method=prune: pruning with distillation
 prune_final_config=conf/prune_final_distill.yaml   # stage 6, student_method=prune: final distillation
 train_args=                         # extra asrc-train flags for stages 5 and 6, e.g. "--max_epoch 1"
@@ -58,6 +58,7 @@ bench_args=                         # extra asrc-bench footprint flags, e.g. "--
 . ./db.sh
 . utils/parse_options.sh
 . utils/lib.sh
+. utils/decode_score.sh
 
 stamps=exp/stages
 teacher=exp/teacher/model
@@ -150,7 +151,6 @@ if stage_begin 5 "teacher" $stamps; then
 fi
 
 if [ "$student_method" = prune ] && stage_begin 6 "structured pruning + final distillation (ESPnet trainer)" $stamps; then
-    [ -z "$student_model" ] || die "--student_model goes with --student_method distill; pruning starts from the teacher"
     fresh_outputs exp/student exp/student_pruned
     log "log: exp/logs/prune.log (tensorboard --logdir exp/student_pruned)"
     # shellcheck disable=SC2086
@@ -173,19 +173,20 @@ fi
 if [ "$student_method" = distill ] && stage_begin 6 "distillation (ESPnet trainer)" $stamps; then
     fresh_outputs exp/student exp/student_frontend_init
     student_init=$teacher
-    if [ -n "$student_model" ]; then
+    if [ "$(spec_value "$student_spec" init_from)" = random ]; then
         student_init=exp/student_frontend_init
         if [ ! -f $student_init/model.pth ]; then
-            log "log: exp/logs/student_frontend_init.log (front end of $student_model on the teacher's features)"
+            log "log: exp/logs/student_frontend_init.log (front end of $student_spec on the teacher's features)"
             $train_cmd exp/logs/student_frontend_init.log \
-                python -m asrc.bin.frontend_init --config "$student_model" --tokens "$teacher/tokens.txt" \
+                python -m asrc.bin.frontend_init --student "$student_spec" --tokens "$teacher/tokens.txt" \
                     --teacher "$teacher" --data-dir data/$train_set --steps "$student_init_steps" --out $student_init
         fi
     fi
     log "log: exp/logs/distill.log (tensorboard --logdir exp/student)"
     # shellcheck disable=SC2086
     $train_cmd --gpu "$ngpu" exp/logs/distill.log \
-        asrc-train --config "$distill_config" --model_conf "teacher=$teacher" --encoder_conf "init=$student_init" \
+        asrc-train --config "$distill_config" --student "$student_spec" --model_conf "teacher=$teacher" \
+            --encoder_conf "init=$student_init" \
             --train_data_dir data/$train_set --valid_data_dir data/$valid_set \
             --ngpu "$ngpu" --output_dir exp/student --export_model_dir $student $train_args
     stage_done 6 $stamps
@@ -197,31 +198,19 @@ if stage_begin 7 "int8 quantization ($quant_mode)" $stamps; then
     stage_done 7 $stamps
 fi
 
-models="teacher student student_int8"
+models="teacher=$teacher student=$student student_int8=$student_int8"
+decode_args="--threads $decode_threads"
 
 if stage_begin 8 "decoding ($test_sets)" $stamps; then
-    for m in $models; do
-        for t in $test_sets; do
-            log "decoding data/$t with exp/$m/model (log: exp/logs/decode_${m}_$t.log)"
-            $decode_cmd exp/logs/decode_${m}_$t.log asrc-decode --model exp/$m/model --data data/$t \
-                --out exp/$m/decode_$t --nj "$nj" --threads "$decode_threads"
-        done
-    done
+    decode_sets "$models" "$test_sets"
     stage_done 8 $stamps
 fi
 
 if stage_begin 9 "scoring -> exp/RESULTS.md" $stamps; then
-    rows=()
-    for m in $models; do
-        for t in $test_sets; do
-            run_logged exp/logs/score_${m}_$t.log asrc-score --ref data/$t/text --hyp exp/$m/decode_$t/text \
-                --out exp/$m/decode_$t --utt2spk data/$t/utt2spk --cer
-            rows+=(--row "$m" "$t" "exp/$m/decode_$t")
-        done
-    done
+    score_sets "$models" "$test_sets"
     # shellcheck disable=SC2086
     last_test=$(echo $test_sets | awk '{print $NF}')
-    run_logged exp/logs/results.log asrc-results --out exp/RESULTS.md "${rows[@]}" \
+    write_results exp/logs/results.log exp/RESULTS.md "$models" "$test_sets" \
         --wer-json exp/wer.json --wer-dataset "$last_test"
     cat exp/RESULTS.md
     stage_done 9 $stamps

@@ -88,6 +88,13 @@ run_logged() {
     echo "# finished $(date '+%Y-%m-%d %H:%M:%S')" >> "$logfile"
 }
 
+# spec_value SPEC FIELD : one field of a student spec (asrc.models.student_spec.StudentSpec),
+# e.g. "spec_value conf/student.yaml init_from" -> teacher or random.
+spec_value() {
+    python -c 'import sys; from asrc.models.student_spec import StudentSpec
+print(getattr(StudentSpec.from_yaml_file(sys.argv[1]), sys.argv[2]))' "$1" "$2"
+}
+
 # Jobs side by side: "bg_job LOG CMD ARGS..." starts CMD in the background (CMD is usually
 # "$train_cmd LOG ..."), "wait_jobs" waits for every job started so far and stops the recipe
 # naming the log of each one that failed.

@@ -153,3 +153,17 @@ def test_plot_labels_every_point_at_its_own_place():
 
 def test_pareto_front():
     assert footprint.pareto_front([(1, 5), (2, 3), (3, 4), (4, 1), (2, 3)]) == [(1, 5), (2, 3), (4, 1)]
+
+
+def test_student_preset_may_be_a_spec_file(tmp_path):
+    from asrc.errors import AsrcError
+
+    path = tmp_path / "narrow.yaml"
+    path.write_text("layers: {num: 2}\narchitecture: {embed_dim: 384, num_heads: 6, conv_channels: 256}\n")
+    assert footprint._preset("student-4L-g2") == ("student-4L-g2", "student-4L-g2")
+    assert footprint._preset(str(path)) == ("narrow", str(path))
+    assert footprint._preset(f"mine={path}") == ("mine", str(path))
+    with pytest.raises(AsrcError, match="neither a preset"):
+        footprint._preset("student-9L")
+    cfg = footprint.student_config(Wav2Vec2Config(), str(path))
+    assert (cfg.num_layers, cfg.embed_dim, cfg.num_heads, cfg.conv_dim, cfg.ffn_dim) == (2, 384, 6, 256, 3072)

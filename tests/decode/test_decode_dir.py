@@ -12,14 +12,9 @@ import torch
 from asrc.bin.decode import main as decode_main
 from asrc.bin.score import main as score_main
 from asrc.decode.ctc import GreedyDecoder, tokens_to_text
-from asrc.decode.decode_dir import (
-    DecodeOptions,
-    _fingerprint,
-    decode_dir,
-    make_batches,
-    split_jobs,
-    utterance_lengths,
-)
+from asrc.decode.decode_dir import decode_dir
+from asrc.decode.options import DecodeOptions
+from asrc.decode.plan import job_fingerprint, make_batches, split_jobs, utterance_lengths
 from asrc.core.tables import read_table
 from asrc.errors import AsrcError
 from asrc.models import load, num_parameters
@@ -100,11 +95,11 @@ def test_job_fingerprint(model_dir, lengths):
     # Search options and the audio change the output, so finished jobs are not reused for
     # them; the speed options (jobs, threads, batching) do not.
     wav = {u: f"/audio/{u}.wav" for u in lengths}
-    base = _fingerprint(model_dir, DecodeOptions(), wav)
-    assert _fingerprint(model_dir, DecodeOptions(nj=3, threads_per_job=2, batch_seconds=0), wav) == base
-    assert _fingerprint(model_dir, DecodeOptions(method="beam"), wav) != base
-    assert _fingerprint(model_dir, DecodeOptions(), {**wav, "u1": "/elsewhere/u1.wav"}) != base
-    assert _fingerprint(model_dir, DecodeOptions(), dict(list(wav.items())[:-1])) != base
+    base = job_fingerprint(model_dir, DecodeOptions(), wav)
+    assert job_fingerprint(model_dir, DecodeOptions(nj=3, threads_per_job=2, batch_seconds=0), wav) == base
+    assert job_fingerprint(model_dir, DecodeOptions(method="beam"), wav) != base
+    assert job_fingerprint(model_dir, DecodeOptions(), {**wav, "u1": "/elsewhere/u1.wav"}) != base
+    assert job_fingerprint(model_dir, DecodeOptions(), dict(list(wav.items())[:-1])) != base
 
 
 def test_audio_errors_name_the_utterance(model_dir, data_dir, lengths, make_wav, tmp_path):

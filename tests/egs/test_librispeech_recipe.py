@@ -142,15 +142,18 @@ def test_librispeech_recipe_all_stages(tmp_path, http_dir):
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stderr.count("already done") == 11
 
-    # A student narrower than the teacher (conf/distill_narrow.yaml + a model YAML): stage 6
-    # warm-starts its front end on the teacher's features, then distils with the hidden loss.
-    narrow = dict(conv_layers=[[8, 10, 5], [8, 3, 2], [8, 3, 2]], conv_groups=2, embed_dim=16, ffn_dim=32,
-                  num_heads=2, num_layers=4, layer_norm_first=False, pos_conv_kernel=8, pos_conv_groups=4,
-                  vocab_size=32)
+    # A student narrower than the teacher (conf/distill_narrow.yaml + a student spec starting
+    # from random weights): stage 6 warm-starts its front end on the teacher's features, then
+    # distils with the hidden loss.
+    narrow = {"layers": {"num": 4}, "init": {"from": "random"},
+              "architecture": dict(conv_channels=8, conv_groups=2, embed_dim=16, ffn_dim=32, num_heads=2,
+                                   pos_conv_kernel=8, pos_conv_groups=4),
+              "distill": {"temperature": 2.0, "loss_weights": {"kd_loss": 0.5, "student_loss": 0.5,
+                                                                "hidden_loss": 1.0}}}
     (recipe / "conf" / "tiny_narrow.yaml").write_text(yaml.safe_dump(narrow))
     shutil.rmtree(exp / "student")  # another student: not a resume of the first one
     r = subprocess.run(["bash", str(recipe / "run.sh"), *args, "--stage", "6", "--stop_stage", "6", "--force_stages", "6",
-                        "--student_model", "conf/tiny_narrow.yaml", "--distill_config", "conf/distill_narrow.yaml",
+                        "--student_spec", "conf/tiny_narrow.yaml", "--distill_config", "conf/distill_narrow.yaml",
                         "--student_init_steps", "3"], cwd=recipe, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
     assert "target teacher_features" in (exp / "student_frontend_init" / "frontend_init.log").read_text()

@@ -139,3 +139,52 @@ fi
     assert hint.endswith("/my\\ recipe/run.sh --stage 2\n"), hint
     assert subprocess.run(["bash", "-c", hint], cwd="/").returncode == 0
     assert (recipe / "got.2").read_text() == "2\n\n\nx\n"
+
+
+def test_decode_score_results_loop(tmp_path):
+    """utils/decode_score.sh: the commands, output dirs, logs and RESULTS.md rows the recipes had
+    written out by hand (asrc-* replaced by stubs that record their arguments)."""
+    stubs = tmp_path / "bin"
+    stubs.mkdir()
+    for name in ("asrc-decode", "asrc-score", "asrc-results"):
+        (stubs / name).write_text(f'#!/usr/bin/env bash\nprintf "%s\\n" "{name} $*" >> "$CALLS"\n')
+        (stubs / name).chmod(0o755)
+    body = f"""set -u
+. {UTILS}/lib.sh
+. {UTILS}/decode_score.sh
+logged() {{ local logfile=$1; shift; echo "log $logfile" >> "$CALLS"; "$@"; }}
+decode_cmd=logged
+nj=3
+models="teacher=exp/teacher12/model@exp/teacher12 student=exp/student/model"
+sets="test=an4_test synth/lj_dev"
+decode_sets "$models" "$sets"
+score_sets "$models" test=an4_test
+decode_args="--threads 2"
+decode_sets student=m synth/x
+write_results exp/logs/results.log exp/RESULTS.md "$models" "$sets" --note notes.md
+"""
+    env = {"PATH": f"{stubs}:/usr/bin:/bin", "CALLS": str(tmp_path / "calls")}
+    script = tmp_path / "script.sh"
+    script.write_text("#!/usr/bin/env bash\n" + body)
+    r = subprocess.run(["bash", str(script)], capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "calls").read_text().splitlines() == [
+        "log exp/logs/decode_teacher_test.log",
+        "asrc-decode --model exp/teacher12/model --data data/test --out exp/teacher12/decode_test --nj 3",
+        "log exp/logs/decode_teacher_synth_lj_dev.log",
+        "asrc-decode --model exp/teacher12/model --data data/synth/lj_dev --out exp/teacher12/decode_synth_lj_dev --nj 3",
+        "log exp/logs/decode_student_test.log",
+        "asrc-decode --model exp/student/model --data data/test --out exp/student/decode_test --nj 3",
+        "log exp/logs/decode_student_synth_lj_dev.log",
+        "asrc-decode --model exp/student/model --data data/synth/lj_dev --out exp/student/decode_synth_lj_dev --nj 3",
+        "asrc-score --ref data/test/text --hyp exp/teacher12/decode_test/text --out exp/teacher12/decode_test "
+        "--utt2spk data/test/utt2spk --cer",
+        "asrc-score --ref data/test/text --hyp exp/student/decode_test/text --out exp/student/decode_test "
+        "--utt2spk data/test/utt2spk --cer",
+        "log exp/logs/decode_student_synth_x.log",
+        "asrc-decode --model m --data data/synth/x --out exp/student/decode_synth_x --nj 3 --threads 2",
+        "asrc-results --out exp/RESULTS.md --row teacher an4_test exp/teacher12/decode_test "
+        "--row teacher synth_lj_dev exp/teacher12/decode_synth_lj_dev --row student an4_test exp/student/decode_test "
+        "--row student synth_lj_dev exp/student/decode_synth_lj_dev --note notes.md",
+    ]
+    assert (tmp_path / "exp" / "logs" / "score_student_test.log").is_file()

@@ -350,7 +350,6 @@ def test_every_command_uses_the_shared_helper():
 
     setup = (Path(__file__).resolve().parents[2] / "setup.py").read_text()
     scripts = dict(re.findall(r'"(asrc-[\w-]+)=(asrc\.bin\.\w+):main"', setup))
-    del scripts["asrc-data"]  # its subcommands report their own errors (asrc.bin.data)
-    assert len(scripts) == 11
+    assert len(scripts) == 12
     for name, module in scripts.items():
         assert hasattr(importlib.import_module(module).main, "__wrapped__"), f"{name} is not wrapped by _cli.command"

@@ -76,5 +76,5 @@ def test_train_with_a_misspelt_encoder_conf_key(corpus, tmp_path, capsys):
     assert "Traceback" in log and log.strip().endswith("unknown encoder_conf keys ['freeze_feature_update'] "
                                                        "(known: ['config', 'init', 'layer_init', "
                                                        "'freeze_feature_updates', 'mask_after_updates', "
-                                                       "'calibration'])")
+                                                       "'calibration', 'conv_init'])")
     assert not (exp / "checkpoint.pth").exists()

@@ -1,0 +1,77 @@
+"""How to decode: :class:`DecodeOptions` and the decoder they describe."""
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+from asrc.decode.ctc import BeamSearchDecoder, GreedyDecoder
+
+__all__ = ["METHODS", "DecodeOptions", "build_decoder"]
+
+METHODS = ("greedy", "beam")
+
+
+@dataclass
+class DecodeOptions:
+    """How to decode. Beam options are ignored by greedy search.
+
+    ``batch_seconds``: maximum padded audio per batch (``batch size x longest utterance``);
+    0 decodes one utterance at a time. ``resample`` / ``mix_channels`` allow converting audio
+    that is not 16 kHz mono (otherwise an error naming the utterance).
+    """
+
+    method: str = "greedy"
+    beam_size: int = 50
+    beam_threshold: float = 50.0
+    lm_weight: float = 2.0
+    word_score: float = 0.0
+    sil_score: float = 0.0
+    lexicon: Optional[str] = None
+    lm: Optional[str] = None
+    batch_seconds: float = 60.0
+    nj: int = 1
+    threads_per_job: int = 1
+    resample: bool = False
+    mix_channels: bool = False
+
+    def validate(self):
+        if self.method not in METHODS:
+            raise ValueError(f"unknown decoding method {self.method!r}; expected one of {METHODS}")
+        if self.nj < 1 or self.threads_per_job < 1:
+            raise ValueError(f"nj ({self.nj}) and threads_per_job ({self.threads_per_job}) must be >= 1")
+        if self.batch_seconds < 0:
+            raise ValueError(f"batch_seconds must be >= 0, got {self.batch_seconds}")
+        if self.method == "greedy" and (self.lexicon or self.lm):
+            raise ValueError("a lexicon or LM needs method='beam'")
+        for what, path in (("lexicon", self.lexicon), ("LM", self.lm)):
+            if path is not None and not Path(path).is_file():
+                raise FileNotFoundError(f"{what} file {path} does not exist")
+
+    def decoder_fingerprint(self) -> dict:
+        """What changes the output (not nj/threads/batching, which only change speed)."""
+        keys = ["method", "resample", "mix_channels"]
+        if self.method == "beam":
+            keys += ["beam_size", "beam_threshold", "lm_weight", "word_score", "sil_score", "lexicon", "lm"]
+        d = {k: getattr(self, k) for k in keys}
+        for k in ("lexicon", "lm"):
+            if d.get(k):
+                st = os.stat(d[k])
+                d[k] = [os.path.abspath(d[k]), st.st_size, st.st_mtime_ns]
+        return d
+
+
+def build_decoder(tokens: Sequence[str], options: DecodeOptions):
+    """The greedy or beam decoder described by ``options``."""
+    if options.method == "greedy":
+        return GreedyDecoder(tokens)
+    return BeamSearchDecoder(
+        tokens,
+        lexicon=options.lexicon,
+        lm=options.lm,
+        beam_size=options.beam_size,
+        beam_threshold=options.beam_threshold,
+        lm_weight=options.lm_weight,
+        word_score=options.word_score,
+        sil_score=options.sil_score,
+    )

@@ -1,0 +1,93 @@
+"""Planning the decoding of a data directory: utterance lengths, jobs of balanced audio, batches,
+and the fingerprint that tells whether a job's earlier output can be kept."""
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Sequence
+
+from tqdm import tqdm
+
+from asrc.core.audio import num_samples
+from asrc.core.batching import pack_padded
+from asrc.core.constants import SAMPLE_RATE
+from asrc.core.tables import read_table
+from asrc.decode.options import DecodeOptions
+from asrc.errors import AsrcError
+
+__all__ = ["JobSpec", "job_done", "job_fingerprint", "make_batches", "split_jobs", "utterance_lengths"]
+
+
+def utterance_lengths(data_dir: Path, wav_scp: Dict[str, str]) -> Dict[str, int]:
+    """Samples per utterance, for sorting: ``utt2num_samples``, else ``utt2dur``, else headers."""
+    for name, scale in (("utt2num_samples", 1), ("utt2dur", SAMPLE_RATE)):
+        path = data_dir / name
+        if path.is_file():
+            table = read_table(path)
+            missing = [u for u in wav_scp if u not in table]
+            if missing:
+                raise AsrcError(f"{path}: no entry for {len(missing)} utterance(s) of wav.scp, e.g. {missing[:5]}")
+            try:
+                return {u: int(round(float(table[u]) * scale)) for u in wav_scp}
+            except ValueError as e:
+                raise AsrcError(f"{path}: non-numeric value: {e}") from e
+    lengths = {}
+    # A context manager: a failing file clears the bar before its error is printed.
+    with tqdm(wav_scp.items(), desc="reading audio lengths", unit="utt", leave=False) as bar:
+        for u, spec in bar:
+            lengths[u] = num_samples(spec, what=f"utterance {u}")
+    return lengths
+
+
+def split_jobs(lengths: Dict[str, int], nj: int) -> List[List[str]]:
+    """Split utterances into ``nj`` jobs of about equal audio (longest first, each to the
+    currently lightest job); every job's list is sorted longest first. Deterministic."""
+    order = sorted(lengths, key=lambda u: (-lengths[u], u))
+    nj = max(1, min(nj, len(order)))
+    jobs: List[List[str]] = [[] for _ in range(nj)]
+    totals = [0] * nj
+    for u in order:
+        j = min(range(nj), key=lambda k: (totals[k], k))
+        jobs[j].append(u)
+        totals[j] += lengths[u]
+    return jobs
+
+
+def make_batches(utts: Sequence[str], lengths: Dict[str, int], batch_seconds: float) -> List[List[str]]:
+    """Consecutive batches of a longest-first list whose padded size (count x longest) stays
+    within ``batch_seconds``; an utterance longer than that forms a batch on its own."""
+    return pack_padded(utts, lengths.__getitem__, batch_seconds * SAMPLE_RATE)
+
+
+@dataclass
+class JobSpec:
+    """Everything a (possibly separate) process needs to run one job."""
+
+    index: int
+    utts: List[str]
+    wav: Dict[str, str]  # utt -> wav.scp entry, for this job's utterances
+    lengths: Dict[str, int]
+    model_dir: str
+    job_dir: str
+    options: DecodeOptions
+    fingerprint: str
+
+
+def job_done(spec: JobSpec) -> bool:
+    """Whether the job's ``done`` marker holds its fingerprint (same utterances, model, options)."""
+    marker = Path(spec.job_dir) / "done"
+    return marker.is_file() and marker.read_text(encoding="utf-8").strip() == spec.fingerprint
+
+
+def job_fingerprint(model_dir: Path, options: DecodeOptions, wav: Dict[str, str]) -> str:
+    """Identifies a job's result: model file, output-changing options, utterances and audio."""
+    weights = model_dir / "model.pth"
+    st = weights.stat() if weights.is_file() else None
+    payload = {
+        "model": str(model_dir.resolve()),
+        "weights": [st.st_size, st.st_mtime_ns] if st else None,
+        "options": options.decoder_fingerprint(),
+        "wav": list(wav.items()),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
