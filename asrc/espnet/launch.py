@@ -45,7 +45,8 @@ def train(cmd: Sequence[str], defaults: Optional[dict] = None, command: Optional
     """Train with ESPnet options ``cmd`` over ``defaults``; returns the output directory.
 
     ``command``: the user's command line, written to ``train.sh``. ``export_dir``: export the
-    result as an asrc model directory there (:func:`asrc.models.espnet_dir.export_model_dir`).
+    result as an asrc model directory there (:func:`asrc.models.espnet_dir.export_model_dir`;
+    after quantization-aware training, the int8 model it converts to, :mod:`asrc.quant.qat`).
     """
     from asrc.espnet.task import AsrcASRTask
 
@@ -62,7 +63,11 @@ def train(cmd: Sequence[str], defaults: Optional[dict] = None, command: Optional
                     _write_command(output_dir, command)
                     logger.info("command: %s", shlex.join(command))
             AsrcASRTask.main(args=args)
-            if export_dir is not None and rank() == 0:
+            if export_dir is not None and rank() == 0 and args.qat is not None:
+                from asrc.quant.qat import export_int8_dir
+
+                export_int8_dir(output_dir, export_dir, export_checkpoint)
+            elif export_dir is not None and rank() == 0:
                 from asrc.models.espnet_dir import export_model_dir
 
                 export_model_dir(output_dir, export_dir, export_checkpoint)

@@ -14,7 +14,10 @@ It is :class:`espnet2.tasks.asr.ASRTask` (same options, same trainer, same check
   student (``encoder_conf.layer_init``) fits its front end on ``--train_data_dir``'s speech
   (``encoder_conf.calibration``) unless told otherwise; with
   letter tokens ``|`` is the space symbol (``HELLO WORLD`` -> ``H E L L O | W O R L D``);
-- an optimizer hook that counts updates for ``encoder_conf.freeze_feature_updates``;
+- an optimizer hook that counts updates for ``encoder_conf.freeze_feature_updates`` and ``qat``;
+- ``--qat`` (a ``qat:`` section in the YAML): quantization-aware training of the encoder's
+  model, parsed by :class:`asrc.quant.qat.QATConfig` (``start_updates``, ``activation_bits``,
+  ``range_momentum``); ``--export_model_dir`` then writes the int8 model (``mode: qat``);
 - under DDP, ``--unused_parameters true`` when LayerDrop or feature freezing leave
   parameters without gradient in some steps;
 - logging into ``train.log`` also from the processes ESPnet spawns for multi-GPU training;
@@ -29,6 +32,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from espnet2.tasks.asr import ASRTask
+from espnet2.utils.nested_dict_action import NestedDictAction
 from espnet2.utils.types import str_or_none
 
 from asrc.core.constants import WORD_BOUNDARY
@@ -38,6 +42,7 @@ from asrc.espnet.data import untranscribed, write_shape_file, write_training_tex
 from asrc.espnet.encoder import AsrcWav2Vec2Encoder, resolve_encoder_config
 from asrc.espnet.logs import logging_to
 from asrc.models.io import TOKENS_NAME, is_model_dir
+from asrc.quant.qat import QATConfig
 
 __all__ = ["ASRC_DEFAULTS", "AsrcASRTask", "complete_args"]
 
@@ -79,6 +84,10 @@ class AsrcASRTask(ASRTask):
                 help=f"Kaldi-style {mode} data directory (wav.scp, text, utt2spk, utt2num_samples); replaces "
                      f"--{mode}_data_path_and_name_and_type and --{mode}_shape_file",
             )
+        parser.add_argument_group(description="asrc quantization-aware training").add_argument(
+            "--qat", action=NestedDictAction, default=None,
+            help="quantization-aware training of the asrc model (asrc.quant.qat.QATConfig keys: start_updates, "
+                 "activation_bits, range_momentum); --export_model_dir then writes its int8 model")
 
     @classmethod
     def get_parser(cls):
@@ -118,6 +127,13 @@ class AsrcASRTask(ASRTask):
     def build_model(cls, args: argparse.Namespace):
         model = super().build_model(args)
         encoders = [m for m in model.modules() if isinstance(m, AsrcWav2Vec2Encoder)]
+        if getattr(args, "qat", None) is not None:
+            qat = QATConfig.from_dict(args.qat)
+            for e in encoders:
+                e.enable_qat(qat)
+            if getattr(model, "ctc", None) is not None and len(encoders) == 1:
+                # ESPnet's CTC module shares the model's head, now its fake-quantized twin.
+                model.ctc.ctc_lo = encoders[0].model.ctc_head
         needs_unused = any(e.config.layer_drop > 0 or e.freeze_feature_updates > 0 for e in encoders)
         if getattr(args, "distributed", False) and needs_unused and not args.unused_parameters:
             logger.info("LayerDrop / feature freezing skip parameters in some steps: setting --unused_parameters true")
@@ -167,7 +183,11 @@ def complete_args(args: argparse.Namespace) -> None:
     """Fill in what asrc derives (token list, full encoder config, data files); see the module doc."""
     check_resume_state(args)
     if args.encoder != "asrc_wav2vec2":
+        if getattr(args, "qat", None) is not None:
+            raise ConfigError(f"qat: quantization-aware training needs --encoder asrc_wav2vec2, not {args.encoder}")
         return
+    if args.qat is not None:
+        QATConfig.from_dict(args.qat)  # a bad section fails here, before the data is read
     encoder_conf = dict(args.encoder_conf or {})
     init, layer_init = encoder_conf.get("init"), encoder_conf.get("layer_init")
     teacher = (args.model_conf or {}).get("teacher") if args.model == "asrc_distill" else None

@@ -23,7 +23,7 @@ from asrc.models.config import Wav2Vec2Config
 from asrc.models.io import load_state_dict_strict, save_model_dir
 from asrc.models.wav2vec2 import Wav2Vec2CTC
 
-__all__ = ["DEFAULT_CHECKPOINTS", "find_checkpoint", "read_experiment", "export_model_dir"]
+__all__ = ["DEFAULT_CHECKPOINTS", "find_checkpoint", "read_experiment", "read_experiment_state", "export_model_dir"]
 
 logger = logging.getLogger(__name__)
 
@@ -59,8 +59,9 @@ def read_experiment(exp_dir, checkpoint: Optional[str] = None) -> Wav2Vec2CTC:
     return _read_experiment(exp_dir, checkpoint)[0]
 
 
-def _read_experiment(exp_dir, checkpoint: Optional[str]):
-    """``(model, checkpoint path)``: :func:`read_experiment` and the file it read."""
+def read_experiment_state(exp_dir, checkpoint: Optional[str] = None):
+    """``(ESPnet args, Wav2Vec2Config, tokens, state dict of the model, checkpoint path)`` of an
+    experiment; the state dict keys are the model's (``encoder.model.`` removed)."""
     exp_dir = Path(exp_dir)
     config_path = exp_dir / "config.yaml"
     if not config_path.is_file():
@@ -82,6 +83,15 @@ def _read_experiment(exp_dir, checkpoint: Optional[str]):
     own = {k[len(PREFIX):]: v for k, v in state.items() if k.startswith(PREFIX)}
     if not own:
         raise CheckpointError(f"{path}: no {PREFIX}* parameters; not a checkpoint of an asrc_wav2vec2 encoder")
+    return args, config, tokens, own, path
+
+
+def _read_experiment(exp_dir, checkpoint: Optional[str]):
+    """``(model, checkpoint path)``: :func:`read_experiment` and the file it read."""
+    args, config, tokens, own, path = read_experiment_state(exp_dir, checkpoint)
+    if args.get("qat") is not None:
+        raise ConfigError(f"{exp_dir}: trained with quantization-aware training (qat); its model is the int8 one: "
+                          f"asrc-quantize {exp_dir} OUT --mode qat")
     model = Wav2Vec2CTC(config, tokens)
     load_state_dict_strict(model, own, str(path))
     return model.eval(), path

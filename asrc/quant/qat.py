@@ -55,7 +55,7 @@ from asrc.models.quantized import QuantizationSpec, set_engine, set_module
 from asrc.models.wav2vec2 import PositionalConv, Wav2Vec2CTC
 
 __all__ = ["QATConfig", "QATConv1d", "QATLinear", "QATPositionalConv", "convert_experiment", "convert_qat",
-           "prepare_qat", "set_fake_quant"]
+           "export_int8_dir", "prepare_qat", "read_qat_experiment", "set_fake_quant"]
 
 #: dynamic int8 Linear input: 7-bit codes, as torch's dynamic Linear calls fbgemm with ``reduce_range``.
 DYNAMIC_QMAX = 127
@@ -334,5 +334,10 @@ def convert_experiment(exp_dir, checkpoint: Optional[str] = None, engine: Option
     return float_model.eval(), qmodel, spec
 
 
-def fake_quantized_names(model: nn.Module) -> List[str]:
-    return [n for n, m in model.named_modules() if isinstance(m, QAT_MODULES)]
+def export_int8_dir(exp_dir, out_dir, checkpoint: Optional[str] = None):
+    """Write the int8 model directory of a QAT experiment (``asrc-train --export_model_dir``)."""
+    from asrc.models.quantized import save_quantized
+
+    _, qmodel, spec = convert_experiment(exp_dir, checkpoint)
+    save_quantized(qmodel, spec, out_dir, qmodel.tokens)
+    return out_dir
