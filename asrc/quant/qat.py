@@ -138,7 +138,8 @@ class ActivationRange(nn.Module):
         if observe:
             self.observe(x)
         scale, zero_point = affine_qparams(self.range[0], self.range[1], self.quant_max)
-        return torch.fake_quantize_per_tensor_affine(x.float(), scale, zero_point, 0, self.quant_max).to(x.dtype)
+        # Codes clamp at 255 also with 7-bit scales: torch's quint8 int8 modules do.
+        return torch.fake_quantize_per_tensor_affine(x.float(), scale, zero_point, 0, 255).to(x.dtype)
 
 
 def fake_quantize_weight(weight: Tensor) -> Tensor:
