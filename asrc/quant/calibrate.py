@@ -18,17 +18,20 @@ giving the ``[lo, hi]`` a uint8 per-tensor affine activation covers:
 extremes, so that calibrating the base model's wide CNN activations stays in memory.
 
 Bias correction (Nagel et al., *Data-free quantization through weight equalization and bias
-correction*, ICCV 2019; here the empirical variant): int8 rounding of weights and activations
+correction*, ICCV 2019; here the empirical variant): int8 rounding of weights and inputs
 shifts the mean of each output channel; running the calibration audio through the float model
 and through the quantized one, conv by conv in the order they run, the bias of each int8 conv
-is moved by the mean per-channel difference of its output from the float conv's, so that the
-quantized model's channels keep the float model's means. Convs without a bias get one.
+is moved by the mean per-channel difference of its accumulator (before the output is
+requantized) from the float conv's output, so that the quantized model's channels keep the
+float model's means. The output's own rounding and clipping are left out: clipping is not a
+shift of the mean that a bias could undo. Convs without a bias get one.
 """
 
 from dataclasses import dataclass
 from typing import Dict, List, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from asrc.errors import ConfigError
@@ -102,7 +105,8 @@ class RangeObserver(nn.Module):
             flat = x.flatten()
             if flat.numel() > SAMPLES_PER_CALL:
                 flat = flat[torch.randint(flat.numel(), (SAMPLES_PER_CALL,), generator=self.gen)]
-            self.samples.append(flat.cpu())
+            # A copy: the CNN's fast path applies GELU in place to the tensor observed here.
+            self.samples.append(flat.cpu().clone())
             self.count += flat.numel()
         return x
 
@@ -141,15 +145,25 @@ def mse_range(values: Tensor, lo: float, hi: float, quant_max: int, steps: int =
     return best
 
 
+def int8_accumulator(conv, x: Tensor) -> Tensor:
+    """What an :class:`asrc.models.int8.Int8Conv1d` computes before requantizing its output."""
+    scale, zero_point = conv.input_qparams()
+    c = conv.conv
+    x = torch.fake_quantize_per_tensor_affine(x.float(), scale, zero_point, 0, 255)
+    return F.conv1d(x, conv.weight(), conv.bias(), c.stride, c.padding, c.dilation, c.groups)
+
+
 @torch.inference_mode()
-def channel_means(model: nn.Module, names: Sequence[str], waveforms: List[Tensor]) -> Dict[str, Tensor]:
-    """Mean over time and utterances of every output channel of the modules ``names``."""
+def channel_means(model: nn.Module, names: Sequence[str], waveforms: List[Tensor],
+                  of_int8_accumulator: bool = False) -> Dict[str, Tensor]:
+    """Mean over time and utterances of every output channel of the modules ``names`` (int8
+    convs: of their accumulator with ``of_int8_accumulator``)."""
     sums: Dict[str, Tensor] = {}
     frames: Dict[str, int] = {n: 0 for n in names}
     hooks = []
     for name in names:
-        def hook(_m, _args, out, name=name):
-            out = out.detach().float()
+        def hook(m, args, out, name=name):
+            out = int8_accumulator(m, args[0]) if of_int8_accumulator else out.detach().float()
             s = out.sum(dim=(0, 2))
             sums[name] = sums[name] + s if name in sums else s
             frames[name] += out.shape[0] * out.shape[2]
@@ -174,7 +188,7 @@ def correct_biases(float_model: nn.Module, qmodel: nn.Module, names: Sequence[st
     reference = channel_means(float_model, names, waveforms)
     shifts = {}
     for name in names:
-        got = channel_means(qmodel, [name], waveforms)[name]
+        got = channel_means(qmodel, [name], waveforms, of_int8_accumulator=True)[name]
         conv = qmodel.get_submodule(name)
         delta = got - reference[name]
         bias = conv.bias()
