@@ -23,6 +23,17 @@ Rows (names are what ``--wer`` keys refer to):
                        saved, and timed as loaded back with ``asrc.models.load``; further
                        ``--int8-mode`` values add ``<student>-int8-<mode>`` rows
 ``<student>-onnx``     onnxruntime, float32 export; ``<student>-onnx-int8``: its onnxruntime int8 graph
+``<int8 row>-qdq``     onnxruntime, the asrc int8 row exported as QDQ (static int8 convs as
+                       ``QLinearConv``, Linear layers as dynamic int8 MatMul; ``asrc.quant.export``)
+``<name>``             ``--int8-student NAME=DIR``: an int8 model directory made elsewhere (a QAT
+                       run's ``asrc-train --export_model_dir``), as loaded, plus its ``-qdq`` row
+``hf-peer-onnx-int8``  the peer a user would otherwise deploy: the transformers model exported to
+                       ONNX and quantized by onnxruntime's ``quantize_dynamic`` (the ``optimum``
+                       dynamic recipe: int8 weights, uint8 activations quantized per call)
+
+``--conv-calibration``, ``--percentile`` and ``--bias-correction`` choose how the static int8
+convs of the ``<student>-int8*`` rows are quantized (``asrc.quant.calibrate``; speed does not
+depend on them, ``--agreement`` and ``--wer`` do).
 
 Columns: parameters, MB of the saved file(s), MACs for the input (convolutions and matrix
 products, from the architecture), median latency, real-time factor, speed-up and size ratio
@@ -423,7 +434,8 @@ def plot(rows: List[Row], path, env: dict):
 
 
 def add_arguments(parser: argparse.ArgumentParser):
-    from asrc.quant import MODES
+    from asrc.quant.calibrate import CALIBRATION_METHODS
+    from asrc.quant.quantize import PTQ_MODES
 
     parser.add_argument("--teacher", metavar="DIR", help="teacher model dir (default: random wav2vec2-base)")
     parser.add_argument("--student", metavar="DIR", action="append", default=[],
@@ -431,8 +443,14 @@ def add_arguments(parser: argparse.ArgumentParser):
                              "built from --student-preset)")
     parser.add_argument("--student-preset", action="append", choices=sorted(STUDENT_PRESETS), default=None,
                         help=f"students to build from the teacher (repeatable; default: {' '.join(DEFAULT_PRESETS)})")
-    parser.add_argument("--int8-mode", action="append", choices=sorted(MODES), default=None,
+    parser.add_argument("--int8-mode", action="append", choices=list(PTQ_MODES), default=None,
                         help="asrc.quant mode of the int8 rows (repeatable; default: static-pos)")
+    parser.add_argument("--conv-calibration", choices=CALIBRATION_METHODS, default="histogram",
+                        help="activation ranges of the static int8 convs (default histogram)")
+    parser.add_argument("--percentile", type=float, default=99.99, help="for --conv-calibration percentile")
+    parser.add_argument("--bias-correction", action="store_true", help="bias correction of the static int8 convs")
+    parser.add_argument("--int8-student", metavar="NAME=DIR", action="append", default=[],
+                        help="an int8 model directory to time as it is (e.g. a QAT run's export; repeatable)")
     parser.add_argument("--calib", metavar="DATA_DIR", help="calibration data dir for the static modes "
                         "(default: the benchmark input itself)")
     parser.add_argument("--wav", help="audio file for the input (default: seeded noise; repeated to --seconds)")
@@ -453,6 +471,43 @@ def add_arguments(parser: argparse.ArgumentParser):
     parser.add_argument("--plot", help="write a PNG: size vs RTF (+ WER vs size and vs RTF with --wer)")
 
 
+def hf_onnx_int8(peer, out_path: Path, wav) -> Path:
+    """The transformers model as ONNX (opset 17), then onnxruntime's ``quantize_dynamic`` with
+    the ``optimum`` dynamic defaults: int8 weights per tensor, its default operator set."""
+    import logging
+    import warnings
+
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    float_path = out_path.with_name(f".{out_path.name}.fp32.tmp")
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(peer.eval(), (wav,), str(float_path), input_names=["input_values"],
+                          output_names=["logits"], dynamic_axes={"input_values": {0: "batch", 1: "samples"},
+                                                                 "logits": {0: "batch", 1: "frames"}},
+                          opset_version=17, dynamo=False)
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        quantize_dynamic(str(float_path), str(out_path), weight_type=QuantType.QInt8, per_channel=False)
+    finally:
+        root.setLevel(level)
+        float_path.unlink(missing_ok=True)
+    return out_path
+
+
+def hf_onnx_runner(path: Path, threads: int) -> Callable:
+    from asrc.quant.export import onnx_session
+
+    session = onnx_session(path, threads)
+
+    def run(w, _lengths):
+        return torch.from_numpy(session.run(["logits"], {"input_values": w.numpy()})[0])
+
+    return run
+
+
 def run(args) -> int:
     try:
         return _run(args)
@@ -468,7 +523,13 @@ def _run(args) -> int:
     from asrc.models.io import WEIGHTS_NAME
     from asrc.quant import quantize_model
     from asrc.models.quantized import save_quantized
+    from asrc.quant.calibrate import ConvQuantOptions
     from asrc.quant.export import export_onnx, run_export
+
+    options = ConvQuantOptions(calibration=args.conv_calibration, percentile=args.percentile,
+                               bias_correction=args.bias_correction)
+    ptq_label = ("" if (options.calibration, options.bias_correction) == ("histogram", False) else
+                 f", {options.calibration}" + (" + bias corr." if options.bias_correction else ""))
 
     if args.runs < 1 or args.warmup < 0 or args.threads < 1 or args.seconds <= 0:
         raise ValueError("--runs >= 1, --warmup >= 0, --threads >= 1 and --seconds > 0 are required")
@@ -534,6 +595,11 @@ def _run(args) -> int:
                 diff = (run_peer(wav, lengths) - teacher(wav, lengths)[0]).abs().max().item()
             row.note = f"same weights as teacher: max |logit diff| {diff:.2g}"
         add(row, run_peer)
+        if not args.no_onnx:
+            path = hf_onnx_int8(peer, work / "hf-peer-onnx-int8.onnx", wav)
+            add(Row("hf-peer-onnx-int8", "onnxruntime", "int8 (dynamic)", row.params, _file_mb(path), row.macs),
+                hf_onnx_runner(path, args.threads))
+            sources["hf-peer-onnx-int8"] = "hf-peer"
 
     # Students.
     students = []
@@ -557,6 +623,24 @@ def _run(args) -> int:
             student, _report = build_student(teacher, scfg, conv_init="energy")
             students.append((name, student.eval()))
 
+    def add_qdq(qname, qmodel, macs, source):
+        path = export_onnx(qmodel, work / f"{qname}-qdq.onnx")
+        add(Row(f"{qname}-qdq", "onnxruntime", f"int8 (QDQ of {qmodel.quantization.mode})", num_parameters(qmodel),
+                _file_mb(path), macs), run_export(path, "onnx", threads=args.threads))
+        if source is not None:
+            sources[f"{qname}-qdq"] = source
+
+    for spec_arg in args.int8_student:
+        name, d = student_name_and_dir(spec_arg)
+        qmodel = load(d)
+        if getattr(qmodel, "quantization", None) is None:
+            raise AsrcError(f"--int8-student {d}: not an int8 model directory (no quantization.yaml)")
+        macs = clip_macs(qmodel.config, samples)
+        add(Row(name, "asrc", f"int8 ({qmodel.quantization.mode})", num_parameters(qmodel),
+                _file_mb(Path(d) / WEIGHTS_NAME), macs), qmodel)
+        if not args.no_onnx:
+            add_qdq(name, qmodel, macs, None)
+
     calib = [wav[0]]
     calib_info = {"source": "benchmark input"}
     if args.calib:
@@ -570,12 +654,14 @@ def _run(args) -> int:
         add(Row(name, "asrc", "fp32", params, _file_mb(work / name / WEIGHTS_NAME), macs), student)
         for i, mode in enumerate(args.int8_mode or ["static-pos"]):
             qname = f"{name}-int8" if i == 0 else f"{name}-int8-{mode}"
-            qmodel, spec = quantize_model(student, mode, calib, calibration_info=calib_info)
+            qmodel, spec = quantize_model(student, mode, calib, calibration_info=calib_info, options=options)
             save_quantized(qmodel, spec, work / qname)
             reloaded = load(work / qname)
-            add(Row(qname, "asrc", f"int8 ({mode})", num_parameters(reloaded), _file_mb(work / qname / WEIGHTS_NAME),
-                    macs), reloaded)
+            add(Row(qname, "asrc", f"int8 ({mode}{ptq_label if mode != 'dynamic' else ''})",
+                    num_parameters(reloaded), _file_mb(work / qname / WEIGHTS_NAME), macs), reloaded)
             sources[qname] = name
+            if not args.no_onnx:
+                add_qdq(qname, reloaded, macs, name)
         if not args.no_onnx:
             for int8 in (False, True):
                 suffix = "-onnx-int8" if int8 else "-onnx"
