@@ -17,7 +17,7 @@ It is :class:`espnet2.tasks.asr.ASRTask` (same options, same trainer, same check
 - an optimizer hook that counts updates for ``encoder_conf.freeze_feature_updates`` and ``qat``;
 - ``--qat`` (a ``qat:`` section in the YAML): quantization-aware training of the encoder's
   model, parsed by :class:`asrc.quant.qat.QATConfig` (``start_updates``, ``activation_bits``,
-  ``range_momentum``); ``--export_model_dir`` then writes the int8 model (``mode: qat``);
+  ``range_momentum``, ``range_percentile``); ``--export_model_dir`` then writes the int8 model (``mode: qat``);
 - under DDP, ``--unused_parameters true`` when LayerDrop or feature freezing leave
   parameters without gradient in some steps;
 - logging into ``train.log`` also from the processes ESPnet spawns for multi-GPU training;
@@ -87,7 +87,7 @@ class AsrcASRTask(ASRTask):
         parser.add_argument_group(description="asrc quantization-aware training").add_argument(
             "--qat", action=NestedDictAction, default=None,
             help="quantization-aware training of the asrc model (asrc.quant.qat.QATConfig keys: start_updates, "
-                 "activation_bits, range_momentum); --export_model_dir then writes its int8 model")
+                 "activation_bits, range_momentum, range_percentile); --export_model_dir then writes its int8 model")
 
     @classmethod
     def get_parser(cls):

@@ -14,8 +14,11 @@ every ``nn.Linear``                    :class:`QATLinear`: int8 per-channel weig
 =====================================  ===========================================================
 
 The first conv layer (raw waveform, a tiny share of the compute) stays float, as in
-``static-conv``. Activation ranges are exponential moving averages of each batch's min/max
-(torch's ``MovingAverageMinMaxObserver`` rule), updated in training mode only; quantization
+``static-conv``. Activation ranges are exponential moving averages of each batch's
+``range_percentile`` quantiles (at 100: its min/max, torch's ``MovingAverageMinMaxObserver``
+rule), updated in training mode only. The default clips the rare large values: the CNN's
+GELU outputs are heavy-tailed, and a min/max range leaves their bulk a handful of codes, which
+trains badly (gradients of the first conv layer's norm grow by orders of magnitude); quantization
 parameters come from :func:`asrc.models.int8.affine_qparams` and
 :func:`asrc.models.int8.symmetric_weight_scale`, the functions the int8 modules are built
 with, and gradients pass straight through the rounding (``torch.fake_quantize_*``, clipped
@@ -57,6 +60,7 @@ from asrc.models.wav2vec2 import PositionalConv, Wav2Vec2CTC
 __all__ = ["QATConfig", "QATConv1d", "QATLinear", "QATPositionalConv", "convert_experiment", "convert_qat",
            "export_int8_dir", "prepare_qat", "read_qat_experiment", "set_fake_quant"]
 
+PERCENTILE_SAMPLES = 1 << 16
 #: dynamic int8 Linear input: 7-bit codes, as torch's dynamic Linear calls fbgemm with ``reduce_range``.
 DYNAMIC_QMAX = 127
 
@@ -69,17 +73,21 @@ class QATConfig:
                          the updates before it train the float model
     ``activation_bits``  8, or 7 for a model to run on CPUs without VNNI (static activations,
                          as ``asrc-quantize --activation-bits``)
-    ``range_momentum``   weight of each batch in the moving min/max of activation ranges
+    ``range_momentum``   weight of each batch in the moving average of activation ranges
+    ``range_percentile`` each batch's range: its ``100 - p`` and ``p`` percentiles (of at most
+                         65536 evenly strided values); 100 = its min and max
     """
 
     start_updates: int = 0
     activation_bits: int = 8
     range_momentum: float = 0.01
+    range_percentile: float = 99.99
 
     _CHECKS = {
         "start_updates": (lambda v: type(v) is int and v >= 0, "an integer >= 0"),
         "activation_bits": (lambda v: v in (7, 8) and type(v) is int, "7 or 8"),
         "range_momentum": (lambda v: type(v) in (int, float) and 0 < v <= 1, "a number in (0, 1]"),
+        "range_percentile": (lambda v: type(v) in (int, float) and 50 < v <= 100, "a number in (50, 100]"),
     }
 
     @classmethod
@@ -109,9 +117,9 @@ class ActivationRange(nn.Module):
     """Moving min/max of an activation (buffer ``range = [lo, hi]``; ``[inf, -inf]`` before the
     first observation) and its uint8 fake quantization."""
 
-    def __init__(self, quant_max: int, momentum: float):
+    def __init__(self, quant_max: int, momentum: float, percentile: float = 100.0):
         super().__init__()
-        self.quant_max, self.momentum = quant_max, momentum
+        self.quant_max, self.momentum, self.percentile = quant_max, momentum, percentile
         self.register_buffer("range", torch.tensor([float("inf"), float("-inf")]))
 
     @property
@@ -120,7 +128,14 @@ class ActivationRange(nn.Module):
 
     def observe(self, x: Tensor) -> None:
         with torch.no_grad():
-            batch = torch.stack([x.detach().min(), x.detach().max()]).float()
+            x = x.detach().float()
+            if self.percentile < 100:
+                flat = x.flatten()
+                flat = flat[::max(1, flat.numel() // PERCENTILE_SAMPLES)]
+                q = torch.tensor([1.0 - self.percentile / 100.0, self.percentile / 100.0], device=x.device)
+                batch = torch.quantile(flat, q)
+            else:
+                batch = torch.stack([x.min(), x.max()])
             if self.observed:
                 self.range.lerp_(batch, self.momentum)
             else:
@@ -180,8 +195,8 @@ class QATConv1d(_FakeQuant, nn.Conv1d):
     @classmethod
     def from_float(cls, conv: nn.Conv1d, config: QATConfig) -> "QATConv1d":
         q = _rebuild(conv, cls)
-        q.input_range = ActivationRange(config.activation_qmax, config.range_momentum)
-        q.output_range = ActivationRange(config.activation_qmax, config.range_momentum)
+        q.input_range = ActivationRange(config.activation_qmax, config.range_momentum, config.range_percentile)
+        q.output_range = ActivationRange(config.activation_qmax, config.range_momentum, config.range_percentile)
         return q
 
     def forward(self, x: Tensor) -> Tensor:
@@ -198,8 +213,8 @@ class QATPositionalConv(_FakeQuant, PositionalConv):
     @classmethod
     def from_float(cls, pos_conv: PositionalConv, config: QATConfig) -> "QATPositionalConv":
         q = _rebuild(pos_conv, cls)
-        q.input_range = ActivationRange(config.activation_qmax, config.range_momentum)
-        q.output_range = ActivationRange(config.activation_qmax, config.range_momentum)
+        q.input_range = ActivationRange(config.activation_qmax, config.range_momentum, config.range_percentile)
+        q.output_range = ActivationRange(config.activation_qmax, config.range_momentum, config.range_percentile)
         return q
 
     def forward(self, x: Tensor) -> Tensor:

@@ -52,6 +52,23 @@ def test_config_rejects_unknown_keys_and_bad_values():
         QATConfig.from_dict([1])
 
 
+def test_activation_range_percentile_clips_outliers_minmax_does_not():
+    from asrc.quant.qat import ActivationRange
+
+    x = torch.nn.functional.gelu(torch.randn(4, 32, 1000, generator=torch.Generator().manual_seed(0)))
+    x[0, 0, :5] = 50.0
+    ranges = {}
+    for p in (100, 99.9):
+        r = ActivationRange(255, momentum=0.5, percentile=p)
+        r.observe(x)
+        r.observe(x * 0.5)  # moving average: halfway between the two batches' ranges
+        ranges[p] = r.range.tolist()
+    assert ranges[100] == pytest.approx([0.75 * float(x.min()), 37.5], rel=1e-5)
+    assert 1.0 < ranges[99.9][1] < 5.0
+    with pytest.raises(ConfigError, match="qat.range_percentile=30 must be a number in"):
+        QATConfig.from_dict({"range_percentile": 30})
+
+
 def test_prepare_keeps_parameters_names_and_ties(trained_tiny):
     model = copy.deepcopy(trained_tiny)
     params = dict(model.named_parameters())
