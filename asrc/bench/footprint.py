@@ -23,6 +23,17 @@ Rows (names are what ``--wer`` keys refer to):
                        saved, and timed as loaded back with ``asrc.models.load``; further
                        ``--int8-mode`` values add ``<student>-int8-<mode>`` rows
 ``<student>-onnx``     onnxruntime, float32 export; ``<student>-onnx-int8``: its onnxruntime int8 graph
+``<int8 row>-qdq``     onnxruntime, the asrc int8 row exported as QDQ (static int8 convs as
+                       ``QLinearConv``, Linear layers as dynamic int8 MatMul; ``asrc.quant.export``)
+``<name>``             ``--int8-student NAME=DIR``: an int8 model directory made elsewhere (a QAT
+                       run's ``asrc-train --export_model_dir``), as loaded, plus its ``-qdq`` row
+``hf-peer-onnx-int8``  the peer a user would otherwise deploy: the transformers model exported to
+                       ONNX and quantized by onnxruntime's ``quantize_dynamic`` (the ``optimum``
+                       dynamic recipe: int8 weights, uint8 activations quantized per call)
+
+``--conv-calibration``, ``--percentile`` and ``--bias-correction`` choose how the static int8
+convs of the ``<student>-int8*`` rows are quantized (``asrc.quant.calibrate``; speed does not
+depend on them, ``--agreement`` and ``--wer`` do).
 
 Columns: parameters, MB of the saved file(s), MACs for the input (convolutions and matrix
 products, from the architecture), median latency, real-time factor, speed-up and size ratio
@@ -428,7 +439,8 @@ def plot(rows: List[Row], path, env: dict):
 
 
 def add_arguments(parser: argparse.ArgumentParser):
-    from asrc.quant import MODES
+    from asrc.quant.calibrate import CALIBRATION_METHODS
+    from asrc.quant.quantize import PTQ_MODES
 
     parser.add_argument("--teacher", metavar="DIR", help="teacher model dir (default: random wav2vec2-base)")
     parser.add_argument("--student", metavar="DIR", action="append", default=[],
@@ -437,8 +449,14 @@ def add_arguments(parser: argparse.ArgumentParser):
     parser.add_argument("--student-preset", action="append", default=None, metavar="PRESET|[NAME=]SPEC",
                         help=f"students to build from the teacher: a preset ({', '.join(sorted(STUDENT_PRESETS))}) "
                              f"or a student spec YAML (repeatable; default: {' '.join(DEFAULT_PRESETS)})")
-    parser.add_argument("--int8-mode", action="append", choices=sorted(MODES), default=None,
+    parser.add_argument("--int8-mode", action="append", choices=list(PTQ_MODES), default=None,
                         help="asrc.quant mode of the int8 rows (repeatable; default: static-pos)")
+    parser.add_argument("--conv-calibration", choices=CALIBRATION_METHODS, default="histogram",
+                        help="activation ranges of the static int8 convs (default histogram)")
+    parser.add_argument("--percentile", type=float, default=99.99, help="for --conv-calibration percentile")
+    parser.add_argument("--bias-correction", action="store_true", help="bias correction of the static int8 convs")
+    parser.add_argument("--int8-student", metavar="NAME=DIR", action="append", default=[],
+                        help="an int8 model directory to time as it is (e.g. a QAT run's export; repeatable)")
     parser.add_argument("--calib", metavar="DATA_DIR", help="calibration data dir for the static modes "
                         "(default: the benchmark input itself)")
     parser.add_argument("--wav", help="audio file for the input (default: seeded noise; repeated to --seconds)")
@@ -457,6 +475,43 @@ def add_arguments(parser: argparse.ArgumentParser):
     parser.add_argument("--json", help="write rows + environment as JSON")
     parser.add_argument("--markdown", help="write the markdown table")
     parser.add_argument("--plot", help="write a PNG: size vs RTF (+ WER vs size and vs RTF with --wer)")
+
+
+def hf_onnx_int8(peer, out_path: Path, wav) -> Path:
+    """The transformers model as ONNX (opset 17), then onnxruntime's ``quantize_dynamic`` with
+    the ``optimum`` dynamic defaults: int8 weights per tensor, its default operator set."""
+    import logging
+    import warnings
+
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    float_path = out_path.with_name(f".{out_path.name}.fp32.tmp")
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(peer.eval(), (wav,), str(float_path), input_names=["input_values"],
+                          output_names=["logits"], dynamic_axes={"input_values": {0: "batch", 1: "samples"},
+                                                                 "logits": {0: "batch", 1: "frames"}},
+                          opset_version=17, dynamo=False)
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        quantize_dynamic(str(float_path), str(out_path), weight_type=QuantType.QInt8, per_channel=False)
+    finally:
+        root.setLevel(level)
+        float_path.unlink(missing_ok=True)
+    return out_path
+
+
+def hf_onnx_runner(path: Path, threads: int) -> Callable:
+    from asrc.quant.export import onnx_session
+
+    session = onnx_session(path, threads)
+
+    def run(w, _lengths):
+        return torch.from_numpy(session.run(["logits"], {"input_values": w.numpy()})[0])
+
+    return run
 
 
 def run(args) -> int:
@@ -528,6 +583,10 @@ def _add_teacher_and_peer(bench: _Bench, args, wav, lengths):
             diff = (run_peer(wav, lengths) - teacher(wav, lengths)[0]).abs().max().item()
         row.note = f"same weights as teacher: max |logit diff| {diff:.2g}"
     bench.add(row, run_peer)
+    if not args.no_onnx:
+        path = hf_onnx_int8(peer, bench.work / "hf-peer-onnx-int8.onnx", wav)
+        bench.add(Row("hf-peer-onnx-int8", "onnxruntime", "int8 (dynamic)", row.params, _file_mb(path), row.macs),
+                  hf_onnx_runner(path, args.threads), source="hf-peer")
     return teacher
 
 
@@ -573,14 +632,54 @@ def _preset(value: str):
     return name, path
 
 
+def _ptq_options(args):
+    """``(ConvQuantOptions, row-label suffix)`` of the post-training int8 flags."""
+    from asrc.quant.calibrate import ConvQuantOptions
+
+    options = ConvQuantOptions(calibration=args.conv_calibration, percentile=args.percentile,
+                               bias_correction=args.bias_correction)
+    label = ("" if (options.calibration, options.bias_correction) == ("histogram", False) else
+             f", {options.calibration}" + (" + bias corr." if options.bias_correction else ""))
+    return options, label
+
+
+def _add_qdq(bench: _Bench, args, qname: str, qmodel, macs, source: Optional[str]):
+    """The ONNX QDQ export of an asrc int8 model, run by onnxruntime."""
+    from asrc.models import num_parameters
+    from asrc.quant.export import export_onnx, run_export
+
+    path = export_onnx(qmodel, bench.work / f"{qname}-qdq.onnx")
+    bench.add(Row(f"{qname}-qdq", "onnxruntime", f"int8 (QDQ of {qmodel.quantization.mode})", num_parameters(qmodel),
+                  _file_mb(path), macs), run_export(path, "onnx", threads=args.threads), source=source)
+
+
+def _add_int8_students(bench: _Bench, args):
+    """``--int8-student`` directories (e.g. a QAT run's export), timed as they are, and their QDQ export."""
+    from asrc.models import load, num_parameters
+    from asrc.models.io import WEIGHTS_NAME
+
+    for spec_arg in args.int8_student:
+        name, d = student_name_and_dir(spec_arg)
+        qmodel = load(d)
+        if getattr(qmodel, "quantization", None) is None:
+            raise AsrcError(f"--int8-student {d}: not an int8 model directory (no quantization.yaml)")
+        macs = clip_macs(qmodel.config, bench.samples)
+        bench.add(Row(name, "asrc", f"int8 ({qmodel.quantization.mode})", num_parameters(qmodel),
+                      _file_mb(Path(d) / WEIGHTS_NAME), macs), qmodel)
+        if not args.no_onnx:
+            _add_qdq(bench, args, name, qmodel, macs, None)
+
+
 def _add_student_rows(bench: _Bench, args, name: str, student, calib, calib_info):
-    """The float student, its int8 form(s) through asrc.quant and, unless ``--no-onnx``, its ONNX exports."""
+    """The float student, its int8 form(s) through asrc.quant (and their QDQ export) and, unless
+    ``--no-onnx``, its ONNX exports."""
     from asrc.models import load, num_parameters, save_model_dir
     from asrc.models.io import WEIGHTS_NAME
     from asrc.models.quantized import save_quantized
     from asrc.quant import quantize_model
     from asrc.quant.export import export_onnx, run_export
 
+    options, ptq_label = _ptq_options(args)
     work = bench.work
     save_model_dir(student, work / name)
     params = num_parameters(student)
@@ -588,11 +687,13 @@ def _add_student_rows(bench: _Bench, args, name: str, student, calib, calib_info
     bench.add(Row(name, "asrc", "fp32", params, _file_mb(work / name / WEIGHTS_NAME), macs), student)
     for i, mode in enumerate(args.int8_mode or ["static-pos"]):
         qname = f"{name}-int8" if i == 0 else f"{name}-int8-{mode}"
-        qmodel, spec = quantize_model(student, mode, calib, calibration_info=calib_info)
+        qmodel, spec = quantize_model(student, mode, calib, calibration_info=calib_info, options=options)
         save_quantized(qmodel, spec, work / qname)
         reloaded = load(work / qname)
-        bench.add(Row(qname, "asrc", f"int8 ({mode})", num_parameters(reloaded),
-                      _file_mb(work / qname / WEIGHTS_NAME), macs), reloaded, source=name)
+        bench.add(Row(qname, "asrc", f"int8 ({mode}{ptq_label if mode != 'dynamic' else ''})",
+                      num_parameters(reloaded), _file_mb(work / qname / WEIGHTS_NAME), macs), reloaded, source=name)
+        if not args.no_onnx:
+            _add_qdq(bench, args, qname, reloaded, macs, name)
     if not args.no_onnx:
         for int8 in (False, True):
             suffix = "-onnx-int8" if int8 else "-onnx"
@@ -679,6 +780,7 @@ def _run(args) -> int:
     print(f"building models in {work} ...", file=sys.stderr, flush=True)
     teacher = _add_teacher_and_peer(bench, args, wav, lengths)
     students = _students(args, teacher)
+    _add_int8_students(bench, args)
     calib = [wav[0]]
     calib_info = {"source": "benchmark input"}
     if args.calib:

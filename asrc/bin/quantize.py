@@ -12,6 +12,15 @@ Modes:
                  (a Kaldi-style data dir with wav.scp). As accurate as dynamic, smaller, faster.
     static-conv  static-pos + static int8 CNN layers 2..N: fastest and smallest, but it
                  cost 5.2 CER points (28.8 -> 34.0) on the AN4 teacher; check before use.
+                 --conv-weights, --conv-calibration and --bias-correction choose how the
+                 static convs are quantized (asrc.quant.calibrate), each alone or together.
+    qat          SRC is an asrc-train experiment trained with a `qat:` section
+                 (asrc.quant.qat): its fake-quantized model becomes the static-conv structure
+                 with the learned scales; --checkpoint picks the checkpoint.
+
+    asrc-quantize exp/student exp/student_int8 --mode static-conv --calib data/dev \
+        --conv-calibration mse --bias-correction
+    asrc-quantize exp/student_qat exp/student_qat_int8 --mode qat
 
 OUT holds config.yaml, quantization.yaml (what was quantized, engine, calibration),
 model.pth (the int8 state dict) and tokens.txt; asrc.models.load(OUT) and every asrc command
@@ -41,6 +50,15 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--activation-bits", type=int, choices=(7, 8), default=None,
                         help="static-mode activations: 8 needs a CPU with VNNI (AVX512-VNNI/AVX-VNNI) at run time, "
                              "7 runs anywhere (default: 8 if this CPU has VNNI, else 7)")
+    parser.add_argument("--conv-weights", choices=("per-channel", "per-tensor"), default="per-channel",
+                        help="static int8 conv weight scales (default per-channel)")
+    parser.add_argument("--conv-calibration", choices=("histogram", "minmax", "percentile", "mse"),
+                        default="histogram", help="static int8 conv activation ranges (default histogram)")
+    parser.add_argument("--percentile", type=float, default=99.99,
+                        help="with --conv-calibration percentile: the upper quantile in percent (default 99.99)")
+    parser.add_argument("--bias-correction", action="store_true",
+                        help="move int8 conv biases by their mean output shift on the --calib audio")
+    parser.add_argument("--checkpoint", help="--mode qat: checkpoint of the experiment (default: as asrc-decode)")
     parser.add_argument("--check", metavar="DATA_DIR", help="report agreement with the float model on this data dir")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
     return parser
@@ -50,11 +68,14 @@ def get_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = get_parser().parse_args(argv)
     from asrc.quant.agreement import format_agreement
+    from asrc.quant.calibrate import ConvQuantOptions
     from asrc.quant.quantize_dir import quantize_dir
 
+    options = ConvQuantOptions(weights=args.conv_weights, calibration=args.conv_calibration,
+                               percentile=args.percentile, bias_correction=args.bias_correction)
     summary = quantize_dir(args.src, args.out, args.mode, calib=args.calib, calib_utts=args.calib_utts,
                            engine=args.engine, activation_bits=args.activation_bits, check=args.check,
-                           overwrite=args.overwrite)
+                           overwrite=args.overwrite, options=options, checkpoint=args.checkpoint)
     spec, mb_in, mb_out = summary["spec"], summary["mb_in"], summary["mb_out"]
     print(f"{Path(args.out)}: mode {args.mode}, {len(spec.dynamic_int8_linear)} int8 Linear, "
           f"{len(spec.static_int8_conv)} int8 Conv; model.pth {mb_in:.1f} MB -> {mb_out:.1f} MB "

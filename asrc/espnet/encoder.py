@@ -39,6 +39,11 @@ gives, :func:`asrc.espnet.task.apply_student_spec`):
     (egs/an4/RESULTS.md); the same update counter as ``freeze_feature_updates``.
 
 In training mode LayerDrop (``layer_drop``) and, see above, the masks of the config are applied.
+
+Quantization-aware training is not an ``encoder_conf`` key but the task's ``qat`` section:
+:meth:`AsrcWav2Vec2Encoder.enable_qat` (called by :class:`asrc.espnet.task.AsrcASRTask`)
+swaps in fake-quantized modules (:mod:`asrc.quant.qat`), active from update
+``qat.start_updates`` of the same counter on.
 """
 
 import logging
@@ -167,6 +172,8 @@ class AsrcWav2Vec2Encoder(AbsEncoder):
         self.freeze_feature_updates = int(freeze_feature_updates)
         self.mask_after_updates = int(mask_after_updates)
         self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))
+        #: :class:`asrc.quant.qat.QATConfig` once :meth:`enable_qat` ran.
+        self.qat = None
         self.model.feature_extractor.register_forward_hook(self._maybe_detach_features)
 
     @property
@@ -192,6 +199,16 @@ class AsrcWav2Vec2Encoder(AbsEncoder):
             return features.detach(), lengths
         return None
 
+    def enable_qat(self, config) -> None:
+        """Fake-quantize the model (:func:`asrc.quant.qat.prepare_qat`) from update ``config.start_updates`` on."""
+        from asrc.quant.qat import prepare_qat
+
+        prepare_qat(self.model, config)
+        self.qat = config
+
+    def qat_active(self) -> bool:
+        return self.qat is not None and int(self.num_updates) >= self.qat.start_updates
+
     def on_optimizer_step(self) -> None:
         """Count one optimizer update (called by the hook :class:`AsrcASRTask` installs)."""
         self.num_updates += 1
@@ -199,6 +216,10 @@ class AsrcWav2Vec2Encoder(AbsEncoder):
     def encode(self, speech: Tensor, speech_lengths: Tensor, output_hidden_states: bool = False,
                return_features: bool = False) -> EncoderOutput:
         """Everything but the CTC head; masks and LayerDrop in training mode."""
+        if self.qat is not None:
+            from asrc.quant.qat import set_fake_quant
+
+            set_fake_quant(self.model, self.qat_active())
         return self.model.encode(as_waveform(speech), speech_lengths, output_hidden_states=output_hidden_states,
                                  return_features=return_features, apply_mask=self.masks_active())
 

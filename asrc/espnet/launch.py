@@ -46,7 +46,8 @@ def train(cmd: Sequence[str], defaults: Optional[dict] = None, command: Optional
 
     ``command``: the user's command line, written to ``train.sh``. ``export_dir``: export the
     result as an asrc model directory there (:func:`asrc.models.espnet_dir.export_model_dir`; for
-    a ``prune:`` run the materialised dense model, :func:`asrc.prune.export.export_pruned_model_dir`).
+    a ``prune:`` run the materialised dense model, :func:`asrc.prune.export.export_pruned_model_dir`;
+    after quantization-aware training, the int8 model it converts to, :mod:`asrc.quant.qat`).
     """
     from asrc.espnet.task import AsrcASRTask
 
@@ -63,7 +64,11 @@ def train(cmd: Sequence[str], defaults: Optional[dict] = None, command: Optional
                     _write_command(output_dir, command)
                     logger.info("command: %s", shlex.join(command))
             AsrcASRTask.main(args=args)
-            if export_dir is not None and rank() == 0:
+            if export_dir is not None and rank() == 0 and getattr(args, "qat", None) is not None:
+                from asrc.quant.qat import export_int8_dir
+
+                export_int8_dir(output_dir, export_dir, export_checkpoint)
+            elif export_dir is not None and rank() == 0:
                 if getattr(args, "prune", None) is not None:  # the dense model the gates leave
                     from asrc.prune.export import export_pruned_model_dir as export_model_dir
                 else:

@@ -22,7 +22,10 @@ It is :class:`espnet2.tasks.asr.ASRTask` (same options, same trainer, same check
   a Lagrangian on their expected cost (:meth:`asrc.espnet.models.AsrcDistillModel.enable_pruning`);
   the gates and multipliers get their own optimizer parameter group (constant learning rate
   ``prune.reg_lr`` whatever the scheduler, no weight decay);
-- an optimizer hook that counts updates for ``encoder_conf.freeze_feature_updates``;
+- an optimizer hook that counts updates for ``encoder_conf.freeze_feature_updates`` and ``qat``;
+- ``--qat`` (a ``qat:`` section in the YAML): quantization-aware training of the encoder's
+  model, parsed by :class:`asrc.quant.qat.QATConfig` (``start_updates``, ``activation_bits``,
+  ``range_momentum``, ``range_percentile``); ``--export_model_dir`` then writes the int8 model (``mode: qat``);
 - under DDP, ``--unused_parameters true`` when LayerDrop or feature freezing leave
   parameters without gradient in some steps;
 - logging into ``train.log`` also from the processes ESPnet spawns for multi-GPU training;
@@ -50,6 +53,7 @@ from asrc.models import load_config
 from asrc.models.io import TOKENS_NAME, is_model_dir
 from asrc.models.student_spec import read_student_spec
 from asrc.prune.spec import PruneSpec
+from asrc.quant.qat import QATConfig
 
 __all__ = ["ASRC_DEFAULTS", "AsrcASRTask", "apply_student_spec", "complete_args"]
 
@@ -101,6 +105,10 @@ class AsrcASRTask(ASRTask):
                            help="structured pruning during distillation: asrc.prune.spec.PruneSpec keys "
                                 "(structures, target_sparsity, cost, cost_seconds, warmup_updates, reg_lr, "
                                 "init_drop_rate); needs --model asrc_distill")
+        parser.add_argument_group(description="asrc quantization-aware training").add_argument(
+            "--qat", action=NestedDictAction, default=None,
+            help="quantization-aware training of the asrc model (asrc.quant.qat.QATConfig keys: start_updates, "
+                 "activation_bits, range_momentum, range_percentile); --export_model_dir then writes its int8 model")
 
     @classmethod
     def get_parser(cls):
@@ -144,6 +152,13 @@ class AsrcASRTask(ASRTask):
                 raise ConfigError(f"prune: needs --model asrc_distill, got --model {args.model}")
             model.enable_pruning(PruneSpec.from_dict(args.prune))
         encoders = [m for m in model.modules() if isinstance(m, AsrcWav2Vec2Encoder)]
+        if getattr(args, "qat", None) is not None:
+            qat = QATConfig.from_dict(args.qat)
+            for e in encoders:
+                e.enable_qat(qat)
+            if getattr(model, "ctc", None) is not None and len(encoders) == 1:
+                # ESPnet's CTC module shares the model's head, now its fake-quantized twin.
+                model.ctc.ctc_lo = encoders[0].model.ctc_head
         needs_unused = any(e.config.layer_drop > 0 or e.freeze_feature_updates > 0 for e in encoders)
         if getattr(args, "distributed", False) and needs_unused and not args.unused_parameters:
             logger.info("LayerDrop / feature freezing skip parameters in some steps: setting --unused_parameters true")
@@ -276,7 +291,11 @@ def complete_args(args: argparse.Namespace) -> None:
                               f"(got {args.model})")
         args.prune = PruneSpec.from_dict(args.prune).to_dict()  # validated, complete in config.yaml
     if args.encoder != "asrc_wav2vec2":
+        if getattr(args, "qat", None) is not None:
+            raise ConfigError(f"qat: quantization-aware training needs --encoder asrc_wav2vec2, not {args.encoder}")
         return
+    if getattr(args, "qat", None) is not None:
+        QATConfig.from_dict(args.qat)  # a bad section fails here, before the data is read
     encoder_conf = dict(args.encoder_conf or {})
     init, layer_init = encoder_conf.get("init"), encoder_conf.get("layer_init")
     teacher = (args.model_conf or {}).get("teacher") if args.model == "asrc_distill" else None

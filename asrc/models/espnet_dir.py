@@ -23,7 +23,8 @@ from asrc.models.config import Wav2Vec2Config
 from asrc.models.io import load_state_dict_strict, save_model_dir
 from asrc.models.wav2vec2 import Wav2Vec2CTC
 
-__all__ = ["DEFAULT_CHECKPOINTS", "find_checkpoint", "read_experiment", "read_experiment_parts", "export_model_dir"]
+__all__ = ["DEFAULT_CHECKPOINTS", "find_checkpoint", "read_experiment", "read_experiment_parts", "read_experiment_state",
+           "export_model_dir"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,9 +57,13 @@ def read_experiment(exp_dir, checkpoint: Optional[str] = None) -> Wav2Vec2CTC:
     ``checkpoint``: a file name in ``exp_dir`` (``valid.loss.ave.pth``, ``valid.cer.best.pth``,
     ``3epoch.pth``, ``checkpoint.pth``...) or a path; default :data:`DEFAULT_CHECKPOINTS`.
     A structured-pruning run (``prune:`` in its config) is refused: its weights mean something
-    only under its gates; its model is the dense one that ``asrc.prune.export`` writes.
+    only under its gates; its model is the dense one that ``asrc.prune.export`` writes. So is a
+    quantization-aware run (``qat:``): its model is the int8 one ``asrc-quantize --mode qat`` writes.
     """
     model, path, args, _ = read_experiment_parts(exp_dir, checkpoint)
+    if args.get("qat") is not None:
+        raise ConfigError(f"{exp_dir}: trained with quantization-aware training (qat); its model is the int8 one: "
+                          f"asrc-quantize {exp_dir} OUT --mode qat")
     if args.get("prune") is not None:
         raise ConfigError(f"{exp_dir} is a structured-pruning run: load the dense model it exported "
                           f"(asrc-train --export_model_dir, asrc.prune.export.export_pruned_model_dir), "
@@ -66,10 +71,23 @@ def read_experiment(exp_dir, checkpoint: Optional[str] = None) -> Wav2Vec2CTC:
     return model
 
 
+def read_experiment_state(exp_dir, checkpoint: Optional[str] = None):
+    """``(ESPnet args, Wav2Vec2Config, tokens, state dict of the model, checkpoint path)`` of an
+    experiment; the state dict keys are the model's (``encoder.model.`` removed)."""
+    return _read_experiment_files(exp_dir, checkpoint)[:5]
+
+
 def read_experiment_parts(exp_dir, checkpoint: Optional[str] = None):
     """``(model, checkpoint path, ESPnet config dict, full checkpoint state)`` of experiment ``exp_dir``:
     the wav2vec 2.0 model with the checkpoint's ``encoder.model.*`` weights, and what else a
     workflow needs from the run (:mod:`asrc.prune.export` reads its gates)."""
+    args, config, tokens, own, path, state = _read_experiment_files(exp_dir, checkpoint)
+    model = Wav2Vec2CTC(config, tokens)
+    load_state_dict_strict(model, own, str(path))
+    return model.eval(), path, args, state
+
+
+def _read_experiment_files(exp_dir, checkpoint: Optional[str]):
     exp_dir = Path(exp_dir)
     config_path = exp_dir / "config.yaml"
     if not config_path.is_file():
@@ -91,9 +109,7 @@ def read_experiment_parts(exp_dir, checkpoint: Optional[str] = None):
     own = {k[len(PREFIX):]: v for k, v in state.items() if k.startswith(PREFIX)}
     if not own:
         raise CheckpointError(f"{path}: no {PREFIX}* parameters; not a checkpoint of an asrc_wav2vec2 encoder")
-    model = Wav2Vec2CTC(config, tokens)
-    load_state_dict_strict(model, own, str(path))
-    return model.eval(), path, args, state
+    return args, config, tokens, own, path, state
 
 
 def export_model_dir(exp_dir, out_dir, checkpoint: Optional[str] = None) -> Path:

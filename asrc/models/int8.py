@@ -8,17 +8,66 @@ Each keeps the call signature of the module it replaces, so the model code runs 
     no per-call norm, and a plain conv that static quantization and export understand.
 ``Int8Conv1d``
     ``nn.Conv1d`` with float input and output computed as quantize -> int8 conv -> dequantize
-    (per-tensor affine uint8 activations, per-output-channel symmetric int8 weights, int32
-    accumulation), with the activation scales fixed by calibration.
+    (per-tensor affine uint8 activations, symmetric int8 weights per output channel or per
+    tensor, int32 accumulation), with the activation scales fixed by calibration or learned in
+    quantization-aware training.
+
+The quantization parameters follow torch's observers exactly (:func:`affine_qparams`,
+:func:`symmetric_weight_scale`), so that a fake-quantized float module using the same functions
+(:mod:`asrc.quant.qat`, the ONNX QDQ export) computes what the int8 module computes, up to the
+rounding of int32 accumulation and requantization.
 """
 
 import torch
 import torch.ao.nn.quantized as nnq
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.ao.quantization.observer import PerChannelMinMaxObserver
 
 from asrc.models.wav2vec2 import PositionalConv
+
+#: int8 weights: symmetric, zero point 0, range [-128, 127] (torch's ``qint8`` observers).
+WEIGHT_QMIN, WEIGHT_QMAX = -128, 127
+_EPS = torch.finfo(torch.float32).eps
+
+
+def activation_qmax(reduce_range: bool) -> int:
+    """Largest uint8 activation code: 127 with 7-bit activations (CPUs without VNNI), else 255."""
+    return 127 if reduce_range else 255
+
+
+def affine_qparams(lo, hi, quant_max: int):
+    """``(scale, zero_point)`` of uint8 per-tensor affine activations covering ``[lo, hi]``
+    (widened to include 0), exactly as torch's ``MinMaxObserver`` computes them.
+
+    ``lo``/``hi`` may be Python numbers (-> float, int) or tensors (-> tensors, for
+    fake quantization on any device)."""
+    if isinstance(lo, Tensor):
+        lo_neg, hi_pos = lo.clamp(max=0.0), hi.clamp(min=0.0)
+        scale = ((hi_pos - lo_neg) / float(quant_max)).clamp(min=_EPS)
+        zero_point = (-torch.round(lo_neg / scale)).clamp(0, quant_max).to(torch.int32)
+        return scale, zero_point
+    lo_neg = torch.tensor(min(float(lo), 0.0), dtype=torch.float32)
+    hi_pos = torch.tensor(max(float(hi), 0.0), dtype=torch.float32)
+    scale, zero_point = affine_qparams(lo_neg, hi_pos, quant_max)
+    return float(scale), int(zero_point)
+
+
+def symmetric_weight_scale(weight: Tensor, per_channel: bool = True) -> Tensor:
+    """Scales of symmetric int8 weights (``max|w| / 127.5``, torch's ``qint8`` symmetric observers):
+    one per output channel (dim 0) ``[out]``, or one ``[]`` for the whole tensor."""
+    w = weight.detach()
+    amax = w.abs().flatten(1).amax(1) if per_channel else w.abs().amax()
+    return (amax / ((WEIGHT_QMAX - WEIGHT_QMIN) / 2)).clamp(min=_EPS).float()
+
+
+def quantize_weight(weight: Tensor, per_channel: bool = True) -> Tensor:
+    """The int8 tensor (``torch.qint8``) of a conv kernel ``[out, in/groups, kernel]``."""
+    weight = weight.detach().float().cpu()
+    scale = symmetric_weight_scale(weight, per_channel)
+    if per_channel:
+        return torch.quantize_per_channel(weight, scale.double(), torch.zeros(len(scale), dtype=torch.long), 0,
+                                          torch.qint8)
+    return torch.quantize_per_tensor(weight, float(scale), 0, torch.qint8)
 
 
 class FoldedPositionalConv(nn.Module):
@@ -57,26 +106,47 @@ class Int8Conv1d(nn.Module):
 
     @classmethod
     def from_float(cls, conv: nn.Conv1d, input_observer, output_observer) -> "Int8Conv1d":
-        """Quantize ``conv`` with activation ranges from calibrated observers."""
+        """Quantize ``conv`` with activation ranges from calibrated observers (per-channel weights)."""
+        in_scale, in_zp = input_observer.calculate_qparams()
+        out_scale, out_zp = output_observer.calculate_qparams()
+        return cls.from_qparams(conv, (float(in_scale), int(in_zp)), (float(out_scale), int(out_zp)))
+
+    @classmethod
+    def from_qparams(cls, conv: nn.Conv1d, input_qparams, output_qparams, per_channel: bool = True,
+                     weight: Tensor = None, bias: Tensor = None) -> "Int8Conv1d":
+        """Quantize ``conv`` with activation ``(scale, zero_point)`` pairs given; ``weight`` /
+        ``bias`` replace the conv's own (a folded kernel, a corrected bias)."""
         if conv.padding_mode != "zeros" or not isinstance(conv.padding, tuple):
             raise ValueError(f"Int8Conv1d supports zero padding of a fixed size, got {conv.padding_mode!r} "
                              f"padding={conv.padding!r}")
+        weight = conv.weight if weight is None else weight
+        bias = conv.bias if bias is None else bias
         q = cls(conv.in_channels, conv.out_channels, conv.kernel_size[0], conv.stride[0], conv.padding[0],
-                conv.groups, conv.bias is not None)
-        in_scale, in_zp = input_observer.calculate_qparams()
-        out_scale, out_zp = output_observer.calculate_qparams()
-        weight_observer = PerChannelMinMaxObserver(ch_axis=0, dtype=torch.qint8, qscheme=torch.per_channel_symmetric)
-        weight = conv.weight.detach().float()
-        weight_observer(weight)
-        w_scale, w_zp = weight_observer.calculate_qparams()
-        qweight = torch.quantize_per_channel(weight, w_scale.double(), w_zp, 0, torch.qint8)
-        bias = conv.bias.detach().float() if conv.bias is not None else None
-        q.conv.set_weight_bias(qweight, bias)
-        q.conv.scale = float(out_scale)
-        q.conv.zero_point = int(out_zp)
-        q.quant.scale.fill_(float(in_scale))
-        q.quant.zero_point.fill_(int(in_zp))
+                conv.groups, bias is not None)
+        q.set_weight_bias(weight, bias, per_channel)
+        q.conv.scale = float(output_qparams[0])
+        q.conv.zero_point = int(output_qparams[1])
+        q.quant.scale.fill_(float(input_qparams[0]))
+        q.quant.zero_point.fill_(int(input_qparams[1]))
         return q
+
+    def set_weight_bias(self, weight: Tensor, bias, per_channel: bool = True):
+        """Quantize the float ``weight`` (symmetric int8) and set it with a float ``bias`` (or None)."""
+        self.conv.set_weight_bias(quantize_weight(weight, per_channel),
+                                  None if bias is None else bias.detach().float().cpu())
+
+    def input_qparams(self):
+        return float(self.quant.scale), int(self.quant.zero_point)
+
+    def output_qparams(self):
+        return float(self.conv.scale), int(self.conv.zero_point)
+
+    def bias(self):
+        return self.conv.bias()
+
+    def set_bias(self, bias: Tensor):
+        """Replace the float bias, keeping the int8 kernel as it is."""
+        self.conv.set_weight_bias(self.conv.weight(), bias.detach().float().cpu())
 
     def weight(self) -> Tensor:
         """The int8 kernel, dequantized (for inspection and tests)."""

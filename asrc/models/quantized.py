@@ -30,6 +30,7 @@ MODES = {
     "dynamic": "int8 Linear layers (dynamic activations), positional-conv weight norm folded, convs float",
     "static-pos": "dynamic + calibrated static int8 positional conv",
     "static-conv": "static-pos + calibrated static int8 CNN layers 2..N (fastest, smallest; costs accuracy)",
+    "qat": "the static-conv structure with activation scales learned in quantization-aware training",
 }
 FORMAT_VERSION = 1
 

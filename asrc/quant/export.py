@@ -16,24 +16,38 @@ format         float model                                 int8
 =============  ==========================================  =====================================
 torchscript    yes                                         yes: any asrc.quant mode (the int8
                                                            kernels are torch's fbgemm/oneDNN ops)
-onnx           yes (opset 17, onnxruntime CPU)             ``int8=True``: onnxruntime's dynamic
-                                                           quantization of the float graph's
-                                                           MatMul weights (per channel); torch's
-                                                           int8 modules have no ONNX form, so an
-                                                           asrc.quant directory is refused
+onnx           yes (opset 17, onnxruntime CPU)             an asrc.quant directory: QDQ (below);
+                                                           a float model with ``int8=True``:
+                                                           onnxruntime's dynamic quantization
+                                                           of the float graph's MatMul weights
 =============  ==========================================  =====================================
+
+ONNX of an asrc int8 model (QDQ): torch's int8 modules have no ONNX form, so the export runs
+a float twin (:func:`qdq_twin`) in which every static int8 conv is
+``QuantizeLinear -> DequantizeLinear`` around a float ``Conv`` whose kernel is the int8 kernel
+behind a ``DequantizeLinear``, with the int8 model's own scales and zero points, and every
+dynamic int8 Linear is a float ``MatMul`` that onnxruntime's dynamic quantization then makes
+int8 again (weights per column; activations per call, like torch's). At session creation
+onnxruntime fuses each conv's QDQ group into one ``QLinearConv`` (int8 in, int8 out), checked
+by :func:`onnx_int8_ops`; the conv bias is given as int32 (scale ``s_in * s_w``) behind a
+``DequantizeLinear``, which that fusion requires. Agreement with asrc's int8 model:
+:data:`QDQ_MIN_COSINE` (both requantize the same int8 codes; they differ where one rounds an
+accumulator to the neighbouring code, and in how the dynamic MatMul inputs are quantized).
 """
 
+import copy
 import os
 import warnings
 from pathlib import Path
-from typing import Optional
+from typing import Dict, Optional
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from asrc.core.constants import SAMPLE_RATE
 from asrc.errors import AsrcError
+from asrc.models.int8 import Int8Conv1d
 
 FORMATS = ("torchscript", "onnx")
 ONNX_OPSET = 17
@@ -103,12 +117,139 @@ def export_torchscript(model: nn.Module, out_path) -> Path:
     return out_path
 
 
+class QDQConv1d(nn.Module):
+    """The float form of an :class:`asrc.models.int8.Int8Conv1d` that ONNX export writes as QDQ:
+    fake quantization with the int8 module's scales around a conv whose kernel is its int8 one."""
+
+    def __init__(self, q: Int8Conv1d):
+        super().__init__()
+        conv = q.conv
+        qweight = conv.weight()
+        self.per_channel = qweight.qscheme() in (torch.per_channel_affine, torch.per_channel_symmetric)
+        if self.per_channel:
+            self.register_buffer("w_scale", qweight.q_per_channel_scales().float())
+            self.register_buffer("w_zero", torch.zeros(len(self.w_scale), dtype=torch.int32))
+        else:
+            self.register_buffer("w_scale", torch.tensor(float(qweight.q_scale())))
+        self.register_buffer("weight", qweight.dequantize())
+        bias = q.bias()
+        self.register_buffer("bias", None if bias is None else bias.detach().float())
+        self.stride, self.padding, self.groups = conv.stride, conv.padding, conv.groups
+        self.in_qparams, self.out_qparams = q.input_qparams(), q.output_qparams()
+
+    def _weight(self) -> Tensor:
+        if self.per_channel:
+            return torch.fake_quantize_per_channel_affine(self.weight, self.w_scale, self.w_zero, 0, -128, 127)
+        return torch.fake_quantize_per_tensor_affine(self.weight, float(self.w_scale), 0, -128, 127)
+
+    def forward(self, x: Tensor) -> Tensor:
+        # quint8 codes 0..255 also for scales calibrated for 7 bits: torch's int8 modules clamp there too.
+        x = torch.fake_quantize_per_tensor_affine(x, *self.in_qparams, 0, 255)
+        y = F.conv1d(x, self._weight(), self.bias, self.stride, self.padding, 1, self.groups)
+        return torch.fake_quantize_per_tensor_affine(y, *self.out_qparams, 0, 255)
+
+
+def qdq_twin(model: nn.Module) -> nn.Module:
+    """A float copy of an asrc int8 model for QDQ export (module doc): :class:`QDQConv1d` for
+    every static int8 conv, float ``nn.Linear`` (dequantized int8 weights) for every dynamic one."""
+    import torch.ao.nn.quantized.dynamic as nnqd
+
+    from asrc.models.quantized import set_module
+
+    twin = copy.deepcopy(model).eval()
+    twin.quantization = None
+    for name, m in list(twin.named_modules()):
+        if isinstance(m, Int8Conv1d):
+            set_module(twin, name, QDQConv1d(m))
+        elif isinstance(m, nnqd.Linear):
+            linear = nn.Linear(m.in_features, m.out_features, bias=m.bias() is not None)
+            with torch.no_grad():
+                linear.weight.copy_(m.weight().dequantize())
+                if m.bias() is not None:
+                    linear.bias.copy_(m.bias())
+            set_module(twin, name, linear)
+    return twin
+
+
+def _int32_conv_biases(path: Path) -> int:
+    """Give every Conv fed by DequantizeLinear on both inputs an int32 bias behind its own
+    DequantizeLinear (scale ``s_in * s_w``), the form onnxruntime fuses into QLinearConv.
+    Returns the number of convs changed."""
+    import numpy as np
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    inits = {i.name: i for i in graph.initializer}
+    consts = {n.output[0]: n for n in graph.node if n.op_type == "Constant"}
+    producer = {o: n for n in graph.node for o in n.output}
+
+    def value(name):
+        if name in inits:
+            return numpy_helper.to_array(inits[name])
+        if name in consts:
+            return numpy_helper.to_array(consts[name].attribute[0].t)
+        return None
+
+    changed = 0
+    for node in list(graph.node):
+        if node.op_type != "Conv" or len(node.input) < 3 or not node.input[2]:
+            continue
+        x_dq, w_dq = producer.get(node.input[0]), producer.get(node.input[1])
+        bias = value(node.input[2])
+        if not (x_dq and w_dq and x_dq.op_type == w_dq.op_type == "DequantizeLinear") or bias is None:
+            continue
+        s_in, s_w = value(x_dq.input[1]), value(w_dq.input[1])
+        if s_in is None or s_w is None:
+            continue
+        scale = (np.float32(s_in) * s_w.astype(np.float32)).astype(np.float32).reshape(-1)
+        if scale.size == 1:
+            scale = np.full(bias.shape, scale[0], dtype=np.float32)
+        qbias = np.round(bias.astype(np.float64) / scale).astype(np.int32)
+        base = f"{node.name or node.output[0]}_bias"
+        graph.initializer.extend([numpy_helper.from_array(qbias, base + "_int32"),
+                                  numpy_helper.from_array(scale, base + "_scale"),
+                                  numpy_helper.from_array(np.zeros(bias.shape, np.int32), base + "_zero")])
+        dq = helper.make_node("DequantizeLinear", [base + "_int32", base + "_scale", base + "_zero"], [base + "_dq"],
+                              name=base + "_DequantizeLinear", axis=0)
+        graph.node.insert(list(graph.node).index(node), dq)
+        node.input[2] = base + "_dq"
+        changed += 1
+    onnx.save(model, str(path))
+    return changed
+
+
+def onnx_int8_ops(path) -> Dict[str, int]:
+    """Node counts by op type of the graph onnxruntime runs for ``path`` (after its optimisations,
+    QDQ fusion included): ``QLinearConv`` and ``MatMulInteger``/``DynamicQuantizeMatMul`` are int8."""
+    import tempfile
+
+    import onnx
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory() as tmp:
+        options = ort.SessionOptions()
+        options.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")
+        ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        graph = onnx.load(options.optimized_model_filepath).graph
+    counts: Dict[str, int] = {}
+    for node in graph.node:
+        counts[node.op_type] = counts.get(node.op_type, 0) + 1
+    return counts
+
+
 @torch.inference_mode(False)
 def export_onnx(model: nn.Module, out_path, *, int8: bool = False, opset: int = ONNX_OPSET) -> Path:
-    """Export a float model to ONNX; ``int8`` quantizes the exported graph with onnxruntime."""
-    if is_quantized(model):
-        raise AsrcError("ONNX export takes the float model: torch's int8 modules have no ONNX form. "
-                        "Export the float model directory with int8=True (asrc-export --int8) instead.")
+    """Export to ONNX: a float model as it is (``int8``: then quantized by onnxruntime), an asrc
+    int8 model as QDQ (module doc)."""
+    qdq = is_quantized(model)
+    if qdq:
+        model = qdq_twin(model)
+        left = sorted({type(m).__name__ for m in model.modules() if type(m).__module__.startswith("torch.ao.nn")})
+        if left:
+            raise AsrcError(f"ONNX export: int8 modules {left} are not asrc.quant's (Int8Conv1d, dynamic Linear)")
+        int8 = True
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     float_path = out_path.with_name(f".{out_path.name}.fp32.tmp") if int8 else out_path.with_name(
@@ -123,6 +264,8 @@ def export_onnx(model: nn.Module, out_path, *, int8: bool = False, opset: int = 
             torch.onnx.export(LogitsOnly(model).eval(), example_inputs(model), str(float_path),
                               input_names=INPUT_NAMES, output_names=OUTPUT_NAMES, dynamic_axes=DYNAMIC_AXES,
                               opset_version=opset, dynamo=False)
+        if qdq:
+            _int32_conv_biases(float_path)
         if int8:
             quantize_onnx(float_path, out_path)
         else:
@@ -185,6 +328,9 @@ def export_model(model: nn.Module, out_path, fmt: str, *, int8: bool = False) ->
 FLOAT_TOLERANCE = 1e-3
 # int8 ONNX vs the float PyTorch model: quantization noise, judged by direction, not size.
 INT8_MIN_COSINE = 0.99
+# QDQ ONNX of an asrc int8 model vs that int8 model: the same int8 codes up to neighbouring-code
+# rounding and the dynamic MatMul inputs' quantization.
+QDQ_MIN_COSINE = 0.999
 
 
 def run_export(path, fmt: str, threads: Optional[int] = None):
@@ -222,7 +368,10 @@ def check_export(model: nn.Module, path, fmt: str, *, int8: bool = False) -> dic
     valid = torch.arange(ref.shape[1])[None, :] < ref_len[:, None]
     diff = (out - ref).abs()[valid].max().item()
     cosine = F.cosine_similarity(out[valid].flatten(), ref[valid].flatten(), dim=0).item()
-    if int8:
+    if fmt == "onnx" and is_quantized(model):
+        ok = cosine >= QDQ_MIN_COSINE
+        rule = f"QDQ vs asrc int8: cosine >= {QDQ_MIN_COSINE}"
+    elif int8:
         ok = cosine >= INT8_MIN_COSINE
         rule = f"cosine >= {INT8_MIN_COSINE}"
     else:

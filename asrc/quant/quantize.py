@@ -19,6 +19,15 @@ Modes (``quantize_model(model, mode)``, ``asrc-quantize --mode``):
 
 Static activations use 8 bits on CPUs with VNNI and 7 bits elsewhere (see ``quantize_model``).
 
+How the static convs are quantized is a :class:`asrc.quant.calibrate.ConvQuantOptions`
+(``asrc-quantize --conv-weights --conv-calibration --bias-correction``): weight scales per
+output channel (default) or per tensor, the activation range method (default torch's histogram
+search; min/max, percentile, MSE), and bias correction. Each can be chosen alone, to measure
+what it is worth (egs/demo's PTQ table in the issue-15 notes).
+
+The ``qat`` mode is the ``static-conv`` structure with scales learned in quantization-aware
+training; :mod:`asrc.quant.qat` writes it from an ``asrc-train`` experiment.
+
 What was quantized is recorded in ``quantization.yaml`` next to ``config.yaml``
 (:func:`asrc.models.quantized.save_quantized`); ``asrc.models.load`` reads such a directory back.
 """
@@ -28,12 +37,15 @@ from typing import Dict, List, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
-from torch.ao.quantization.observer import HistogramObserver
 
 from asrc.core.constants import SAMPLE_RATE
-from asrc.models.int8 import FoldedPositionalConv, Int8Conv1d
+from asrc.models.int8 import FoldedPositionalConv, Int8Conv1d, activation_qmax
 from asrc.models.quantized import MODES, QuantizationSpec, cpu_has_vnni, fold_weight_norm, quiet_ao, set_engine, set_module
 from asrc.models.wav2vec2 import Wav2Vec2CTC
+from asrc.quant.calibrate import ConvQuantOptions, RangeObserver, correct_biases
+
+#: Modes :func:`quantize_model` makes (``qat`` comes from :mod:`asrc.quant.qat`).
+PTQ_MODES = ("dynamic", "static-pos", "static-conv")
 
 
 def default_engine() -> str:
@@ -41,26 +53,21 @@ def default_engine() -> str:
     return "x86" if "x86" in engines else torch.backends.quantized.engine
 
 
-def activation_observer(reduce_range: bool) -> HistogramObserver:
-    """Observer for uint8 activations; ``reduce_range`` uses 7 bits so that CPUs without VNNI
-    cannot saturate their 16-bit intermediate sums."""
-    return HistogramObserver(dtype=torch.quint8, qscheme=torch.per_tensor_affine, quant_min=0,
-                             quant_max=127 if reduce_range else 255)
-
-
 def static_conv_targets(model: Wav2Vec2CTC, mode: str) -> List[str]:
     """Names of the ``nn.Conv1d`` modules that a static ``mode`` quantizes (after folding)."""
     names = [n + ".conv" for n, m in model.named_modules() if isinstance(m, FoldedPositionalConv)]
-    if mode == "static-conv":
+    if mode in ("static-conv", "qat"):
         names = [f"feature_extractor.conv_layers.{i}.conv"
                  for i in range(1, len(model.feature_extractor.conv_layers))] + names
     return names
 
 
-def _dynamic_linear(model: nn.Module) -> List[str]:
+def dynamic_linear(model: nn.Module, names: Optional[Sequence[str]] = None) -> List[str]:
+    """Replace the ``nn.Linear`` modules ``names`` (default: all) by torch's dynamic int8 Linear."""
     from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
-    names = [n for n, m in model.named_modules() if type(m) is nn.Linear]
+    if names is None:
+        names = [n for n, m in model.named_modules() if type(m) is nn.Linear]
     with quiet_ao():
         quantize_dynamic(model, {n: per_channel_dynamic_qconfig for n in names}, dtype=torch.qint8, inplace=True)
     return names
@@ -77,10 +84,15 @@ def _as_waveforms(calibration) -> List[Tensor]:
 
 @torch.inference_mode()
 def _calibrate_convs(model: Wav2Vec2CTC, names: Sequence[str], waveforms: List[Tensor],
-                     reduce_range: bool) -> Dict[str, tuple]:
+                     reduce_range: bool, options: ConvQuantOptions) -> Dict[str, tuple]:
     """Run ``waveforms`` one by one (no padding to skew the ranges) and observe every conv's
     input and output."""
-    observers = {n: (activation_observer(reduce_range), activation_observer(reduce_range)) for n in names}
+    qmax = activation_qmax(reduce_range)
+
+    def observer(seed):
+        return RangeObserver(options.calibration, qmax, options.percentile, seed)
+
+    observers = {n: (observer(2 * i), observer(2 * i + 1)) for i, n in enumerate(names)}
     hooks = []
     for name in names:
         obs_in, obs_out = observers[name]
@@ -104,7 +116,7 @@ def _calibrate_convs(model: Wav2Vec2CTC, names: Sequence[str], waveforms: List[T
 
 def quantize_model(model: Wav2Vec2CTC, mode: str = "dynamic", calibration=None, *,
                    engine: Optional[str] = None, reduce_range: Optional[bool] = None,
-                   calibration_info: Optional[dict] = None):
+                   calibration_info: Optional[dict] = None, options: Optional[ConvQuantOptions] = None):
     """Quantized copy of ``model`` (the float model is left untouched).
 
     Args:
@@ -118,12 +130,16 @@ def quantize_model(model: Wav2Vec2CTC, mode: str = "dynamic", calibration=None, 
             has VNNI, else 7; the choice is recorded, and loading on a CPU without VNNI a model
             made with 8 bits warns.
         calibration_info: what to record about the calibration data in ``quantization.yaml``.
+        options: how the static convs are quantized (default :class:`ConvQuantOptions()`:
+            per-channel weights, histogram ranges, no bias correction).
 
     Returns:
         ``(quantized_model, QuantizationSpec)``; the model is in eval mode.
     """
-    if mode not in MODES:
-        raise ValueError(f"mode={mode!r} is not one of {sorted(MODES)}")
+    if mode not in PTQ_MODES:
+        raise ValueError(f"mode={mode!r} is not one of {list(PTQ_MODES)}"
+                         + (" (qat models come from asrc.quant.qat)" if mode in MODES else ""))
+    options = options or ConvQuantOptions()
     engine = engine or default_engine()
     set_engine(engine)
     if reduce_range is None:
@@ -136,12 +152,19 @@ def quantize_model(model: Wav2Vec2CTC, mode: str = "dynamic", calibration=None, 
             raise ValueError(f"mode {mode!r} needs calibration waveforms (asrc-quantize --calib DATA_DIR)")
         waveforms = _as_waveforms(calibration)
         names = static_conv_targets(q, mode)
-        observers = _calibrate_convs(q, names, waveforms, reduce_range)
+        reference = copy.deepcopy(q) if options.bias_correction else None
+        observers = _calibrate_convs(q, names, waveforms, reduce_range, options)
         for name in names:
-            set_module(q, name, Int8Conv1d.from_float(q.get_submodule(name), *observers[name]))
+            obs_in, obs_out = observers[name]
+            set_module(q, name, Int8Conv1d.from_qparams(q.get_submodule(name), obs_in.qparams(), obs_out.qparams(),
+                                                        per_channel=options.per_channel))
         spec.static_int8_conv = names
         spec.calibration = dict(calibration_info or {})
+        spec.calibration.update(options.record())
+        if options.bias_correction:
+            shifts = correct_biases(reference, q, names, waveforms)
+            spec.calibration["bias_shift_max"] = round(max(shifts.values()), 6)
         spec.calibration.setdefault("utterances", len(waveforms))
         spec.calibration.setdefault("seconds", round(sum(w.numel() for w in waveforms) / SAMPLE_RATE, 2))
-    spec.dynamic_int8_linear = _dynamic_linear(q)
+    spec.dynamic_int8_linear = dynamic_linear(q)
     return q.eval(), spec

@@ -59,7 +59,8 @@ def test_footprint_end_to_end_tiny(tmp_path, capsys):
     data = json.loads((tmp_path / "fp.json").read_text())
     names = [r["name"] for r in data["rows"]]
     s = "student-4L-g2-d384-c256"
-    assert names == ["teacher", "hf-peer", s, f"{s}-int8", f"{s}-int8-static-conv", f"{s}-onnx", f"{s}-onnx-int8"]
+    assert names == ["teacher", "hf-peer", "hf-peer-onnx-int8", s, f"{s}-int8", f"{s}-int8-qdq", f"{s}-int8-static-conv",
+                     f"{s}-int8-static-conv-qdq", f"{s}-onnx", f"{s}-onnx-int8"]
     rows = {r["name"]: r for r in data["rows"]}
     for r in data["rows"]:
         assert r["params"] > 0 and r["mb"] > 0 and r["macs"] > 0 and r["latency"] > 0
@@ -74,6 +75,8 @@ def test_footprint_end_to_end_tiny(tmp_path, capsys):
     # (at tiny scale per-channel scales eat the CNN's int8 saving, so no order between the two int8 rows)
     assert rows[f"{s}-int8-static-conv"]["mb"] < rows[s]["mb"] and rows[f"{s}-int8"]["mb"] < rows[s]["mb"]
     assert rows[f"{s}-int8"]["precision"] == "int8 (static-pos)"
+    assert rows[f"{s}-int8-static-conv-qdq"]["precision"] == "int8 (QDQ of static-conv)"
+    assert rows["hf-peer-onnx-int8"]["mb"] < rows["hf-peer"]["mb"]
     assert rows[f"{s}-int8"]["macs"] == rows[s]["macs"] < rows["teacher"]["macs"]
     assert data["environment"]["threads"] == 1 and data["environment"]["input_seconds"] == 1.0
     md = (tmp_path / "fp.md").read_text()
@@ -82,6 +85,44 @@ def test_footprint_end_to_end_tiny(tmp_path, capsys):
     assert (tmp_path / "fp.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (tmp_path / "work" / f"{s}-int8" / "quantization.yaml").is_file()
     assert "| teacher |" in capsys.readouterr().out
+
+
+def test_footprint_rows_for_ptq_options_and_int8_dirs(tmp_path):
+    """--conv-calibration/--bias-correction label the int8 rows; --int8-student times a ready
+    int8 directory (here a QAT conversion) with its QDQ export; --agreement covers the new rows."""
+    import copy
+
+    import torch
+
+    from asrc.models import build_model, save_model_dir
+    from asrc.models.quantized import save_quantized
+    from asrc.quant.qat import QATConfig, convert_qat, prepare_qat, set_fake_quant
+
+    torch.manual_seed(0)
+    teacher = build_model(footprint.TINY_TEACHER)
+    save_model_dir(teacher, tmp_path / "t")
+    qat = prepare_qat(copy.deepcopy(teacher), QATConfig())
+    set_fake_quant(qat, True)
+    qat.train()
+    qat(0.1 * torch.randn(2, 8000))
+    qmodel, spec = convert_qat(qat.eval())
+    save_quantized(qmodel, spec, tmp_path / "qat")
+    data = tmp_path / "data"
+    data.mkdir()
+    import soundfile as sf
+
+    sf.write(data / "a.wav", (0.1 * torch.randn(8000)).numpy(), 16000)
+    (data / "wav.scp").write_text(f"a {data / 'a.wav'}\n")
+    rc = run_bench(["--teacher", str(tmp_path / "t"), "--student", f"s={tmp_path / 't'}", "--seconds", "0.5",
+                    "--runs", "1", "--warmup", "0", "--threads", "1", "--no-peer", "--int8-mode", "static-conv",
+                    "--conv-calibration", "percentile", "--bias-correction", "--int8-student",
+                    f"s-qat={tmp_path / 'qat'}", "--agreement", str(data), "--json", str(tmp_path / "o.json")])
+    assert rc == 0
+    rows = {r["name"]: r for r in json.loads((tmp_path / "o.json").read_text())["rows"]}
+    assert rows["s-int8"]["precision"] == "int8 (static-conv, percentile + bias corr.)"
+    assert rows["s-qat"]["precision"] == "int8 (qat)" and rows["s-qat-qdq"]["precision"] == "int8 (QDQ of qat)"
+    assert rows["s-int8-qdq"]["agreement"]["logit_cosine"] > 0.9
+    assert rows["s-qat"]["agreement"] is None  # no float row it was made from in this run
 
 
 def test_footprint_uses_given_model_dirs(tmp_path):

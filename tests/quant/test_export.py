@@ -1,5 +1,6 @@
 import pytest
 import torch
+import torch.nn.functional as F
 
 from asrc.errors import AsrcError
 from asrc.models import load, save_model_dir
@@ -80,10 +81,30 @@ def test_export_leaves_model_mode_alone(tmp_path, trained_tiny, structured_set, 
         trained_tiny.eval()
 
 
-def test_onnx_refuses_torch_int8(tmp_path, trained_tiny):
-    qmodel, _ = quantize_model(trained_tiny, "dynamic")
-    with pytest.raises(AsrcError, match="float model"):
-        export_onnx(qmodel, tmp_path / "q.onnx")
+@pytest.mark.parametrize("weights", ["per-channel", "per-tensor"])
+def test_onnx_qdq_runs_the_int8_convs_as_int8_and_follows_asrc_int8(tmp_path, trained_tiny, calibration_set,
+                                                                     structured_set, weights):
+    from asrc.models.ctc import greedy_ids
+    from asrc.quant.calibrate import ConvQuantOptions
+    from asrc.quant.export import QDQ_MIN_COSINE, onnx_int8_ops, run_export
+
+    qmodel, spec = quantize_model(trained_tiny, "static-conv", calibration_set,
+                                  options=ConvQuantOptions(weights=weights, bias_correction=True))
+    path = export_onnx(qmodel, tmp_path / "q.onnx")
+    ops = onnx_int8_ops(path)
+    # Every static int8 conv became one int8 QLinearConv; only the raw-waveform conv stays float.
+    assert ops.get("QLinearConv") == len(spec.static_int8_conv) == 7
+    assert ops.get("Conv", 0) == 1
+    assert ops.get("DynamicQuantizeMatMul", 0) + ops.get("MatMulIntegerToFloat", 0) > 0
+    report = check_export(qmodel, path, "onnx")
+    assert report["ok"] and report["cosine"] >= QDQ_MIN_COSINE, report["message"]
+    run = run_export(path, "onnx")
+    with torch.inference_mode():
+        for wav in structured_set:
+            ref, _ = qmodel(wav[None])
+            got, _ = run(wav[None], torch.tensor([wav.numel()]))
+            assert F.cosine_similarity(ref.flatten(), got.flatten(), dim=0) >= QDQ_MIN_COSINE
+            assert greedy_ids(ref) == greedy_ids(got)
 
 
 def test_export_cli(tmp_path, trained_tiny, capsys):
@@ -96,8 +117,8 @@ def test_export_cli(tmp_path, trained_tiny, capsys):
     assert main([str(tmp_path / "int8"), str(tmp_path / "q.pt"), "--format", "torchscript"]) == 0
     out = capsys.readouterr().out
     assert out.count("check OK") == 2
-    assert main([str(tmp_path / "int8"), str(tmp_path / "q.onnx"), "--format", "onnx"]) == 1
-    assert "float model" in capsys.readouterr().err
+    assert main([str(tmp_path / "int8"), str(tmp_path / "q.onnx"), "--format", "onnx"]) == 0
+    assert "QDQ vs asrc int8" in capsys.readouterr().out
     # The TorchScript file of the int8 directory runs the same as the loaded directory.
     scripted = torch.jit.load(str(tmp_path / "q.pt"))
     wav = torch.randn(1, 8000) * 0.1

@@ -1,0 +1,198 @@
+"""Activation ranges of static int8 convs from calibration audio, and bias correction.
+
+Range methods (``ConvQuantOptions.calibration``, ``asrc-quantize --conv-calibration``), each
+giving the ``[lo, hi]`` a uint8 per-tensor affine activation covers:
+
+``histogram``   torch's ``HistogramObserver``: a search over clipped ranges of a 2048-bin
+                histogram that minimises its estimate of the quantization error (asrc's
+                behaviour before these options existed, and still the default).
+``minmax``      the extremes seen: nothing is clipped, the step is widest.
+``percentile``  the ``percentile`` / ``100 - percentile`` quantiles of the values seen: a few
+                outliers are clipped so that the step of the rest is finer.
+``mse``         the shrink factor of ``[min, max]`` (one of 100) whose fake quantization has
+                the smallest mean squared error on the values seen, computed exactly rather
+                than from a histogram.
+
+``percentile`` and ``mse`` work on a random subsample of every tensor observed (at most
+:data:`SAMPLES_PER_CALL` values per call, :data:`MAX_SAMPLES` in all, seeded) plus the exact
+extremes, so that calibrating the base model's wide CNN activations stays in memory.
+
+Bias correction (Nagel et al., *Data-free quantization through weight equalization and bias
+correction*, ICCV 2019; here the empirical variant): int8 rounding of weights and inputs
+shifts the mean of each output channel; running the calibration audio through the float model
+and through the quantized one, conv by conv in the order they run, the bias of each int8 conv
+is moved by the mean per-channel difference of its accumulator (before the output is
+requantized) from the float conv's output, so that the quantized model's channels keep the
+float model's means. The output's own rounding and clipping are left out: clipping is not a
+shift of the mean that a bias could undo. Convs without a bias get one.
+"""
+
+from dataclasses import dataclass
+from typing import Dict, List, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from asrc.errors import ConfigError
+from asrc.models.int8 import affine_qparams
+
+CALIBRATION_METHODS = ("histogram", "minmax", "percentile", "mse")
+WEIGHT_GRANULARITY = ("per-channel", "per-tensor")
+SAMPLES_PER_CALL = 1 << 16
+MAX_SAMPLES = 1 << 21
+
+
+@dataclass
+class ConvQuantOptions:
+    """How static int8 convs are quantized after training (each option alone or together).
+
+    ``weights``          ``per-channel`` (one scale per output channel) or ``per-tensor``
+    ``calibration``      activation range method, one of :data:`CALIBRATION_METHODS`
+    ``percentile``       for ``calibration: percentile``: the upper quantile in percent
+    ``bias_correction``  move int8 conv biases by the mean output shift (module doc)
+    """
+
+    weights: str = "per-channel"
+    calibration: str = "histogram"
+    percentile: float = 99.99
+    bias_correction: bool = False
+
+    def __post_init__(self):
+        if self.weights not in WEIGHT_GRANULARITY:
+            raise ConfigError(f"conv weights={self.weights!r} is not one of {list(WEIGHT_GRANULARITY)}")
+        if self.calibration not in CALIBRATION_METHODS:
+            raise ConfigError(f"conv calibration={self.calibration!r} is not one of {list(CALIBRATION_METHODS)}")
+        if not (isinstance(self.percentile, (int, float)) and 50.0 < self.percentile <= 100.0):
+            raise ConfigError(f"percentile={self.percentile!r} must be a number in (50, 100]")
+
+    @property
+    def per_channel(self) -> bool:
+        return self.weights == "per-channel"
+
+    def record(self) -> dict:
+        """What ``quantization.yaml`` notes under ``calibration``."""
+        d = {"conv_weights": self.weights, "method": self.calibration, "bias_correction": self.bias_correction}
+        if self.calibration == "percentile":
+            d["percentile"] = float(self.percentile)
+        return d
+
+
+class RangeObserver(nn.Module):
+    """Observes tensors and gives uint8 ``(scale, zero_point)`` by one of :data:`CALIBRATION_METHODS`."""
+
+    def __init__(self, method: str, quant_max: int, percentile: float = 99.99, seed: int = 0):
+        super().__init__()
+        self.method, self.quant_max, self.percentile = method, quant_max, percentile
+        self.lo, self.hi = float("inf"), float("-inf")
+        self.samples: List[Tensor] = []
+        self.count = 0
+        self.gen = torch.Generator().manual_seed(seed)
+        self.histogram = None
+        if method == "histogram":
+            from torch.ao.quantization.observer import HistogramObserver
+
+            self.histogram = HistogramObserver(dtype=torch.quint8, qscheme=torch.per_tensor_affine, quant_min=0,
+                                               quant_max=quant_max)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x.detach().float()
+        if self.histogram is not None:
+            self.histogram(x)
+            return x
+        self.lo, self.hi = min(self.lo, float(x.min())), max(self.hi, float(x.max()))
+        if self.method in ("percentile", "mse") and self.count < MAX_SAMPLES:
+            flat = x.flatten()
+            if flat.numel() > SAMPLES_PER_CALL:
+                flat = flat[torch.randint(flat.numel(), (SAMPLES_PER_CALL,), generator=self.gen)]
+            # A copy: the CNN's fast path applies GELU in place to the tensor observed here.
+            self.samples.append(flat.cpu().clone())
+            self.count += flat.numel()
+        return x
+
+    def range(self):
+        """``(lo, hi)`` the activation is to cover."""
+        if self.histogram is not None:
+            raise ValueError("histogram ranges come with its qparams")
+        if self.lo > self.hi:
+            raise ValueError("no values observed")
+        if self.method == "minmax":
+            return self.lo, self.hi
+        values = torch.cat(self.samples)
+        if self.method == "percentile":
+            q = torch.tensor([1.0 - self.percentile / 100.0, self.percentile / 100.0])
+            lo, hi = torch.quantile(values[:1 << 24], q).tolist()
+            return min(lo, 0.0), hi
+        return mse_range(values, self.lo, self.hi, self.quant_max)
+
+    def qparams(self):
+        """``(scale: float, zero_point: int)``."""
+        if self.histogram is not None:
+            scale, zero_point = self.histogram.calculate_qparams()
+            return float(scale), int(zero_point)
+        return affine_qparams(*self.range(), self.quant_max)
+
+
+def mse_range(values: Tensor, lo: float, hi: float, quant_max: int, steps: int = 100):
+    """The ``(lo, hi) * a``, ``a`` in ``(0, 1]``, whose uint8 fake quantization of ``values``
+    has the smallest mean squared error."""
+    best, best_err = (lo, hi), float("inf")
+    for a in torch.linspace(1.0, 1.0 / steps, steps).tolist():
+        scale, zp = affine_qparams(lo * a, hi * a, quant_max)
+        err = float(((torch.fake_quantize_per_tensor_affine(values, scale, zp, 0, quant_max) - values) ** 2).mean())
+        if err < best_err:
+            best, best_err = (min(lo * a, 0.0), hi * a), err
+    return best
+
+
+def int8_accumulator(conv, x: Tensor) -> Tensor:
+    """What an :class:`asrc.models.int8.Int8Conv1d` computes before requantizing its output."""
+    scale, zero_point = conv.input_qparams()
+    c = conv.conv
+    x = torch.fake_quantize_per_tensor_affine(x.float(), scale, zero_point, 0, 255)
+    return F.conv1d(x, conv.weight(), conv.bias(), c.stride, c.padding, c.dilation, c.groups)
+
+
+@torch.inference_mode()
+def channel_means(model: nn.Module, names: Sequence[str], waveforms: List[Tensor],
+                  of_int8_accumulator: bool = False) -> Dict[str, Tensor]:
+    """Mean over time and utterances of every output channel of the modules ``names`` (int8
+    convs: of their accumulator with ``of_int8_accumulator``)."""
+    sums: Dict[str, Tensor] = {}
+    frames: Dict[str, int] = {n: 0 for n in names}
+    hooks = []
+    for name in names:
+        def hook(m, args, out, name=name):
+            out = int8_accumulator(m, args[0]) if of_int8_accumulator else out.detach().float()
+            s = out.sum(dim=(0, 2))
+            sums[name] = sums[name] + s if name in sums else s
+            frames[name] += out.shape[0] * out.shape[2]
+
+        hooks.append(model.get_submodule(name).register_forward_hook(hook))
+    try:
+        for w in waveforms:
+            model(w[None], torch.tensor([w.numel()]))
+    finally:
+        for h in hooks:
+            h.remove()
+    return {n: sums[n] / max(frames[n], 1) for n in names}
+
+
+@torch.inference_mode()
+def correct_biases(float_model: nn.Module, qmodel: nn.Module, names: Sequence[str],
+                   waveforms: List[Tensor]) -> Dict[str, float]:
+    """Empirical bias correction of the int8 convs ``names`` of ``qmodel`` (module doc), in order.
+
+    ``float_model`` has the float convs under the same names. Returns, per conv, the largest
+    shift applied to a channel (to report)."""
+    reference = channel_means(float_model, names, waveforms)
+    shifts = {}
+    for name in names:
+        got = channel_means(qmodel, [name], waveforms, of_int8_accumulator=True)[name]
+        conv = qmodel.get_submodule(name)
+        delta = got - reference[name]
+        bias = conv.bias()
+        bias = torch.zeros_like(delta) if bias is None else bias.detach().float()
+        conv.set_bias(bias - delta)
+        shifts[name] = float(delta.abs().max())
+    return shifts

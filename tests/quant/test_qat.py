@@ -1,0 +1,165 @@
+import copy
+import shutil
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from asrc.errors import AsrcError, ConfigError
+from asrc.models import load
+from asrc.models.ctc import greedy_ids
+from asrc.models.int8 import Int8Conv1d
+from asrc.models.quantized import save_quantized
+from asrc.models.wav2vec2 import plain_ops
+from asrc.quant.export import check_export, export_model
+from asrc.quant.qat import (QATConfig, QATConv1d, QATLinear, QATPositionalConv, convert_qat, float_state,
+                            prepare_qat, set_fake_quant)
+
+from quant_helpers import TOKENS, frame_targets, structured_utterance
+
+
+def qat_tune(model, steps=12, seed=1, config=None):
+    """A few fake-quantized training steps of a copy of ``model`` (ranges observed, weights moved)."""
+    model = prepare_qat(copy.deepcopy(model), config or QATConfig())
+    set_fake_quant(model, True)
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model.train()
+    for _ in range(steps):
+        batch = [structured_utterance(10, gen) for _ in range(4)]
+        wav = torch.stack([w for w, _ in batch])
+        logits, _ = model(wav, torch.full((4,), wav.shape[1]))
+        target = torch.stack([frame_targets(c, logits.shape[1]) for _, c in batch])
+        loss = F.cross_entropy(logits[..., :4].reshape(-1, 4), target.reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def qat_model(trained_tiny):
+    return qat_tune(trained_tiny)
+
+
+def test_config_rejects_unknown_keys_and_bad_values():
+    assert QATConfig.from_dict({"start_updates": 5}).start_updates == 5
+    with pytest.raises(ConfigError, match=r"unknown keys \['start_update'\]"):
+        QATConfig.from_dict({"start_update": 5})
+    with pytest.raises(ConfigError, match="qat.activation_bits=6 must be 7 or 8"):
+        QATConfig.from_dict({"activation_bits": 6})
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        QATConfig.from_dict([1])
+
+
+def test_activation_range_percentile_clips_outliers_minmax_does_not():
+    from asrc.quant.qat import ActivationRange
+
+    x = torch.nn.functional.gelu(torch.randn(4, 32, 1000, generator=torch.Generator().manual_seed(0)))
+    x[0, 0, :5] = 50.0
+    ranges = {}
+    for p in (100, 99.9):
+        r = ActivationRange(255, momentum=0.5, percentile=p)
+        r.observe(x)
+        r.observe(x * 0.5)  # moving average: halfway between the two batches' ranges
+        ranges[p] = r.range.tolist()
+    assert ranges[100] == pytest.approx([0.75 * float(x.min()), 37.5], rel=1e-5)
+    assert 1.0 < ranges[99.9][1] < 5.0
+    with pytest.raises(ConfigError, match="qat.range_percentile=30 must be a number in"):
+        QATConfig.from_dict({"range_percentile": 30})
+
+
+def test_prepare_keeps_parameters_names_and_ties(trained_tiny):
+    model = copy.deepcopy(trained_tiny)
+    params = dict(model.named_parameters())
+    prepare_qat(model, QATConfig())
+    assert dict(model.named_parameters()).keys() == params.keys()
+    assert all(p is params[n] for n, p in model.named_parameters())  # same objects: optimizer state stays valid
+    kinds = {n: type(m) for n, m in model.named_modules()}
+    assert kinds["feature_extractor.conv_layers.1.conv"] is QATConv1d
+    assert kinds["feature_extractor.conv_layers.0.conv"] is torch.nn.Conv1d  # the raw-waveform layer stays float
+    assert kinds["encoder.pos_conv"] is QATPositionalConv and kinds["ctc_head"] is QATLinear
+    # Off until switched on: the float function exactly (on plain ops: the fast path is for nn.Linear only).
+    wav = structured_utterance(8, torch.Generator().manual_seed(3))[0][None]
+    with torch.inference_mode(), plain_ops():
+        torch.testing.assert_close(model(wav)[0], trained_tiny(wav)[0], rtol=0, atol=0)
+
+
+def test_fake_quant_changes_output_and_gradients_flow(trained_tiny):
+    model = prepare_qat(copy.deepcopy(trained_tiny), QATConfig())
+    set_fake_quant(model, True)
+    model.train()
+    wav = structured_utterance(8, torch.Generator().manual_seed(3))[0][None]
+    logits, _ = model(wav)
+    logits.square().mean().backward()
+    conv = model.feature_extractor.conv_layers[1].conv
+    assert conv.weight.grad is not None and conv.weight.grad.abs().sum() > 0
+    assert conv.input_range.observed and conv.output_range.observed
+    lo, hi = conv.input_range.range.tolist()
+    assert lo <= 0 < hi
+
+
+def test_int8_conv_equals_fake_quant_conv_directly(qat_model):
+    """Each converted int8 conv against its fake-quantized twin on the inputs the model gives it."""
+    qmodel, spec = convert_qat(qat_model)
+    inputs = {}
+    hooks = [qat_model.get_submodule(n.removesuffix(".conv") if n.startswith("encoder.pos_conv") else n)
+             .register_forward_pre_hook(lambda _m, args, n=n: inputs.setdefault(n, args[0]))
+             for n in spec.static_int8_conv]
+    wav = structured_utterance(15, torch.Generator().manual_seed(5))[0][None]
+    with torch.inference_mode():
+        qat_model(wav)
+    for h in hooks:
+        h.remove()
+    assert len(inputs) == len(spec.static_int8_conv) == len(qat_model.config.conv_layers)
+    with torch.inference_mode():
+        for name, x in inputs.items():
+            if name.startswith("encoder.pos_conv"):
+                fake, int8 = qat_model.encoder.pos_conv, qmodel.encoder.pos_conv
+            else:
+                fake, int8 = qat_model.get_submodule(name), qmodel.get_submodule(name)
+                assert isinstance(int8, Int8Conv1d)
+            ref, got = fake(x), int8(x)
+            step = fake.output_range.qparams()[0] if hasattr(fake, "output_range") else None
+            # int32 accumulation vs float: an output may round to the neighbouring code, no further.
+            assert (got - ref).abs().max() <= 1.01 * step, name
+            assert ((got - ref).abs() > 1e-6).float().mean() < 0.02, name
+
+
+def test_converted_model_agrees_with_fake_quant(qat_model, structured_set):
+    qmodel, spec = convert_qat(qat_model)
+    assert spec.mode == "qat" and len(spec.dynamic_int8_linear) == len(
+        [m for m in qat_model.modules() if isinstance(m, QATLinear)])
+    with torch.inference_mode():
+        for wav in structured_set:
+            ref, _ = qat_model(wav[None])
+            got, _ = qmodel(wav[None])
+            assert F.cosine_similarity(ref.flatten(), got.flatten(), dim=0) > 0.999
+            assert (ref - got).abs().max() < 0.1 * ref.abs().max()
+            assert greedy_ids(ref) == greedy_ids(got)
+
+
+def test_converted_model_saves_loads_decodes_and_exports(qat_model, structured_set, tmp_path):
+    qmodel, spec = convert_qat(qat_model)
+    save_quantized(qmodel, spec, tmp_path / "int8", TOKENS)
+    reloaded = load(tmp_path / "int8")
+    assert reloaded.quantization.mode == "qat"
+    with torch.inference_mode():
+        for wav in structured_set:
+            torch.testing.assert_close(reloaded(wav[None])[0], qmodel(wav[None])[0])
+    assert reloaded.tokens == TOKENS
+    with torch.inference_mode():
+        ids = greedy_ids(reloaded(structured_set[0][None])[0])[0]
+    assert ids and set(ids) <= {1, 2, 3}  # the tones it learnt, as the fake-quantized model decodes them
+    path = export_model(reloaded, tmp_path / "model.pt", "torchscript")
+    assert check_export(reloaded, path, "torchscript")["ok"]
+
+
+def test_convert_refuses_unobserved_ranges(trained_tiny):
+    model = prepare_qat(copy.deepcopy(trained_tiny), QATConfig())
+    with pytest.raises(AsrcError, match="feature_extractor.conv_layers.1.conv: activation range never observed"):
+        convert_qat(model)
+
+
+def test_float_state_is_the_float_models(qat_model, trained_tiny):
+    assert float_state(qat_model).keys() == trained_tiny.state_dict().keys()
