@@ -274,10 +274,11 @@ def apply_student_spec(args: argparse.Namespace) -> None:
         _merge_once(model_conf, spec.model_conf(), "model_conf")
     elif spec.distill is not None:
         logger.info("--model %s: the student spec's distill section is not used", args.model)
-    if "prune" in spec.sections:
-        prune = dict(getattr(args, "prune", None) or {})
-        _merge_once(prune, spec.sections["prune"].to_dict(), "prune")
-        args.prune = prune
+    for name in ("prune", "qat"):  # sections registered by asrc.prune and asrc.quant
+        if name in spec.sections:
+            section = dict(getattr(args, name, None) or {})
+            _merge_once(section, spec.sections[name].to_dict(), name)
+            setattr(args, name, section)
     args.encoder_conf, args.model_conf, args.student = encoder_conf, model_conf, None
 
 

@@ -38,8 +38,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from asrc.errors import ConfigError
 from asrc.models.config import Wav2Vec2Config

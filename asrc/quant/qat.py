@@ -45,7 +45,7 @@ update counter, are buffers: they are in ``checkpoint.pth`` and resume with it.
 import copy
 import dataclasses
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -188,16 +188,17 @@ class _FakeQuant:
     def _quantizing(self, ranges) -> bool:
         return self.fake_quant and (self.training or all(r.observed for r in ranges))
 
-
-class QATConv1d(_FakeQuant, nn.Conv1d):
-    """``nn.Conv1d`` (same parameters) fake-quantized as :class:`Int8Conv1d` computes."""
-
     @classmethod
-    def from_float(cls, conv: nn.Conv1d, config: QATConfig) -> "QATConv1d":
-        q = _rebuild(conv, cls)
+    def from_float(cls, module: nn.Module, config: QATConfig):
+        """The fake-quantized twin of ``module`` (same parameters), observing its input and output ranges."""
+        q = _rebuild(module, cls)
         q.input_range = ActivationRange(config.activation_qmax, config.range_momentum, config.range_percentile)
         q.output_range = ActivationRange(config.activation_qmax, config.range_momentum, config.range_percentile)
         return q
+
+
+class QATConv1d(_FakeQuant, nn.Conv1d):
+    """``nn.Conv1d`` (same parameters) fake-quantized as :class:`Int8Conv1d` computes."""
 
     def forward(self, x: Tensor) -> Tensor:
         if not self._quantizing((self.input_range, self.output_range)):
@@ -209,13 +210,6 @@ class QATConv1d(_FakeQuant, nn.Conv1d):
 
 class QATPositionalConv(_FakeQuant, PositionalConv):
     """:class:`PositionalConv` (same parameters) fake-quantized around its folded kernel."""
-
-    @classmethod
-    def from_float(cls, pos_conv: PositionalConv, config: QATConfig) -> "QATPositionalConv":
-        q = _rebuild(pos_conv, cls)
-        q.input_range = ActivationRange(config.activation_qmax, config.range_momentum, config.range_percentile)
-        q.output_range = ActivationRange(config.activation_qmax, config.range_momentum, config.range_percentile)
-        return q
 
     def forward(self, x: Tensor) -> Tensor:
         if not self._quantizing((self.input_range, self.output_range)):

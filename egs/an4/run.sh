@@ -34,9 +34,11 @@
 #      with exp/teacher12/model
 #   8  the distillation experiment, from the committed teacher/ ($student_teacher): the
 #      student of conf/student.yaml (4 layers, conv_groups 2: the compression demo's)
-#      distilled, and the same student trained with CTC alone for the same updates
+#      distilled (kd), the same student trained with CTC alone for the same updates (ctc), and
+#      distilled on AN4 train + audio without transcripts (kdu: $untranscribed_sets and a
+#      degraded copy of AN4 train; CTC only where there is a transcript), for each of $seeds
 #      (conf/train_student.yaml), side by side
-#   9  int8 quantization of the distilled student
+#   9  int8 quantization of the distilled student (first seed)
 #   10 decoding + scoring of data/test by teacher and students -> exp/RESULTS.md
 #   11-13 the narrow student (conf/student_narrow.yaml: half the teacher's width, no
 #      teacher weight fits): 11 front-end warm start on the teacher's CNN features
@@ -60,6 +62,9 @@ update_teacher=false                       # stage 7: overwrite teacher/ with th
 student_teacher=teacher                    # stages 8-10: the teacher the students learn from
 student_config=conf/train_student.yaml     # stages 8-10: the schedule; its student: conf/student.yaml
 student_args=                              # extra asrc-train flags for stage 8
+seeds="42 43"                              # stages 8-10: one student of each kind per seed
+untranscribed_sets="data/synth/words_train" # stage 8: audio the kdu students distil on without transcripts
+                                           #   (with a degraded copy of AN4 train, always)
 force_stages=
 nj=2                                       # synthesis and decoding jobs
 synth_subsets="train:1200,dev:60"          # stage 1: synthetic speech for the teacher ("" = AN4 only)
@@ -226,34 +231,62 @@ fi
 
 # ---- the distillation experiment: distilled vs CTC-only student, same student, same updates ----
 
-if stage_begin 8 "students: distillation and the CTC-only baseline (in parallel)" $stamps; then
-    fresh_outputs exp/student_kd exp/student_ctc
-    # Both runs start from the same every_k initialisation of the teacher, with the same
-    # schedule ($student_config: max_epoch x num_iters_per_epoch updates); only the loss differs.
-    log "logs: exp/logs/train_student_kd.log, exp/logs/train_student_ctc.log (tensorboard --logdir exp)"
-    # shellcheck disable=SC2086
-    bg_job exp/logs/train_student_kd.log $train_cmd exp/logs/train_student_kd.log \
-        asrc-train --config "$student_config" --model_conf "teacher=$student_teacher" \
-            --encoder_conf "init=$student_teacher" --output_dir exp/student_kd \
-            --export_model_dir exp/student_kd/model --export_checkpoint valid.cer.ave.pth $student_args
-    # shellcheck disable=SC2086
-    bg_job exp/logs/train_student_ctc.log $train_cmd exp/logs/train_student_ctc.log \
-        asrc-train --config "$student_config" --model asrc_ctc \
-            --encoder_conf "init=$student_teacher" --output_dir exp/student_ctc \
-            --export_model_dir exp/student_ctc/model --export_checkpoint valid.cer.ave.pth $student_args
-    wait_jobs
+if stage_begin 8 "students: distilled, CTC-only and distilled with untranscribed audio, seeds $seeds" $stamps; then
+    # The untranscribed set-up's data: AN4 train (transcribed) + audio whose transcripts the
+    # student never sees: AN4-domain synthetic speech and a degraded copy of AN4 train.
+    run_logged exp/logs/degrade_train.log local/degrade.py data/train data/train_degraded --seed 2 --prefix deg-
+    with_untranscribed=(data/train)
+    for d in $untranscribed_sets data/train_degraded; do
+        [ -f "$d/wav.scp" ] || die "untranscribed_sets: $d is not a data directory"
+        name=untranscribed_$(basename "$d")
+        run_logged exp/logs/copy_$name.log asrc-data copy "$d" "data/$name" --prefix u- --drop-text
+        with_untranscribed+=("data/$name")
+    done
+    run_logged exp/logs/combine_train_untranscribed.log \
+        asrc-data combine --untranscribed-ok data/train_untranscribed "${with_untranscribed[@]}"
+    # All runs of a seed start from the same every_k initialisation of the teacher (grouped
+    # kernels fitted on data/train's speech), with the same schedule ($student_config:
+    # max_epoch x num_iters_per_epoch updates); kd and ctc differ only in the loss, kdu
+    # (distilled) only in its training data (CTC on the transcribed part, teacher losses on all).
+    for seed in $seeds; do
+        fresh_outputs "exp/student_kd_s$seed" "exp/student_ctc_s$seed" "exp/student_kdu_s$seed"
+        common=(--config "$student_config" --encoder_conf "init=$student_teacher" --encoder_conf calibration=data/train
+                --seed "$seed" --export_checkpoint valid.cer.ave.pth)
+        log "seed $seed: logs exp/logs/train_student_{kd,ctc,kdu}_s$seed.log (tensorboard --logdir exp)"
+        # shellcheck disable=SC2086
+        bg_job exp/logs/train_student_kd_s$seed.log $train_cmd exp/logs/train_student_kd_s$seed.log \
+            asrc-train "${common[@]}" --model_conf "teacher=$student_teacher" \
+                --output_dir "exp/student_kd_s$seed" --export_model_dir "exp/student_kd_s$seed/model" $student_args
+        # shellcheck disable=SC2086
+        bg_job exp/logs/train_student_ctc_s$seed.log $train_cmd exp/logs/train_student_ctc_s$seed.log \
+            asrc-train "${common[@]}" --model asrc_ctc \
+                --output_dir "exp/student_ctc_s$seed" --export_model_dir "exp/student_ctc_s$seed/model" $student_args
+        # shellcheck disable=SC2086
+        bg_job exp/logs/train_student_kdu_s$seed.log $train_cmd exp/logs/train_student_kdu_s$seed.log \
+            asrc-train "${common[@]}" --model_conf "teacher=$student_teacher" \
+                --train_data_dir data/train_untranscribed \
+                --output_dir "exp/student_kdu_s$seed" --export_model_dir "exp/student_kdu_s$seed/model" $student_args
+        wait_jobs
+    done
     stage_done 8 $stamps
 fi
 
-if stage_begin 9 "int8 quantization of the distilled student" $stamps; then
-    run_logged exp/logs/quantize.log asrc-quantize exp/student_kd/model exp/student_kd_int8/model \
+first_seed=${seeds%% *}
+
+if stage_begin 9 "int8 quantization of the distilled student (seed $first_seed)" $stamps; then
+    run_logged exp/logs/quantize.log asrc-quantize "exp/student_kd_s$first_seed/model" exp/student_kd_int8/model \
         --mode static-pos --calib data/dev --overwrite
     stage_done 9 $stamps
 fi
 
 if stage_begin 10 "decoding and scoring data/test -> exp/RESULTS.md" $stamps; then
-    experiment="teacher_committed=$student_teacher student_kd=exp/student_kd/model
-                student_ctc=exp/student_ctc/model student_kd_int8=exp/student_kd_int8/model"
+    experiment="teacher_committed=$student_teacher"
+    for seed in $seeds; do
+        for m in kd ctc kdu; do
+            experiment="$experiment student_${m}_s$seed=exp/student_${m}_s$seed/model"
+        done
+    done
+    experiment="$experiment student_kd_int8=exp/student_kd_int8/model"
     decode_sets "$experiment" test
     score_sets "$experiment" test
     write_results exp/logs/results.log exp/RESULTS.md "$experiment" test --note local/experiment_notes.md

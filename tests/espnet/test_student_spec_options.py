@@ -113,3 +113,15 @@ def test_prune_section_of_the_spec_becomes_the_prune_option(espnet_ready, tmp_pa
     spec.write_text("prune: {target_sparsty: 0.7}\n")
     with pytest.raises(ConfigError, match="target_sparsty"):
         parse(base)
+
+
+def test_qat_section_of_the_spec_becomes_the_qat_option(espnet_ready, tmp_path):
+    from asrc.quant.qat import QATConfig
+
+    spec = tmp_path / "qat.yaml"
+    spec.write_text("qat: {start_updates: 100}\n")
+    args = parse(["--student", str(spec), "--model", "asrc_distill", "--model_conf", f"teacher={TEACHER}"])
+    assert args.qat == QATConfig.from_dict({"start_updates": 100}).to_dict()
+    spec.write_text("qat: {start_update: 100}\n")
+    with pytest.raises(ConfigError, match="start_update"):
+        parse(["--student", str(spec), "--model", "asrc_distill", "--model_conf", f"teacher={TEACHER}"])
