@@ -60,7 +60,7 @@ def read_experiment(exp_dir, checkpoint: Optional[str] = None) -> Wav2Vec2CTC:
     only under its gates; its model is the dense one that ``asrc.prune.export`` writes. So is a
     quantization-aware run (``qat:``): its model is the int8 one ``asrc-quantize --mode qat`` writes.
     """
-    model, path, args, _ = read_experiment_parts(exp_dir, checkpoint)
+    args, config, tokens, own, path, _ = _read_experiment_files(exp_dir, checkpoint)
     if args.get("qat") is not None:
         raise ConfigError(f"{exp_dir}: trained with quantization-aware training (qat); its model is the int8 one: "
                           f"asrc-quantize {exp_dir} OUT --mode qat")
@@ -68,7 +68,7 @@ def read_experiment(exp_dir, checkpoint: Optional[str] = None) -> Wav2Vec2CTC:
         raise ConfigError(f"{exp_dir} is a structured-pruning run: load the dense model it exported "
                           f"(asrc-train --export_model_dir, asrc.prune.export.export_pruned_model_dir), "
                           f"not its gated student")
-    return model
+    return _build(config, tokens, own, path)
 
 
 def read_experiment_state(exp_dir, checkpoint: Optional[str] = None):
@@ -82,9 +82,13 @@ def read_experiment_parts(exp_dir, checkpoint: Optional[str] = None):
     the wav2vec 2.0 model with the checkpoint's ``encoder.model.*`` weights, and what else a
     workflow needs from the run (:mod:`asrc.prune.export` reads its gates)."""
     args, config, tokens, own, path, state = _read_experiment_files(exp_dir, checkpoint)
+    return _build(config, tokens, own, path), path, args, state
+
+
+def _build(config, tokens, own, path) -> Wav2Vec2CTC:
     model = Wav2Vec2CTC(config, tokens)
     load_state_dict_strict(model, own, str(path))
-    return model.eval(), path, args, state
+    return model.eval()
 
 
 def _read_experiment_files(exp_dir, checkpoint: Optional[str]):
