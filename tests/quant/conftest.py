@@ -1,9 +1,8 @@
 import pytest
 import torch
-import torch.nn.functional as F
 
 from asrc.models import build_model
-from quant_helpers import TINY, TOKENS, frame_targets, structured_utterance
+from quant_helpers import TINY, TOKENS, structured_utterance, train_tones
 
 
 @pytest.fixture(scope="session")
@@ -13,20 +12,8 @@ def trained_tiny():
     and any rounding flips its argmax)."""
     torch.manual_seed(0)
     model = build_model(TINY, TOKENS)
-    gen = torch.Generator().manual_seed(0)
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    model.train()
-    for _ in range(80):
-        batch = [structured_utterance(10, gen) for _ in range(4)]
-        wav = torch.stack([w for w, _ in batch])
-        logits, lengths = model(wav, torch.full((4,), wav.shape[1]))
-        target = torch.stack([frame_targets(c, logits.shape[1]) for _, c in batch])
-        loss = F.cross_entropy(logits[..., :4].reshape(-1, 4), target.reshape(-1))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    model.final_loss = train_tones(model, 80, torch.Generator().manual_seed(0), lr=3e-3)
     model.eval()
-    model.final_loss = loss.item()
     return model
 
 

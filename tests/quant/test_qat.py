@@ -1,5 +1,4 @@
 import copy
-import shutil
 
 import pytest
 import torch
@@ -15,25 +14,14 @@ from asrc.quant.export import check_export, export_model
 from asrc.quant.qat import (QATConfig, QATConv1d, QATLinear, QATPositionalConv, convert_qat, float_state,
                             prepare_qat, set_fake_quant)
 
-from quant_helpers import TOKENS, frame_targets, structured_utterance
+from quant_helpers import TOKENS, frame_targets, structured_utterance, train_tones
 
 
 def qat_tune(model, steps=12, seed=1, config=None):
     """A few fake-quantized training steps of a copy of ``model`` (ranges observed, weights moved)."""
     model = prepare_qat(copy.deepcopy(model), config or QATConfig())
     set_fake_quant(model, True)
-    gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    model.train()
-    for _ in range(steps):
-        batch = [structured_utterance(10, gen) for _ in range(4)]
-        wav = torch.stack([w for w, _ in batch])
-        logits, _ = model(wav, torch.full((4,), wav.shape[1]))
-        target = torch.stack([frame_targets(c, logits.shape[1]) for _, c in batch])
-        loss = F.cross_entropy(logits[..., :4].reshape(-1, 4), target.reshape(-1))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    train_tones(model, steps, torch.Generator().manual_seed(seed), lr=1e-3)
     return model.eval()
 
 
