@@ -451,14 +451,14 @@ def combine_data_dirs(out_dir, src_dirs, untranscribed_ok: bool = False) -> Path
         raise ValueError(f"combine_data_dirs: output {out_dir} is one of the sources")
     for name in PER_UTT_FILES:
         present = [d for d in src_dirs if (d / name).is_file()]
-        if name == "text" and untranscribed_ok and present:
+        if name == "text" and untranscribed_ok:
             if len(present) != len(src_dirs):
                 logger.info("combine: no text in %s: untranscribed in %s",
                             ", ".join(str(d) for d in src_dirs if d not in present), out_dir)
-            _merge_table(out_dir / name, [d / name for d in present])
-            continue
-        if name == "text" and untranscribed_ok:
-            (out_dir / name).unlink(missing_ok=True)
+            if present:
+                _merge_table(out_dir / name, [d / name for d in present])
+            else:
+                (out_dir / name).unlink(missing_ok=True)
             continue
         if len(present) != len(src_dirs):
             if present:
