@@ -31,7 +31,7 @@
 #   5  greedy CTC decoding of AN4 test, its degraded copy and the synthetic dev sets (asrc-decode)
 #   6  scoring (asrc-score, sclite when installed) -> exp/teacher12/RESULTS.md
 #   7  (only with --update_teacher true) replace the committed teacher in teacher/
-#      with exp/teacher12/model
+#      with exp/teacher12/model, weights stored in float16 (local/store_fp16.py)
 #   8  the distillation experiment, from the committed teacher/ ($student_teacher): the
 #      student of conf/student.yaml (4 layers, conv_groups 2: the compression demo's)
 #      distilled (kd), the same student trained with CTC alone for the same updates (ctc), and
@@ -221,10 +221,8 @@ if stage_begin 6 "scoring" $stamps; then
     stage_done 6 $stamps
 fi
 if [ "$update_teacher" = true ] && stage_begin 7 "replace the committed teacher/ with $teacher_exp/model" $stamps; then
-    mkdir -p teacher
-    for f in config.yaml model.pth tokens.txt; do
-        cp "$teacher_exp/model/$f" "teacher/$f"
-    done
+    # float16 storage halves model.pth (5.7M parameters: 11.5 MB); it loads into the fp32 model
+    run_logged exp/logs/update_teacher.log local/store_fp16.py "$teacher_exp/model" teacher
     log "teacher/ updated; put $teacher_exp/RESULTS.md and the curve into teacher/RESULTS.md"
     stage_done 7 $stamps
 fi
