@@ -50,6 +50,17 @@
 #      parameters removed; conf/prune.yaml, 1500 updates), 15 final distillation of each dense
 #      model (conf/prune_final_distill.yaml, 500 updates: 2000 in all, as the narrow students),
 #      16 decoding, scoring -> exp/RESULTS_prune.md; asrc-info of each in exp/logs/info_pruned_<t>.log
+#   17-18 int8 of the CNN (not run by default: --stage 17 --stop_stage 18), on the distilled
+#      student of stage 8 (exp/student_kd_s<first seed>/model): 17 post-training int8, one model
+#      per entry of $int8_ptq (asrc-quantize, calibrated on $int8_calib): static-pos (CNN float,
+#      the reference int8), static-conv (int8 CNN, histogram ranges) and each conv option alone
+#      and together; then the student fine-tuned briefly with its distillation loss
+#      ($int8_qat_config) twice, one run after the other: in float (the control, exp/int8/ft_float)
+#      and with quantization-aware training ($int8_qat; its int8 export: exp/int8/ft_qat/model);
+#      18 decoding, scoring of data/test by the float student and every stage-17 model
+#      -> exp/RESULTS_int8.md, ending with local/int8_summary.py's table (CER, CER minus the
+#      float student's, QAT minus its float control), also in exp/int8_summary.md;
+#      $student_args reaches both fine-tunes
 #   ./run.sh --stage 1 --stop_stage 2 && ./run.sh --stage 8   # the experiment alone
 # Why stage 3 exists and what each option bought: RESULTS.md in this folder.
 set -euo pipefail
@@ -90,6 +101,18 @@ train_args=                                # extra asrc-train flags, e.g. "--max
 narrow_student=conf/student_narrow.yaml    # stages 11-13: the narrow student (a student spec)
 narrow_init_steps=300                      # stage 11 regression steps
 prune_targets="0.5 0.7 0.85"               # stages 14-16: target sparsities (50, 30, 15 % of the teacher's parameters kept)
+# stage 17: post-training int8 variants, NAME:FLAGS (FLAGS: asrc-quantize flags joined by commas)
+int8_ptq="pos:--mode=static-pos conv:--mode=static-conv
+          conv_per_tensor:--mode=static-conv,--conv-weights=per-tensor
+          conv_minmax:--mode=static-conv,--conv-calibration=minmax
+          conv_percentile:--mode=static-conv,--conv-calibration=percentile
+          conv_mse:--mode=static-conv,--conv-calibration=mse
+          conv_bias_corr:--mode=static-conv,--bias-correction
+          conv_percentile_bias_corr:--mode=static-conv,--conv-calibration=percentile,--bias-correction"
+int8_calib=data/dev                        # stage 17: calibration audio of the post-training variants
+int8_activation_bits=8                     # stage 17: static int8 activations, PTQ and QAT alike (7: CPUs without VNNI)
+int8_qat_config=conf/train_qat.yaml        # stage 17: the fine-tune of the float control and of QAT
+int8_qat="start_updates=0"                 # stage 17: the QAT run's qat: section (asrc.quant.qat.QATConfig KEY=VALUE words)
 
 . ./path.sh
 . ./cmd.sh
@@ -378,5 +401,65 @@ if stage_begin 16 "pruned students: decoding, scoring -> exp/RESULTS_prune.md, f
     run_logged exp/logs/results_prune.log asrc-results --out exp/RESULTS_prune.md "${rows[@]}"
     cat exp/RESULTS_prune.md
     stage_done 16 $stamps
+fi
+# ---- int8 of the CNN: post-training variants, and QAT against a float fine-tune of the same schedule ----
+int8_float=exp/student_kd_s$first_seed/model   # stage 8's distilled student
+# int8_variant NAME:FLAGS -> sets int8_name and int8_flags (an array)
+int8_variant() {
+    [[ $1 =~ ^[A-Za-z0-9_.-]+:--. ]] ||
+        die "int8_ptq: '$1' is not NAME:FLAGS (NAME of letters, digits, _.-; e.g. conv_bc:--mode=static-conv,--bias-correction)"
+    int8_name=${1%%:*}
+    IFS=, read -r -a int8_flags <<< "${1#*:}"
+}
+
+if stage_begin 17 "int8 of the CNN: post-training variants, QAT and its float control ($int8_float)" $stamps; then
+    [ -f "$int8_float/model.pth" ] || die "$int8_float not found: run stage 8 first (seeds $seeds)"
+    [ -f "$student_teacher/model.pth" ] || die "student_teacher: $student_teacher is not a model directory"
+    for v in $int8_ptq; do
+        int8_variant "$v"
+        run_logged "exp/logs/quantize_int8_$int8_name.log" asrc-quantize "$int8_float" "exp/int8/$int8_name/model" \
+            "${int8_flags[@]}" --calib "$int8_calib" --activation-bits "$int8_activation_bits" --overwrite
+    done
+    fresh_outputs exp/int8/ft_float exp/int8/ft_qat
+    qat_flags=(--qat "activation_bits=$int8_activation_bits")
+    for kv in $int8_qat; do qat_flags+=(--qat "$kv"); done
+    common=(--config "$int8_qat_config" --model_conf "teacher=$student_teacher" --encoder_conf "init=$int8_float"
+            --train_data_dir data/train --valid_data_dir data/dev --token_list "$student_teacher/tokens.txt"
+            --export_checkpoint latest.pth)
+    # Same start, data, seed and batches; only --qat differs. One after the other: each run also holds
+    # the teacher, and this machine's memory is short.
+    for m in ft_float ft_qat; do
+        extra=()
+        [ $m = ft_qat ] && extra=("${qat_flags[@]}")
+        log "fine-tune $m: log exp/logs/train_int8_$m.log (tensorboard --logdir exp/int8/$m)"
+        # shellcheck disable=SC2086
+        $train_cmd exp/logs/train_int8_$m.log \
+            asrc-train "${common[@]}" "${extra[@]}" \
+                --output_dir exp/int8/$m --export_model_dir exp/int8/$m/model $student_args
+    done
+    stage_done 17 $stamps
+fi
+
+if stage_begin 18 "int8: decoding, scoring data/test -> exp/RESULTS_int8.md" $stamps; then
+    int8_models="student_kd_s$first_seed=$int8_float@exp/int8/float"
+    what=(--what "student_kd_s$first_seed" "float student (stage 8)")
+    for v in $int8_ptq; do
+        int8_variant "$v"
+        int8_models="$int8_models int8_$int8_name=exp/int8/$int8_name/model@exp/int8/$int8_name"
+        what+=(--what "int8_$int8_name" "asrc-quantize ${int8_flags[*]//=/ }")
+    done
+    int8_models="$int8_models ft_float=exp/int8/ft_float/model@exp/int8/ft_float"
+    int8_models="$int8_models ft_qat=exp/int8/ft_qat/model@exp/int8/ft_qat"
+    what+=(--what ft_float "fine-tuned ($int8_qat_config), float: the control"
+           --what ft_qat "the same fine-tune with QAT (qat: activation_bits=$int8_activation_bits $int8_qat), int8 export")
+    decode_sets "$int8_models" test
+    score_sets "$int8_models" test
+    # shellcheck disable=SC2046
+    run_logged exp/logs/int8_summary.log local/int8_summary.py --out exp/int8_summary.md \
+        --reference "student_kd_s$first_seed" --control ft_qat ft_float "${what[@]}" \
+        $(results_rows "$int8_models" test)
+    write_results exp/logs/results_int8.log exp/RESULTS_int8.md "$int8_models" test --note exp/int8_summary.md
+    cat exp/RESULTS_int8.md
+    stage_done 18 $stamps
 fi
 log "done: stages $stage..$stop_stage"

@@ -125,3 +125,24 @@ def test_qat_section_of_the_spec_becomes_the_qat_option(espnet_ready, tmp_path):
     spec.write_text("qat: {start_update: 100}\n")
     with pytest.raises(ConfigError, match="start_update"):
         parse(["--student", str(spec), "--model", "asrc_distill", "--model_conf", f"teacher={TEACHER}"])
+
+
+def test_an4_int8_finetune_keeps_the_distillation_loss(espnet_ready, monkeypatch):
+    """egs/an4 stage 17 fine-tunes stage 8's distilled student with conf/train_qat.yaml: the loss
+    of its distillation (conf/student.yaml's distill section), the student as it is (no layer
+    selection, no refit of its kernels), and --qat only where run.sh adds it."""
+    from asrc.quant.qat import QATConfig
+
+    monkeypatch.chdir(EGS / "an4")
+    stage8 = parse(["--config", "conf/train_student.yaml", "--encoder_conf", f"init={TEACHER}",
+                    "--model_conf", f"teacher={TEACHER}"])
+    student = "exp/student_kd_s42/model"
+    common = ["--config", "conf/train_qat.yaml", "--model_conf", f"teacher={TEACHER}", "--encoder_conf", f"init={student}"]
+    control = parse(common)
+    qat = parse(common + ["--qat", "activation_bits=8", "--qat", "start_updates=0"])
+    for args in (control, qat):
+        assert args.model == "asrc_distill" and args.model_conf == stage8.model_conf
+        assert args.encoder_conf == {"init": student}
+        assert args.batch_size == stage8.batch_size and args.optim_conf == {"lr": 5.0e-5} and args.scheduler is None
+    assert control.qat is None and QATConfig.from_dict(qat.qat) == QATConfig(start_updates=0, activation_bits=8)
+    assert {k for k, v in vars(qat).items() if vars(control)[k] != v} == {"qat"}
