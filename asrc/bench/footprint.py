@@ -5,13 +5,15 @@ Usage:
     asrc-bench footprint --teacher exp/teacher/model --student exp/student/model \\
         --calib data/dev_clean --wav some_10s.flac --wer exp/wer.json --json exp/footprint.json
     asrc-bench footprint --tiny --runs 2          # seconds: a smoke test with tiny dimensions
+    asrc-bench footprint --teacher T --student kd=S --no-peer --no-onnx --no-int8 \\
+        --wer exp/wer.json --cer exp/cer.json --plot exp/pareto.png   # float models only, WER and CER
 
 One process, one input (``--seconds`` of audio, default 10, batch 1), ``--threads`` threads
 (default 2) for torch and onnxruntime alike, ``--warmup`` untimed runs per model, then
 ``--runs`` rounds in which every model runs once in turn (interleaved, so load from other
 processes hits all of them alike); the median is reported.
 
-Rows (names are what ``--wer`` keys refer to):
+Rows (names are what ``--wer`` and ``--cer`` keys refer to):
 
 ``teacher``            asrc, float32: wav2vec2-base architecture (random weights) or ``--teacher DIR``
 ``hf-peer``            transformers ``Wav2Vec2ForCTC`` at the teacher's architecture, float32 (random
@@ -21,7 +23,7 @@ Rows (names are what ``--wer`` keys refer to):
                        ``asrc.models.student.build_student`` for each ``--student-preset``
 ``<student>-int8``     the student through ``asrc.quant`` (first ``--int8-mode``, default static-pos),
                        saved, and timed as loaded back with ``asrc.models.load``; further
-                       ``--int8-mode`` values add ``<student>-int8-<mode>`` rows
+                       ``--int8-mode`` values add ``<student>-int8-<mode>`` rows (none: ``--no-int8``)
 ``<student>-onnx``     onnxruntime, float32 export; ``<student>-onnx-int8``: its onnxruntime int8 graph
 ``<int8 row>-qdq``     onnxruntime, the asrc int8 row exported as QDQ (static int8 convs as
                        ``QLinearConv``, Linear layers as dynamic int8 MatMul; ``asrc.quant.export``)
@@ -37,7 +39,11 @@ depend on them, ``--agreement`` and ``--wer`` do).
 
 Columns: parameters, MB of the saved file(s), MACs for the input (convolutions and matrix
 products, from the architecture), median latency, real-time factor, speed-up and size ratio
-against ``teacher``. ``--wer`` adds WER (``name=WER,...`` or a JSON file ``{name: WER}``);
+against ``teacher``. ``--wer`` adds WER (``name=WER,...`` or a JSON file ``{name: WER}``,
+as ``asrc-results --wer-json`` writes it), ``--cer`` CER in the same form (``asrc-results
+--cer-json``); ``_`` and ``-`` in the names count as the same. The plot (``--plot``) shows size
+against speed and, for the rows with a WER, WER against size and against speed; for the rows
+with a CER, CER against parameters and against speed; each panel with its Pareto front.
 ``--agreement DATA_DIR`` adds, for every int8/ONNX row, how closely it follows its float model
 on real audio (logit cosine, argmax agreement, greedy-output difference).
 """
@@ -128,6 +134,7 @@ class Row:
     speedup: float = float("nan")
     size_ratio: float = float("nan")
     wer: Optional[float] = None
+    cer: Optional[float] = None
     # Agreement with the float model it was made from (asrc.quant.agreement), with --agreement.
     agreement: Optional[dict] = None
     note: str = ""
@@ -173,25 +180,35 @@ def teacher_from_peer(peer):
                    source="transformers peer").build_model().eval()
 
 
-def parse_wer(spec: Optional[str]) -> Dict[str, float]:
-    """``name=WER,name=WER`` or a JSON file ``{name: WER}``."""
+def parse_wer(spec: Optional[str], metric: str = "WER") -> Dict[str, float]:
+    """``name=WER,name=WER`` or a JSON file ``{name: WER}``; ``metric`` ("WER", "CER") names
+    the value and the flag (``--wer``, ``--cer``) in the messages."""
     if not spec:
         return {}
+    flag = f"--{metric.lower()}"
     if os.path.isfile(spec):
-        with open(spec, encoding="utf-8") as f:
-            data = json.load(f)
+        try:
+            with open(spec, encoding="utf-8") as f:
+                data = json.load(f)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{flag} {spec}: not JSON ({e})") from e
         if not isinstance(data, dict):
-            raise ValueError(f"{spec}: expected a JSON object {{model name: WER}}")
-        return {str(k): float(v) for k, v in data.items()}
+            raise ValueError(f"{flag} {spec}: expected a JSON object {{model name: {metric}}}")
+        out = {}
+        for k, v in data.items():
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise ValueError(f"{flag} {spec}: {metric} of {k!r} is {v!r}, not a number")
+            out[str(k)] = float(v)
+        return out
     out = {}
     for item in spec.split(","):
         name, sep, value = item.partition("=")
         if not sep:
-            raise ValueError(f"--wer: {item!r} is not name=WER")
+            raise ValueError(f"{flag}: {item!r} is not name={metric} (nor an existing JSON file)")
         try:
             out[name.strip()] = float(value)
         except ValueError as e:
-            raise ValueError(f"--wer: {item!r}: WER {value!r} is not a number") from e
+            raise ValueError(f"{flag}: {item!r}: {metric} {value!r} is not a number") from e
     return out
 
 
@@ -209,7 +226,8 @@ def student_name_and_dir(spec: str):
 
 
 def wer_for(wer: Dict[str, float], name: str) -> Optional[float]:
-    """The WER of row ``name``; ``_`` and ``-`` count as the same (asrc-results writes ``student_int8``)."""
+    """The WER (or CER: any ``{name: value}``) of row ``name``; ``_`` and ``-`` count as the same
+    (asrc-results writes ``student_int8``)."""
     if name in wer:
         return wer[name]
     canon = {k.replace("_", "-"): v for k, v in wer.items()}
@@ -273,9 +291,10 @@ def time_interleaved(runners: Dict[str, Callable], wav, lengths, runs: int, warm
 
 def format_markdown(rows: List[Row], env: dict) -> str:
     has_wer = any(r.wer is not None for r in rows)
+    has_cer = any(r.cer is not None for r in rows)
     has_agreement = any(r.agreement for r in rows)
     head = ["model", "runtime", "precision", "params (M)", "MB", "GMACs", "latency (s)", "best (s)", "RTF",
-            "speed-up", "smaller"] + (["WER %"] if has_wer else []) + (
+            "speed-up", "smaller"] + (["WER %"] if has_wer else []) + (["CER %"] if has_cer else []) + (
         ["logit cos", "argmax agree %", "greedy diff %"] if has_agreement else [])
     lines = [f"Footprint on {env['cpu']}, {env['threads']} threads, {env['input_seconds']:g} s input, "
              f"median of {env['runs']} interleaved runs after {env['warmup']} warm-up runs ({env['date']}, "
@@ -289,6 +308,8 @@ def format_markdown(rows: List[Row], env: dict) -> str:
                  f"{r.latency:.3f}", f"{r.latency_min:.3f}", f"{r.rtf:.4f}", f"{r.speedup:.2f}x", f"{r.size_ratio:.1f}x"]
         if has_wer:
             cells.append("" if r.wer is None else f"{r.wer:.2f}")
+        if has_cer:
+            cells.append("" if r.cer is None else f"{r.cer:.2f}")
         if has_agreement:
             a = r.agreement
             cells += ["", "", ""] if not a else [f"{a['logit_cosine']:.4f}", f"{100 * a['frame_agreement']:.2f}",
@@ -381,8 +402,14 @@ def _log_tick_labels(axis, low: float, high: float):
     axis.set_minor_formatter(FuncFormatter(label))
 
 
+# Panels side by side in one row of the figure; more go on further rows.
+_PANELS_PER_ROW = 3
+
+
 def figure(rows: List[Row], env: dict):
-    """The footprint figure: size vs speed, and WER vs size and vs speed for rows with a WER."""
+    """The footprint figure: size vs speed; WER vs size and vs speed for the rows with a WER;
+    CER vs parameters and vs speed for the rows with a CER. Every panel: log x axis, the
+    Pareto front (lower left is better); error rates on a linear y axis, sizes on a log one."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -390,25 +417,36 @@ def figure(rows: List[Row], env: dict):
 
     colours = {"asrc": "tab:blue", "transformers": "tab:red", "onnxruntime": "tab:green"}
     speed = f"real-time factor ({env['threads']} threads, {env['input_seconds']:g} s input; lower is faster)"
-    size, wer = "size on disk (MB)", "WER (%)"
-    panels = [("size vs speed", speed, size, [(r, r.rtf, r.mb) for r in rows])]
-    scored = [r for r in rows if r.wer is not None]
-    if scored:
-        panels += [("WER vs size", size, wer, [(r, r.mb, r.wer) for r in scored]),
-                   ("WER vs speed", speed, wer, [(r, r.rtf, r.wer) for r in scored])]
-    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 5), dpi=120, squeeze=False)
-    axes = axes[0]
-    for ax, (title, xlabel, ylabel, points) in zip(axes, panels):
+    size, params = "size on disk (MB)", "parameters (M)"
+    # (title, x label, y label, [(row, x, y)], y is an error rate)
+    panels = [("size vs speed", speed, size, [(r, r.rtf, r.mb) for r in rows], False)]
+    for metric, attr, (x_name, x_label, x_of) in (
+            ("WER", "wer", ("size", size, lambda r: r.mb)),
+            ("CER", "cer", ("parameters", params, lambda r: r.params / 1e6))):
+        scored = [r for r in rows if getattr(r, attr) is not None]
+        if scored:
+            panels += [(f"{metric} vs {x_name}", x_label, f"{metric} (%)",
+                        [(r, x_of(r), getattr(r, attr)) for r in scored], True),
+                       (f"{metric} vs speed", speed, f"{metric} (%)", [(r, r.rtf, getattr(r, attr)) for r in scored],
+                        True)]
+    ncols = min(len(panels), _PANELS_PER_ROW)
+    nrows = math.ceil(len(panels) / ncols)
+    fig, grid = plt.subplots(nrows, ncols, figsize=(6.5 * ncols, 5 * nrows), dpi=120, squeeze=False)
+    axes = list(grid.flat)
+    for ax in axes[len(panels):]:  # the unused places of the last row
+        ax.remove()
+    axes = axes[:len(panels)]
+    for ax, (title, xlabel, ylabel, points, error_rate) in zip(axes, panels):
         for r, x, y in points:
             ax.scatter(x, y, c=colours.get(r.runtime, "k"), marker="o" if r.precision == "fp32" else "s",
                        s=60, zorder=3)
         front = pareto_front([(x, y) for _, x, y in points])
         ax.plot(*zip(*front), ls="--", lw=0.8, c="grey", drawstyle="steps-post", zorder=2, label="Pareto front")
         ax.set_xscale("log")
-        ax.set_yscale("linear" if ylabel == wer else "log")
+        ax.set_yscale("linear" if error_rate else "log")
         ax.margins(0.15)
         _log_tick_labels(ax.xaxis, *ax.get_xlim())
-        if ylabel != wer:
+        if not error_rate:
             _log_tick_labels(ax.yaxis, *ax.get_ylim())
         ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
         ax.grid(True, which="both", alpha=0.3)
@@ -419,7 +457,7 @@ def figure(rows: List[Row], env: dict):
     axes[0].legend(fontsize=8, loc="best")
     fig.suptitle("asrc footprint (lower left is better; dashed: the Pareto front)")
     fig.tight_layout()
-    for ax, (*_, points) in zip(axes, panels):
+    for ax, (_title, _x, _y, points, _rate) in zip(axes, panels):
         place_labels(ax, [(x, y) for _, x, y in points], [r.name for r, _, _ in points])
     return fig
 
@@ -466,15 +504,19 @@ def add_arguments(parser: argparse.ArgumentParser):
     parser.add_argument("--warmup", type=int, default=2, help="untimed runs per model first (default 2)")
     parser.add_argument("--no-peer", action="store_true", help="skip the transformers peer")
     parser.add_argument("--no-onnx", action="store_true", help="skip the onnxruntime rows")
+    parser.add_argument("--no-int8", action="store_true",
+                        help="skip the students' asrc int8 rows (and their QDQ exports): float models only")
     parser.add_argument("--tiny", action="store_true", help="tiny random models (smoke test)")
     parser.add_argument("--agreement", metavar="DATA_DIR",
                         help="also measure each int8/ONNX row's agreement with its float model on this data dir")
     parser.add_argument("--agreement-utts", type=int, default=30, help="utterances for --agreement (default 30)")
     parser.add_argument("--wer", help="WER per row: name=WER,... or a JSON file {name: WER}")
+    parser.add_argument("--cer", help="CER per row: name=CER,... or a JSON file {name: CER}")
     parser.add_argument("--workdir", help="where the saved models go (default: a temporary directory)")
     parser.add_argument("--json", help="write rows + environment as JSON")
     parser.add_argument("--markdown", help="write the markdown table")
-    parser.add_argument("--plot", help="write a PNG: size vs RTF (+ WER vs size and vs RTF with --wer)")
+    parser.add_argument("--plot", help="write a PNG: size vs RTF (+ WER vs size and vs RTF with --wer, "
+                                       "CER vs parameters and vs RTF with --cer)")
 
 
 def hf_onnx_int8(peer, out_path: Path, wav) -> Path:
@@ -685,7 +727,7 @@ def _add_student_rows(bench: _Bench, args, name: str, student, calib, calib_info
     params = num_parameters(student)
     macs = clip_macs(student.config, bench.samples)
     bench.add(Row(name, "asrc", "fp32", params, _file_mb(work / name / WEIGHTS_NAME), macs), student)
-    for i, mode in enumerate(args.int8_mode or ["static-pos"]):
+    for i, mode in enumerate([] if args.no_int8 else args.int8_mode or ["static-pos"]):
         qname = f"{name}-int8" if i == 0 else f"{name}-int8-{mode}"
         qmodel, spec = quantize_model(student, mode, calib, calibration_info=calib_info, options=options)
         save_quantized(qmodel, spec, work / qname)
@@ -702,7 +744,7 @@ def _add_student_rows(bench: _Bench, args, name: str, student, calib, calib_info
                           macs), run_export(path, "onnx", threads=args.threads), source=name)
 
 
-def _time_rows(bench: _Bench, args, wav, lengths, wer: Dict[str, float]):
+def _time_rows(bench: _Bench, args, wav, lengths, wer: Dict[str, float], cer: Dict[str, float]):
     """Time every row (interleaved runs) and fill in latency, RTF and the ratios against the teacher."""
     from tqdm import tqdm
 
@@ -720,9 +762,12 @@ def _time_rows(bench: _Bench, args, wav, lengths, wer: Dict[str, float]):
         r.speedup = base_latency / r.latency
         r.size_ratio = base.mb / r.mb
         r.wer = wer_for(wer, r.name)
-    unknown = sorted(set(wer) - {r.name for r in bench.rows})
-    if unknown:
-        print(f"warning: --wer names no row: {unknown} (rows: {[r.name for r in bench.rows]})", file=sys.stderr)
+        r.cer = wer_for(cer, r.name)
+    for flag, given in (("--wer", wer), ("--cer", cer)):
+        matched = {k for k in given if any(wer_for({k: 0.0}, r.name) is not None for r in bench.rows)}
+        unknown = sorted(set(given) - matched)
+        if unknown:
+            print(f"warning: {flag} names no row: {unknown} (rows: {[r.name for r in bench.rows]})", file=sys.stderr)
     return times, load_before
 
 
@@ -762,7 +807,10 @@ def _write_reports(rows: List[Row], args, env: dict, calib_info: dict, times: di
 def _run(args) -> int:
     if args.runs < 1 or args.warmup < 0 or args.threads < 1 or args.seconds <= 0:
         raise ValueError("--runs >= 1, --warmup >= 0, --threads >= 1 and --seconds > 0 are required")
+    if args.no_int8 and args.int8_mode:
+        raise ValueError("--no-int8 and --int8-mode: give one of them")
     wer = parse_wer(args.wer)
+    cer = parse_wer(args.cer, "CER")
     torch.set_num_threads(args.threads)
     if args.tiny and args.seconds == 10.0:
         args.seconds = 1.0
@@ -790,7 +838,7 @@ def _run(args) -> int:
     for name, student in students:
         _add_student_rows(bench, args, name, student, calib, calib_info)
 
-    times, load_before = _time_rows(bench, args, wav, lengths, wer)
+    times, load_before = _time_rows(bench, args, wav, lengths, wer, cer)
     env = environment(args)
     env["load_average_before"] = load_before
     if args.agreement:

@@ -199,11 +199,19 @@ def record_from_decode_dir(model: str, dataset: str, decode_dir) -> ResultRecord
     return rec
 
 
+def error_rates(records: Sequence[ResultRecord], metric: str, dataset: str) -> Dict[str, float]:
+    """``{model: error rate %}`` (two decimals) of ``dataset`` for ``metric`` ("wer" or "cer");
+    models without that score are left out."""
+    return {r.model: round(_counts(getattr(r, metric)).percentages()["err"], 2) for r in records
+            if r.dataset == dataset and getattr(r, metric) is not None}
+
+
 def write_results(out, rows: Sequence[Tuple[str, str, str]], note=None, wer_json=None,
-                  wer_dataset: Optional[str] = None) -> List[ResultRecord]:
+                  wer_dataset: Optional[str] = None, cer_json=None) -> List[ResultRecord]:
     """Write RESULTS.md ``out`` from ``(model, dataset, decode_dir)`` rows, each scored by
     ``asrc-score``; ``note`` (a markdown file) is appended after the tables. With ``wer_json``,
-    also write ``{model: WER %}`` of ``wer_dataset`` (default: the first row's dataset) there.
+    also write ``{model: WER %}`` of ``wer_dataset`` (default: the first row's dataset) there;
+    with ``cer_json``, ``{model: CER %}`` of the same dataset (models scored with ``--cer``).
     Returns the records."""
     out = Path(out)
     if out.is_dir():
@@ -218,9 +226,9 @@ def write_results(out, rows: Sequence[Tuple[str, str, str]], note=None, wer_json
         text += "\n" + Path(note).read_text(encoding="utf-8")
     with atomic_write(out) as f:
         f.write(text)
-    if wer_json:
-        dataset = wer_dataset or records[0].dataset
-        wer = {r.model: round(_counts(r.wer).percentages()["err"], 2) for r in records if r.dataset == dataset}
-        with atomic_write(wer_json) as f:
-            json.dump(wer, f, indent=1)
+    dataset = wer_dataset or records[0].dataset
+    for path, metric in ((wer_json, "wer"), (cer_json, "cer")):
+        if path:
+            with atomic_write(path) as f:
+                json.dump(error_rates(records, metric, dataset), f, indent=1)
     return records

@@ -47,9 +47,18 @@
 #      decoding, scoring -> exp/RESULTS_narrow.md
 #   14-16 the pruning experiment (not run by default: --stage 14 --stop_stage 16): 14 copies of
 #      the teacher pruned while distilled to $prune_targets (sparsity = share of the teacher's
-#      parameters removed; conf/prune.yaml, 1500 updates), 15 final distillation of each dense
-#      model (conf/prune_final_distill.yaml, 500 updates: 2000 in all, as the narrow students),
-#      16 decoding, scoring -> exp/RESULTS_prune.md; asrc-info of each in exp/logs/info_pruned_<t>.log
+#      parameters removed; conf/prune.yaml) -> exp/prune_<t>/model, 15 final distillation of
+#      each dense model (conf/prune_final_distill.yaml) -> exp/pruned_<t>/model; the update
+#      counts (max_epoch x num_iters_per_epoch) and what they match are in those two files;
+#      16 AN4 test decoded and scored (WER, CER) by the pruned students; the teacher's, the
+#      4-layer student's (stage 8, first seed) and the narrow student's (stage 12, if trained)
+#      decodes come from stages 10 and 13 (made here only when missing) ->
+#      exp/RESULTS_prune_scores.md, exp/prune_{wer,cer}.json; the size and speed of all of
+#      them (asrc-bench footprint, float32, 2 threads)
+#      -> exp/prune_footprint.{json,md}, exp/prune_pareto.png (CER against parameters and
+#      against speed, Pareto fronts); all in one table with the goals computed from it
+#      (local/prune_results.py) -> exp/RESULTS_prune.md; asrc-info of each pruned student in
+#      exp/logs/info_pruned_<t>.log
 #   17-18 int8 of the CNN (not run by default: --stage 17 --stop_stage 18), on the distilled
 #      student of stage 8 (exp/student_kd_s<first seed>/model): 17 post-training int8, one model
 #      per entry of $int8_ptq (asrc-quantize, calibrated on $int8_calib): static-pos (CNN float,
@@ -100,7 +109,7 @@ teacher_exp=exp/teacher12                  # the final teacher's experiment (sta
 train_args=                                # extra asrc-train flags, e.g. "--max_epoch 2"
 narrow_student=conf/student_narrow.yaml    # stages 11-13: the narrow student (a student spec)
 narrow_init_steps=300                      # stage 11 regression steps
-prune_targets="0.5 0.7 0.85"               # stages 14-16: target sparsities (50, 30, 15 % of the teacher's parameters kept)
+prune_targets="0.65 0.7 0.85"              # stages 14-16: target sparsities (35 % kept: the 4-layer student's count; 30 %; 15 %)
 # stage 17: post-training int8 variants, NAME:FLAGS (FLAGS: asrc-quantize flags joined by commas)
 int8_ptq="pos:--mode=static-pos conv:--mode=static-conv
           conv_per_tensor:--mode=static-conv,--conv-weights=per-tensor
@@ -386,20 +395,43 @@ if stage_begin 15 "final distillation of the pruned students" $stamps; then
     stage_done 15 $stamps
 fi
 
-if stage_begin 16 "pruned students: decoding, scoring -> exp/RESULTS_prune.md, footprints" $stamps; then
-    rows=()
+if stage_begin 16 "pruned students against the 4-layer and narrow students: scores, footprint -> exp/RESULTS_prune.md" \
+        $stamps; then
+    # What the pruned students are compared with: the teacher and the 4-layer student as stage 10
+    # decoded them, the narrow student as stage 13 did (when stage 12 trained one).
+    layer_dropped=student_kd_s$first_seed
+    compared="teacher=$student_teacher@exp/teacher_committed $layer_dropped=exp/$layer_dropped/model"
+    narrow_args=()
+    if [ -d exp/narrow_kd/model ]; then
+        compared="$compared narrow_kd=exp/narrow_kd/model"
+        narrow_args=(--narrow narrow_kd)
+    fi
+    pruned= pruned_names=()
     for t in $prune_targets; do
-        for m in prune_$t pruned_$t; do
-            $decode_cmd exp/logs/decode_${m}_test.log \
-                asrc-decode --model exp/$m/model --data data/test --out exp/$m/decode_test --nj "$nj"
-            run_logged exp/logs/score_${m}_test.log asrc-score --ref data/test/text --hyp exp/$m/decode_test/text \
-                --out exp/$m/decode_test --utt2spk data/test/utt2spk --cer
-            rows+=(--row "$m" test "exp/$m/decode_test")
-        done
+        pruned="$pruned prune_$t=exp/prune_$t/model pruned_$t=exp/pruned_$t/model"
+        pruned_names+=("prune_$t" "pruned_$t")
+    done
+    decode_score_missing "$compared" test
+    decode_sets "$pruned" test
+    score_sets "$pruned" test
+    for t in $prune_targets; do
         run_logged exp/logs/info_pruned_$t.log asrc-info exp/pruned_$t/model --json
     done
-    run_logged exp/logs/results_prune.log asrc-results --out exp/RESULTS_prune.md "${rows[@]}"
-    cat exp/RESULTS_prune.md
+    models="$compared $pruned"
+    write_results exp/logs/results_prune_scores.log exp/RESULTS_prune_scores.md "$models" test \
+        --wer-json exp/prune_wer.json --cer-json exp/prune_cer.json
+    # Float32 models only (no int8, ONNX or transformers rows), the footprint rows named as above.
+    students=()
+    for m in $models; do
+        [[ $m == teacher=* ]] || students+=(--student "$m")
+    done
+    run_logged exp/logs/prune_footprint.log asrc-bench footprint --teacher "$student_teacher" "${students[@]}" \
+        --no-peer --no-onnx --no-int8 --threads 2 --runs 5 --wer exp/prune_wer.json --cer exp/prune_cer.json \
+        --json exp/prune_footprint.json --markdown exp/prune_footprint.md --plot exp/prune_pareto.png
+    # shellcheck disable=SC2046
+    run_logged exp/logs/prune_results.log local/prune_results.py --footprint exp/prune_footprint.json \
+        $(results_rows "$models" test) --layer-dropped "$layer_dropped" "${narrow_args[@]}" \
+        --pruned "${pruned_names[@]}" --plot exp/prune_pareto.png --out exp/RESULTS_prune.md
     stage_done 16 $stamps
 fi
 # ---- int8 of the CNN: post-training variants, and QAT against a float fine-tune of the same schedule ----

@@ -5,6 +5,7 @@
 #   sets="synth/test test=an4_test"                               # SET[=LABEL], data dirs under data/
 #   decode_sets "$models" "$sets"     # asrc-decode of data/SET -> OUT_DIR/decode_<SET, / as _>
 #   score_sets "$models" "$sets"      # asrc-score (sclite when installed) of each decode dir
+#   decode_score_missing "$models" "$sets"  # both, only where a decode dir has no CER score yet
 #   write_results exp/logs/results.log exp/RESULTS.md "$models" "$sets" [asrc-results flags...]
 #   results_rows "$models" "$sets"    # the --row flags alone (LABEL SET-LABEL DECODE_DIR)
 #
@@ -40,6 +41,22 @@ score_sets() {
             out=$(_decode_dir "$m" "$s")
             run_logged "exp/logs/score_$(_model_label "$m")_$(_set_name "$s").log" asrc-score \
                 --ref "$(_set_dir "$s")/text" --hyp "$out/text" --out "$out" --utt2spk "$(_set_dir "$s")/utt2spk" --cer
+        done
+    done
+}
+
+# decode_score_missing MODELS SETS : decode_sets + score_sets of each model and set whose decode
+# dir has no score_cer/score.json yet (an earlier stage's decodes are reused as they are).
+decode_score_missing() {
+    local m s
+    for m in $1; do
+        for s in $2; do
+            if [ -f "$(_decode_dir "$m" "$s")/score_cer/score.json" ]; then
+                log "$(_decode_dir "$m" "$s"): scored already, reused"
+            else
+                decode_sets "$m" "$s"
+                score_sets "$m" "$s"
+            fi
         done
     done
 }

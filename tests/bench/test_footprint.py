@@ -33,6 +33,23 @@ def test_parse_wer(tmp_path):
     assert footprint.wer_for({"student": 3.0}, "teacher") is None
 
 
+def test_parse_cer_as_wer(tmp_path):
+    assert footprint.parse_wer("teacher=5.1,kd=7", "CER") == {"teacher": 5.1, "kd": 7.0}
+    path = tmp_path / "cer.json"
+    path.write_text(json.dumps({"teacher": 4.5, "pruned_0.7": 6}))
+    assert footprint.parse_wer(str(path), "CER") == {"teacher": 4.5, "pruned_0.7": 6.0}
+    with pytest.raises(ValueError, match="--cer: 'teacher' is not name=CER"):
+        footprint.parse_wer("teacher", "CER")
+    with pytest.raises(ValueError, match="--cer: 'kd=x': CER 'x' is not a number"):
+        footprint.parse_wer("kd=x", "CER")
+    path.write_text(json.dumps({"teacher": None}))
+    with pytest.raises(ValueError, match="CER of 'teacher' is None, not a number"):
+        footprint.parse_wer(str(path), "CER")
+    path.write_text("{not json")
+    with pytest.raises(ValueError, match="not JSON"):
+        footprint.parse_wer(str(path), "CER")
+
+
 def test_student_row_names(tmp_path):
     (tmp_path / "exp" / "student" / "model").mkdir(parents=True)
     assert footprint.student_name_and_dir(str(tmp_path / "exp/student/model")) == \
@@ -143,6 +160,38 @@ def test_footprint_uses_given_model_dirs(tmp_path):
     assert run_bench(["--student", str(tmp_path / "nope"), "--tiny", "--runs", "1"]) == 1
 
 
+def test_footprint_cer_float_rows_only(tmp_path, capsys):
+    """--cer beside --wer: a CER column and CER in the JSON rows; --no-int8 with --no-onnx
+    --no-peer times the float models alone; a bad --cer is a one-line error."""
+    import torch
+
+    from asrc.models import build_model, save_model_dir
+
+    torch.manual_seed(0)
+    save_model_dir(build_model(footprint.TINY_TEACHER), tmp_path / "t")
+    save_model_dir(build_model(footprint.TINY_TEACHER.replace(num_layers=1)), tmp_path / "s" / "model")
+    (tmp_path / "cer.json").write_text(json.dumps({"teacher": 12.5, "student_kd": 20.25}))
+    out = tmp_path / "o"
+    common = ["--teacher", str(tmp_path / "t"), "--student", f"student-kd={tmp_path / 's' / 'model'}",
+              "--seconds", "0.5", "--runs", "1", "--warmup", "0", "--threads", "1", "--no-peer", "--no-onnx",
+              "--no-int8"]
+    rc = run_bench(common + ["--cer", str(tmp_path / "cer.json"), "--wer", "teacher=30", "--json", f"{out}.json",
+                             "--markdown", f"{out}.md", "--plot", f"{out}.png"])
+    assert rc == 0
+    rows = json.loads((tmp_path / "o.json").read_text())["rows"]
+    assert [(r["name"], r["wer"], r["cer"]) for r in rows] == [("teacher", 30.0, 12.5), ("student-kd", None, 20.25)]
+    md = (tmp_path / "o.md").read_text()
+    assert "| smaller | WER % | CER % |" in md
+    assert md.rstrip().endswith("| 20.25 |") and "| 30.00 | 12.50 |" in md
+    assert (tmp_path / "o.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "names no row" not in capsys.readouterr().err  # student_kd matched student-kd
+    assert run_bench(common + ["--cer", "teacher"]) == 1
+    assert capsys.readouterr().err.strip().splitlines()[-1] == \
+        "asrc-bench footprint: error: --cer: 'teacher' is not name=CER (nor an existing JSON file)"
+    assert run_bench(common + ["--int8-mode", "dynamic"]) == 1
+    assert "--no-int8 and --int8-mode" in capsys.readouterr().err
+
+
 # Near-coincident points as the demo measures them: teacher and peer (same size, same speed),
 # student-int8 and student-onnx-int8 (about the same size and speed).
 DEMO_ROWS = [footprint.Row("teacher", "asrc", "fp32", 1, 12.2, 1, rtf=0.0063, wer=40.0),
@@ -189,6 +238,43 @@ def test_plot_labels_every_point_at_its_own_place():
     fig = footprint.figure([footprint.Row(r.name, r.runtime, r.precision, 1, r.mb, 1, rtf=r.rtf) for r in DEMO_ROWS],
                            ENV)
     assert [ax.get_title() for ax in fig.axes] == ["size vs speed"]
+    plt.close(fig)
+
+
+def test_plot_cer_panels_against_parameters_and_speed():
+    """--cer adds CER vs parameters (log x) and CER vs speed, each with its Pareto front, after
+    the WER panels; the panels wrap after three per row."""
+    import matplotlib.pyplot as plt
+
+    rows = [footprint.Row("teacher", "asrc", "fp32", 94_000_000, 378.0, 1, rtf=0.030, wer=32.6, cer=14.5),
+            footprint.Row("kd", "asrc", "fp32", 38_000_000, 152.0, 1, rtf=0.012, wer=45.0, cer=22.0),
+            footprint.Row("pruned_0.5", "asrc", "fp32", 47_000_000, 188.0, 1, rtf=0.016, wer=36.0, cer=16.0),
+            footprint.Row("pruned_0.85", "asrc", "fp32", 14_000_000, 56.0, 1, rtf=0.006, wer=60.0, cer=30.0),
+            footprint.Row("pruned_0.7", "asrc", "fp32", 28_000_000, 112.0, 1, rtf=0.013, cer=25.0)]
+    fig = footprint.figure(rows, ENV)
+    try:
+        panels = {ax.get_title(): ax for ax in fig.axes}
+        assert [ax.get_title() for ax in fig.axes] == ["size vs speed", "WER vs size", "WER vs speed",
+                                                       "CER vs parameters", "CER vs speed"]
+        assert len({ax.get_position().y0 for ax in fig.axes}) == 2  # two rows of panels
+        ax = panels["CER vs parameters"]
+        assert ax.get_xscale() == "log" and ax.get_yscale() == "linear" and ax.get_xlabel() == "parameters (M)"
+        assert sorted(a.get_text() for a in ax.texts) == sorted(r.name for r in rows)  # pruned_0.7: CER, no WER
+        assert sorted(a.get_text() for a in panels["WER vs size"].texts) == sorted(
+            r.name for r in rows if r.wer is not None)
+        front = next(line for line in ax.lines if line.get_label() == "Pareto front")
+        # by parameters each model here has a lower CER than every smaller one: all five on the front
+        assert list(zip(*front.get_data())) == [(14.0, 30.0), (28.0, 25.0), (38.0, 22.0), (47.0, 16.0), (94.0, 14.5)]
+        front = next(line for line in panels["CER vs speed"].lines if line.get_label() == "Pareto front")
+        # by RTF: pruned_0.85 (0.006, 30), kd (0.012, 22), pruned_0.7 (0.013, 25) is beaten by kd,
+        # pruned_0.5 (0.016, 16), teacher (0.030, 14.5)
+        assert list(zip(*front.get_data())) == [(0.006, 30.0), (0.012, 22.0), (0.016, 16.0), (0.030, 14.5)]
+    finally:
+        plt.close(fig)
+    # CER alone: size vs speed and the two CER panels, one row.
+    fig = footprint.figure([footprint.Row(r.name, r.runtime, r.precision, r.params, r.mb, 1, rtf=r.rtf, cer=r.cer)
+                            for r in rows], ENV)
+    assert [ax.get_title() for ax in fig.axes] == ["size vs speed", "CER vs parameters", "CER vs speed"]
     plt.close(fig)
 
 

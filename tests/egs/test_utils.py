@@ -188,3 +188,32 @@ write_results exp/logs/results.log exp/RESULTS.md "$models" "$sets" --note notes
         "--row student synth_lj_dev exp/student/decode_synth_lj_dev --note notes.md",
     ]
     assert (tmp_path / "exp" / "logs" / "score_student_test.log").is_file()
+
+
+def test_decode_score_missing_reuses_scored_decode_dirs(tmp_path):
+    """decode_score_missing decodes and scores only the model/set pairs without a CER score."""
+    stubs = tmp_path / "bin"
+    stubs.mkdir()
+    for name in ("asrc-decode", "asrc-score"):
+        (stubs / name).write_text(f'#!/usr/bin/env bash\nprintf "%s\\n" "{name} $*" >> "$CALLS"\n')
+        (stubs / name).chmod(0o755)
+    (tmp_path / "exp" / "teacher_committed" / "decode_test" / "score_cer").mkdir(parents=True)
+    (tmp_path / "exp" / "teacher_committed" / "decode_test" / "score_cer" / "score.json").write_text("{}")
+    body = f"""set -eu
+. {UTILS}/lib.sh
+. {UTILS}/decode_score.sh
+logged() {{ shift; "$@"; }}
+decode_cmd=logged
+nj=1
+decode_score_missing "teacher=../teacher@exp/teacher_committed kd=exp/kd/model" test
+"""
+    script = tmp_path / "script.sh"
+    script.write_text("#!/usr/bin/env bash\n" + body)
+    r = subprocess.run(["bash", str(script)], capture_output=True, text=True, cwd=tmp_path,
+                       env={"PATH": f"{stubs}:/usr/bin:/bin", "CALLS": str(tmp_path / "calls")})
+    assert r.returncode == 0, r.stderr
+    assert "exp/teacher_committed/decode_test: scored already, reused" in r.stderr
+    assert (tmp_path / "calls").read_text().splitlines() == [
+        "asrc-decode --model exp/kd/model --data data/test --out exp/kd/decode_test --nj 1",
+        "asrc-score --ref data/test/text --hyp exp/kd/decode_test/text --out exp/kd/decode_test "
+        "--utt2spk data/test/utt2spk --cer"]

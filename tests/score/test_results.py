@@ -42,3 +42,27 @@ def test_record_from_decode_dir(tmp_path):
 def test_environment_has_the_keys():
     env = collect_environment()
     assert set(ENV) <= set(env) and env["torch"] != "not installed"
+
+
+def test_write_results_wer_and_cer_json(tmp_path):
+    """--wer-json / --cer-json: {model: error %} of one dataset; a model scored without CER is
+    left out of the CER file."""
+    from asrc.bin.results import main
+
+    refs = {"u1": "AB CD", "u2": "EF"}
+    rows = []
+    for model, hyp, cer in (("teacher", {"u1": "AB CD", "u2": "EX"}, True),
+                            ("pruned_0.7", {"u1": "AB", "u2": "EF"}, False)):
+        for dataset in ("test", "dev"):
+            out = tmp_path / model / dataset
+            decoded = hyp if dataset == "test" else refs  # dev: no errors (the files hold test's alone)
+            score_dir(refs, decoded, out / "score_wer", use_sclite=False)
+            if cer:
+                score_dir(refs, decoded, out / "score_cer", unit="char", use_sclite=False)
+            rows += ["--row", model, dataset, str(out)]
+    assert main(["--out", str(tmp_path / "R.md"), *rows, "--wer-json", str(tmp_path / "w.json"),
+                 "--cer-json", str(tmp_path / "c.json"), "--wer-dataset", "test"]) == 0
+    # WER: teacher 1 of 3 words, pruned_0.7 1 deletion of 3; CER: teacher 1 of 7 characters ("AB CD" is 5:
+    # sclite counts the space)
+    assert json.loads((tmp_path / "w.json").read_text()) == {"teacher": 33.33, "pruned_0.7": 33.33}
+    assert json.loads((tmp_path / "c.json").read_text()) == {"teacher": 14.29}
