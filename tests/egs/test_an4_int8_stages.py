@@ -4,12 +4,12 @@ utterances of tones. Post-training variants, the float fine-tune and its QAT twi
 other, decoding, scoring, RESULTS_int8.md and the summary table."""
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from recipe_copy import copy_an4_recipe
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
@@ -23,11 +23,7 @@ def test_an4_int8_stages_tiny(tmp_path):
     from asrc.data.tokens import letter_tokens
     from asrc.models import Wav2Vec2Config, build_model, save_model_dir
 
-    recipe = tmp_path / "an4"
-    shutil.copytree(REPO / "egs" / "an4", recipe, symlinks=True,
-                    ignore=shutil.ignore_patterns("exp", "data", "db", "teacher", "teacher12_*"))
-    (recipe / "utils").unlink()
-    (recipe / "utils").symlink_to(REPO / "egs" / "utils")
+    recipe = copy_an4_recipe(tmp_path)
     cfg = Wav2Vec2Config.from_yaml(recipe / "conf" / "teacher_model.yaml")
     cfg = cfg.replace(num_layers=2, embed_dim=32, ffn_dim=64, num_heads=2, pos_conv_kernel=8, pos_conv_groups=4,
                       conv_layers=[[16, k, s] for _, k, s in cfg.conv_layers])

@@ -4,12 +4,12 @@ files, asrc-bench footprint with CER, local/prune_results.py -> exp/RESULTS_prun
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from recipe_copy import copy_an4_recipe
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -57,11 +57,7 @@ def write_test_set(recipe: Path):
 
 @pytest.mark.slow
 def test_an4_stage_16_tiny(tmp_path):
-    recipe = tmp_path / "an4"
-    shutil.copytree(REPO / "egs" / "an4", recipe, symlinks=True,
-                    ignore=shutil.ignore_patterns("exp", "data", "db", "teacher", "teacher12_pass2"))
-    (recipe / "utils").unlink()
-    (recipe / "utils").symlink_to(REPO / "egs" / "utils")
+    recipe = copy_an4_recipe(tmp_path)
     tiny_models(recipe)
     write_test_set(recipe)
     # The teacher's test decode as stage 10 leaves it, scored (a stand-in hypothesis, asrc's
