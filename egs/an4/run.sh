@@ -66,7 +66,7 @@
 #      and together; then the student fine-tuned briefly with its distillation loss
 #      ($int8_qat_config) twice, one run after the other: in float (the control, exp/int8/ft_float)
 #      and with quantization-aware training ($int8_qat; its int8 export: exp/int8/ft_qat/model);
-#      18 decoding, scoring of data/test by the float student and every stage-17 model
+#      18 decoding, scoring of data/test by every stage-17 model (the float student's stage-10 decode reused)
 #      -> exp/RESULTS_int8.md, ending with local/int8_summary.py's table (CER, CER minus the
 #      float student's, QAT minus its float control), also in exp/int8_summary.md;
 #      $student_args reaches both fine-tunes
@@ -474,7 +474,9 @@ if stage_begin 17 "int8 of the CNN: post-training variants, QAT and its float co
 fi
 
 if stage_begin 18 "int8: decoding, scoring data/test -> exp/RESULTS_int8.md" $stamps; then
-    int8_models="student_kd_s$first_seed=$int8_float@exp/int8/float"
+    # The float student as stage 10 decoded and scored it (decoded here only when missing).
+    float_model="student_kd_s$first_seed=$int8_float"
+    int8_models=
     what=(--what "student_kd_s$first_seed" "float student (stage 8)")
     for v in $int8_ptq; do
         int8_variant "$v"
@@ -485,8 +487,10 @@ if stage_begin 18 "int8: decoding, scoring data/test -> exp/RESULTS_int8.md" $st
     int8_models="$int8_models ft_qat=exp/int8/ft_qat/model@exp/int8/ft_qat"
     what+=(--what ft_float "fine-tuned ($int8_qat_config), float: the control"
            --what ft_qat "the same fine-tune with QAT (qat: activation_bits=$int8_activation_bits $int8_qat), int8 export")
+    decode_score_missing "$float_model" test
     decode_sets "$int8_models" test
     score_sets "$int8_models" test
+    int8_models="$float_model$int8_models"
     # shellcheck disable=SC2046
     run_logged exp/logs/int8_summary.log local/int8_summary.py --out exp/int8_summary.md \
         --reference "student_kd_s$first_seed" --control ft_qat ft_float "${what[@]}" \
