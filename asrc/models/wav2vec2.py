@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from asrc.models.config import Wav2Vec2Config
+from asrc.models.int8_cnn import int8_chain
 
 
 _FAST_PATH = {"enabled": os.environ.get("ASRC_FAST_PATH", "1") != "0"}
@@ -96,6 +97,8 @@ class MaskedChannelNorm(nn.Module):
 
     Statistics are taken over valid frames only, so padding does not change the result.
     """
+
+    per_channel_over_time = True  # what asrc.models.int8_cnn folds into the first conv
 
     def __init__(self, channels: int, eps: float = 1e-5):
         super().__init__()
@@ -194,6 +197,10 @@ class ConvFeatureExtractor(nn.Module):
 
     def forward(self, wav: Tensor, lengths: Optional[Tensor] = None):
         """Returns features ``[batch, channel, frame]`` and their lengths (None if not given)."""
+        if _inference_fast_path(self, wav):
+            chain = int8_chain(self)  # an int8 model's CNN as one int8 chain (asrc.models.int8_cnn)
+            if chain is not None:
+                return chain(wav, lengths), (None if lengths is None else self.output_lengths(lengths))
         x = wav.unsqueeze(1)
         for block in self.conv_layers:
             padding_mask = None

@@ -1,0 +1,251 @@
+"""The int8 CNN front end run as one chain of int8 matrix products (CPU inference).
+
+A ``static-conv`` / ``qat`` model (:mod:`asrc.models.quantized`) holds its CNN layers 2..N as
+:class:`asrc.models.int8.Int8Conv1d`: each call quantizes its float input, runs torch's
+quantized conv (which converts the layout to channels-last and back), dequantizes, and the
+block applies GELU in float. On the wav2vec2-base front end those layout changes and float
+round trips over the largest activations of the model cost more than the convolutions.
+
+:class:`Int8ConvChain` computes the same function without them:
+
+* activations stay **int8, time-major and split by conv group** (``[group, frame, channels of
+  the group]``) from the output of the first layer to the input of the last, so the input
+  windows of a layer (``kernel`` consecutive frames of one group) are one contiguous run of
+  bytes: a strided view, copied once, is the left operand of an int8 x int8 -> int32 matrix
+  product (``torch._int_mm``: oneDNN's VNNI kernels) against the layer's kernel;
+* each product is followed, while its tile is still in cache (time is cut into chunks), by
+  the requantization the int8 model defines: per-channel scale and bias, rounding and clamping
+  to the output's uint8 codes, dequantization, GELU, and quantization to the next layer's
+  input codes (unsigned codes ``u`` are stored as ``u - 128``, the zero point shifted, which is
+  exact: ``sum((u - zp) w) = sum((u - 128) w) + (128 - zp) sum(w)``);
+* the first (float) layer's per-channel normalisation (wav2vec2-base's group norm) is folded
+  into its kernel: the statistics of a linear conv's output follow from the mean and
+  covariance of its input windows (``k x k``, cheap), so the layer is one float product per
+  chunk + GELU + quantization, and its float output is never written out whole.
+
+The chain is exact up to float rounding at code boundaries (``tests/test_int8_cnn.py``
+compares it with the module-by-module int8 model); it is what the int8 model runs on CPU
+when the inference fast path is on (:func:`asrc.models.wav2vec2.plain_ops` turns it off).
+"""
+
+from typing import List, Optional, Tuple
+
+import torch
+import torch.ao.nn.quantized as nnq
+from torch import Tensor
+
+_CHUNK_BYTES = 1 << 21  # float32 bytes of one output tile (rows x channels of a group): 2 MiB, the best of 0.25-8 on base
+
+
+def _rows_per_chunk(channels: int) -> int:
+    return max(64, _CHUNK_BYTES // (4 * max(1, channels)))
+
+
+class _Layer:
+    """One int8 conv layer (2..N) as the chain runs it."""
+
+    def __init__(self, conv, next_conv):
+        q = conv.conv  # torch.ao.nn.quantized.Conv1d
+        self.packed = q._packed_params  # identity of the weights the chain was built from
+        self.kernel, self.stride, self.groups = q.kernel_size[0], q.stride[0], q.groups
+        if q.padding[0] != 0 or q.dilation[0] != 1:
+            raise ValueError("padding / dilation")
+        w = q.weight()  # qint8 [out, in/groups, kernel], per-channel or per-tensor scales
+        if w.qscheme() in (torch.per_channel_affine, torch.per_channel_symmetric):
+            w_scale = w.q_per_channel_scales().float()
+        else:
+            w_scale = torch.full((w.shape[0],), float(w.q_scale()))
+        codes = w.int_repr()  # int8
+        out_ch, in_g, k = codes.shape
+        self.in_channels, self.out_channels = in_g * self.groups, out_ch
+        og = out_ch // self.groups
+        in_scale, in_zp = conv.input_qparams()
+        self.out_scale, out_zp = conv.output_qparams()
+        bias = conv.bias()
+        bias = torch.zeros(out_ch) if bias is None else bias.detach().float()
+        # window layout: frame j of the window, channel c of the group -> row j * in_g + c
+        mats = codes.permute(0, 2, 1).reshape(out_ch, k * in_g)  # [out, k*in_g]
+        self.weights: List[Tensor] = []
+        self.alpha: List[Tensor] = []
+        self.beta: List[Tensor] = []
+        for g in range(self.groups):
+            m = mats[g * og:(g + 1) * og]
+            self.weights.append(m.t().contiguous())
+            s = in_scale * w_scale[g * og:(g + 1) * og]
+            colsum = m.int().sum(1).float()
+            # z = acc * alpha + beta is the conv output in units of the output scale
+            self.alpha.append((s / self.out_scale).contiguous())
+            self.beta.append((((128 - in_zp) * s * colsum + bias[g * og:(g + 1) * og]) / self.out_scale).contiguous())
+        # the quint8 output codes, relative to the zero point
+        self.lo, self.hi = float(-out_zp), float(255 - out_zp)
+        self.next_qparams = None if next_conv is None else next_conv.input_qparams()
+
+    def out_frames(self, frames: int) -> int:
+        return (frames - self.kernel) // self.stride + 1
+
+
+def _stored_qparams(qparams) -> Tuple[float, int]:
+    """``(scale, zero point)`` of int8 codes storing quint8 codes ``u`` as ``u - 128``."""
+    scale, zp = qparams
+    return float(scale), int(zp) - 128
+
+
+class Int8ConvChain:
+    """The CNN front end of an int8 model as one int8 chain; see the module doc.
+
+    ``supported(extractor)`` says whether a :class:`asrc.models.wav2vec2.ConvFeatureExtractor`
+    has the structure the chain runs: a float first layer (channel norm or none, GELU) and
+    :class:`asrc.models.int8.Int8Conv1d` layers 2..N without norms.
+    """
+
+    def __init__(self, extractor):
+        blocks = list(extractor.conv_layers)
+        first = blocks[0]
+        self.k0, self.s0 = first.kernel, first.stride
+        w0 = first.conv.weight.detach().float()  # [C0, 1, k0]
+        self.w0 = w0[:, 0, :].contiguous()  # [C0, k0]
+        self.b0 = None if first.conv.bias is None else first.conv.bias.detach().float()
+        norm = first.norm
+        self.norm = None if norm is None else (norm.weight.detach().float(), norm.bias.detach().float(), norm.eps)
+        convs = [b.conv for b in blocks[1:]]
+        self.layers = [_Layer(c, convs[i + 1] if i + 1 < len(convs) else None) for i, c in enumerate(convs)]
+        self.first_qparams = _stored_qparams(convs[0].input_qparams())
+        for layer in self.layers:
+            if layer.next_qparams is not None:
+                layer.next_qparams = _stored_qparams(layer.next_qparams)
+
+    @staticmethod
+    def supported(extractor) -> bool:
+        # Duck-typed (asrc.models.int8 and .wav2vec2 import this module): an Int8Conv1d holds a
+        # quantized conv and its activation qparams; MaskedChannelNorm normalises per channel.
+        blocks = list(extractor.conv_layers)
+        if len(blocks) < 2 or type(blocks[0].conv) is not torch.nn.Conv1d or blocks[0].conv.in_channels != 1:
+            return False
+        if blocks[0].norm is not None and not getattr(blocks[0].norm, "per_channel_over_time", False):
+            return False
+        return all(isinstance(getattr(b.conv, "conv", None), nnq.Conv1d) and hasattr(b.conv, "input_qparams")
+                   and b.norm is None for b in blocks[1:])
+
+    def current(self, extractor) -> bool:
+        """Whether the chain was built from the weights ``extractor`` holds now."""
+        blocks = list(extractor.conv_layers)[1:]
+        return len(blocks) == len(self.layers) and all(
+            b.conv.conv._packed_params is layer.packed for b, layer in zip(blocks, self.layers))
+
+    # ---- the first layer: float conv with its norm folded in ----
+    def _first_layer(self, wav: Tensor, valid_samples: int) -> Tuple[Tensor, Tensor]:
+        """Folded kernel ``[k0, C0]`` and bias ``[C0]`` of the first layer for one utterance."""
+        w, b = self.w0, self.b0
+        if self.norm is None:
+            return w.t().contiguous(), (torch.zeros(w.shape[0]) if b is None else b)
+        gamma, beta, eps = self.norm
+        frames = (valid_samples - self.k0) // self.s0 + 1
+        windows = wav[:valid_samples].as_strided((frames, self.k0), (self.s0, 1)).double()
+        mean = windows.mean(0)
+        centred = windows - mean
+        cov = centred.t() @ centred / frames
+        wd = w.double()
+        mu = wd @ mean + (0.0 if b is None else b.double())
+        var = ((wd @ cov) * wd).sum(1).clamp(min=0.0)
+        inv = gamma.double() * torch.rsqrt(var + eps)
+        kernel = (wd * inv[:, None]).t().float().contiguous()
+        bias = (beta.double() - mu * inv + (0.0 if b is None else b.double() * inv)).float()
+        return kernel, bias
+
+    def _run_one(self, wav: Tensor, valid_samples: int) -> Tensor:
+        """One utterance ``[samples]`` -> features ``[frames, channels]`` (float)."""
+        kernel, bias = self._first_layer(wav, valid_samples)
+        frames = (wav.shape[0] - self.k0) // self.s0 + 1
+        windows = wav.as_strided((frames, self.k0), (self.s0, 1))
+        c0 = kernel.shape[1]
+        first = self.layers[0]
+        x = torch.empty(first.groups, frames, c0 // first.groups, dtype=torch.int8)
+        rows = _rows_per_chunk(c0)
+        z_buf = torch.empty(rows, c0)
+        for r in range(0, frames, rows):
+            n = min(rows, frames - r)
+            z = torch.addmm(bias, windows[r:r + n], kernel, out=z_buf[:n])
+            torch.ops.aten.gelu_(z)
+            self._store(x, z, r, 0, self.first_qparams)
+        for i, layer in enumerate(self.layers):
+            x = self._run_layer(layer, x, self.layers[i + 1].groups if i + 1 < len(self.layers) else 0)
+        return x
+
+    @staticmethod
+    def _store(x: Tensor, z: Tensor, row: int, channel: int, qparams):
+        """Quantize the float tile ``z`` (rows ``row..``, channels ``channel..``; overwritten) into
+        ``x``, laid out ``[group, frame, channels of the group]`` for the layer that reads it."""
+        _, _, per = x.shape
+        n, width = z.shape
+        scale, zp = qparams
+        z.mul_(1.0 / scale).round_().add_(zp).clamp_(-128, 127)
+        for g in range(channel // per, (channel + width - 1) // per + 1):
+            lo, hi = max(channel, g * per), min(channel + width, (g + 1) * per)
+            x[g, row:row + n, lo - g * per:hi - g * per].copy_(z[:, lo - channel:hi - channel])
+
+    def _run_layer(self, layer: _Layer, x: Tensor, next_groups: int) -> Tensor:
+        """Layer ``layer`` on ``x [group, frame, channels of the group]`` (int8 codes) -> the
+        same layout for a next layer of ``next_groups`` groups, or float ``[frame, channel]``
+        when ``next_groups`` is 0 (the last layer)."""
+        _, frames, per = x.shape
+        out_frames = layer.out_frames(frames)
+        og = layer.out_channels // layer.groups
+        if next_groups:
+            out = torch.empty(next_groups, out_frames, layer.out_channels // next_groups, dtype=torch.int8)
+        else:
+            out = torch.empty(out_frames, layer.out_channels)
+        width = layer.kernel * per
+        rows = min(_rows_per_chunk(og), out_frames)
+        a_buf = torch.empty(rows, width, dtype=torch.int8)
+        acc_buf = torch.empty(rows, og, dtype=torch.int32)
+        z_buf = torch.empty(rows, og)
+        for g in range(layer.groups):
+            xg = x[g]
+            base = xg.storage_offset()
+            for r in range(0, out_frames, rows):
+                n = min(rows, out_frames - r)
+                a = a_buf[:n]
+                a.copy_(xg.as_strided((n, width), (layer.stride * per, 1), base + r * layer.stride * per))
+                acc = torch._int_mm(a, layer.weights[g], out=acc_buf[:n])
+                z = torch.addcmul(layer.beta[g], acc, layer.alpha[g], out=z_buf[:n])
+                z.round_().clamp_(layer.lo, layer.hi).mul_(layer.out_scale)
+                torch.ops.aten.gelu_(z)
+                if next_groups:
+                    self._store(out, z, r, g * og, layer.next_qparams)
+                else:
+                    out[r:r + n, g * og:(g + 1) * og] = z
+        return out
+
+    def __call__(self, wav: Tensor, lengths: Optional[Tensor] = None) -> Tensor:
+        """``wav [batch, samples]`` (float32, CPU) -> features ``[batch, channels, frames]``."""
+        feats = []
+        for i in range(wav.shape[0]):
+            valid = wav.shape[1] if lengths is None else int(lengths[i])
+            feats.append(self._run_one(wav[i].contiguous(), valid))
+        return torch.stack(feats).transpose(1, 2)
+
+
+def _hooked(extractor) -> bool:
+    from torch.nn.modules import module as nn_module
+
+    if nn_module._global_forward_hooks or nn_module._global_forward_pre_hooks:
+        return True
+    return any(m._forward_hooks or m._forward_pre_hooks for m in extractor.modules())
+
+
+def int8_chain(extractor) -> Optional[Int8ConvChain]:
+    """The (cached) chain of ``extractor``, or None when its structure is not one the chain runs
+    or a forward hook watches one of its modules."""
+    if _hooked(extractor):
+        return None  # hooks observe the modules' inputs and outputs (calibration): run the modules
+    chain = getattr(extractor, "_int8_chain", None)
+    if chain is not None and chain.current(extractor):
+        return chain
+    if not Int8ConvChain.supported(extractor):
+        return None
+    chain = Int8ConvChain(extractor)
+    object.__setattr__(extractor, "_int8_chain", chain)  # not a submodule, not in the state dict
+    return chain
+
+
+__all__ = ["Int8ConvChain", "int8_chain"]

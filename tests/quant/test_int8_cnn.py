@@ -1,0 +1,123 @@
+"""The int8 CNN chain (asrc.models.int8_cnn) against the module-by-module int8 model it stands in for."""
+
+import dataclasses
+
+import pytest
+import torch
+
+from asrc.models import build_model
+from asrc.models.int8_cnn import Int8ConvChain, int8_chain
+from asrc.models.wav2vec2 import plain_ops
+from asrc.quant import quantize_model
+from quant_helpers import TINY, TOKENS, structured_utterance
+
+
+def _features(extractor, wav, lengths=None, fast=True):
+    with torch.inference_mode():
+        if fast:
+            return extractor(wav, lengths)
+        with plain_ops():
+            return extractor(wav, lengths)
+
+
+def _last_scale(qmodel) -> float:
+    return qmodel.feature_extractor.conv_layers[-1].conv.output_qparams()[0]
+
+
+def _assert_chain_matches(qmodel, wav, lengths=None):
+    """The chain's features equal the reference's up to a code flipped at a rounding boundary:
+    almost every value within 1e-5, none off by more than a few output steps of the last layer."""
+    extractor = qmodel.feature_extractor
+    assert int8_chain(extractor) is not None
+    ref, ref_lengths = _features(extractor, wav, lengths, fast=False)
+    out, out_lengths = _features(extractor, wav, lengths, fast=True)
+    assert out.shape == ref.shape
+    assert (out_lengths is None) == (ref_lengths is None)
+    if lengths is not None:
+        assert torch.equal(out_lengths, ref_lengths)
+    diff = (out - ref).abs()
+    assert float((diff > 1e-5).float().mean()) < 0.01
+    assert float(diff.max()) <= 4 * _last_scale(qmodel) + 1e-5
+    return ref, out
+
+
+@pytest.fixture(scope="module")
+def static_conv(trained_tiny, calibration_set):
+    qmodel, _ = quantize_model(trained_tiny, "static-conv", calibration_set)
+    return qmodel
+
+
+def test_chain_matches_the_int8_modules(static_conv, structured_set):
+    wav = torch.stack([structured_set[0][:12800], structured_set[1][:12800]])
+    ref, _ = _assert_chain_matches(static_conv, wav)
+    assert len(torch.unique(ref)) > 50  # activations that exercise many codes, not a few
+
+
+def test_chain_with_padding_matches(static_conv, structured_set):
+    """Utterances of different lengths in one batch: the first layer's norm takes each one's valid
+    frames only, in the chain (folded statistics) as in the reference (masked norm)."""
+    a, b = structured_set[1], structured_set[3]
+    wav = torch.zeros(2, len(b))
+    wav[0, :len(a)], wav[1] = a, b
+    lengths = torch.tensor([len(a), len(b)])
+    ref, out = _assert_chain_matches(static_conv, wav, lengths)
+    frames = static_conv.feature_extractor.output_lengths(lengths)
+    single, _ = _features(static_conv.feature_extractor, a[None], fast=True)
+    # the padded utterance's valid frames are what it gives alone
+    assert torch.allclose(out[0, :, :frames[0]], single[0], atol=1e-5)
+
+
+def test_model_outputs_and_greedy_tokens_agree(static_conv, structured_set):
+    for wav in structured_set:
+        with torch.inference_mode():
+            with plain_ops():
+                ref, _ = static_conv(wav[None])
+            out, _ = static_conv(wav[None])
+        assert torch.equal(out.argmax(-1), ref.argmax(-1))
+        assert float((out - ref).abs().max()) < 0.05 * float(ref.abs().max())
+
+
+def test_ungrouped_cnn_with_bias(calibration_set):
+    """conv_groups 1 and conv biases (the chain folds zero point and bias into one offset)."""
+    torch.manual_seed(3)
+    config = dataclasses.replace(TINY, conv_groups=1, conv_bias=True)
+    model = build_model(config, TOKENS).eval()
+    with torch.no_grad():
+        for block in model.feature_extractor.conv_layers:
+            block.conv.weight.mul_(6.0)
+            block.conv.bias.normal_(0.0, 0.2)
+    qmodel, _ = quantize_model(model, "static-conv", calibration_set)
+    wav = structured_utterance(12, torch.Generator().manual_seed(5))[0][None]
+    ref, _ = _assert_chain_matches(qmodel, wav)
+    assert len(torch.unique(ref)) > 50
+
+
+def test_chain_follows_weight_changes(trained_tiny, calibration_set, structured_set):
+    """A bias corrected after the chain was built (what bias correction does) rebuilds it."""
+    qmodel, _ = quantize_model(trained_tiny, "static-conv", calibration_set)
+    extractor = qmodel.feature_extractor
+    wav = structured_set[2][None]
+    before, _ = _features(extractor, wav)
+    first = int8_chain(extractor)
+    conv = extractor.conv_layers[-1].conv
+    bias = conv.bias()
+    conv.set_bias((torch.zeros(conv.conv.out_channels) if bias is None else bias) + 0.5)
+    assert int8_chain(extractor) is not first
+    after = _assert_chain_matches(qmodel, wav)[1]
+    assert not torch.allclose(before, after)
+
+
+def test_other_structures_take_the_module_path(trained_tiny, calibration_set):
+    """static-pos keeps the CNN in float, and a layer-norm front end has norms in layers 2..N:
+    no chain for either (the modules run as they are)."""
+    qmodel, _ = quantize_model(trained_tiny, "static-pos", calibration_set)
+    assert int8_chain(qmodel.feature_extractor) is None
+    assert int8_chain(trained_tiny.feature_extractor) is None
+    config = dataclasses.replace(TINY, extractor_mode="layer_norm")
+    model = build_model(config, TOKENS).eval()
+    qmodel, _ = quantize_model(model, "static-conv", calibration_set)
+    assert not Int8ConvChain.supported(qmodel.feature_extractor)
+    wav = calibration_set[0][None]
+    with torch.inference_mode():
+        out, _ = qmodel(wav)
+    assert torch.isfinite(out).all()
