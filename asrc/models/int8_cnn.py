@@ -28,6 +28,7 @@ compares it with the module-by-module int8 model); it is what the int8 model run
 when the inference fast path is on (:func:`asrc.models.wav2vec2.plain_ops` turns it off).
 """
 
+import weakref
 from typing import List, Optional, Tuple
 
 import torch
@@ -79,15 +80,39 @@ class _Layer:
         # the quint8 output codes, relative to the zero point
         self.lo, self.hi = float(-out_zp), float(255 - out_zp)
         self.next_qparams = None if next_conv is None else next_conv.input_qparams()
+        # the fused form: oneDNN's int8 matmul with scales, bias, GELU and output quantization inside
+        self.in_qparams = (float(in_scale), int(in_zp))
+        self.fused = None
+        if fused_available():
+            self.fused = [(torch.ops.onednn.qlinear_prepack(mats[g * og:(g + 1) * og].contiguous(), None),
+                           w_scale[g * og:(g + 1) * og].contiguous(), torch.zeros(og, dtype=torch.long),
+                           bias[g * og:(g + 1) * og].contiguous()) for g in range(self.groups)]
 
     def out_frames(self, frames: int) -> int:
         return (frames - self.kernel) // self.stride + 1
 
 
-def _stored_qparams(qparams) -> Tuple[float, int]:
-    """``(scale, zero point)`` of int8 codes storing quint8 codes ``u`` as ``u - 128``."""
+def quint8_codes(q: Tensor) -> Tensor:
+    """The uint8 codes of a quint8 tensor as a view of its storage (``int_repr()`` copies, at
+    ~3x the cost of the quantization itself)."""
+    return torch.empty(0, dtype=torch.uint8, device=q.device).set_(q.untyped_storage(), q.storage_offset(), q.shape,
+                                                                   q.stride())
+
+
+def fused_available() -> bool:
+    """Whether this torch has oneDNN's quantized linear ops (x86 builds with mkldnn)."""
+    ops = getattr(torch.ops, "onednn", None)
+    try:
+        return torch.backends.mkldnn.is_available() and ops is not None and hasattr(ops, "qlinear_pointwise") \
+            and hasattr(ops, "qlinear_prepack")
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def _stored_qparams(qparams, shift: int) -> Tuple[float, int]:
+    """``(scale, zero point)`` of the stored codes of quint8 codes ``u``: ``u - shift``."""
     scale, zp = qparams
-    return float(scale), int(zp) - 128
+    return float(scale), int(zp) - shift
 
 
 class Int8ConvChain:
@@ -98,7 +123,7 @@ class Int8ConvChain:
     :class:`asrc.models.int8.Int8Conv1d` layers 2..N without norms.
     """
 
-    def __init__(self, extractor):
+    def __init__(self, extractor, fused: Optional[bool] = None):
         blocks = list(extractor.conv_layers)
         first = blocks[0]
         self.k0, self.s0 = first.kernel, first.stride
@@ -109,10 +134,17 @@ class Int8ConvChain:
         self.norm = None if norm is None else (norm.weight.detach().float(), norm.bias.detach().float(), norm.eps)
         convs = [b.conv for b in blocks[1:]]
         self.layers = [_Layer(c, convs[i + 1] if i + 1 < len(convs) else None) for i, c in enumerate(convs)]
-        self.first_qparams = _stored_qparams(convs[0].input_qparams())
+        # fused: uint8 codes between layers, oneDNN's fused int8 matmul + GELU + quantization (the
+        # conv output is not rounded to its uint8 codes before the GELU, as torch's quantized conv
+        # must); exact: int8 codes (uint8 - 128), torch._int_mm and the module path's rounding
+        self.fused = fused_available() if fused is None else bool(fused)
+        if self.fused and not all(layer.fused for layer in self.layers):
+            raise ValueError("oneDNN's quantized linear is not available in this torch build")
+        self.shift, self.dtype = (0, torch.uint8) if self.fused else (128, torch.int8)
+        self.first_qparams = _stored_qparams(convs[0].input_qparams(), self.shift)
         for layer in self.layers:
             if layer.next_qparams is not None:
-                layer.next_qparams = _stored_qparams(layer.next_qparams)
+                layer.next_qparams = _stored_qparams(layer.next_qparams, self.shift)
 
     @staticmethod
     def supported(extractor) -> bool:
@@ -159,7 +191,7 @@ class Int8ConvChain:
         windows = wav.as_strided((frames, self.k0), (self.s0, 1))
         c0 = kernel.shape[1]
         first = self.layers[0]
-        x = torch.empty(first.groups, frames, c0 // first.groups, dtype=torch.int8)
+        x = torch.empty(first.groups, frames, c0 // first.groups, dtype=self.dtype)
         rows = _rows_per_chunk(c0)
         z_buf = torch.empty(rows, c0)
         for r in range(0, frames, rows):
@@ -167,18 +199,26 @@ class Int8ConvChain:
             z = torch.addmm(bias, windows[r:r + n], kernel, out=z_buf[:n])
             torch.ops.aten.gelu_(z)
             self._store(x, z, r, 0, self.first_qparams)
+        run = self._run_fused if self.fused else self._run_layer
         for i, layer in enumerate(self.layers):
-            x = self._run_layer(layer, x, self.layers[i + 1].groups if i + 1 < len(self.layers) else 0)
+            x = run(layer, x, self.layers[i + 1].groups if i + 1 < len(self.layers) else 0)
         return x
 
-    @staticmethod
-    def _store(x: Tensor, z: Tensor, row: int, channel: int, qparams):
+    def _store(self, x: Tensor, z: Tensor, row: int, channel: int, qparams):
         """Quantize the float tile ``z`` (rows ``row..``, channels ``channel..``; overwritten) into
         ``x``, laid out ``[group, frame, channels of the group]`` for the layer that reads it."""
+        scale, zp = qparams
+        if self.shift == 0:  # uint8 codes: torch's vectorised quantization, its bytes viewed
+            self._put(x, quint8_codes(torch.quantize_per_tensor(z, scale, zp, torch.quint8)), row, channel)
+            return
+        z.mul_(1.0 / scale).round_().add_(zp).clamp_(-self.shift, 255 - self.shift)
+        self._put(x, z, row, channel)
+
+    @staticmethod
+    def _put(x: Tensor, z: Tensor, row: int, channel: int):
+        """``x [group, frame, channels of the group]`` <- the tile ``z`` at rows ``row..``, channels ``channel..``."""
         _, _, per = x.shape
         n, width = z.shape
-        scale, zp = qparams
-        z.mul_(1.0 / scale).round_().add_(zp).clamp_(-128, 127)
         for g in range(channel // per, (channel + width - 1) // per + 1):
             lo, hi = max(channel, g * per), min(channel + width, (g + 1) * per)
             x[g, row:row + n, lo - g * per:hi - g * per].copy_(z[:, lo - channel:hi - channel])
@@ -216,6 +256,37 @@ class Int8ConvChain:
                     out[r:r + n, g * og:(g + 1) * og] = z
         return out
 
+    def _run_fused(self, layer: _Layer, x: Tensor, next_groups: int) -> Tensor:
+        """:meth:`_run_layer` with oneDNN's fused int8 matmul on uint8 codes."""
+        _, frames, per = x.shape
+        out_frames = layer.out_frames(frames)
+        og = layer.out_channels // layer.groups
+        if next_groups:
+            out = torch.empty(next_groups, out_frames, layer.out_channels // next_groups, dtype=torch.uint8)
+            (out_scale, out_zp), out_dtype = layer.next_qparams, None
+        else:
+            out = torch.empty(out_frames, layer.out_channels)
+            (out_scale, out_zp), out_dtype = (1.0, 0), torch.float32
+        width = layer.kernel * per
+        rows = min(_rows_per_chunk(og), out_frames)
+        a_buf = torch.empty(rows, width, dtype=torch.uint8)
+        in_scale, in_zp = layer.in_qparams
+        for g in range(layer.groups):
+            packed, w_scale, w_zp, bias = layer.fused[g]
+            xg = x[g]
+            base = xg.storage_offset()
+            for r in range(0, out_frames, rows):
+                n = min(rows, out_frames - r)
+                a = a_buf[:n]
+                a.copy_(xg.as_strided((n, width), (layer.stride * per, 1), base + r * layer.stride * per))
+                y = torch.ops.onednn.qlinear_pointwise(a, in_scale, in_zp, packed, w_scale, w_zp, bias, out_scale,
+                                                       out_zp, out_dtype, "gelu", [], "none")
+                if next_groups:
+                    self._put(out, y, r, g * og)
+                else:
+                    out[r:r + n, g * og:(g + 1) * og] = y
+        return out
+
     def __call__(self, wav: Tensor, lengths: Optional[Tensor] = None) -> Tensor:
         """``wav [batch, samples]`` (float32, CPU) -> features ``[batch, channels, frames]``."""
         feats = []
@@ -223,6 +294,11 @@ class Int8ConvChain:
             valid = wav.shape[1] if lengths is None else int(lengths[i])
             feats.append(self._run_one(wav[i].contiguous(), valid))
         return torch.stack(feats).transpose(1, 2)
+
+
+# extractor -> its chain; outside the module: copies and pickles of a model do not carry
+# oneDNN's packed weights, and the chain is no part of the state dict
+_CHAINS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 def _hooked(extractor) -> bool:
@@ -238,13 +314,13 @@ def int8_chain(extractor) -> Optional[Int8ConvChain]:
     or a forward hook watches one of its modules."""
     if _hooked(extractor):
         return None  # hooks observe the modules' inputs and outputs (calibration): run the modules
-    chain = getattr(extractor, "_int8_chain", None)
-    if chain is not None and chain.current(extractor):
+    chain = _CHAINS.get(extractor)
+    if chain is not None and chain.current(extractor) and chain.fused == fused_available():
         return chain
     if not Int8ConvChain.supported(extractor):
         return None
     chain = Int8ConvChain(extractor)
-    object.__setattr__(extractor, "_int8_chain", chain)  # not a submodule, not in the state dict
+    _CHAINS[extractor] = chain
     return chain
 
 

@@ -22,7 +22,7 @@ from asrc.core.config_files import check_known_keys, read_yaml_mapping
 from asrc.core.files import atomic_write
 from asrc.errors import AsrcError, CheckpointError
 from asrc.models.config import Wav2Vec2Config
-from asrc.models.int8 import FoldedPositionalConv, Int8Conv1d
+from asrc.models.int8 import DynamicInt8Linear, FoldedPositionalConv, Int8Conv1d
 from asrc.models.io import CONFIG_NAME, QUANT_NAME, read_model_dir, read_state_dict, save_model_dir
 from asrc.models.wav2vec2 import PositionalConv, Wav2Vec2CTC
 
@@ -148,12 +148,19 @@ def build_quantized(config: Wav2Vec2Config, spec: QuantizationSpec, tokens=None)
     missing = sorted(set(spec.dynamic_int8_linear) - linear)
     if missing:
         raise CheckpointError(f"{QUANT_NAME}: dynamic_int8_linear names {missing}, not Linear layers of this model")
+    quantize_linear_dynamic(model, spec.dynamic_int8_linear)
+    return model.eval()
+
+
+def quantize_linear_dynamic(model: nn.Module, names) -> None:
+    """Replace the ``nn.Linear`` modules ``names`` of ``model`` by dynamic int8 ones (per-channel
+    int8 weights; :class:`asrc.models.int8.DynamicInt8Linear`, torch's module with a oneDNN
+    fast path)."""
     from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
     with quiet_ao():
-        quantize_dynamic(model, {n: per_channel_dynamic_qconfig for n in spec.dynamic_int8_linear},
-                         dtype=torch.qint8, inplace=True)
-    return model.eval()
+        quantize_dynamic(model, {n: per_channel_dynamic_qconfig for n in names}, dtype=torch.qint8,
+                         mapping={nn.Linear: DynamicInt8Linear}, inplace=True)
 
 
 def save_quantized(model: Wav2Vec2CTC, spec: QuantizationSpec, out_dir, tokens: Optional[Sequence[str]] = None):

@@ -315,7 +315,9 @@ class TransformerLayer(nn.Module):
         self.activation_dropout = nn.Dropout(config.activation_dropout)
 
     def _ffn(self, x: Tensor) -> Tensor:
-        return self.dropout(self.fc2(self.activation_dropout(F.gelu(self.fc1(x)))))
+        fc1_gelu = getattr(self.fc1, "forward_gelu", None)  # an int8 Linear with the GELU in its kernel
+        h = fc1_gelu(x) if fc1_gelu is not None else F.gelu(self.fc1(x))
+        return self.dropout(self.fc2(self.activation_dropout(h)))
 
     def _fast_path_ok(self, x: Tensor) -> bool:
         return (_LINEAR_POINTWISE is not None and self.self_attn is not None and self.fc1 is not None

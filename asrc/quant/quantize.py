@@ -40,7 +40,8 @@ from torch import Tensor, nn
 
 from asrc.core.constants import SAMPLE_RATE
 from asrc.models.int8 import FoldedPositionalConv, Int8Conv1d, activation_qmax
-from asrc.models.quantized import MODES, QuantizationSpec, cpu_has_vnni, fold_weight_norm, quiet_ao, set_engine, set_module
+from asrc.models.quantized import (MODES, QuantizationSpec, cpu_has_vnni, fold_weight_norm, quantize_linear_dynamic,
+                                   quiet_ao, set_engine, set_module)
 from asrc.models.wav2vec2 import Wav2Vec2CTC
 from asrc.quant.calibrate import ConvQuantOptions, RangeObserver, correct_biases
 
@@ -64,12 +65,9 @@ def static_conv_targets(model: Wav2Vec2CTC, mode: str) -> List[str]:
 
 def dynamic_linear(model: nn.Module, names: Optional[Sequence[str]] = None) -> List[str]:
     """Replace the ``nn.Linear`` modules ``names`` (default: all) by torch's dynamic int8 Linear."""
-    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
-
     if names is None:
         names = [n for n, m in model.named_modules() if type(m) is nn.Linear]
-    with quiet_ao():
-        quantize_dynamic(model, {n: per_channel_dynamic_qconfig for n in names}, dtype=torch.qint8, inplace=True)
+    quantize_linear_dynamic(model, names)
     return names
 
 

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from asrc.models import build_model
-from asrc.models.int8_cnn import Int8ConvChain, int8_chain
+from asrc.models import int8_cnn
+from asrc.models.int8_cnn import Int8ConvChain, fused_available, int8_chain
 from asrc.models.wav2vec2 import plain_ops
 from asrc.quant import quantize_model
 from quant_helpers import TINY, TOKENS, structured_utterance
@@ -24,17 +25,42 @@ def _last_scale(qmodel) -> float:
     return qmodel.feature_extractor.conv_layers[-1].conv.output_qparams()[0]
 
 
-def _assert_chain_matches(qmodel, wav, lengths=None):
-    """The chain's features equal the reference's up to a code flipped at a rounding boundary:
-    almost every value within 1e-5, none off by more than a few output steps of the last layer."""
+@pytest.fixture(params=["fused", "exact"], autouse=True)
+def chain_kind(request, monkeypatch):
+    """Every test runs both forms of the chain: oneDNN's fused int8 matmul (where this torch has
+    it) and the exact one (torch._int_mm + the module path's rounding)."""
+    fused = request.param == "fused"
+    if fused and not fused_available():
+        pytest.skip("this torch build has no oneDNN quantized linear (torch.ops.onednn.qlinear_pointwise)")
+    monkeypatch.setattr(int8_cnn, "fused_available", lambda: fused)
+    return request.param
+
+
+def _rel_error(x, ref) -> float:
+    return float((x - ref).norm() / ref.norm())
+
+
+def _assert_chain_matches(qmodel, wav, lengths=None, float_model=None):
+    """Exact chain: its features equal the module path's up to a code flipped at a rounding
+    boundary (almost every value within 1e-5, none off by more than a few output steps of the
+    last layer). Fused chain: it does not round each conv's output to its uint8 codes before the
+    GELU (the module path must), so it is held to being as close to the float model as the
+    module path is (and pointing the same way as the module path)."""
     extractor = qmodel.feature_extractor
-    assert int8_chain(extractor) is not None
+    chain = int8_chain(extractor)
+    assert chain is not None and chain.fused == int8_cnn.fused_available()
     ref, ref_lengths = _features(extractor, wav, lengths, fast=False)
     out, out_lengths = _features(extractor, wav, lengths, fast=True)
     assert out.shape == ref.shape
     assert (out_lengths is None) == (ref_lengths is None)
     if lengths is not None:
         assert torch.equal(out_lengths, ref_lengths)
+    if chain.fused:
+        assert torch.nn.functional.cosine_similarity(out.flatten(), ref.flatten(), dim=0) > 0.99
+        if float_model is not None:
+            exact, _ = _features(float_model.feature_extractor, wav, lengths)
+            assert _rel_error(out, exact) <= 1.1 * _rel_error(ref, exact) + 1e-3
+        return ref, out
     diff = (out - ref).abs()
     assert float((diff > 1e-5).float().mean()) < 0.01
     assert float(diff.max()) <= 4 * _last_scale(qmodel) + 1e-5
@@ -47,34 +73,38 @@ def static_conv(trained_tiny, calibration_set):
     return qmodel
 
 
-def test_chain_matches_the_int8_modules(static_conv, structured_set):
+def test_chain_matches_the_int8_modules(static_conv, trained_tiny, structured_set):
     wav = torch.stack([structured_set[0][:12800], structured_set[1][:12800]])
-    ref, _ = _assert_chain_matches(static_conv, wav)
+    ref, _ = _assert_chain_matches(static_conv, wav, float_model=trained_tiny)
     assert len(torch.unique(ref)) > 50  # activations that exercise many codes, not a few
 
 
-def test_chain_with_padding_matches(static_conv, structured_set):
+def test_chain_with_padding_matches(static_conv, trained_tiny, structured_set):
     """Utterances of different lengths in one batch: the first layer's norm takes each one's valid
     frames only, in the chain (folded statistics) as in the reference (masked norm)."""
     a, b = structured_set[1], structured_set[3]
     wav = torch.zeros(2, len(b))
     wav[0, :len(a)], wav[1] = a, b
     lengths = torch.tensor([len(a), len(b)])
-    ref, out = _assert_chain_matches(static_conv, wav, lengths)
+    ref, out = _assert_chain_matches(static_conv, wav, lengths, float_model=trained_tiny)
     frames = static_conv.feature_extractor.output_lengths(lengths)
     single, _ = _features(static_conv.feature_extractor, a[None], fast=True)
     # the padded utterance's valid frames are what it gives alone
     assert torch.allclose(out[0, :, :frames[0]], single[0], atol=1e-5)
 
 
-def test_model_outputs_and_greedy_tokens_agree(static_conv, structured_set):
+def test_model_outputs_and_greedy_tokens_agree(static_conv, structured_set, chain_kind):
+    frames = agree = 0
     for wav in structured_set:
         with torch.inference_mode():
             with plain_ops():
                 ref, _ = static_conv(wav[None])
             out, _ = static_conv(wav[None])
-        assert torch.equal(out.argmax(-1), ref.argmax(-1))
-        assert float((out - ref).abs().max()) < 0.05 * float(ref.abs().max())
+        frames += ref.shape[1]
+        agree += int((out.argmax(-1) == ref.argmax(-1)).sum())
+        assert float((out - ref).abs().max()) < 0.1 * float(ref.abs().max())
+    # exact: same decisions; fused (and oneDNN's 8-bit dynamic Linear): nearly all
+    assert agree == frames if chain_kind == "exact" else agree >= 0.97 * frames
 
 
 def test_ungrouped_cnn_with_bias(calibration_set):
@@ -88,7 +118,7 @@ def test_ungrouped_cnn_with_bias(calibration_set):
             block.conv.bias.normal_(0.0, 0.2)
     qmodel, _ = quantize_model(model, "static-conv", calibration_set)
     wav = structured_utterance(12, torch.Generator().manual_seed(5))[0][None]
-    ref, _ = _assert_chain_matches(qmodel, wav)
+    ref, _ = _assert_chain_matches(qmodel, wav, float_model=model)
     assert len(torch.unique(ref)) > 50
 
 

@@ -38,7 +38,7 @@ def test_int8_agrees_with_float(trained_tiny, structured_set, calibration_set, m
     assert stats["frame_agreement"] > 0.95
     assert stats["greedy_token_error"] < 0.05
     kinds = {type(m) for m in qmodel.modules()}
-    assert torch.ao.nn.quantized.dynamic.Linear in kinds
+    assert any(issubclass(k, torch.ao.nn.quantized.dynamic.Linear) for k in kinds)
     assert (Int8Conv1d in kinds) == mode.startswith("static-")
     cnn_int8 = isinstance(qmodel.feature_extractor.conv_layers[1].conv, Int8Conv1d)
     assert cnn_int8 == (mode == "static-conv")
