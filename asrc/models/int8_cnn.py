@@ -6,26 +6,32 @@ quantized conv (which converts the layout to channels-last and back), dequantize
 block applies GELU in float. On the wav2vec2-base front end those layout changes and float
 round trips over the largest activations of the model cost more than the convolutions.
 
-:class:`Int8ConvChain` computes the same function without them:
+:class:`Int8ConvChain` computes the same layers without them:
 
-* activations stay **int8, time-major and split by conv group** (``[group, frame, channels of
-  the group]``) from the output of the first layer to the input of the last, so the input
-  windows of a layer (``kernel`` consecutive frames of one group) are one contiguous run of
-  bytes: a strided view, copied once, is the left operand of an int8 x int8 -> int32 matrix
-  product (``torch._int_mm``: oneDNN's VNNI kernels) against the layer's kernel;
-* each product is followed, while its tile is still in cache (time is cut into chunks), by
-  the requantization the int8 model defines: per-channel scale and bias, rounding and clamping
-  to the output's uint8 codes, dequantization, GELU, and quantization to the next layer's
-  input codes (unsigned codes ``u`` are stored as ``u - 128``, the zero point shifted, which is
-  exact: ``sum((u - zp) w) = sum((u - 128) w) + (128 - zp) sum(w)``);
+* activations stay **8-bit codes, time-major and split by conv group** (``[group, frame,
+  channels of the group]``) from the output of the first layer to the input of the last, so
+  the input window of an output frame (``kernel`` consecutive frames of one group) is one
+  contiguous run of bytes: a strided view, copied once per tile of frames, is the left operand
+  of an int8 matrix product against the layer's kernel (rows: frame of the window x channel);
+* **fused** (the default where torch has oneDNN's quantized linear, x86 builds): each product
+  is ``torch.ops.onednn.qlinear_pointwise`` on the uint8 codes, with the per-channel scales,
+  the bias, the GELU and the quantization to the next layer's codes inside the kernel (the last
+  layer: float out). Unlike torch's quantized conv it does not round the conv output to uint8
+  codes before the GELU, so it is slightly *closer* to the float model than the module path
+  (``tests/quant/test_int8_cnn.py`` holds it to that);
+* **exact** (elsewhere): ``torch._int_mm`` on int8 codes (uint8 codes ``u`` stored as
+  ``u - 128``, exact since ``sum((u - zp) w) = sum((u - 128) w) + (128 - zp) sum(w)``), then,
+  while the tile is in cache, the module path's requantization: per-channel scale and bias,
+  rounding and clamping to the output codes, dequantization, GELU, quantization to the next
+  layer's codes. Equal to the module path up to float rounding at code boundaries;
 * the first (float) layer's per-channel normalisation (wav2vec2-base's group norm) is folded
-  into its kernel: the statistics of a linear conv's output follow from the mean and
-  covariance of its input windows (``k x k``, cheap), so the layer is one float product per
-  chunk + GELU + quantization, and its float output is never written out whole.
+  into its kernel for each utterance: the statistics of a linear conv's output follow from the
+  mean and covariance of its input windows (``k x k``, cheap), so the layer is one float
+  product per tile + GELU + quantization, and its float output is never written out whole.
 
-The chain is exact up to float rounding at code boundaries (``tests/test_int8_cnn.py``
-compares it with the module-by-module int8 model); it is what the int8 model runs on CPU
-when the inference fast path is on (:func:`asrc.models.wav2vec2.plain_ops` turns it off).
+It is what an int8 model runs on CPU when the inference fast path is on (module doc of
+:mod:`asrc.models.wav2vec2`); :func:`asrc.models.wav2vec2.plain_ops`, exports and forward hooks
+on the CNN's modules (calibration) get the modules.
 """
 
 import weakref
