@@ -30,3 +30,12 @@ ai=torch.randint(-128,127,(M,K),dtype=torch.int8); bi=torch.randint(-128,127,(K,
 try:
     print("int8 torch._int_mm GMAC/s", round(rate(lambda: torch._int_mm(ai,bi), M*K*N),1))
 except Exception as e: print("_int_mm:", str(e)[:80])
+try:  # oneDNN's u8 x s8 matmul, what asrc's int8 CPU fast path runs (asrc.models.int8_cnn, int8.DynamicInt8Linear)
+    au = torch.randint(0, 255, (M, K), dtype=torch.uint8)
+    wi = torch.randint(-127, 127, (N, K), dtype=torch.int8)
+    packed = torch.ops.onednn.qlinear_prepack(wi, None)
+    scales, zeros = torch.full((N,), 0.01), torch.zeros(N, dtype=torch.long)
+    print("int8 oneDNN qlinear_pointwise (uint8 in, float out) GMAC/s", round(rate(
+        lambda: torch.ops.onednn.qlinear_pointwise(au, 0.02, 128, packed, scales, zeros, None, 1.0, 0, torch.float32,
+                                                   "none", [], ""), M * K * N), 1))
+except Exception as e: print("onednn:", str(e)[:80])
