@@ -47,7 +47,8 @@
 #      decoding, scoring -> exp/RESULTS_narrow.md
 #   14-16 the pruning experiment (not run by default: --stage 14 --stop_stage 16): 14 copies of
 #      the teacher pruned while distilled to $prune_targets (sparsity = share of the teacher's
-#      parameters removed; conf/prune.yaml) -> exp/prune_<t>/model, 15 final distillation of
+#      parameters removed; conf/prune.yaml) -> exp/prune_<t>/model and, on the longer schedule
+#      of conf/prune_long.yaml, to $prune_long_targets -> exp/prune_long_<t>, 15 final distillation of
 #      each dense model (conf/prune_final_distill.yaml) -> exp/pruned_<t>/model; the update
 #      counts (max_epoch x num_iters_per_epoch) and what they match are in those two files;
 #      16 AN4 test decoded and scored (WER, CER) by the pruned students; the teacher's, the
@@ -111,6 +112,10 @@ narrow_student=conf/student_narrow.yaml    # stages 11-13: the narrow student (a
 narrow_init_steps=300                      # stage 11 regression steps
 prune_targets="0.57 0.6 0.65 0.7 0.85"     # stages 14-16: target sparsities; in 300 updates the kept share ends 0.04-0.08 below
                                            #   the target's (run 2026-12-01: 0.57 -> 35.1 %, the 4-layer student's count; 0.65 -> 30.2 %; 0.85 -> 18.7 %)
+prune_config=conf/prune.yaml               # stage 14: the pruning run of each of $prune_targets -> exp/prune_<t>
+prune_long_targets="0.91"                  # stages 14-16: targets pruned on the longer schedule -> exp/prune_long_<t>
+                                           #   (0.91: the narrow student's count, which 300 updates do not reach)
+prune_long_config=conf/prune_long.yaml     # stage 14: the longer schedule (1000 updates)
 # stage 17: post-training int8 variants, NAME:FLAGS (FLAGS: asrc-quantize flags joined by commas)
 int8_ptq="pos:--mode=static-pos conv:--mode=static-conv
           conv_per_tensor:--mode=static-conv,--conv-weights=per-tensor
@@ -368,13 +373,22 @@ if stage_begin 13 "narrow students: int8, decoding and scoring -> exp/RESULTS_na
     stage_done 13 $stamps
 fi
 # ---- the pruning experiment: the teacher pruned while distilled, at several sizes ----
-if stage_begin 14 "pruning with distillation: target sparsities $prune_targets" $stamps; then
-    for t in $prune_targets; do
+# prune_runs -> one NAME:TARGET:CONFIG word per pruning run of stages 14-16 (exp/prune_NAME, exp/pruned_NAME)
+prune_runs() {
+    local t
+    for t in $prune_targets; do echo "$t:$t:$prune_config"; done
+    for t in $prune_long_targets; do echo "long_$t:$t:$prune_long_config"; done
+}
+
+if stage_begin 14 "pruning with distillation: target sparsities $prune_targets; longer schedule: $prune_long_targets" \
+        $stamps; then
+    for run in $(prune_runs); do
+        IFS=: read -r t target config <<< "$run"
         fresh_outputs exp/prune_$t
         log "log: exp/logs/prune_$t.log (tensorboard --logdir exp/prune_$t)"
         # shellcheck disable=SC2086
         $train_cmd exp/logs/prune_$t.log \
-            asrc-train --config conf/prune.yaml --prune "target_sparsity=$t" \
+            asrc-train --config "$config" --prune "target_sparsity=$target" \
                 --model_conf "teacher=$student_teacher" --encoder_conf "init=$student_teacher" \
                 --train_data_dir data/train --valid_data_dir data/dev --token_list "$student_teacher/tokens.txt" \
                 --output_dir exp/prune_$t --export_model_dir exp/prune_$t/model $student_args
@@ -383,7 +397,8 @@ if stage_begin 14 "pruning with distillation: target sparsities $prune_targets" 
 fi
 
 if stage_begin 15 "final distillation of the pruned students" $stamps; then
-    for t in $prune_targets; do
+    for run in $(prune_runs); do
+        t=${run%%:*}
         fresh_outputs exp/pruned_$t
         # shellcheck disable=SC2086
         $train_cmd exp/logs/pruned_final_$t.log \
@@ -403,19 +418,24 @@ if stage_begin 16 "pruned students against the 4-layer and narrow students: scor
     layer_dropped=student_kd_s$first_seed
     compared="teacher=$student_teacher@exp/teacher_committed $layer_dropped=exp/$layer_dropped/model"
     narrow_args=()
-    if [ -d exp/narrow_kd/model ]; then
-        compared="$compared narrow_kd=exp/narrow_kd/model"
-        narrow_args=(--narrow narrow_kd)
-    fi
+    for m in narrow_kd narrow_ctc; do  # goal (b) against the better of the two
+        if [ -d exp/$m/model ]; then
+            compared="$compared $m=exp/$m/model"
+            narrow_args+=("$m")
+        fi
+    done
+    [ ${#narrow_args[@]} -gt 0 ] && narrow_args=(--narrow "${narrow_args[@]}")
     pruned= pruned_names=()
-    for t in $prune_targets; do
+    for run in $(prune_runs); do
+        t=${run%%:*}
         pruned="$pruned prune_$t=exp/prune_$t/model pruned_$t=exp/pruned_$t/model"
         pruned_names+=("prune_$t" "pruned_$t")
     done
     decode_score_missing "$compared" test
     decode_sets "$pruned" test
     score_sets "$pruned" test
-    for t in $prune_targets; do
+    for run in $(prune_runs); do
+        t=${run%%:*}
         run_logged exp/logs/info_pruned_$t.log asrc-info exp/pruned_$t/model --json
     done
     models="$compared $pruned"

@@ -70,7 +70,8 @@ def test_an4_stage_16_tiny(tmp_path):
         score_dir(refs, hyps, recipe / f"exp/teacher_committed/decode_test/score_{unit[0]}er", unit=unit,
                   use_sclite=False)
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
-    args = ["--stage", "16", "--stop_stage", "16", "--prune_targets", "0.5", "--student_teacher", "tinyteacher",
+    args = ["--stage", "16", "--stop_stage", "16", "--prune_targets", "0.5", "--prune_long_targets", "",
+            "--student_teacher", "tinyteacher",
             "--seeds", "7 8", "--nj", "1"]
     r = subprocess.run(["bash", str(recipe / "run.sh"), *args], cwd=recipe, capture_output=True, text=True, env=env,
                        timeout=600)
