@@ -15,6 +15,7 @@ from asrc.core.constants import SAMPLE_RATE
 from asrc.core.tables import read_table
 from asrc.decode.options import DecodeOptions
 from asrc.errors import AsrcError
+from asrc.models.wav2vec2 import inference_path
 
 __all__ = ["JobSpec", "job_done", "job_fingerprint", "make_batches", "split_jobs", "utterance_lengths"]
 
@@ -88,6 +89,7 @@ def job_fingerprint(model_dir: Path, options: DecodeOptions, wav: Dict[str, str]
         "model": str(model_dir.resolve()),
         "weights": [st.st_size, st.st_mtime_ns] if st else None,
         "options": options.decoder_fingerprint(),
+        "inference": inference_path(),  # ASRC_FAST_PATH=0 or a new fast path gives other numbers
         "wav": list(wav.items()),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()

@@ -41,6 +41,13 @@ from asrc.models.int8_cnn import int8_chain
 
 
 _FAST_PATH = {"enabled": os.environ.get("ASRC_FAST_PATH", "1") != "0"}
+# Raised whenever the fast path's numbers change (2: int8 models through oneDNN, asrc.models.int8_cnn)
+FAST_PATH_VERSION = 2
+
+
+def inference_path() -> str:
+    """Which computation inference runs now (part of what a decode's result depends on)."""
+    return f"fast-v{FAST_PATH_VERSION}" if _FAST_PATH["enabled"] else "plain"
 # oneDNN's fused linear (+ activation) kernel, the one torch.compile's CPU backend uses.
 _LINEAR_POINTWISE = getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None) \
     if torch.backends.mkldnn.is_available() else None
