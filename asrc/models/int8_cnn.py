@@ -229,68 +229,67 @@ class Int8ConvChain:
             lo, hi = max(channel, g * per), min(channel + width, (g + 1) * per)
             x[g, row:row + n, lo - g * per:hi - g * per].copy_(z[:, lo - channel:hi - channel])
 
+    @staticmethod
+    def _tiles(layer: _Layer, x: Tensor, next_groups: int):
+        """The output buffer of ``layer`` on ``x [group, frame, channels of the group]`` (the
+        next layer's layout, or float ``[frame, channel]`` when ``next_groups`` is 0) and its
+        input tiles: ``(group, first output frame, frames, windows [frames, kernel x channels])``."""
+        _, frames, per = x.shape
+        out_frames = layer.out_frames(frames)
+        if next_groups:
+            out = torch.empty(next_groups, out_frames, layer.out_channels // next_groups, dtype=x.dtype)
+        else:
+            out = torch.empty(out_frames, layer.out_channels)
+        width = layer.kernel * per
+        rows = min(_rows_per_chunk(layer.out_channels // layer.groups), out_frames)
+        buf = torch.empty(rows, width, dtype=x.dtype)
+
+        def tiles():
+            for g in range(layer.groups):
+                xg = x[g]
+                for r in range(0, out_frames, rows):
+                    n = min(rows, out_frames - r)
+                    view = xg.as_strided((n, width), (layer.stride * per, 1),
+                                         xg.storage_offset() + r * layer.stride * per)
+                    # kernel == stride: the windows are the rows themselves, nothing to copy
+                    yield g, r, n, view if view.is_contiguous() else buf[:n].copy_(view)
+
+        return out, tiles()
+
     def _run_layer(self, layer: _Layer, x: Tensor, next_groups: int) -> Tensor:
         """Layer ``layer`` on ``x [group, frame, channels of the group]`` (int8 codes) -> the
         same layout for a next layer of ``next_groups`` groups, or float ``[frame, channel]``
         when ``next_groups`` is 0 (the last layer)."""
-        _, frames, per = x.shape
-        out_frames = layer.out_frames(frames)
         og = layer.out_channels // layer.groups
-        if next_groups:
-            out = torch.empty(next_groups, out_frames, layer.out_channels // next_groups, dtype=torch.int8)
-        else:
-            out = torch.empty(out_frames, layer.out_channels)
-        width = layer.kernel * per
-        rows = min(_rows_per_chunk(og), out_frames)
-        a_buf = torch.empty(rows, width, dtype=torch.int8)
-        acc_buf = torch.empty(rows, og, dtype=torch.int32)
-        z_buf = torch.empty(rows, og)
-        for g in range(layer.groups):
-            xg = x[g]
-            base = xg.storage_offset()
-            for r in range(0, out_frames, rows):
-                n = min(rows, out_frames - r)
-                a = a_buf[:n]
-                a.copy_(xg.as_strided((n, width), (layer.stride * per, 1), base + r * layer.stride * per))
-                acc = torch._int_mm(a, layer.weights[g], out=acc_buf[:n])
-                z = torch.addcmul(layer.beta[g], acc, layer.alpha[g], out=z_buf[:n])
-                z.round_().clamp_(layer.lo, layer.hi).mul_(layer.out_scale)
-                torch.ops.aten.gelu_(z)
-                if next_groups:
-                    self._store(out, z, r, g * og, layer.next_qparams)
-                else:
-                    out[r:r + n, g * og:(g + 1) * og] = z
+        out, tiles = self._tiles(layer, x, next_groups)
+        acc_buf = z_buf = None
+        for g, r, n, a in tiles:
+            if acc_buf is None:
+                acc_buf, z_buf = torch.empty(a.shape[0], og, dtype=torch.int32), torch.empty(a.shape[0], og)
+            acc = torch._int_mm(a, layer.weights[g], out=acc_buf[:n])
+            z = torch.addcmul(layer.beta[g], acc, layer.alpha[g], out=z_buf[:n])
+            z.round_().clamp_(layer.lo, layer.hi).mul_(layer.out_scale)
+            torch.ops.aten.gelu_(z)
+            if next_groups:
+                self._store(out, z, r, g * og, layer.next_qparams)
+            else:
+                out[r:r + n, g * og:(g + 1) * og] = z
         return out
 
     def _run_fused(self, layer: _Layer, x: Tensor, next_groups: int) -> Tensor:
         """:meth:`_run_layer` with oneDNN's fused int8 matmul on uint8 codes."""
-        _, frames, per = x.shape
-        out_frames = layer.out_frames(frames)
         og = layer.out_channels // layer.groups
-        if next_groups:
-            out = torch.empty(next_groups, out_frames, layer.out_channels // next_groups, dtype=torch.uint8)
-            (out_scale, out_zp), out_dtype = layer.next_qparams, None
-        else:
-            out = torch.empty(out_frames, layer.out_channels)
-            (out_scale, out_zp), out_dtype = (1.0, 0), torch.float32
-        width = layer.kernel * per
-        rows = min(_rows_per_chunk(og), out_frames)
-        a_buf = torch.empty(rows, width, dtype=torch.uint8)
+        out, tiles = self._tiles(layer, x, next_groups)
+        (out_scale, out_zp), out_dtype = (layer.next_qparams, None) if next_groups else ((1.0, 0), torch.float32)
         in_scale, in_zp = layer.in_qparams
-        for g in range(layer.groups):
+        for g, r, n, a in tiles:
             packed, w_scale, w_zp, bias = layer.fused[g]
-            xg = x[g]
-            base = xg.storage_offset()
-            for r in range(0, out_frames, rows):
-                n = min(rows, out_frames - r)
-                a = a_buf[:n]
-                a.copy_(xg.as_strided((n, width), (layer.stride * per, 1), base + r * layer.stride * per))
-                y = torch.ops.onednn.qlinear_pointwise(a, in_scale, in_zp, packed, w_scale, w_zp, bias, out_scale,
-                                                       out_zp, out_dtype, "gelu", [], "none")
-                if next_groups:
-                    self._put(out, y, r, g * og)
-                else:
-                    out[r:r + n, g * og:(g + 1) * og] = y
+            y = torch.ops.onednn.qlinear_pointwise(a, in_scale, in_zp, packed, w_scale, w_zp, bias, out_scale, out_zp,
+                                                   out_dtype, "gelu", [], "none")
+            if next_groups:
+                self._put(out, y, r, g * og)
+            else:
+                out[r:r + n, g * og:(g + 1) * og] = y
         return out
 
     def __call__(self, wav: Tensor, lengths: Optional[Tensor] = None) -> Tensor:
