@@ -110,8 +110,8 @@ teacher_exp=exp/teacher12                  # the final teacher's experiment (sta
 train_args=                                # extra asrc-train flags, e.g. "--max_epoch 2"
 narrow_student=conf/student_narrow.yaml    # stages 11-13: the narrow student (a student spec)
 narrow_init_steps=300                      # stage 11 regression steps
-prune_targets="0.57 0.6 0.65 0.7 0.85"     # stages 14-16: target sparsities; in 300 updates the kept share ends 0.04-0.08 below
-                                           #   the target's (run 2026-12-01: 0.57 -> 35.1 %, the 4-layer student's count; 0.65 -> 30.2 %; 0.85 -> 18.7 %)
+prune_targets="0.57 0.6 0.65 0.7 0.85 0.93" # stages 14-16: target sparsities; in 300 updates 0.57-0.7 overshoot, 0.85-0.93 stop short
+                                           #   (run 2026-12-01: 0.57 -> 35.1 % kept, the 4-layer student's count; 0.65 -> 30.2 %; 0.93 -> 17.6 %)
 prune_config=conf/prune.yaml               # stage 14: the pruning run of each of $prune_targets -> exp/prune_<t>
 prune_long_targets="0.91"                  # stages 14-16: targets pruned on the longer schedule -> exp/prune_long_<t>
                                            #   (0.91: the narrow student's count, which 300 updates do not reach)
