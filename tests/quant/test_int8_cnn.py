@@ -152,24 +152,3 @@ def test_other_structures_take_the_module_path(trained_tiny, calibration_set):
         out, _ = qmodel(wav)
     assert torch.isfinite(out).all()
 
-
-def test_dynamic_linear_fast_path(static_conv, chain_kind):
-    """oneDNN's dynamic int8 Linear: close to torch's module (8-bit against 7-bit activations),
-    and fc1 with its GELU inside the kernel equal to the GELU after it."""
-    from asrc.models.int8 import DynamicInt8Linear
-
-    if chain_kind == "exact":
-        pytest.skip("one run is enough: the Linear layers do not depend on the chain's form")
-    layer = static_conv.encoder.layers[0]
-    assert isinstance(layer.self_attn.q_proj, DynamicInt8Linear) and isinstance(layer.fc1, DynamicInt8Linear)
-    x = torch.randn(1, 40, layer.fc1.in_features)
-    with torch.inference_mode():
-        fast = layer.self_attn.q_proj(x)
-        fast_gelu = layer.fc1.forward_gelu(x)
-        with plain_ops():
-            reference = layer.self_attn.q_proj(x)
-            gelu_reference = torch.nn.functional.gelu(layer.fc1(x))
-        assert not torch.equal(fast, reference)  # another computation ...
-        assert _rel_error(fast, reference) < 0.03  # ... of the same thing
-        torch.testing.assert_close(fast_gelu, torch.nn.functional.gelu(layer.fc1(x)), atol=1e-4, rtol=1e-4)
-        assert _rel_error(fast_gelu, gelu_reference) < 0.03
