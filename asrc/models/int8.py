@@ -19,6 +19,7 @@ rounding of int32 accumulation and requantization.
 """
 
 import weakref
+from typing import Tuple
 
 import torch
 import torch.ao.nn.quantized as nnq
@@ -163,6 +164,13 @@ class Int8Conv1d(nn.Module):
 _ONEDNN_LINEAR: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
+def _dynamic_qparams(lo: float, hi: float) -> Tuple[float, int]:
+    """:func:`affine_qparams` of 8-bit codes in plain Python (no tensor ops: this runs per call)."""
+    lo, hi = min(lo, 0.0), max(hi, 0.0)
+    scale = max((hi - lo) / 255.0, _EPS)
+    return scale, min(max(int(round(-lo / scale)), 0), 255)
+
+
 class DynamicInt8Linear(nnqd.Linear):
     """torch's dynamic int8 ``Linear`` (same weights, same state dict) that runs, on CPU when the
     inference fast path is on, as oneDNN's int8 matmul: the input quantized per tensor to 8-bit
@@ -203,7 +211,7 @@ class DynamicInt8Linear(nnqd.Linear):
         shape = x.shape
         x2 = x.reshape(-1, shape[-1])
         lo, hi = torch.aminmax(x2)
-        scale, zp = affine_qparams(float(lo), float(hi), 255)
+        scale, zp = _dynamic_qparams(float(lo), float(hi))
         codes = quint8_codes(torch.quantize_per_tensor(x2, scale, zp, torch.quint8))
         y = torch.ops.onednn.qlinear_pointwise(codes, scale, zp, packed, scales, zero, bias, 1.0, 0, torch.float32,
                                                post_op, [], "none" if post_op == "gelu" else "")

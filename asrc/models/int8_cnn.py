@@ -34,6 +34,7 @@ It is what an int8 model runs on CPU when the inference fast path is on (module 
 on the CNN's modules (calibration) get the modules.
 """
 
+import functools
 import weakref
 from typing import List, Optional, Tuple
 
@@ -105,6 +106,7 @@ def quint8_codes(q: Tensor) -> Tensor:
                                                                    q.stride())
 
 
+@functools.lru_cache(maxsize=None)
 def fused_available() -> bool:
     """Whether this torch has oneDNN's quantized linear ops (x86 builds with mkldnn)."""
     ops = getattr(torch.ops, "onednn", None)
