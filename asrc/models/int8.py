@@ -27,7 +27,7 @@ import torch.ao.nn.quantized.dynamic as nnqd
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from asrc.models.int8_cnn import fused_available, quint8_codes
+from asrc.models.int8_cnn import fused_available, quint8_codes, weight_scales
 from asrc.models.wav2vec2 import PositionalConv, _inference_fast_path
 
 #: int8 weights: symmetric, zero point 0, range [-128, 127] (torch's ``qint8`` observers).
@@ -192,10 +192,7 @@ class DynamicInt8Linear(nnqd.Linear):
         if cached is not None and cached[4] is packed:
             return cached
         w, b = self._weight_bias()
-        if w.qscheme() in (torch.per_channel_affine, torch.per_channel_symmetric):
-            scales = w.q_per_channel_scales().float().contiguous()
-        else:
-            scales = torch.full((w.shape[0],), float(w.q_scale()))
+        scales = weight_scales(w)
         zero = torch.zeros(w.shape[0], dtype=torch.long)
         bias = None if b is None else b.detach().float().contiguous()
         cached = (torch.ops.onednn.qlinear_prepack(w.int_repr().contiguous(), None), scales, zero, bias, packed)

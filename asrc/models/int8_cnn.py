@@ -49,51 +49,51 @@ def _rows_per_chunk(channels: int) -> int:
     return max(64, _CHUNK_BYTES // (4 * max(1, channels)))
 
 
-class _Layer:
-    """One int8 conv layer (2..N) as the chain runs it."""
+def weight_scales(w: Tensor) -> Tensor:
+    """Float scales ``[out]`` of a qint8 weight, per output channel or its one per-tensor scale repeated."""
+    if w.qscheme() in (torch.per_channel_affine, torch.per_channel_symmetric):
+        return w.q_per_channel_scales().float().contiguous()
+    return torch.full((w.shape[0],), float(w.q_scale()))
 
-    def __init__(self, conv, next_conv):
+
+class _Layer:
+    """One int8 conv layer (2..N) as the chain runs it: ``fused`` (oneDNN's packed weights) or
+    exact (``torch._int_mm`` weights and the requantization's per-channel factors); activation
+    codes stored as uint8 codes minus ``shift``."""
+
+    def __init__(self, conv, next_conv, fused: bool, shift: int):
         q = conv.conv  # torch.ao.nn.quantized.Conv1d
         self.packed = q._packed_params  # identity of the weights the chain was built from
         self.kernel, self.stride, self.groups = q.kernel_size[0], q.stride[0], q.groups
         if q.padding[0] != 0 or q.dilation[0] != 1:
             raise ValueError("padding / dilation")
         w = q.weight()  # qint8 [out, in/groups, kernel], per-channel or per-tensor scales
-        if w.qscheme() in (torch.per_channel_affine, torch.per_channel_symmetric):
-            w_scale = w.q_per_channel_scales().float()
-        else:
-            w_scale = torch.full((w.shape[0],), float(w.q_scale()))
+        w_scale = weight_scales(w)
         codes = w.int_repr()  # int8
         out_ch, in_g, k = codes.shape
-        self.in_channels, self.out_channels = in_g * self.groups, out_ch
+        self.out_channels = out_ch
         og = out_ch // self.groups
         in_scale, in_zp = conv.input_qparams()
-        self.out_scale, out_zp = conv.output_qparams()
         bias = conv.bias()
         bias = torch.zeros(out_ch) if bias is None else bias.detach().float()
+        self.in_qparams = (float(in_scale), int(in_zp))
+        self.next_qparams = None if next_conv is None else _stored_qparams(next_conv.input_qparams(), shift)
         # window layout: frame j of the window, channel c of the group -> row j * in_g + c
         mats = codes.permute(0, 2, 1).reshape(out_ch, k * in_g)  # [out, k*in_g]
-        self.weights: List[Tensor] = []
-        self.alpha: List[Tensor] = []
-        self.beta: List[Tensor] = []
-        for g in range(self.groups):
-            m = mats[g * og:(g + 1) * og]
-            self.weights.append(m.t().contiguous())
-            s = in_scale * w_scale[g * og:(g + 1) * og]
-            colsum = m.int().sum(1).float()
-            # z = acc * alpha + beta is the conv output in units of the output scale
-            self.alpha.append((s / self.out_scale).contiguous())
-            self.beta.append((((128 - in_zp) * s * colsum + bias[g * og:(g + 1) * og]) / self.out_scale).contiguous())
+        groups = [slice(g * og, (g + 1) * og) for g in range(self.groups)]
+        if fused:  # oneDNN's int8 matmul with scales, bias, GELU and output quantization inside
+            self.fused = [(torch.ops.onednn.qlinear_prepack(mats[c].contiguous(), None), w_scale[c].contiguous(),
+                           torch.zeros(og, dtype=torch.long), bias[c].contiguous()) for c in groups]
+            return
+        self.out_scale, out_zp = conv.output_qparams()
+        self.weights = [mats[c].t().contiguous() for c in groups]
+        # z = acc * alpha + beta is the conv output in units of the output scale
+        s = in_scale * w_scale
+        colsum = mats.int().sum(1).float()
+        self.alpha = [(s[c] / self.out_scale).contiguous() for c in groups]
+        self.beta = [(((128 - in_zp) * s[c] * colsum[c] + bias[c]) / self.out_scale).contiguous() for c in groups]
         # the quint8 output codes, relative to the zero point
         self.lo, self.hi = float(-out_zp), float(255 - out_zp)
-        self.next_qparams = None if next_conv is None else next_conv.input_qparams()
-        # the fused form: oneDNN's int8 matmul with scales, bias, GELU and output quantization inside
-        self.in_qparams = (float(in_scale), int(in_zp))
-        self.fused = None
-        if fused_available():
-            self.fused = [(torch.ops.onednn.qlinear_prepack(mats[g * og:(g + 1) * og].contiguous(), None),
-                           w_scale[g * og:(g + 1) * og].contiguous(), torch.zeros(og, dtype=torch.long),
-                           bias[g * og:(g + 1) * og].contiguous()) for g in range(self.groups)]
 
     def out_frames(self, frames: int) -> int:
         return (frames - self.kernel) // self.stride + 1
@@ -140,19 +140,17 @@ class Int8ConvChain:
         self.b0 = None if first.conv.bias is None else first.conv.bias.detach().float()
         norm = first.norm
         self.norm = None if norm is None else (norm.weight.detach().float(), norm.bias.detach().float(), norm.eps)
-        convs = [b.conv for b in blocks[1:]]
-        self.layers = [_Layer(c, convs[i + 1] if i + 1 < len(convs) else None) for i, c in enumerate(convs)]
         # fused: uint8 codes between layers, oneDNN's fused int8 matmul + GELU + quantization (the
         # conv output is not rounded to its uint8 codes before the GELU, as torch's quantized conv
         # must); exact: int8 codes (uint8 - 128), torch._int_mm and the module path's rounding
         self.fused = fused_available() if fused is None else bool(fused)
-        if self.fused and not all(layer.fused for layer in self.layers):
+        if self.fused and not fused_available():
             raise ValueError("oneDNN's quantized linear is not available in this torch build")
         self.shift, self.dtype = (0, torch.uint8) if self.fused else (128, torch.int8)
+        convs = [b.conv for b in blocks[1:]]
+        self.layers = [_Layer(c, convs[i + 1] if i + 1 < len(convs) else None, self.fused, self.shift)
+                       for i, c in enumerate(convs)]
         self.first_qparams = _stored_qparams(convs[0].input_qparams(), self.shift)
-        for layer in self.layers:
-            if layer.next_qparams is not None:
-                layer.next_qparams = _stored_qparams(layer.next_qparams, self.shift)
 
     @staticmethod
     def supported(extractor) -> bool:

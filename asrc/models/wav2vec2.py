@@ -48,6 +48,8 @@ FAST_PATH_VERSION = 2
 def inference_path() -> str:
     """Which computation inference runs now (part of what a decode's result depends on)."""
     return f"fast-v{FAST_PATH_VERSION}" if _FAST_PATH["enabled"] else "plain"
+
+
 # oneDNN's fused linear (+ activation) kernel, the one torch.compile's CPU backend uses.
 _LINEAR_POINTWISE = getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None) \
     if torch.backends.mkldnn.is_available() else None

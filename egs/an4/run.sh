@@ -379,6 +379,11 @@ prune_runs() {
     for t in $prune_targets; do echo "$t:$t:$prune_config"; done
     for t in $prune_long_targets; do echo "long_$t:$t:$prune_long_config"; done
 }
+# prune_names -> the NAME of each pruning run
+prune_names() {
+    local run
+    for run in $(prune_runs); do echo "${run%%:*}"; done
+}
 
 if stage_begin 14 "pruning with distillation: target sparsities $prune_targets; longer schedule: $prune_long_targets" \
         $stamps; then
@@ -397,8 +402,7 @@ if stage_begin 14 "pruning with distillation: target sparsities $prune_targets; 
 fi
 
 if stage_begin 15 "final distillation of the pruned students" $stamps; then
-    for run in $(prune_runs); do
-        t=${run%%:*}
+    for t in $(prune_names); do
         fresh_outputs exp/pruned_$t
         # shellcheck disable=SC2086
         $train_cmd exp/logs/pruned_final_$t.log \
@@ -426,16 +430,14 @@ if stage_begin 16 "pruned students against the 4-layer and narrow students: scor
     done
     [ ${#narrow_args[@]} -gt 0 ] && narrow_args=(--narrow "${narrow_args[@]}")
     pruned= pruned_names=()
-    for run in $(prune_runs); do
-        t=${run%%:*}
+    for t in $(prune_names); do
         pruned="$pruned prune_$t=exp/prune_$t/model pruned_$t=exp/pruned_$t/model"
         pruned_names+=("prune_$t" "pruned_$t")
     done
     decode_score_missing "$compared" test
     decode_sets "$pruned" test
     score_sets "$pruned" test
-    for run in $(prune_runs); do
-        t=${run%%:*}
+    for t in $(prune_names); do
         run_logged exp/logs/info_pruned_$t.log asrc-info exp/pruned_$t/model --json
     done
     models="$compared $pruned"
