@@ -93,6 +93,10 @@ class FoldedPositionalConv(nn.Module):
         return folded
 
     def forward(self, x: Tensor) -> Tensor:
+        if isinstance(self.conv, Int8Conv1d) and _inference_fast_path(self, x) and x.numel() > 0:
+            gemm = _pos_conv_gemm(self.conv)
+            if gemm is not None:
+                return gemm(x)
         y = self.conv(x.transpose(1, 2))
         if self.kernel % 2 == 0:  # padding k//2 on both sides of an even kernel gives one frame too many
             y = y[:, :, :-1]
@@ -161,6 +165,84 @@ class Int8Conv1d(nn.Module):
         return self.conv(self.quant(x)).dequantize()
 
 
+class _PosConvGemm:
+    """The int8 positional conv (a "same" grouped conv over time, stride 1, + GELU) of
+    :class:`FoldedPositionalConv` as one oneDNN int8 matmul per group, on CPU when the inference
+    fast path is on: the input quantized once to 8-bit codes laid out ``[group, frame, channels
+    of the group]`` with the padding frames at the zero point, so that the input window of an
+    output frame is a contiguous run of bytes and the windows of a group are an overlapping
+    strided view (no im2col copy); the per-channel scales, bias and GELU are inside the kernel,
+    the float output comes out time-major. torch's quantized conv converts the layout to
+    channels-last and back and rounds the conv output to its 8-bit codes before the GELU; this
+    path does not (as :mod:`asrc.models.int8_cnn`), so it is slightly closer to the float model.
+    """
+
+    def __init__(self, conv: "Int8Conv1d"):
+        q = conv.conv
+        self.packed_from = q._packed_params
+        self.kernel, self.groups, self.pad = q.kernel_size[0], q.groups, q.padding[0]
+        w = q.weight()  # qint8 [out, in/groups, kernel]
+        scales = weight_scales(w)
+        codes = w.int_repr()
+        out_ch, self.per, k = codes.shape
+        og = out_ch // self.groups
+        bias = conv.bias()
+        bias = torch.zeros(out_ch) if bias is None else bias.detach().float()
+        self.in_scale, self.in_zp = conv.input_qparams()
+        mats = codes.permute(0, 2, 1).reshape(out_ch, k * self.per)  # window row j * per + c
+        self.weights = [(torch.ops.onednn.qlinear_prepack(mats[c].contiguous(), None), scales[c].contiguous(),
+                         torch.zeros(og, dtype=torch.long), bias[c].contiguous())
+                        for c in (slice(g * og, (g + 1) * og) for g in range(self.groups))]
+
+    @staticmethod
+    def supported(conv: "Int8Conv1d") -> bool:
+        q = conv.conv
+        k = q.kernel_size[0]
+        return (q.stride[0] == 1 and q.dilation[0] == 1 and q.padding[0] == k // 2 and q.in_channels == q.out_channels
+                and q.padding_mode == "zeros")
+
+    def __call__(self, x: Tensor) -> Tensor:
+        """``x [batch, frame, channel]`` (float) -> ``gelu(conv(x))`` of the same shape."""
+        b, t, c = x.shape
+        k, pad, per = self.kernel, self.pad, self.per
+        codes = quint8_codes(torch.quantize_per_tensor(x.contiguous(), self.in_scale, self.in_zp, torch.quint8))
+        # [batch, group, pad + frame + the rest of the last window, per]; the last window of an
+        # even kernel reaches one frame beyond the padding, which the "same" length drops
+        padded = torch.full((b, self.groups, t + k, per), self.in_zp, dtype=torch.uint8)
+        padded[:, :, pad:pad + t].copy_(codes.view(b, t, self.groups, per).transpose(1, 2))
+        out = torch.empty(b, t, c)
+        for i in range(b):
+            for g, (packed, scales, zero, bias) in enumerate(self.weights):
+                xg = padded[i, g]
+                windows = xg.as_strided((t, k * per), (per, 1), xg.storage_offset())
+                out[i, :, g * per:(g + 1) * per] = torch.ops.onednn.qlinear_pointwise(
+                    windows, self.in_scale, self.in_zp, packed, scales, zero, bias, 1.0, 0, torch.float32, "gelu", [],
+                    "none")
+        return out
+
+
+_POS_CONV: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _pos_conv_gemm(conv: "Int8Conv1d"):
+    """The cached :class:`_PosConvGemm` of ``conv``; None where oneDNN's ops are missing, the
+    conv is not a "same" stride-1 conv, or a forward hook watches it (calibration)."""
+    if not fused_available() or conv._forward_hooks or conv._forward_pre_hooks or conv.conv._forward_hooks:
+        return None
+    from torch.nn.modules import module as nn_module
+
+    if nn_module._global_forward_hooks or nn_module._global_forward_pre_hooks:
+        return None
+    gemm = _POS_CONV.get(conv)
+    if gemm is not None and gemm.packed_from is conv.conv._packed_params:
+        return gemm
+    if not _PosConvGemm.supported(conv):
+        return None
+    gemm = _PosConvGemm(conv)
+    _POS_CONV[conv] = gemm
+    return gemm
+
+
 _ONEDNN_LINEAR: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
@@ -199,28 +281,45 @@ class DynamicInt8Linear(nnqd.Linear):
         _ONEDNN_LINEAR[self] = cached
         return cached
 
-    def _fast(self, x: Tensor) -> bool:
+    def int8_fast(self, x: Tensor) -> bool:
+        """Whether a call on ``x`` runs oneDNN's kernel (:meth:`quantize_input`, :meth:`forward_codes`)."""
         return (self._packed_params.dtype == torch.qint8 and _inference_fast_path(self, x) and x.numel() > 0
                 and fused_available())
 
-    def _onednn_forward(self, x: Tensor, post_op: str) -> Tensor:
-        packed, scales, zero, bias, _ = self._onednn_weights()
-        shape = x.shape
-        x2 = x.reshape(-1, shape[-1])
+    @staticmethod
+    def quantize_input(x2: Tensor) -> Tuple[Tensor, float, int]:
+        """``(uint8 codes, scale, zero point)`` of a float ``[rows, features]`` input, per tensor
+        over its range (what every fast call does; layers whose linears share an input quantize
+        it once)."""
         lo, hi = torch.aminmax(x2)
         scale, zp = _dynamic_qparams(float(lo), float(hi))
-        codes = quint8_codes(torch.quantize_per_tensor(x2, scale, zp, torch.quint8))
-        y = torch.ops.onednn.qlinear_pointwise(codes, scale, zp, packed, scales, zero, bias, 1.0, 0, torch.float32,
-                                               post_op, [], "none" if post_op == "gelu" else "")
+        return quint8_codes(torch.quantize_per_tensor(x2, scale, zp, torch.quint8)), scale, zp
+
+    def forward_codes(self, quantized: Tuple[Tensor, float, int], post_op: str = "none",
+                      residual: Tensor = None) -> Tensor:
+        """The float ``[rows, out]`` output on a :meth:`quantize_input` result, with ``post_op``
+        ("none" / "gelu") and ``+ residual`` (float ``[rows, out]``) inside the kernel."""
+        codes, scale, zp = quantized
+        packed, scales, zero, bias, _ = self._onednn_weights()
+        algorithm = "none" if post_op == "gelu" else ""
+        if residual is None:
+            return torch.ops.onednn.qlinear_pointwise(codes, scale, zp, packed, scales, zero, bias, 1.0, 0,
+                                                      torch.float32, post_op, [], algorithm)
+        return torch.ops.onednn.qlinear_pointwise.binary(codes, scale, zp, packed, scales, zero, residual, bias, 1.0,
+                                                         0, torch.float32, 1.0, 0, "add", 1.0, post_op, [], algorithm)
+
+    def _onednn_forward(self, x: Tensor, post_op: str) -> Tensor:
+        shape = x.shape
+        y = self.forward_codes(self.quantize_input(x.reshape(-1, shape[-1])), post_op)
         return y.reshape(*shape[:-1], y.shape[-1])
 
     def forward(self, x: Tensor) -> Tensor:
-        if self._fast(x):
+        if self.int8_fast(x):
             return self._onednn_forward(x, "none")
         return super().forward(x)
 
     def forward_gelu(self, x: Tensor) -> Tensor:
         """``gelu(self(x))``, the GELU inside the int8 kernel on the fast path."""
-        if self._fast(x):
+        if self.int8_fast(x):
             return self._onednn_forward(x, "gelu")
         return F.gelu(super().forward(x))

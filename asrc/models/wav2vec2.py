@@ -22,9 +22,12 @@ the GEMM's epilogue), fold the output biases and the residual additions into the
 (``addmm``), and the CNN applies GELU in place (a forward hook on a front-end conv sees its
 output overwritten by GELU afterwards: keep a copy). Same arithmetic up to float rounding (a
 test holds it to 1e-5 of the plain path); it is what makes asrc faster than transformers'
-Wav2Vec2ForCTC on the same weights (``asrc-bench model-speed``). It is off while tracing or
-exporting (portable graphs), for quantized modules, and with ``ASRC_FAST_PATH=0`` or inside
-:func:`plain_ops`.
+Wav2Vec2ForCTC on the same weights (``asrc-bench model-speed``). int8 models have their own
+(:mod:`asrc.models.int8`, :mod:`asrc.models.int8_cnn`): the CNN as one chain of oneDNN int8
+products, the positional conv as oneDNN int8 products over strided windows, and transformer
+layers whose q, k and v share one quantization of their input, with the residual sums and
+fc1's GELU inside the int8 kernels. It is off while tracing or exporting (portable graphs), and
+with ``ASRC_FAST_PATH=0`` or inside :func:`plain_ops`.
 """
 
 import contextlib
@@ -41,8 +44,9 @@ from asrc.models.int8_cnn import int8_chain
 
 
 _FAST_PATH = {"enabled": os.environ.get("ASRC_FAST_PATH", "1") != "0"}
-# Raised whenever the fast path's numbers change (2: int8 models through oneDNN, asrc.models.int8_cnn)
-FAST_PATH_VERSION = 2
+# Raised whenever the fast path's numbers change (2: int8 models through oneDNN, asrc.models.int8_cnn;
+# 3: the int8 positional conv through oneDNN, asrc.models.int8)
+FAST_PATH_VERSION = 3
 
 
 def inference_path() -> str:
@@ -360,9 +364,47 @@ class TransformerLayer(nn.Module):
         x = self.self_attn_layer_norm(attention(x))
         return self.final_layer_norm(ffn(x, x)).view(b, t, d)
 
+    def _int8_path_ok(self, x: Tensor) -> bool:
+        if self.self_attn is None or self.fc1 is None:
+            return False
+        attn = self.self_attn
+        return all(getattr(m, "int8_fast", None) is not None and m.int8_fast(x)
+                   for m in (attn.q_proj, attn.k_proj, attn.v_proj, attn.out_proj, self.fc1, self.fc2))
+
+    def _forward_int8(self, x: Tensor, attn_mask: Optional[Tensor]) -> Tensor:
+        """:meth:`forward` of a layer whose linears are int8 (:class:`asrc.models.int8.DynamicInt8Linear`)
+        on their fast path: q, k and v share one quantization of their input, and the residual
+        sums and fc1's GELU are computed inside the int8 kernels."""
+        b, t, d = x.shape
+        attn = self.self_attn
+        quantize = attn.q_proj.quantize_input
+        x = x.reshape(b * t, d)
+
+        def heads(linear, codes) -> Tensor:
+            return linear.forward_codes(codes).view(b, t, attn.num_heads, attn.head_dim).transpose(1, 2)
+
+        def attention(y: Tensor, residual: Tensor) -> Tensor:
+            codes = quantize(y)
+            h = F.scaled_dot_product_attention(heads(attn.q_proj, codes), heads(attn.k_proj, codes),
+                                               heads(attn.v_proj, codes), attn_mask=attn_mask)
+            h = h.transpose(1, 2).reshape(b * t, attn.num_heads * attn.head_dim)
+            return attn.out_proj.forward_codes(quantize(h), residual=residual)
+
+        def ffn(y: Tensor, residual: Tensor) -> Tensor:
+            h = self.fc1.forward_codes(quantize(y), "gelu")
+            return self.fc2.forward_codes(quantize(h), residual=residual)
+
+        if self.layer_norm_first:
+            x = attention(self.self_attn_layer_norm(x), x)
+            return ffn(self.final_layer_norm(x), x).view(b, t, d)
+        x = self.self_attn_layer_norm(attention(x, x))
+        return self.final_layer_norm(ffn(x, x)).view(b, t, d)
+
     def forward(self, x: Tensor, attn_mask: Optional[Tensor] = None) -> Tensor:
         if self._fast_path_ok(x):
             return self._forward_fast(x, attn_mask)
+        if self._int8_path_ok(x):
+            return self._forward_int8(x, attn_mask)
         if self.layer_norm_first:
             if self.self_attn is not None:
                 x = x + self.dropout(self.self_attn(self.self_attn_layer_norm(x), attn_mask))
