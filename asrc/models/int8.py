@@ -27,7 +27,7 @@ import torch.ao.nn.quantized.dynamic as nnqd
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from asrc.models.int8_cnn import fused_available, quint8_codes, weight_scales
+from asrc.models.int8_cnn import cached_fast_form, fused_available, quint8_codes, weight_scales
 from asrc.models.wav2vec2 import PositionalConv, _inference_fast_path
 
 #: int8 weights: symmetric, zero point 0, range [-128, 127] (torch's ``qint8`` observers).
@@ -227,20 +227,10 @@ _POS_CONV: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 def _pos_conv_gemm(conv: "Int8Conv1d"):
     """The cached :class:`_PosConvGemm` of ``conv``; None where oneDNN's ops are missing, the
     conv is not a "same" stride-1 conv, or a forward hook watches it (calibration)."""
-    if not fused_available() or conv._forward_hooks or conv._forward_pre_hooks or conv.conv._forward_hooks:
+    if not fused_available():
         return None
-    from torch.nn.modules import module as nn_module
-
-    if nn_module._global_forward_hooks or nn_module._global_forward_pre_hooks:
-        return None
-    gemm = _POS_CONV.get(conv)
-    if gemm is not None and gemm.packed_from is conv.conv._packed_params:
-        return gemm
-    if not _PosConvGemm.supported(conv):
-        return None
-    gemm = _PosConvGemm(conv)
-    _POS_CONV[conv] = gemm
-    return gemm
+    return cached_fast_form(_POS_CONV, conv, lambda gemm: gemm.packed_from is conv.conv._packed_params,
+                            _PosConvGemm.supported, _PosConvGemm)
 
 
 _ONEDNN_LINEAR: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()

@@ -306,27 +306,39 @@ class Int8ConvChain:
 _CHAINS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
-def _hooked(extractor) -> bool:
+def hooked(module) -> bool:
+    """Whether a forward hook watches ``module`` or one of its submodules (or every module: a
+    global hook). Hooks observe the modules' inputs and outputs (calibration), so a fast form
+    that bypasses the modules must not run then."""
     from torch.nn.modules import module as nn_module
 
     if nn_module._global_forward_hooks or nn_module._global_forward_pre_hooks:
         return True
-    return any(m._forward_hooks or m._forward_pre_hooks for m in extractor.modules())
+    return any(m._forward_hooks or m._forward_pre_hooks for m in module.modules())
+
+
+def cached_fast_form(cache: "weakref.WeakKeyDictionary", module, current, supported, build):
+    """The fast form ``build(module)`` of ``module``, kept in ``cache`` while ``current(form)``
+    holds (it was built from the weights the module holds now); None when ``module`` is hooked
+    or not ``supported(module)``."""
+    if hooked(module):
+        return None
+    form = cache.get(module)
+    if form is not None and current(form):
+        return form
+    if not supported(module):
+        return None
+    form = build(module)
+    cache[module] = form
+    return form
 
 
 def int8_chain(extractor) -> Optional[Int8ConvChain]:
     """The (cached) chain of ``extractor``, or None when its structure is not one the chain runs
     or a forward hook watches one of its modules."""
-    if _hooked(extractor):
-        return None  # hooks observe the modules' inputs and outputs (calibration): run the modules
-    chain = _CHAINS.get(extractor)
-    if chain is not None and chain.current(extractor) and chain.fused == fused_available():
-        return chain
-    if not Int8ConvChain.supported(extractor):
-        return None
-    chain = Int8ConvChain(extractor)
-    _CHAINS[extractor] = chain
-    return chain
+    return cached_fast_form(_CHAINS, extractor,
+                            lambda chain: chain.current(extractor) and chain.fused == fused_available(),
+                            Int8ConvChain.supported, Int8ConvChain)
 
 
-__all__ = ["Int8ConvChain", "int8_chain"]
+__all__ = ["Int8ConvChain", "cached_fast_form", "hooked", "int8_chain"]
