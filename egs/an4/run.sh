@@ -48,7 +48,8 @@
 #   14-16 the pruning experiment (not run by default: --stage 14 --stop_stage 16): 14 copies of
 #      the teacher pruned while distilled to $prune_targets (sparsity = share of the teacher's
 #      parameters removed; conf/prune.yaml) -> exp/prune_<t>/model and, on the longer schedule
-#      of conf/prune_long.yaml, to $prune_long_targets -> exp/prune_long_<t>, 15 final distillation of
+#      of conf/prune_long.yaml, to $prune_long_targets -> exp/prune_long_<t>, and the runs of
+#      $prune_extra_runs (NAME:TARGET:CONFIG) -> exp/prune_NAME, 15 final distillation of
 #      each dense model (conf/prune_final_distill.yaml) -> exp/pruned_<t>/model; the update
 #      counts (max_epoch x num_iters_per_epoch) and what they match are in those two files;
 #      16 AN4 test decoded and scored (WER, CER) by the pruned students; the teacher's, the
@@ -113,9 +114,13 @@ narrow_init_steps=300                      # stage 11 regression steps
 prune_targets="0.57 0.6 0.65 0.7 0.85 0.93" # stages 14-16: target sparsities; in 300 updates 0.57-0.7 overshoot, 0.85-0.93 stop short
                                            #   (run 2026-12-01: 0.57 -> 35.1 % kept, the 4-layer student's count; 0.65 -> 30.2 %; 0.93 -> 17.6 %)
 prune_config=conf/prune.yaml               # stage 14: the pruning run of each of $prune_targets -> exp/prune_<t>
-prune_long_targets="0.91"                  # stages 14-16: targets pruned on the longer schedule -> exp/prune_long_<t>
-                                           #   (0.91: the narrow student's count, which 300 updates do not reach)
+prune_long_targets="0.7 0.91"              # stages 14-16: targets pruned on the longer schedule -> exp/prune_long_<t>
+                                           #   (0.7: 30 % of the teacher's parameters, which 300 updates overshoot;
+                                           #   0.91: the narrow student's count, which 300 updates do not reach)
 prune_long_config=conf/prune_long.yaml     # stage 14: the longer schedule (1000 updates)
+prune_extra_runs="long_reg0.3_0.91:0.91:conf/prune_long_reg03.yaml"  # stages 14-16: more runs, NAME:TARGET:CONFIG
+                                           #   each -> exp/prune_NAME (here: the longer schedule, gates and
+                                           #   multipliers at lr 0.3, for the narrow student's count)
 # stage 17: post-training int8 variants, NAME:FLAGS (FLAGS: asrc-quantize flags joined by commas)
 int8_ptq="pos:--mode=static-pos conv:--mode=static-conv
           conv_per_tensor:--mode=static-conv,--conv-weights=per-tensor
@@ -378,6 +383,7 @@ prune_runs() {
     local t
     for t in $prune_targets; do echo "$t:$t:$prune_config"; done
     for t in $prune_long_targets; do echo "long_$t:$t:$prune_long_config"; done
+    for run in $prune_extra_runs; do echo "$run"; done
 }
 # prune_names -> the NAME of each pruning run
 prune_names() {
@@ -385,7 +391,7 @@ prune_names() {
     for run in $(prune_runs); do echo "${run%%:*}"; done
 }
 
-if stage_begin 14 "pruning with distillation: target sparsities $prune_targets; longer schedule: $prune_long_targets" \
+if stage_begin 14 "pruning with distillation: target sparsities $prune_targets; longer schedule: $prune_long_targets; more: $prune_extra_runs" \
         $stamps; then
     for run in $(prune_runs); do
         IFS=: read -r t target config <<< "$run"
