@@ -172,29 +172,39 @@ class Int8ConvChain:
 
     # ---- the first layer: float conv with its norm folded in ----
     def _first_layer(self, wav: Tensor, valid_samples: int) -> Tuple[Tensor, Tensor]:
-        """Folded kernel ``[k0, C0]`` and bias ``[C0]`` of the first layer for one utterance."""
-        w, b = self.w0, self.b0
-        if self.norm is None:
-            return w.t().contiguous(), (torch.zeros(w.shape[0]) if b is None else b)
-        gamma, beta, eps = self.norm
-        frames = (valid_samples - self.k0) // self.s0 + 1
-        windows = wav[:valid_samples].as_strided((frames, self.k0), (self.s0, 1)).double()
-        mean = windows.mean(0)
-        centred = windows - mean
-        cov = centred.t() @ centred / frames
-        wd = w.double()
-        mu = wd @ mean + (0.0 if b is None else b.double())
-        var = ((wd @ cov) * wd).sum(1).clamp(min=0.0)
-        inv = gamma.double() * torch.rsqrt(var + eps)
-        kernel = (wd * inv[:, None]).t().float().contiguous()
-        bias = (beta.double() - mu * inv + (0.0 if b is None else b.double() * inv)).float()
-        return kernel, bias
+        """``(windows [frames, k0 + 1], kernel [k0 + 1, C0])`` of the first layer for one
+        utterance: the input windows less the mean of the valid samples, with a column of ones,
+        and the kernel (norm folded in) with the bias as its last row, so that one product per
+        tile gives the layer's output before its GELU (no bias broadcast, no strided copy). The
+        norm's statistics come from the mean and covariance of the centred windows (``k0 x k0``)."""
+        frames = (wav.shape[0] - self.k0) // self.s0 + 1
+        valid_frames = max(0, (valid_samples - self.k0) // self.s0 + 1)
+        centre = float(wav[:valid_samples].mean()) if valid_samples > 0 else 0.0
+        windows = torch.empty(frames, self.k0 + 1)
+        torch.sub(wav.as_strided((frames, self.k0), (self.s0, 1)), centre, out=windows[:, :self.k0])
+        windows[:, self.k0] = 1.0
+        w = self.w0.double()  # [C0, k0]
+        b = 0.0 if self.b0 is None else self.b0.double()
+        # conv(x) = conv(x - centre) + centre * sum(w): the offset joins the bias
+        bias = b + centre * w.sum(1)
+        if self.norm is not None:
+            gamma, beta, eps = self.norm
+            x = windows[:max(valid_frames, 1), :self.k0]
+            n = x.shape[0]
+            mean = x.sum(0).double() / n
+            cov = (x.t() @ x).double() / n - torch.outer(mean, mean)
+            mu = w @ mean + bias
+            var = ((w @ cov) * w).sum(1).clamp(min=0.0)
+            inv = gamma.double() * torch.rsqrt(var + eps)
+            w = w * inv[:, None]
+            bias = beta.double() + (bias - mu) * inv
+        kernel = torch.cat([w.t(), (bias * torch.ones(w.shape[0], dtype=torch.float64))[None]]).float()
+        return windows, kernel.contiguous()
 
     def _run_one(self, wav: Tensor, valid_samples: int) -> Tensor:
         """One utterance ``[samples]`` -> features ``[frames, channels]`` (float)."""
-        kernel, bias = self._first_layer(wav, valid_samples)
-        frames = (wav.shape[0] - self.k0) // self.s0 + 1
-        windows = wav.as_strided((frames, self.k0), (self.s0, 1))
+        windows, kernel = self._first_layer(wav, valid_samples)
+        frames = windows.shape[0]
         c0 = kernel.shape[1]
         first = self.layers[0]
         x = torch.empty(first.groups, frames, c0 // first.groups, dtype=self.dtype)
@@ -202,7 +212,7 @@ class Int8ConvChain:
         z_buf = torch.empty(rows, c0)
         for r in range(0, frames, rows):
             n = min(rows, frames - r)
-            z = torch.addmm(bias, windows[r:r + n], kernel, out=z_buf[:n])
+            z = torch.mm(windows[r:r + n], kernel, out=z_buf[:n])
             torch.ops.aten.gelu_(z)
             self._store(x, z, r, 0, self.first_qparams)
         run = self._run_fused if self.fused else self._run_layer
@@ -298,7 +308,8 @@ class Int8ConvChain:
         for i in range(wav.shape[0]):
             valid = wav.shape[1] if lengths is None else int(lengths[i])
             feats.append(self._run_one(wav[i].contiguous(), valid))
-        return torch.stack(feats).transpose(1, 2)
+        out = feats[0].unsqueeze(0) if len(feats) == 1 else torch.stack(feats)
+        return out.transpose(1, 2)
 
 
 # extractor -> its chain; outside the module: copies and pickles of a model do not carry
