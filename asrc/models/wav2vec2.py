@@ -45,8 +45,9 @@ from asrc.models.int8_cnn import int8_chain
 
 _FAST_PATH = {"enabled": os.environ.get("ASRC_FAST_PATH", "1") != "0"}
 # Raised whenever the fast path's numbers change (2: int8 models through oneDNN, asrc.models.int8_cnn;
-# 3: the int8 positional conv through oneDNN, asrc.models.int8)
-FAST_PATH_VERSION = 3
+# 3: the int8 positional conv through oneDNN, asrc.models.int8; 4: the int8 CNN's first-layer
+# statistics in float32 from centred windows)
+FAST_PATH_VERSION = 4
 
 
 def inference_path() -> str:
