@@ -171,7 +171,8 @@ class _PosConvGemm:
     fast path is on: the input quantized once to 8-bit codes laid out ``[group, frame, channels
     of the group]`` with the padding frames at the zero point, so that the input window of an
     output frame is a contiguous run of bytes and the windows of a group are an overlapping
-    strided view (no im2col copy); the per-channel scales, bias and GELU are inside the kernel,
+    strided view of them (torch's op lays it out in C++: no im2col in Python, no float copy of
+    the input); the per-channel scales, bias and GELU are inside the kernel,
     the float output comes out time-major. torch's quantized conv converts the layout to
     channels-last and back and rounds the conv output to its 8-bit codes before the GELU; this
     path does not (as :mod:`asrc.models.int8_cnn`), so it is slightly closer to the float model.
