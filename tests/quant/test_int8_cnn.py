@@ -79,6 +79,14 @@ def test_chain_matches_the_int8_modules(static_conv, trained_tiny, structured_se
     assert len(torch.unique(ref)) > 50  # activations that exercise many codes, not a few
 
 
+def test_chain_matches_with_a_dc_offset(static_conv, trained_tiny, structured_set):
+    """A recording with a large DC offset (a cheap sound card): the chain computes the first
+    layer on windows less the utterance's mean and folds the offset back; its folded norm still
+    matches the module path's."""
+    wav = structured_set[2][:12800][None] + 0.4
+    _assert_chain_matches(static_conv, wav, float_model=trained_tiny)
+
+
 def test_chain_with_padding_matches(static_conv, trained_tiny, structured_set):
     """Utterances of different lengths in one batch: the first layer's norm takes each one's valid
     frames only, in the chain (folded statistics) as in the reference (masked norm)."""
