@@ -87,6 +87,19 @@ def test_chain_matches_with_a_dc_offset(static_conv, trained_tiny, structured_se
     _assert_chain_matches(static_conv, wav, float_model=trained_tiny)
 
 
+def test_chain_without_a_first_norm_with_a_dc_offset(calibration_set, structured_set):
+    """No norm on the first layer (the offset is not normalised away): the chain's centring of
+    the windows is undone through the bias exactly."""
+    torch.manual_seed(4)
+    model = build_model(dataclasses.replace(TINY, conv_bias=True), TOKENS).eval()
+    model.feature_extractor.conv_layers[0].norm = None
+    with torch.no_grad():
+        model.feature_extractor.conv_layers[0].conv.bias.normal_(0.0, 0.2)
+    qmodel, _ = quantize_model(model, "static-conv", [w + 0.3 for w in calibration_set])
+    assert int8_chain(qmodel.feature_extractor) is not None
+    _assert_chain_matches(qmodel, structured_set[2][:12800][None] + 0.3, float_model=model)
+
+
 def test_chain_with_padding_matches(static_conv, trained_tiny, structured_set):
     """Utterances of different lengths in one batch: the first layer's norm takes each one's valid
     frames only, in the chain (folded statistics) as in the reference (masked norm)."""
