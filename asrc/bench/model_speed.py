@@ -1,7 +1,8 @@
 """CPU forward speed of asrc's wav2vec 2.0 vs transformers' Wav2Vec2ForCTC on the same weights.
 
-Builds the wav2vec2-base architecture (12 post-LN layers, width 768, 32 outputs) with random
-weights in transformers, imports them with :mod:`asrc.models.import_hf`, and times one
+Builds the wav2vec2-base architecture (12 post-LN layers, width 768, 32 outputs), or that of
+an asrc model directory (``--config-of DIR``), with random weights in transformers, imports
+them with :mod:`asrc.models.import_hf`, and times one
 utterance through each model (``torch.inference_mode``, fp32) after a warm-up. The two models
 take turns run by run (ABBA order) so that load from other processes on a shared CPU hits
 both alike. Prints both medians (with the fastest run and the CPU time), the ratio of the
@@ -10,6 +11,7 @@ median wall times and the largest logit difference.
 Usage:
     asrc-bench model-speed                       # 10 s clip, 2 threads, median of 10 runs
     asrc-bench model-speed --runs 20 --json
+    asrc-bench model-speed --config-of egs/an4/teacher --runs 25   # the AN4 teacher's architecture
 """
 
 import json
@@ -20,6 +22,7 @@ import time
 import torch
 
 from asrc.core.constants import SAMPLE_RATE
+from asrc.errors import AsrcError
 from asrc.models.import_hf import from_hf
 
 
@@ -33,6 +36,9 @@ def add_arguments(parser):
                              "(default 1)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    parser.add_argument("--config-of", metavar="MODEL_DIR",
+                        help="time the architecture of this asrc model directory (its config.yaml; random "
+                             "weights, the same in both) instead of wav2vec2-base")
 
 
 def _time(fn):
@@ -54,9 +60,21 @@ def run(args) -> int:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
 
-    hf_config = transformers.Wav2Vec2Config()  # the defaults are wav2vec2-base with 32 letters
-    hf = transformers.Wav2Vec2ForCTC(hf_config).eval()
-    ours = from_hf(hf_config.to_dict(), hf.state_dict(), normalize=False, source="Wav2Vec2ForCTC").build_model()
+    if args.config_of:
+        from asrc.bench.footprint import build_hf_peer
+        from asrc.models.io import load_config
+
+        config = load_config(args.config_of)
+        if config.conv_groups != 1 or config.conv_share or config.layer_reuse != 1 or config.is_heterogeneous:
+            raise AsrcError(f"--config-of {args.config_of}: transformers' Wav2Vec2ForCTC has no grouped or shared "
+                            f"convs, layer reuse or per-layer heads / FFN widths; give a model without them")
+        hf = build_hf_peer(config)
+        architecture = str(args.config_of)
+    else:
+        hf = transformers.Wav2Vec2ForCTC(transformers.Wav2Vec2Config()).eval()  # wav2vec2-base, 32 letters
+        architecture = "wav2vec2-base"
+    ours = from_hf(hf.config.to_dict(), hf.state_dict(), normalize=False, source="Wav2Vec2ForCTC").build_model()
+    ours.eval()
     config = ours.config
 
     wav = torch.randn(1, int(args.seconds * SAMPLE_RATE))
@@ -82,7 +100,7 @@ def run(args) -> int:
     medians = {name: statistics.median(t) for name, t in times.items()}
     cpu_medians = {name: statistics.median(t) for name, t in cpu_times.items()}
     result = {
-        "architecture": f"wav2vec2-base: {config.num_layers} layers, width {config.embed_dim}, "
+        "architecture": f"{architecture}: {config.num_layers} layers, width {config.embed_dim}, "
                         f"vocab {config.vocab_size}",
         "seconds": args.seconds,
         "threads": args.threads,
