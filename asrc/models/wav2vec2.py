@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from asrc.models.config import Wav2Vec2Config
-from asrc.models.int8_cnn import int8_chain
+from asrc.models.int8_cnn import hooked, int8_chain
 
 
 _FAST_PATH = {"enabled": os.environ.get("ASRC_FAST_PATH", "1") != "0"}
@@ -370,7 +370,8 @@ class TransformerLayer(nn.Module):
             return False
         attn = self.self_attn
         return all(getattr(m, "int8_fast", None) is not None and m.int8_fast(x)
-                   for m in (attn.q_proj, attn.k_proj, attn.v_proj, attn.out_proj, self.fc1, self.fc2))
+                   for m in (attn.q_proj, attn.k_proj, attn.v_proj, attn.out_proj, self.fc1, self.fc2)) \
+            and not hooked(self)  # the int8 kernels are called directly: a hook on a linear would not fire
 
     def _forward_int8(self, x: Tensor, attn_mask: Optional[Tensor]) -> Tensor:
         """:meth:`forward` of a layer whose linears are int8 (:class:`asrc.models.int8.DynamicInt8Linear`)

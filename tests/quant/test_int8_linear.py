@@ -62,6 +62,11 @@ def test_transformer_layer_int8_path_equals_the_modules(trained_tiny, calibratio
         with plain_ops():
             layer(x)
         assert not calls  # plain ops: torch's modules
+        seen = []
+        hook = layer.fc1.register_forward_hook(lambda *a: seen.append(1))
+        layer(x)
+        hook.remove()
+        assert seen and not calls  # a hooked linear: the modules run, the hook fires
 
 
 def test_positional_conv_int8_path(trained_tiny, calibration_set):
