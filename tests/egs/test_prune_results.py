@@ -117,6 +117,31 @@ def test_goals_not_met_and_not_measurable(tmp_path, prune_results):
                              "— **met**"), g["(a)"]
 
 
+def test_goal_c_met_by_a_smaller_student(tmp_path, prune_results):
+    """(c): the student in the window misses the limit, a smaller one within it meets the goal
+    (it dominates); the smaller one must itself be within the limit."""
+    argv = setup(tmp_path, {"teacher": (100, 10.0), "pruned_0.7": (31, 12.0), "pruned_long_0.7": (27, 10.5),
+                            "pruned_0.85": (20, 11.5)}, plot=False)
+    assert prune_results.main(argv + ["--pruned", "pruned_0.7", "pruned_long_0.7", "pruned_0.85"]) == 0
+    g = goals((tmp_path / "exp" / "RESULTS_prune.md").read_text())
+    assert g["(c)"].endswith(
+        "pruned_0.7 (31.00 M, 31.0 % of the teacher's), CER 12.00 %: 20.0 % above the teacher's (goal: at most "
+        "10 % above); with fewer parameters, pruned_long_0.7 (27.00 M, 27.0 % of the teacher's), CER 10.50 %: "
+        "5.0 % above the teacher's (goal: at most 10 % above; smaller and within it) — **met**"), g["(c)"]
+    # nothing in the window: the smaller one alone
+    argv = setup(tmp_path, {"teacher": (100, 10.0), "pruned_long_0.7": (27, 9.5)}, plot=False)
+    assert prune_results.main(argv + ["--pruned", "pruned_long_0.7"]) == 0
+    g = goals((tmp_path / "exp" / "RESULTS_prune.md").read_text())
+    assert "is outside the window; with fewer parameters, pruned_long_0.7" in g["(c)"]
+    assert g["(c)"].endswith("5.0 % below the teacher's (goal: at most 10 % above; smaller and within it) — **met**")
+    # the smaller one over the limit too: not met
+    argv = setup(tmp_path, {"teacher": (100, 10.0), "pruned_0.7": (31, 12.0), "pruned_0.85": (20, 11.5)},
+                 plot=False)
+    assert prune_results.main(argv + ["--pruned", "pruned_0.7", "pruned_0.85"]) == 0
+    g = goals((tmp_path / "exp" / "RESULTS_prune.md").read_text())
+    assert g["(c)"].endswith("(goal: at most 10 % above) — **not met**"), g["(c)"]
+
+
 def test_user_errors_are_one_line(tmp_path, prune_results, capsys):
     argv = setup(tmp_path, {"teacher": (100, 10.0), "pruned_0.7": (30, 11.0)})
     assert prune_results.main(argv + ["--pruned", "pruned_0.9"]) == 1

@@ -22,7 +22,10 @@ experiment's plan; every figure in a goal line is computed here from the inputs)
 (b) at the narrow student's count (same window), at least 2 points better (with several
     ``--narrow`` rows, e.g. distilled and CTC-only: than the one of the lowest CER);
 (c) the pruned student nearest 30 % of the teacher's parameters (within the window around
-    that count): CER within 10 % (relative) of the teacher's.
+    that count): CER within 10 % (relative) of the teacher's; where that one is not (or none is
+    in the window), a pruned student with fewer parameters than the window that is within 10 %
+    meets the goal too (smaller and at least as accurate as asked: it dominates); its line
+    says so and names the student in the window, if any.
 
 Among several pruned students in a window the one with the lowest CER counts (equally near
 ones in (c) likewise). A goal without a pruned student in its window, or without the model it
@@ -185,19 +188,36 @@ def goal_teacher_share(label: str, teacher: Model, pruned: List[Model], toleranc
         return NOT_MEASURABLE, f"- {about}: no pruned student with a CER — **{NOT_MEASURABLE}**"
     distance = min(abs(Decimal(m.params) - target) for m in candidates)
     best = min((m for m in candidates if abs(Decimal(m.params) - target) == distance), key=lambda m: m.cer)
-    share = f"{100 * best.params / teacher.params:.1f} % of the teacher's"
-    if not low <= best.params <= high:
-        return NOT_MEASURABLE, (f"- {about}: the nearest pruned student, {best.name} ({best.mparams}, {share}), "
-                                f"is outside the window — **{NOT_MEASURABLE}**")
-    verdict = MET if best.cer <= teacher.cer * (1 + RELATIVE_LIMIT) else NOT_MET
-    if teacher.cer:
-        relative = (best.cer - teacher.cer) / teacher.cer * 100
-        how = f"{abs(relative):.1f} % {'above' if relative > 0 else 'below'} the teacher's" if relative else \
+
+    def share(m: Model) -> str:
+        return f"{100 * m.params / teacher.params:.1f} % of the teacher's"
+
+    def within(m: Model) -> bool:
+        return m.cer <= teacher.cer * (1 + RELATIVE_LIMIT)
+
+    def how(m: Model) -> str:
+        if not teacher.cer:
+            return "the teacher's is 0"
+        relative = (m.cer - teacher.cer) / teacher.cer * 100
+        return f"{abs(relative):.1f} % {'above' if relative > 0 else 'below'} the teacher's" if relative else \
             "the teacher's"
+
+    in_window = low <= best.params <= high
+    if in_window:
+        line = (f"{best.name} ({best.mparams}, {share(best)}), CER {best.cer} %: {how(best)} "
+                f"(goal: at most {_pct(RELATIVE_LIMIT)} above)")
     else:
-        how = "the teacher's is 0"
-    return verdict, (f"- {about}: {best.name} ({best.mparams}, {share}), CER {best.cer} %: {how} "
-                     f"(goal: at most {_pct(RELATIVE_LIMIT)} above) — **{verdict}**")
+        line = f"the nearest pruned student, {best.name} ({best.mparams}, {share(best)}), is outside the window"
+    if in_window and within(best):
+        return MET, f"- {about}: {line} — **{MET}**"
+    # A smaller pruned student within the limit dominates what the goal asks (the one nearest the window).
+    smaller = [m for m in candidates if m.params < low and within(m)]
+    if smaller:
+        top = max(smaller, key=lambda m: (m.params, -m.cer))
+        return MET, (f"- {about}: {line}; with fewer parameters, {top.name} ({top.mparams}, {share(top)}), CER "
+                     f"{top.cer} %: {how(top)} (goal: at most {_pct(RELATIVE_LIMIT)} above; smaller and within "
+                     f"it) — **{MET}**")
+    return (NOT_MET if in_window else NOT_MEASURABLE), f"- {about}: {line} — **{NOT_MET if in_window else NOT_MEASURABLE}**"
 
 
 def _cell(x: Optional[Decimal]) -> str:
