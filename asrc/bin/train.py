@@ -46,6 +46,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _update_count_flags(parser, espnet_args) -> dict:
+    """``--max_epoch`` / ``--num_iters_per_epoch`` given on the command line (``--opt N`` or
+    ``--opt=N``; the last one counts, as in ESPnet's parser), as ints."""
+    from asrc.distill.demo_config import UPDATE_COUNT_OPTIONS
+
+    found = {}
+    for i, arg in enumerate(espnet_args):
+        for name in UPDATE_COUNT_OPTIONS:
+            flag = f"--{name}"
+            if arg == flag and i + 1 < len(espnet_args):
+                value = espnet_args[i + 1]
+            elif arg.startswith(flag + "="):
+                value = arg[len(flag) + 1:]
+            else:
+                continue
+            try:
+                found[name] = int(value)
+            except ValueError:
+                parser.error(f"{flag} {value!r}: not a whole number")
+    return found
+
+
 @command("asrc-train", status=2)
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -67,7 +89,8 @@ def main(argv=None) -> int:
     if args.demo_config:
         from asrc.distill.demo_config import translate_file
 
-        defaults = translate_file(args.demo_config, ctc_only=args.ctc_only)
+        defaults = translate_file(args.demo_config, ctc_only=args.ctc_only,
+                                  overrides=_update_count_flags(parser, espnet_args))
     output_dir = args.output_dir or default_output_dir(args.exp_dir, args.tag, args.config, args.demo_config,
                                                        args.ctc_only)
     if args.config:

@@ -242,5 +242,24 @@ def student_spec(demo: Mapping, source: str = "demo_config") -> StudentSpec:
                                  source=f"{source} (as a student spec)")
 
 
-def translate_file(path, ctc_only: bool = False) -> Dict[str, Any]:
-    return translate(read_demo_config(path), ctc_only=ctc_only, source=str(path))
+#: Command-line options that change the number of updates, and the demo keys they stand for: the
+#: learning-rate schedule (its last step is the last update) is derived with them.
+UPDATE_COUNT_OPTIONS = {"max_epoch": "max_epoch", "num_iters_per_epoch": "num_iters_per_epoch"}
+
+
+def translate_file(path, ctc_only: bool = False, overrides: Mapping[str, Any] = None) -> Dict[str, Any]:
+    """:func:`translate` of the file ``path``; ``overrides`` (``max_epoch``, ``num_iters_per_epoch``
+    given on the command line) replace the file's before the schedule is derived, so that
+    ``--max_epoch 12`` stretches the warm-up and decay over the 12 epochs rather than leaving
+    the learning rate at 0 after the file's last epoch."""
+    demo = read_demo_config(path)
+    if overrides:
+        unknown = sorted(set(overrides) - set(UPDATE_COUNT_OPTIONS))
+        if unknown:
+            raise ValueError(f"not update-count options: {unknown}")
+        kd = dict(demo.get("knowledge_distillation") or {})
+        optimization = dict(kd.get("optimization") or {})
+        optimization.update({UPDATE_COUNT_OPTIONS[k]: v for k, v in overrides.items()})
+        kd["optimization"] = optimization
+        demo = {**demo, "knowledge_distillation": kd}
+    return translate(demo, ctc_only=ctc_only, source=str(path))

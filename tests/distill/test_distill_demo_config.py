@@ -118,3 +118,31 @@ def test_not_a_mapping(tmp_path):
         translate_file(path)
     with pytest.raises(FileNotFoundError):
         translate_file(tmp_path / "missing.yaml")
+
+
+def test_update_count_flags_reshape_the_schedule():
+    """--max_epoch / --num_iters_per_epoch on asrc-train's command line: the schedule decays to 0
+    at the new last update, not at the file's (the learning rate would sit at 0 after it)."""
+    out = translate_file(DEMO, overrides={"max_epoch": 12})
+    assert out["max_epoch"] == 12
+    assert out["scheduler_conf"] == {"warmup_steps_list": [0, 50, 600], "warmup_lr_list": [0.0, 0.0005, 0.0]}
+    out = translate_file(DEMO, overrides={"max_epoch": 2, "num_iters_per_epoch": 10})
+    assert out["scheduler_conf"]["warmup_steps_list"] == [0, 10, 20]
+
+
+def test_asrc_train_passes_update_count_flags(monkeypatch):
+    from asrc.bin import train as train_cli
+
+    seen = {}
+
+    def fake_translate(path, ctc_only=False, overrides=None):
+        seen["overrides"] = overrides
+        return {}
+
+    monkeypatch.setattr("asrc.distill.demo_config.translate_file", fake_translate)
+    monkeypatch.setattr("asrc.espnet.launch.train", lambda *a, **k: None)
+    assert train_cli.main(["--demo_config", str(DEMO), "--max_epoch", "12", "--num_iters_per_epoch=30",
+                           "--output_dir", "unused"]) == 0
+    assert seen["overrides"] == {"max_epoch": 12, "num_iters_per_epoch": 30}
+    with pytest.raises(SystemExit):
+        train_cli.main(["--demo_config", str(DEMO), "--max_epoch", "many", "--output_dir", "unused"])
