@@ -260,6 +260,13 @@ def translate_file(path, ctc_only: bool = False, overrides: Mapping[str, Any] = 
         kd = dict(demo.get("knowledge_distillation") or {})
         optimization = dict(kd.get("optimization") or {})
         optimization.update({UPDATE_COUNT_OPTIONS[k]: v for k, v in overrides.items()})
+        warm, epochs = optimization.get("num_lr_warm_up_epoch"), optimization.get("max_epoch")
+        if isinstance(warm, (int, float)) and isinstance(epochs, int) and warm >= epochs > 0:
+            # a short run asked for on the command line (e.g. --max_epoch 1 for a smoke test):
+            # warm up over its first half rather than refuse the file's warm-up
+            logger.info("%s: --max_epoch %d leaves no room for %s warm-up epochs: warming up over %g",
+                        path, epochs, warm, epochs / 2)
+            optimization["num_lr_warm_up_epoch"] = epochs / 2
         kd["optimization"] = optimization
         demo = {**demo, "knowledge_distillation": kd}
     return translate(demo, ctc_only=ctc_only, source=str(path))

@@ -128,6 +128,9 @@ def test_update_count_flags_reshape_the_schedule():
     assert out["scheduler_conf"] == {"warmup_steps_list": [0, 50, 600], "warmup_lr_list": [0.0, 0.0005, 0.0]}
     out = translate_file(DEMO, overrides={"max_epoch": 2, "num_iters_per_epoch": 10})
     assert out["scheduler_conf"]["warmup_steps_list"] == [0, 10, 20]
+    # a smoke test's single epoch: the file's 1-epoch warm-up becomes half of it
+    out = translate_file(DEMO, overrides={"max_epoch": 1, "num_iters_per_epoch": 4})
+    assert out["scheduler_conf"]["warmup_steps_list"] == [0, 2, 4]
 
 
 def test_asrc_train_passes_update_count_flags(monkeypatch):

@@ -34,7 +34,7 @@ def tiny_models(recipe: Path):
                    tokens=tokens)
     save_model_dir(build_model(cfg.replace(embed_dim=24, ffn_dim=48), tokens).eval(), recipe / "exp/narrow_kd/model",
                    tokens=tokens)
-    for i, name in enumerate(["prune_0.5", "pruned_0.5"]):
+    for i, name in enumerate(["prune_0.5", "pruned_0.5", "prune_x", "pruned_x"]):
         masks = random_masks(cfg, torch.Generator().manual_seed(7 + i), keep=0.5)
         save_model_dir(materialise(teacher, masks), recipe / f"exp/{name}/model", tokens=tokens)
 
@@ -70,7 +70,9 @@ def test_an4_stage_16_tiny(tmp_path):
         score_dir(refs, hyps, recipe / f"exp/teacher_committed/decode_test/score_{unit[0]}er", unit=unit,
                   use_sclite=False)
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    # one run of $prune_targets and one of $prune_extra_runs (NAME:TARGET:CONFIG)
     args = ["--stage", "16", "--stop_stage", "16", "--prune_targets", "0.5", "--prune_long_targets", "",
+            "--prune_extra_runs", "x:0.6:conf/prune.yaml",
             "--student_teacher", "tinyteacher",
             "--seeds", "7 8", "--nj", "1"]
     r = subprocess.run(["bash", str(recipe / "run.sh"), *args], cwd=recipe, capture_output=True, text=True, env=env,
@@ -80,7 +82,7 @@ def test_an4_stage_16_tiny(tmp_path):
     assert "decoding data/test with exp/student_kd_s7/model" in r.stderr  # the first seed's, missing: decoded
 
     exp = recipe / "exp"
-    names = ["teacher", "student_kd_s7", "narrow_kd", "prune_0.5", "pruned_0.5"]
+    names = ["teacher", "student_kd_s7", "narrow_kd", "prune_0.5", "pruned_0.5", "prune_x", "pruned_x"]
     cer = json.loads((exp / "prune_cer.json").read_text())
     assert list(cer) == names
     footprint = json.loads((exp / "prune_footprint.json").read_text())
