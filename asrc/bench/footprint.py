@@ -159,11 +159,12 @@ def _hf_config(config: Wav2Vec2Config):
     )
 
 
-def build_hf_peer(config: Wav2Vec2Config):
-    """transformers ``Wav2Vec2ForCTC`` with the architecture of ``config`` (random weights)."""
+def build_hf_peer(config: Wav2Vec2Config, advice: str = "give a teacher without them (or --no-peer)"):
+    """transformers ``Wav2Vec2ForCTC`` with the architecture of ``config`` (random weights); an
+    architecture transformers cannot build is an error ending in ``advice``."""
     if config.conv_groups != 1 or config.conv_share or config.layer_reuse != 1 or config.is_heterogeneous:
-        raise AsrcError("the transformers peer has no grouped/shared convs, layer reuse or per-layer "
-                        "heads/FFN widths; give a teacher without them (or --no-peer)")
+        raise AsrcError(f"the transformers peer has no grouped/shared convs, layer reuse or per-layer "
+                        f"heads/FFN widths; {advice}")
     from transformers import Wav2Vec2ForCTC
     from transformers.utils import logging as hf_logging
 

@@ -22,7 +22,6 @@ import time
 import torch
 
 from asrc.core.constants import SAMPLE_RATE
-from asrc.errors import AsrcError
 from asrc.models.import_hf import from_hf
 
 
@@ -64,11 +63,8 @@ def run(args) -> int:
         from asrc.bench.footprint import build_hf_peer
         from asrc.models.io import load_config
 
-        config = load_config(args.config_of)
-        if config.conv_groups != 1 or config.conv_share or config.layer_reuse != 1 or config.is_heterogeneous:
-            raise AsrcError(f"--config-of {args.config_of}: transformers' Wav2Vec2ForCTC has no grouped or shared "
-                            f"convs, layer reuse or per-layer heads / FFN widths; give a model without them")
-        hf = build_hf_peer(config)
+        hf = build_hf_peer(load_config(args.config_of), advice=f"give --config-of a model without them "
+                                                                f"({args.config_of} has some)")
         architecture = str(args.config_of)
     else:
         hf = transformers.Wav2Vec2ForCTC(transformers.Wav2Vec2Config()).eval()  # wav2vec2-base, 32 letters

@@ -27,7 +27,8 @@ import torch.ao.nn.quantized.dynamic as nnqd
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from asrc.models.int8_cnn import cached_fast_form, fused_available, quint8_codes, weight_scales
+from asrc.models.int8_cnn import (cached_fast_form, fused_available, onednn_group_weights, quint8_codes,
+                                  weight_scales, window_weights)
 from asrc.models.wav2vec2 import PositionalConv, _inference_fast_path
 
 #: int8 weights: symmetric, zero point 0, range [-128, 127] (torch's ``qint8`` observers).
@@ -182,18 +183,9 @@ class _PosConvGemm:
         q = conv.conv
         self.packed_from = q._packed_params
         self.kernel, self.groups, self.pad = q.kernel_size[0], q.groups, q.padding[0]
-        w = q.weight()  # qint8 [out, in/groups, kernel]
-        scales = weight_scales(w)
-        codes = w.int_repr()
-        out_ch, self.per, k = codes.shape
-        og = out_ch // self.groups
-        bias = conv.bias()
-        bias = torch.zeros(out_ch) if bias is None else bias.detach().float()
+        self.per = q.in_channels // q.groups
         self.in_scale, self.in_zp = conv.input_qparams()
-        mats = codes.permute(0, 2, 1).reshape(out_ch, k * self.per)  # window row j * per + c
-        self.weights = [(torch.ops.onednn.qlinear_prepack(mats[c].contiguous(), None), scales[c].contiguous(),
-                         torch.zeros(og, dtype=torch.long), bias[c].contiguous())
-                        for c in (slice(g * og, (g + 1) * og) for g in range(self.groups))]
+        self.weights = onednn_group_weights(*window_weights(conv))
 
     @staticmethod
     def supported(conv: "Int8Conv1d") -> bool:

@@ -56,6 +56,28 @@ def weight_scales(w: Tensor) -> Tensor:
     return torch.full((w.shape[0],), float(w.q_scale()))
 
 
+def window_weights(conv) -> Tuple[Tensor, Tensor, Tensor, List[slice]]:
+    """The int8 kernel of an :class:`asrc.models.int8.Int8Conv1d` as rows over an input window:
+    ``(codes [out, kernel x in/groups] int8, row j * in/groups + c for frame j of the window and
+    channel c of the group; weight scales [out]; float bias [out], zeros without one; the
+    output channels of each group)``."""
+    w = conv.conv.weight()  # qint8 [out, in/groups, kernel], per-channel or per-tensor scales
+    codes = w.int_repr()
+    out_ch, in_g, k = codes.shape
+    bias = conv.bias()
+    bias = torch.zeros(out_ch) if bias is None else bias.detach().float()
+    og = out_ch // conv.conv.groups
+    return (codes.permute(0, 2, 1).reshape(out_ch, k * in_g), weight_scales(w), bias,
+            [slice(g * og, (g + 1) * og) for g in range(conv.conv.groups)])
+
+
+def onednn_group_weights(mats: Tensor, scales: Tensor, bias: Tensor, groups: List[slice]) -> list:
+    """Per group, the arguments of ``torch.ops.onednn.qlinear_pointwise`` that describe its weights:
+    ``(packed int8 weight, weight scales, weight zero points, bias)``."""
+    return [(torch.ops.onednn.qlinear_prepack(mats[c].contiguous(), None), scales[c].contiguous(),
+             torch.zeros(c.stop - c.start, dtype=torch.long), bias[c].contiguous()) for c in groups]
+
+
 class _Layer:
     """One int8 conv layer (2..N) as the chain runs it: ``fused`` (oneDNN's packed weights) or
     exact (``torch._int_mm`` weights and the requantization's per-channel factors); activation
@@ -67,23 +89,13 @@ class _Layer:
         self.kernel, self.stride, self.groups = q.kernel_size[0], q.stride[0], q.groups
         if q.padding[0] != 0 or q.dilation[0] != 1:
             raise ValueError("padding / dilation")
-        w = q.weight()  # qint8 [out, in/groups, kernel], per-channel or per-tensor scales
-        w_scale = weight_scales(w)
-        codes = w.int_repr()  # int8
-        out_ch, in_g, k = codes.shape
-        self.out_channels = out_ch
-        og = out_ch // self.groups
+        mats, w_scale, bias, groups = window_weights(conv)
+        self.out_channels = mats.shape[0]
         in_scale, in_zp = conv.input_qparams()
-        bias = conv.bias()
-        bias = torch.zeros(out_ch) if bias is None else bias.detach().float()
         self.in_qparams = (float(in_scale), int(in_zp))
         self.next_qparams = None if next_conv is None else _stored_qparams(next_conv.input_qparams(), shift)
-        # window layout: frame j of the window, channel c of the group -> row j * in_g + c
-        mats = codes.permute(0, 2, 1).reshape(out_ch, k * in_g)  # [out, k*in_g]
-        groups = [slice(g * og, (g + 1) * og) for g in range(self.groups)]
         if fused:  # oneDNN's int8 matmul with scales, bias, GELU and output quantization inside
-            self.fused = [(torch.ops.onednn.qlinear_prepack(mats[c].contiguous(), None), w_scale[c].contiguous(),
-                           torch.zeros(og, dtype=torch.long), bias[c].contiguous()) for c in groups]
+            self.fused = onednn_group_weights(mats, w_scale, bias, groups)
             return
         self.out_scale, out_zp = conv.output_qparams()
         self.weights = [mats[c].t().contiguous() for c in groups]
@@ -198,7 +210,7 @@ class Int8ConvChain:
             inv = gamma.double() * torch.rsqrt(var + eps)
             w = w * inv[:, None]
             bias = beta.double() + (bias - mu) * inv
-        kernel = torch.cat([w.t(), (bias * torch.ones(w.shape[0], dtype=torch.float64))[None]]).float()
+        kernel = torch.cat([w.t(), bias[None]]).float()
         return windows, kernel.contiguous()
 
     def _run_one(self, wav: Tensor, valid_samples: int) -> Tensor:
@@ -352,4 +364,4 @@ def int8_chain(extractor) -> Optional[Int8ConvChain]:
                             Int8ConvChain.supported, Int8ConvChain)
 
 
-__all__ = ["Int8ConvChain", "cached_fast_form", "hooked", "int8_chain"]
+__all__ = ["Int8ConvChain", "cached_fast_form", "hooked", "int8_chain", "onednn_group_weights", "window_weights"]

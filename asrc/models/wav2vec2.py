@@ -330,7 +330,9 @@ class TransformerLayer(nn.Module):
 
     def _ffn(self, x: Tensor) -> Tensor:
         # an int8 Linear with the GELU in its kernel (called directly: not while a hook watches fc1)
-        fc1_gelu = None if hooked(self.fc1) else getattr(self.fc1, "forward_gelu", None)
+        fc1_gelu = getattr(self.fc1, "forward_gelu", None)
+        if fc1_gelu is not None and hooked(self.fc1):
+            fc1_gelu = None
         h = fc1_gelu(x) if fc1_gelu is not None else F.gelu(self.fc1(x))
         return self.dropout(self.fc2(self.activation_dropout(h)))
 
