@@ -36,8 +36,12 @@
 #      student of conf/student.yaml (4 layers, conv_groups 2: the compression demo's)
 #      distilled (kd), the same student trained with CTC alone for the same updates (ctc), and
 #      distilled on AN4 train + audio without transcripts (kdu: $untranscribed_sets and a
-#      degraded copy of AN4 train; CTC only where there is a transcript), for each of $seeds
-#      (conf/train_student.yaml), side by side
+#      degraded copy of AN4 train; CTC only where there is a transcript), and the same with the
+#      transcribed share of each batch kept (kdm: AN4 train $mixed_an4_copies times beside the
+#      untranscribed audio, batches of $mixed_batch_size: about as many transcribed utterances
+#      per update as kd and ctc), and kd with the hidden-state loss too (kdh:
+#      conf/student_hidden.yaml), for each of $seeds (conf/train_student.yaml), side by side;
+#      $student_kinds picks the kinds
 #   9  int8 quantization of the distilled student (first seed)
 #   10 decoding + scoring of data/test by teacher and students -> exp/RESULTS.md
 #   11-13 the narrow student (conf/student_narrow.yaml: half the teacher's width, no
@@ -87,6 +91,10 @@ student_args=                              # extra asrc-train flags for stage 8
 seeds="42 43"                              # stages 8-10: one student of each kind per seed
 untranscribed_sets="data/synth/words_train" # stage 8: audio the kdu students distil on without transcripts
                                            #   (with a degraded copy of AN4 train, always)
+student_kinds="kd ctc kdu kdm kdh"         # stages 8 and 10: which students (kd, ctc, kdu, kdm, kdh: see stage 8)
+student_jobs=3                             # stage 8: trainings at once (one thread each)
+mixed_an4_copies=8                         # stage 8, kdm: copies of AN4 train beside the untranscribed audio
+mixed_batch_size=16                        # stage 8, kdm: its batch size (about half transcribed)
 force_stages=
 nj=2                                       # synthesis and decoding jobs
 synth_subsets="train:1200,dev:60"          # stage 1: synthetic speech for the teacher ("" = AN4 only)
@@ -272,43 +280,62 @@ fi
 
 # ---- the distillation experiment: distilled vs CTC-only student, same student, same updates ----
 
-if stage_begin 8 "students: distilled, CTC-only and distilled with untranscribed audio, seeds $seeds" $stamps; then
-    # The untranscribed set-up's data: AN4 train (transcribed) + audio whose transcripts the
-    # student never sees: AN4-domain synthetic speech and a degraded copy of AN4 train.
-    run_logged exp/logs/degrade_train.log local/degrade.py data/train data/train_degraded --seed 2 --prefix deg-
-    with_untranscribed=(data/train)
-    for d in $untranscribed_sets data/train_degraded; do
-        [ -f "$d/wav.scp" ] || die "untranscribed_sets: $d is not a data directory"
-        name=untranscribed_$(basename "$d")
-        run_logged exp/logs/copy_$name.log asrc-data copy "$d" "data/$name" --prefix u- --drop-text
-        with_untranscribed+=("data/$name")
+if stage_begin 8 "students ($student_kinds), seeds $seeds" $stamps; then
+    for kind in $student_kinds; do
+        case $kind in kd|ctc|kdu|kdm|kdh) ;; *) die "student_kinds: unknown kind '$kind' (kd, ctc, kdu, kdm, kdh)";; esac
     done
-    run_logged exp/logs/combine_train_untranscribed.log \
-        asrc-data combine --untranscribed-ok data/train_untranscribed "${with_untranscribed[@]}"
+    if [[ " $student_kinds " == *" kdu "* || " $student_kinds " == *" kdm "* ]]; then
+        # The untranscribed set-ups' data: AN4 train (transcribed) + audio whose transcripts the
+        # student never sees: AN4-domain synthetic speech and a degraded copy of AN4 train.
+        run_logged exp/logs/degrade_train.log local/degrade.py data/train data/train_degraded --seed 2 --prefix deg-
+        untranscribed_dirs=()
+        for d in $untranscribed_sets data/train_degraded; do
+            [ -f "$d/wav.scp" ] || die "untranscribed_sets: $d is not a data directory"
+            name=untranscribed_$(basename "$d")
+            run_logged exp/logs/copy_$name.log asrc-data copy "$d" "data/$name" --prefix u- --drop-text
+            untranscribed_dirs+=("data/$name")
+        done
+        run_logged exp/logs/combine_train_untranscribed.log \
+            asrc-data combine --untranscribed-ok data/train_untranscribed data/train "${untranscribed_dirs[@]}"
+        # kdm: AN4 train $mixed_an4_copies times (prefixed ids) beside the same untranscribed audio
+        mixed=(data/train)
+        for ((i = 1; i < mixed_an4_copies; i++)); do
+            run_logged exp/logs/copy_an4_mix$i.log asrc-data copy data/train "data/an4_mix$i" --prefix "mix$i-"
+            mixed+=("data/an4_mix$i")
+        done
+        run_logged exp/logs/combine_train_mixed.log \
+            asrc-data combine --untranscribed-ok data/train_mixed "${mixed[@]}" "${untranscribed_dirs[@]}"
+    fi
     # All runs of a seed start from the same every_k initialisation of the teacher (grouped
     # kernels fitted on data/train's speech), with the same schedule ($student_config:
     # max_epoch x num_iters_per_epoch updates); kd and ctc differ only in the loss, kdu
-    # (distilled) only in its training data (CTC on the transcribed part, teacher losses on all).
+    # (distilled) only in its training data (CTC on the transcribed part, teacher losses on
+    # all), kdm in its data and batch size (the transcribed part of each batch about kd's),
+    # kdh (distilled) in its loss: kd's and the hidden-state loss.
+    running=0
     for seed in $seeds; do
-        fresh_outputs "exp/student_kd_s$seed" "exp/student_ctc_s$seed" "exp/student_kdu_s$seed"
         common=(--config "$student_config" --encoder_conf "init=$student_teacher" --encoder_conf calibration=data/train
                 --seed "$seed" --export_checkpoint valid.cer.ave.pth)
-        log "seed $seed: logs exp/logs/train_student_{kd,ctc,kdu}_s$seed.log (tensorboard --logdir exp)"
-        # shellcheck disable=SC2086
-        bg_job exp/logs/train_student_kd_s$seed.log $train_cmd exp/logs/train_student_kd_s$seed.log \
-            asrc-train "${common[@]}" --model_conf "teacher=$student_teacher" \
-                --output_dir "exp/student_kd_s$seed" --export_model_dir "exp/student_kd_s$seed/model" $student_args
-        # shellcheck disable=SC2086
-        bg_job exp/logs/train_student_ctc_s$seed.log $train_cmd exp/logs/train_student_ctc_s$seed.log \
-            asrc-train "${common[@]}" --model asrc_ctc \
-                --output_dir "exp/student_ctc_s$seed" --export_model_dir "exp/student_ctc_s$seed/model" $student_args
-        # shellcheck disable=SC2086
-        bg_job exp/logs/train_student_kdu_s$seed.log $train_cmd exp/logs/train_student_kdu_s$seed.log \
-            asrc-train "${common[@]}" --model_conf "teacher=$student_teacher" \
-                --train_data_dir data/train_untranscribed \
-                --output_dir "exp/student_kdu_s$seed" --export_model_dir "exp/student_kdu_s$seed/model" $student_args
-        wait_jobs
+        for kind in $student_kinds; do
+            out=exp/student_${kind}_s$seed
+            fresh_outputs "$out"
+            case $kind in
+                kd)  args=(--model_conf "teacher=$student_teacher") ;;
+                ctc) args=(--model asrc_ctc) ;;
+                kdu) args=(--model_conf "teacher=$student_teacher" --train_data_dir data/train_untranscribed) ;;
+                kdm) args=(--model_conf "teacher=$student_teacher" --train_data_dir data/train_mixed
+                           --batch_size "$mixed_batch_size") ;;
+                kdh) args=(--model_conf "teacher=$student_teacher" --student conf/student_hidden.yaml) ;;
+            esac
+            log "log: exp/logs/train_student_${kind}_s$seed.log (tensorboard --logdir exp)"
+            # shellcheck disable=SC2086
+            bg_job exp/logs/train_student_${kind}_s$seed.log $train_cmd exp/logs/train_student_${kind}_s$seed.log \
+                asrc-train "${common[@]}" "${args[@]}" --output_dir "$out" --export_model_dir "$out/model" $student_args
+            running=$((running + 1))
+            if [ "$running" -ge "$student_jobs" ]; then wait_jobs; running=0; fi
+        done
     done
+    wait_jobs
     stage_done 8 $stamps
 fi
 
@@ -323,7 +350,7 @@ fi
 if stage_begin 10 "decoding and scoring data/test -> exp/RESULTS.md" $stamps; then
     experiment="teacher_committed=$student_teacher"
     for seed in $seeds; do
-        for m in kd ctc kdu; do
+        for m in $student_kinds; do
             experiment="$experiment student_${m}_s$seed=exp/student_${m}_s$seed/model"
         done
     done

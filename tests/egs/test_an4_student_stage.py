@@ -1,0 +1,78 @@
+"""egs/an4/run.sh stage 8 (the distillation experiment's students) end to end on tiny stand-ins:
+a random 4-layer teacher, a few utterances of tones. Only the kinds in --student_kinds train;
+the kdm kind's data holds AN4 train $mixed_an4_copies times beside the untranscribed audio and
+trains with $mixed_batch_size; kdh adds the hidden-state loss (conf/student_hidden.yaml)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from recipe_copy import copy_an4_recipe
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests" / "espnet"))
+
+
+def lines(path: Path) -> list[str]:
+    return path.read_text().splitlines()
+
+
+@pytest.mark.slow
+def test_an4_stage_8_kinds_tiny(tmp_path):
+    from espnet_helpers import write_data_dir
+
+    from asrc.data.tokens import letter_tokens
+    from asrc.models import Wav2Vec2Config, build_model, save_model_dir
+
+    recipe = copy_an4_recipe(tmp_path)
+    cfg = Wav2Vec2Config.from_yaml(recipe / "conf" / "teacher_model.yaml")
+    cfg = cfg.replace(num_layers=4, embed_dim=32, ffn_dim=64, num_heads=2, pos_conv_kernel=8, pos_conv_groups=4,
+                      conv_layers=[[16, k, s] for _, k, s in cfg.conv_layers])
+    save_model_dir(build_model(cfg, letter_tokens()), tmp_path / "teacher")
+    for name, n, seed in (("train", 6, 1), ("dev", 4, 2), ("extra", 5, 3)):
+        write_data_dir(recipe / "data", name, n, seed)
+
+    args = ["--stage", "8", "--stop_stage", "8", "--student_teacher", str(tmp_path / "teacher"), "--seeds", "7",
+            "--student_kinds", "kdm ctc kdh", "--mixed_an4_copies", "3", "--mixed_batch_size", "5",
+            "--untranscribed_sets", "data/extra",
+            "--student_args", "--max_epoch 1 --num_iters_per_epoch 2 --num_workers 0"]
+    r = subprocess.run(["bash", str(recipe / "run.sh"), *args], cwd=recipe, capture_output=True, text=True,
+                       env=dict(os.environ), timeout=900)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
+
+    data = recipe / "data"
+    mixed = [u.split()[0] for u in lines(data / "train_mixed" / "wav.scp")]
+    transcribed = [u.split()[0] for u in lines(data / "train_mixed" / "text")]
+    train = [u.split()[0] for u in lines(data / "train" / "wav.scp")]
+    # AN4 train three times (itself and two prefixed copies), the extra audio and the degraded
+    # copy of AN4 train without their transcripts
+    assert len(mixed) == 3 * 6 + 5 + 6 and len(set(mixed)) == len(mixed)
+    assert sorted(transcribed) == sorted(train + [f"mix{i}-{u}" for i in (1, 2) for u in train])
+    assert sum(u.startswith("u-") for u in mixed) == 5 + 6
+
+    exp = recipe / "exp"
+    assert (exp / "student_kdm_s7" / "model" / "model.pth").is_file()
+    assert (exp / "student_ctc_s7" / "model" / "model.pth").is_file()
+    assert (exp / "student_kdh_s7" / "model" / "model.pth").is_file()
+    assert not (exp / "student_kd_s7").exists() and not (exp / "student_kdu_s7").exists()
+    kdm, ctc = (yaml.safe_load((exp / f"student_{k}_s7" / "config.yaml").read_text()) for k in ("kdm", "ctc"))
+    assert kdm["batch_size"] == 5 and ctc["batch_size"] == 8  # conf/train_student.yaml's
+    assert kdm["model"] == "asrc_distill" and ctc["model"] == "asrc_ctc"
+    assert kdm["seed"] == ctc["seed"] == 7 and kdm["max_epoch"] == ctc["max_epoch"] == 1
+    assert "train_mixed" in yaml.safe_dump(kdm) and "train_mixed" not in yaml.safe_dump(ctc)
+    kdh = yaml.safe_load((exp / "student_kdh_s7" / "config.yaml").read_text())
+    assert kdh["model_conf"]["loss_weights"]["hidden_loss"] == 1.0  # conf/student_hidden.yaml
+    assert kdm["model_conf"]["loss_weights"]["hidden_loss"] == 0  # conf/student.yaml
+    assert {k: v for k, v in kdh["model_conf"]["loss_weights"].items() if k != "hidden_loss"} == \
+        {k: v for k, v in kdm["model_conf"]["loss_weights"].items() if k != "hidden_loss"}
+
+
+@pytest.mark.slow
+def test_an4_stage_8_rejects_unknown_kind(tmp_path):
+    recipe = copy_an4_recipe(tmp_path)
+    r = subprocess.run(["bash", str(recipe / "run.sh"), "--stage", "8", "--stop_stage", "8", "--student_kinds", "kd kx"],
+                       cwd=recipe, capture_output=True, text=True, env=dict(os.environ), timeout=120)
+    assert r.returncode != 0 and "unknown kind 'kx'" in r.stdout + r.stderr
