@@ -93,6 +93,8 @@ untranscribed_sets="data/synth/words_train" # stage 8: audio the kdu students di
                                            #   (with a degraded copy of AN4 train, always)
 student_kinds="kd ctc kdu kdm kdh"         # stages 8 and 10: which students (kd, ctc, kdu, kdm, kdh: see stage 8)
 student_jobs=3                             # stage 8: trainings at once (one thread each)
+student_tag=                               # stages 8, 10: in the students' names, exp/student_<kind><tag>_s<seed>
+                                           #   (e.g. _lr1e-3 with --student_config conf/train_student_lr1e-3.yaml)
 mixed_an4_copies=8                         # stage 8, kdm: copies of AN4 train beside the untranscribed audio
 mixed_batch_size=16                        # stage 8, kdm: its batch size (about half transcribed)
 force_stages=
@@ -317,7 +319,7 @@ if stage_begin 8 "students ($student_kinds), seeds $seeds" $stamps; then
         common=(--config "$student_config" --encoder_conf "init=$student_teacher" --encoder_conf calibration=data/train
                 --seed "$seed" --export_checkpoint valid.cer.ave.pth)
         for kind in $student_kinds; do
-            out=exp/student_${kind}_s$seed
+            out=exp/student_${kind}${student_tag}_s$seed
             fresh_outputs "$out"
             case $kind in
                 kd)  args=(--model_conf "teacher=$student_teacher") ;;
@@ -327,9 +329,9 @@ if stage_begin 8 "students ($student_kinds), seeds $seeds" $stamps; then
                            --batch_size "$mixed_batch_size") ;;
                 kdh) args=(--model_conf "teacher=$student_teacher" --student conf/student_hidden.yaml) ;;
             esac
-            log "log: exp/logs/train_student_${kind}_s$seed.log (tensorboard --logdir exp)"
+            log "log: exp/logs/train_$(basename "$out").log (tensorboard --logdir exp)"
             # shellcheck disable=SC2086
-            bg_job exp/logs/train_student_${kind}_s$seed.log $train_cmd exp/logs/train_student_${kind}_s$seed.log \
+            bg_job "exp/logs/train_$(basename "$out").log" $train_cmd "exp/logs/train_$(basename "$out").log" \
                 asrc-train "${common[@]}" "${args[@]}" --output_dir "$out" --export_model_dir "$out/model" $student_args
             running=$((running + 1))
             if [ "$running" -ge "$student_jobs" ]; then wait_jobs; running=0; fi
@@ -347,18 +349,19 @@ if stage_begin 9 "int8 quantization of the distilled student (seed $first_seed)"
     stage_done 9 $stamps
 fi
 
-if stage_begin 10 "decoding and scoring data/test -> exp/RESULTS.md" $stamps; then
+if stage_begin 10 "decoding and scoring data/test -> exp/RESULTS$student_tag.md" $stamps; then
     experiment="teacher_committed=$student_teacher"
     for seed in $seeds; do
         for m in $student_kinds; do
-            experiment="$experiment student_${m}_s$seed=exp/student_${m}_s$seed/model"
+            experiment="$experiment student_${m}${student_tag}_s$seed=exp/student_${m}${student_tag}_s$seed/model"
         done
     done
-    experiment="$experiment student_kd_int8=exp/student_kd_int8/model"
+    [ -z "$student_tag" ] && experiment="$experiment student_kd_int8=exp/student_kd_int8/model"  # stage 9's
     decode_sets "$experiment" test
     score_sets "$experiment" test
-    write_results exp/logs/results.log exp/RESULTS.md "$experiment" test --note local/experiment_notes.md
-    cat exp/RESULTS.md
+    write_results "exp/logs/results$student_tag.log" "exp/RESULTS$student_tag.md" "$experiment" test \
+        --note local/experiment_notes.md
+    cat "exp/RESULTS$student_tag.md"
     stage_done 10 $stamps
 fi
 

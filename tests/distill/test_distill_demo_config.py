@@ -30,10 +30,10 @@ def test_shipped_demo_config_maps_onto_asrc_train(demo):
     assert "token_list" not in out  # null: the teacher's
     assert (out["batch_type"], out["batch_size"], out["valid_batch_size"]) == ("sorted", 8, 8)
     assert (out["max_epoch"], out["num_iters_per_epoch"], out["accum_grad"]) == (8, 50, 1)
-    assert (out["optim"], out["optim_conf"]) == ("adamw", {"lr": 0.0005})
-    # Linear warm-up over 1 epoch (50 updates) to 5e-4, then linear decay to 0 at update 400.
+    assert (out["optim"], out["optim_conf"]) == ("adamw", {"lr": 0.001})
+    # Linear warm-up over 1 epoch (50 updates) to 1e-3, then linear decay to 0 at update 400.
     assert out["scheduler"] == "piecewiselinearwarmuplr"
-    assert out["scheduler_conf"] == {"warmup_steps_list": [0, 50, 400], "warmup_lr_list": [0.0, 0.0005, 0.0]}
+    assert out["scheduler_conf"] == {"warmup_steps_list": [0, 50, 400], "warmup_lr_list": [0.0, 0.001, 0.0]}
     assert (out["ngpu"], out["use_amp"], out["seed"], out["num_workers"]) == (0, False, 42, 1)
 
 
@@ -106,7 +106,7 @@ def test_linear_schedule_needs_the_number_of_updates(demo):
     demo["knowledge_distillation"]["optimization"]["num_lr_warm_up_epoch"] = 0
     demo["knowledge_distillation"]["pytorch_lightning_trainer"]["accumulate_grad_batches"] = 2
     out = translate(demo)
-    assert out["scheduler_conf"] == {"warmup_steps_list": [0, 200], "warmup_lr_list": [0.0005, 0.0]}
+    assert out["scheduler_conf"] == {"warmup_steps_list": [0, 200], "warmup_lr_list": [0.001, 0.0]}
     demo["knowledge_distillation"]["optimization"]["scheduler_method"] = "cosine_anneal"
     assert translate(demo)["scheduler_conf"] == {"T_max": 8}
 
@@ -125,7 +125,7 @@ def test_update_count_flags_reshape_the_schedule():
     at the new last update, not at the file's (the learning rate would sit at 0 after it)."""
     out = translate_file(DEMO, overrides={"max_epoch": 12})
     assert out["max_epoch"] == 12
-    assert out["scheduler_conf"] == {"warmup_steps_list": [0, 50, 600], "warmup_lr_list": [0.0, 0.0005, 0.0]}
+    assert out["scheduler_conf"] == {"warmup_steps_list": [0, 50, 600], "warmup_lr_list": [0.0, 0.001, 0.0]}
     out = translate_file(DEMO, overrides={"max_epoch": 2, "num_iters_per_epoch": 10})
     assert out["scheduler_conf"]["warmup_steps_list"] == [0, 10, 20]
     # a smoke test's single epoch: the file's 1-epoch warm-up becomes half of it

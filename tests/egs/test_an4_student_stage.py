@@ -1,7 +1,8 @@
 """egs/an4/run.sh stage 8 (the distillation experiment's students) end to end on tiny stand-ins:
 a random 4-layer teacher, a few utterances of tones. Only the kinds in --student_kinds train;
 the kdm kind's data holds AN4 train $mixed_an4_copies times beside the untranscribed audio and
-trains with $mixed_batch_size; kdh adds the hidden-state loss (conf/student_hidden.yaml)."""
+trains with $mixed_batch_size; kdh adds the hidden-state loss (conf/student_hidden.yaml);
+$student_tag goes into the experiments' names."""
 
 import os
 import subprocess
@@ -37,7 +38,7 @@ def test_an4_stage_8_kinds_tiny(tmp_path):
 
     args = ["--stage", "8", "--stop_stage", "8", "--student_teacher", str(tmp_path / "teacher"), "--seeds", "7",
             "--student_kinds", "kdm ctc kdh", "--mixed_an4_copies", "3", "--mixed_batch_size", "5",
-            "--untranscribed_sets", "data/extra",
+            "--untranscribed_sets", "data/extra", "--student_tag", "_x",
             "--student_args", "--max_epoch 1 --num_iters_per_epoch 2 --num_workers 0"]
     r = subprocess.run(["bash", str(recipe / "run.sh"), *args], cwd=recipe, capture_output=True, text=True,
                        env=dict(os.environ), timeout=900)
@@ -54,16 +55,17 @@ def test_an4_stage_8_kinds_tiny(tmp_path):
     assert sum(u.startswith("u-") for u in mixed) == 5 + 6
 
     exp = recipe / "exp"
-    assert (exp / "student_kdm_s7" / "model" / "model.pth").is_file()
-    assert (exp / "student_ctc_s7" / "model" / "model.pth").is_file()
-    assert (exp / "student_kdh_s7" / "model" / "model.pth").is_file()
-    assert not (exp / "student_kd_s7").exists() and not (exp / "student_kdu_s7").exists()
-    kdm, ctc = (yaml.safe_load((exp / f"student_{k}_s7" / "config.yaml").read_text()) for k in ("kdm", "ctc"))
+    assert (exp / "student_kdm_x_s7" / "model" / "model.pth").is_file()
+    assert (exp / "student_ctc_x_s7" / "model" / "model.pth").is_file()
+    assert (exp / "student_kdh_x_s7" / "model" / "model.pth").is_file()
+    assert not (exp / "student_kd_x_s7").exists() and not (exp / "student_kdu_x_s7").exists()
+    assert sorted(d.name for d in exp.glob("student_*")) == ["student_ctc_x_s7", "student_kdh_x_s7", "student_kdm_x_s7"]
+    kdm, ctc = (yaml.safe_load((exp / f"student_{k}_x_s7" / "config.yaml").read_text()) for k in ("kdm", "ctc"))
     assert kdm["batch_size"] == 5 and ctc["batch_size"] == 8  # conf/train_student.yaml's
     assert kdm["model"] == "asrc_distill" and ctc["model"] == "asrc_ctc"
     assert kdm["seed"] == ctc["seed"] == 7 and kdm["max_epoch"] == ctc["max_epoch"] == 1
     assert "train_mixed" in yaml.safe_dump(kdm) and "train_mixed" not in yaml.safe_dump(ctc)
-    kdh = yaml.safe_load((exp / "student_kdh_s7" / "config.yaml").read_text())
+    kdh = yaml.safe_load((exp / "student_kdh_x_s7" / "config.yaml").read_text())
     assert kdh["model_conf"]["loss_weights"]["hidden_loss"] == 1.0  # conf/student_hidden.yaml
     assert kdm["model_conf"]["loss_weights"]["hidden_loss"] == 0  # conf/student.yaml
     assert {k: v for k, v in kdh["model_conf"]["loss_weights"].items() if k != "hidden_loss"} == \

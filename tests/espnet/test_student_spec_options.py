@@ -22,8 +22,9 @@ def parse(cmd, defaults=None):
 
 
 def test_an4_student_options_are_the_demo_configs(espnet_ready, monkeypatch):
-    """egs/an4 (conf/train_student.yaml + conf/student.yaml) trains what ../demo/demo_config.yaml
-    said, option for option, for the distilled and the CTC-only student."""
+    """egs/an4 (conf/train_student_lr1e-3.yaml + conf/student.yaml) trains what
+    ../demo/demo_config.yaml says, option for option, for the distilled and the CTC-only student;
+    conf/train_student.yaml (the first runs) differs only in the learning rate."""
     from asrc.distill.demo_config import read_demo_config, translate
 
     monkeypatch.chdir(EGS / "an4")
@@ -31,9 +32,12 @@ def test_an4_student_options_are_the_demo_configs(espnet_ready, monkeypatch):
         demo = read_demo_config(EGS / "demo" / "demo_config.yaml")
         demo["knowledge_distillation"]["general"]["teacher_model_path"] = TEACHER
         from_demo = vars(parse([], translate(demo, ctc_only=ctc_only)))
-        cmd = ["--config", "conf/train_student.yaml", "--encoder_conf", f"init={TEACHER}"]
+        cmd = ["--encoder_conf", f"init={TEACHER}"]
         cmd += ["--model", "asrc_ctc"] if ctc_only else ["--model_conf", f"teacher={TEACHER}"]
-        from_spec = vars(parse(cmd))
+        from_spec = vars(parse(["--config", "conf/train_student_lr1e-3.yaml"] + cmd))
+        first = vars(parse(["--config", "conf/train_student.yaml"] + cmd))
+        assert sorted(k for k in first if k != "config" and first[k] != from_spec[k]) == ["optim_conf", "scheduler_conf"]
+        assert first["optim_conf"] == {"lr": 0.0005} and from_spec["optim_conf"] == {"lr": 0.001}
         assert from_spec["student"] is None  # expanded: the dumped config.yaml reads back alone
         differ = sorted(k for k in from_demo if k != "config" and from_demo[k] != from_spec[k])
         assert differ == [], [(k, from_demo[k], from_spec[k]) for k in differ]
