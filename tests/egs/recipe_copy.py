@@ -13,3 +13,16 @@ def copy_an4_recipe(tmp_path: Path) -> Path:
     (recipe / "utils").unlink()
     (recipe / "utils").symlink_to(REPO / "egs" / "utils")
     return recipe
+
+
+def tiny_an4_teacher(recipe: Path, out: Path, num_layers: int):
+    """A random teacher of egs/an4's architecture (conf/teacher_model.yaml) at tiny width, saved
+    as a model directory at ``out``; returns its config."""
+    from asrc.data.tokens import letter_tokens
+    from asrc.models import Wav2Vec2Config, build_model, save_model_dir
+
+    cfg = Wav2Vec2Config.from_yaml(recipe / "conf" / "teacher_model.yaml")
+    cfg = cfg.replace(num_layers=num_layers, embed_dim=32, ffn_dim=64, num_heads=2, pos_conv_kernel=8,
+                      pos_conv_groups=4, conv_layers=[[16, k, s] for _, k, s in cfg.conv_layers])
+    save_model_dir(build_model(cfg, letter_tokens()), out)
+    return cfg

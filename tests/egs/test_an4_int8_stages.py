@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from recipe_copy import copy_an4_recipe
+from recipe_copy import copy_an4_recipe, tiny_an4_teacher
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
@@ -21,13 +21,10 @@ def test_an4_int8_stages_tiny(tmp_path):
     from espnet_helpers import write_data_dir
 
     from asrc.data.tokens import letter_tokens
-    from asrc.models import Wav2Vec2Config, build_model, save_model_dir
+    from asrc.models import build_model, save_model_dir
 
     recipe = copy_an4_recipe(tmp_path)
-    cfg = Wav2Vec2Config.from_yaml(recipe / "conf" / "teacher_model.yaml")
-    cfg = cfg.replace(num_layers=2, embed_dim=32, ffn_dim=64, num_heads=2, pos_conv_kernel=8, pos_conv_groups=4,
-                      conv_layers=[[16, k, s] for _, k, s in cfg.conv_layers])
-    save_model_dir(build_model(cfg, letter_tokens()), tmp_path / "teacher")
+    cfg = tiny_an4_teacher(recipe, tmp_path / "teacher", num_layers=2)
     save_model_dir(build_model(cfg.replace(num_layers=1, conv_groups=2), letter_tokens()),
                    recipe / "exp" / "student_kd_s42" / "model")
     for name, n, seed in (("train", 8, 1), ("dev", 4, 2), ("test", 4, 3)):

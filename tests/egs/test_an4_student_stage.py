@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from recipe_copy import copy_an4_recipe
+from recipe_copy import copy_an4_recipe, tiny_an4_teacher
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "espnet"))
@@ -25,14 +25,8 @@ def lines(path: Path) -> list[str]:
 def test_an4_stage_8_kinds_tiny(tmp_path):
     from espnet_helpers import write_data_dir
 
-    from asrc.data.tokens import letter_tokens
-    from asrc.models import Wav2Vec2Config, build_model, save_model_dir
-
     recipe = copy_an4_recipe(tmp_path)
-    cfg = Wav2Vec2Config.from_yaml(recipe / "conf" / "teacher_model.yaml")
-    cfg = cfg.replace(num_layers=4, embed_dim=32, ffn_dim=64, num_heads=2, pos_conv_kernel=8, pos_conv_groups=4,
-                      conv_layers=[[16, k, s] for _, k, s in cfg.conv_layers])
-    save_model_dir(build_model(cfg, letter_tokens()), tmp_path / "teacher")
+    tiny_an4_teacher(recipe, tmp_path / "teacher", num_layers=4)  # conf/student.yaml keeps 4 layers
     for name, n, seed in (("train", 6, 1), ("dev", 4, 2), ("extra", 5, 3)):
         write_data_dir(recipe / "data", name, n, seed)
 
