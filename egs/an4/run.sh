@@ -39,11 +39,13 @@
 #      degraded copy of AN4 train; CTC only where there is a transcript), and the same with the
 #      transcribed share of each batch kept (kdm: AN4 train $mixed_an4_copies times beside the
 #      untranscribed audio, batches of $mixed_batch_size: about as many transcribed utterances
-#      per update as kd and ctc), and kd with the hidden-state loss too (kdh:
+#      per update as kd and ctc) and its control (ctcm: CTC alone on the same audio with its
+#      transcripts), and kd with the hidden-state loss too (kdh:
 #      conf/student_hidden.yaml), for each of $seeds (conf/train_student.yaml), side by side;
 #      $student_kinds picks the kinds
 #   9  int8 quantization of the distilled student (first seed)
-#   10 decoding + scoring of data/test by teacher and students -> exp/RESULTS.md
+#   10 decoding + scoring of data/test and its degraded copy (stage 1's data/test_degraded) by
+#      teacher and students -> exp/RESULTS.md
 #   11-13 the narrow student (conf/student_narrow.yaml: half the teacher's width, no
 #      teacher weight fits): 11 front-end warm start on the teacher's CNN features
 #      (asrc-frontend-init --teacher), 12 distilled (CTC + KD + hidden-state loss) and
@@ -91,7 +93,7 @@ student_args=                              # extra asrc-train flags for stage 8
 seeds="42 43"                              # stages 8-10: one student of each kind per seed
 untranscribed_sets="data/synth/words_train" # stage 8: audio the kdu students distil on without transcripts
                                            #   (with a degraded copy of AN4 train, always)
-student_kinds="kd ctc kdu kdm kdh"         # stages 8 and 10: which students (kd, ctc, kdu, kdm, kdh: see stage 8)
+student_kinds="kd ctc kdu kdm ctcm kdh"    # stages 8 and 10: which students (kd, ctc, kdu, kdm, ctcm, kdh: see stage 8)
 student_jobs=3                             # stage 8: trainings at once (one thread each)
 student_tag=                               # stages 8, 10: in the students' names, exp/student_<kind><tag>_s<seed>
                                            #   (e.g. _lr1e-3 with --student_config conf/train_student_lr1e-3.yaml)
@@ -284,18 +286,21 @@ fi
 
 if stage_begin 8 "students ($student_kinds), seeds $seeds" $stamps; then
     for kind in $student_kinds; do
-        case $kind in kd|ctc|kdu|kdm|kdh) ;; *) die "student_kinds: unknown kind '$kind' (kd, ctc, kdu, kdm, kdh)";; esac
+        case $kind in kd|ctc|kdu|kdm|ctcm|kdh) ;; *) die "student_kinds: unknown kind '$kind' (kd, ctc, kdu, kdm, ctcm, kdh)";; esac
     done
-    if [[ " $student_kinds " == *" kdu "* || " $student_kinds " == *" kdm "* ]]; then
+    if [[ " $student_kinds " == *" kdu "* || " $student_kinds " == *" kdm "* || " $student_kinds " == *" ctcm "* ]]; then
         # The untranscribed set-ups' data: AN4 train (transcribed) + audio whose transcripts the
         # student never sees: AN4-domain synthetic speech and a degraded copy of AN4 train.
         run_logged exp/logs/degrade_train.log local/degrade.py data/train data/train_degraded --seed 2 --prefix deg-
         untranscribed_dirs=()
+        labelled_dirs=()  # the same audio with its transcripts: ctcm's
         for d in $untranscribed_sets data/train_degraded; do
             [ -f "$d/wav.scp" ] || die "untranscribed_sets: $d is not a data directory"
             name=untranscribed_$(basename "$d")
             run_logged exp/logs/copy_$name.log asrc-data copy "$d" "data/$name" --prefix u- --drop-text
             untranscribed_dirs+=("data/$name")
+            run_logged exp/logs/copy_labelled_$(basename "$d").log asrc-data copy "$d" "data/labelled_$(basename "$d")" --prefix u-
+            labelled_dirs+=("data/labelled_$(basename "$d")")
         done
         run_logged exp/logs/combine_train_untranscribed.log \
             asrc-data combine --untranscribed-ok data/train_untranscribed data/train "${untranscribed_dirs[@]}"
@@ -307,12 +312,15 @@ if stage_begin 8 "students ($student_kinds), seeds $seeds" $stamps; then
         done
         run_logged exp/logs/combine_train_mixed.log \
             asrc-data combine --untranscribed-ok data/train_mixed "${mixed[@]}" "${untranscribed_dirs[@]}"
+        run_logged exp/logs/combine_train_mixed_labelled.log \
+            asrc-data combine data/train_mixed_labelled "${mixed[@]}" "${labelled_dirs[@]}"
     fi
     # All runs of a seed start from the same every_k initialisation of the teacher (grouped
     # kernels fitted on data/train's speech), with the same schedule ($student_config:
     # max_epoch x num_iters_per_epoch updates); kd and ctc differ only in the loss, kdu
     # (distilled) only in its training data (CTC on the transcribed part, teacher losses on
     # all), kdm in its data and batch size (the transcribed part of each batch about kd's),
+    # ctcm is kdm's control (CTC alone on the same audio, its transcripts kept),
     # kdh (distilled) in its loss: kd's and the hidden-state loss.
     running=0
     for seed in $seeds; do
@@ -327,6 +335,7 @@ if stage_begin 8 "students ($student_kinds), seeds $seeds" $stamps; then
                 kdu) args=(--model_conf "teacher=$student_teacher" --train_data_dir data/train_untranscribed) ;;
                 kdm) args=(--model_conf "teacher=$student_teacher" --train_data_dir data/train_mixed
                            --batch_size "$mixed_batch_size") ;;
+                ctcm) args=(--model asrc_ctc --train_data_dir data/train_mixed_labelled --batch_size "$mixed_batch_size") ;;
                 kdh) args=(--model_conf "teacher=$student_teacher" --student conf/student_hidden.yaml) ;;
             esac
             log "log: exp/logs/train_$(basename "$out").log (tensorboard --logdir exp)"
@@ -343,23 +352,33 @@ fi
 
 first_seed=${seeds%% *}
 
+# The int8 student of stages 9-10 exists only for the untagged kd students.
+kd_int8=false
+[[ -z "$student_tag" && " $student_kinds " == *" kd "* ]] && kd_int8=true
 if stage_begin 9 "int8 quantization of the distilled student (seed $first_seed)" $stamps; then
-    run_logged exp/logs/quantize.log asrc-quantize "exp/student_kd_s$first_seed/model" exp/student_kd_int8/model \
-        --mode static-pos --calib data/dev --overwrite
-    stage_done 9 $stamps
+    if $kd_int8; then
+        run_logged exp/logs/quantize.log asrc-quantize "exp/student_kd_s$first_seed/model" exp/student_kd_int8/model \
+            --mode static-pos --calib data/dev --overwrite
+        stage_done 9 $stamps
+    else  # not marked done: a later run with the kd students quantizes
+        log "no kd student in \$student_kinds ($student_kinds) or a \$student_tag ($student_tag): nothing to quantize"
+    fi
 fi
 
-if stage_begin 10 "decoding and scoring data/test -> exp/RESULTS$student_tag.md" $stamps; then
+if stage_begin 10 "decoding and scoring data/test (and data/test_degraded) -> exp/RESULTS$student_tag.md" $stamps; then
     experiment="teacher_committed=$student_teacher"
+    student_sets=test
+    # stage 1's degraded copy of AN4 test (room, 10 dB noise, 8 kHz band), where it exists
+    [ -f data/test_degraded/wav.scp ] && student_sets="test test_degraded"
     for seed in $seeds; do
         for m in $student_kinds; do
             experiment="$experiment student_${m}${student_tag}_s$seed=exp/student_${m}${student_tag}_s$seed/model"
         done
     done
-    [ -z "$student_tag" ] && experiment="$experiment student_kd_int8=exp/student_kd_int8/model"  # stage 9's
-    decode_sets "$experiment" test
-    score_sets "$experiment" test
-    write_results "exp/logs/results$student_tag.log" "exp/RESULTS$student_tag.md" "$experiment" test \
+    $kd_int8 && experiment="$experiment student_kd_int8=exp/student_kd_int8/model"  # stage 9's
+    decode_sets "$experiment" "$student_sets"
+    score_sets "$experiment" "$student_sets"
+    write_results "exp/logs/results$student_tag.log" "exp/RESULTS$student_tag.md" "$experiment" "$student_sets" \
         --note local/experiment_notes.md
     cat "exp/RESULTS$student_tag.md"
     stage_done 10 $stamps

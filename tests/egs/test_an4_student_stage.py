@@ -2,7 +2,8 @@
 a random 4-layer teacher, a few utterances of tones. Only the kinds in --student_kinds train;
 the kdm kind's data holds AN4 train $mixed_an4_copies times beside the untranscribed audio and
 trains with $mixed_batch_size; kdh adds the hidden-state loss (conf/student_hidden.yaml);
-$student_tag goes into the experiments' names."""
+ctcm is CTC alone on kdm's audio with the transcripts kept; $student_tag goes into the
+experiments' names. Stage 10 decodes AN4 test and, where stage 1 made it, its degraded copy."""
 
 import os
 import subprocess
@@ -27,11 +28,11 @@ def test_an4_stage_8_kinds_tiny(tmp_path):
 
     recipe = copy_an4_recipe(tmp_path)
     tiny_an4_teacher(recipe, tmp_path / "teacher", num_layers=4)  # conf/student.yaml keeps 4 layers
-    for name, n, seed in (("train", 6, 1), ("dev", 4, 2), ("extra", 5, 3)):
+    for name, n, seed in (("train", 6, 1), ("dev", 4, 2), ("extra", 5, 3), ("test", 3, 4), ("test_degraded", 2, 5)):
         write_data_dir(recipe / "data", name, n, seed)
 
-    args = ["--stage", "8", "--stop_stage", "8", "--student_teacher", str(tmp_path / "teacher"), "--seeds", "7",
-            "--student_kinds", "kdm ctc kdh", "--mixed_an4_copies", "3", "--mixed_batch_size", "5",
+    args = ["--stage", "8", "--stop_stage", "10", "--student_teacher", str(tmp_path / "teacher"), "--seeds", "7",
+            "--student_kinds", "kdm ctc kdh ctcm", "--mixed_an4_copies", "3", "--mixed_batch_size", "5",
             "--untranscribed_sets", "data/extra", "--student_tag", "_x",
             "--student_args", "--max_epoch 1 --num_iters_per_epoch 2 --num_workers 0"]
     r = subprocess.run(["bash", str(recipe / "run.sh"), *args], cwd=recipe, capture_output=True, text=True,
@@ -47,13 +48,19 @@ def test_an4_stage_8_kinds_tiny(tmp_path):
     assert len(mixed) == 3 * 6 + 5 + 6 and len(set(mixed)) == len(mixed)
     assert sorted(transcribed) == sorted(train + [f"mix{i}-{u}" for i in (1, 2) for u in train])
     assert sum(u.startswith("u-") for u in mixed) == 5 + 6
+    # ctcm's data: the same audio, every transcript kept
+    labelled = [u.split()[0] for u in lines(data / "train_mixed_labelled" / "text")]
+    assert sorted(labelled) == sorted(mixed)
 
     exp = recipe / "exp"
     assert (exp / "student_kdm_x_s7" / "model" / "model.pth").is_file()
     assert (exp / "student_ctc_x_s7" / "model" / "model.pth").is_file()
     assert (exp / "student_kdh_x_s7" / "model" / "model.pth").is_file()
     assert not (exp / "student_kd_x_s7").exists() and not (exp / "student_kdu_x_s7").exists()
-    assert sorted(d.name for d in exp.glob("student_*")) == ["student_ctc_x_s7", "student_kdh_x_s7", "student_kdm_x_s7"]
+    assert sorted(d.name for d in exp.glob("student_*")) == [
+        "student_ctc_x_s7", "student_ctcm_x_s7", "student_kdh_x_s7", "student_kdm_x_s7"]
+    ctcm = yaml.safe_load((exp / "student_ctcm_x_s7" / "config.yaml").read_text())
+    assert ctcm["model"] == "asrc_ctc" and ctcm["batch_size"] == 5 and "train_mixed_labelled" in yaml.safe_dump(ctcm)
     kdm, ctc = (yaml.safe_load((exp / f"student_{k}_x_s7" / "config.yaml").read_text()) for k in ("kdm", "ctc"))
     assert kdm["batch_size"] == 5 and ctc["batch_size"] == 8  # conf/train_student.yaml's
     assert kdm["model"] == "asrc_distill" and ctc["model"] == "asrc_ctc"
@@ -64,6 +71,18 @@ def test_an4_stage_8_kinds_tiny(tmp_path):
     assert kdm["model_conf"]["loss_weights"]["hidden_loss"] == 0  # conf/student.yaml
     assert {k: v for k, v in kdh["model_conf"]["loss_weights"].items() if k != "hidden_loss"} == \
         {k: v for k, v in kdm["model_conf"]["loss_weights"].items() if k != "hidden_loss"}
+
+    # stage 10: the teacher and every student on both test sets, in one table named with the tag
+    sections = {}  # asrc-results: "## <model>", then its WER and CER tables, one row per set
+    for part in (exp / "RESULTS_x.md").read_text().split("\n## ")[1:]:
+        sections[part.splitlines()[0]] = part
+    for model in ["teacher_committed"] + [f"student_{k}_x_s7" for k in ("kdm", "ctc", "kdh", "ctcm")]:
+        for test_set, n in (("test", 3), ("test_degraded", 2)):
+            hyp = lines(exp / model / f"decode_{test_set}" / "text")
+            assert len(hyp) == n, (model, test_set)
+            rows = [r for r in sections[model].splitlines() if r.startswith(f"|{test_set}|{n}|")]
+            assert len(rows) == 2, (model, test_set, sections[model])  # WER and CER
+    assert not (exp / "student_kd_int8").exists()  # stage 9 did not run; stage 10 only names it without a tag
 
 
 @pytest.mark.slow
