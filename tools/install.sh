@@ -28,13 +28,15 @@ fi
 stamp_value=$(cat "$tools_dir/requirements.txt" "$tools_dir/constraints.txt" "$root/setup.py" "$tools_dir/install.sh" | sha256sum | cut -d' ' -f1)
 
 install_debian() {
-    # sclite (sctk) scores recipes; espeak-ng/flite/festival (+ its two extra US voices) add
+    # sclite (sctk) scores recipes; espeak-ng/flite/festival (+ its three English voices) add
     # voices to the synthetic corpus.
     local missing=()
     [ -x /usr/lib/sctk/bin/sclite ] || command -v sclite >/dev/null 2>&1 || missing+=(sctk)
     command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
     command -v flite >/dev/null 2>&1 || missing+=(flite)
     command -v text2wave >/dev/null 2>&1 || missing+=(festival)
+    # kal_diphone is only a Recommends of festival (apt configured without them skips it)
+    [ -d /usr/share/festival/voices/english/kal_diphone ] || missing+=(festvox-kallpc16k)
     [ -d /usr/share/festival/voices/english/ked_diphone ] || missing+=(festvox-kdlpc16k)
     [ -d /usr/share/festival/voices/us/cmu_us_slt_arctic_hts ] || missing+=(festvox-us-slt-hts)
     [ ${#missing[@]} = 0 ] && return 0

@@ -27,8 +27,8 @@ import torch.ao.nn.quantized.dynamic as nnqd
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from asrc.models.int8_cnn import (cached_fast_form, fused_available, onednn_group_weights, quint8_codes,
-                                  weight_scales, window_weights)
+from asrc.models.int8_cnn import (cached_fast_form, cpu_has_vnni, fused_available, onednn_group_weights,
+                                  quint8_codes, weight_scales, window_weights)
 from asrc.models.wav2vec2 import PositionalConv, _inference_fast_path
 
 #: int8 weights: symmetric, zero point 0, range [-128, 127] (torch's ``qint8`` observers).
@@ -230,10 +230,13 @@ _ONEDNN_LINEAR: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 def _dynamic_qparams(lo: float, hi: float) -> Tuple[float, int]:
-    """:func:`affine_qparams` of 8-bit codes in plain Python (no tensor ops: this runs per call)."""
+    """:func:`affine_qparams` in plain Python (no tensor ops: this runs per call): 8-bit codes,
+    7-bit on a CPU without VNNI, where oneDNN's u8 x s8 products saturate past code 127
+    (measured: 1 % relative error on random data with 8-bit codes, exact with 7-bit)."""
+    qmax = activation_qmax(not cpu_has_vnni())
     lo, hi = min(lo, 0.0), max(hi, 0.0)
-    scale = max((hi - lo) / 255.0, _EPS)
-    return scale, min(max(int(round(-lo / scale)), 0), 255)
+    scale = max((hi - lo) / qmax, _EPS)
+    return scale, min(max(int(round(-lo / scale)), 0), qmax)
 
 
 class DynamicInt8Linear(nnqd.Linear):

@@ -45,6 +45,23 @@ from torch import Tensor
 _CHUNK_BYTES = 1 << 21  # float32 bytes of one output tile (rows x channels of a group): 2 MiB, the best of 0.25-8 on base
 
 
+
+@functools.lru_cache(maxsize=None)
+def cpu_has_vnni() -> bool:
+    """True when this x86 CPU has VNNI (AVX512-VNNI or AVX-VNNI): its int8 dot products
+    accumulate in 32 bits, so full 8-bit activations cannot saturate. Without it (AVX2 only,
+    e.g. many AMD EPYC and older Xeon machines) u8 x s8 products are summed in pairs into int16
+    and saturate once activation codes go past 127: 7-bit activations are exact there."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_vnni", "avx_vnni"})
+    except OSError:
+        pass
+    return False
+
 def _rows_per_chunk(channels: int) -> int:
     return max(64, _CHUNK_BYTES // (4 * max(1, channels)))
 

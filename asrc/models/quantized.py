@@ -23,6 +23,7 @@ from asrc.core.files import atomic_write
 from asrc.errors import AsrcError, CheckpointError
 from asrc.models.config import Wav2Vec2Config
 from asrc.models.int8 import DynamicInt8Linear, FoldedPositionalConv, Int8Conv1d
+from asrc.models.int8_cnn import cpu_has_vnni  # noqa: F401  (asrc.quant imports it from here)
 from asrc.models.io import CONFIG_NAME, QUANT_NAME, read_model_dir, read_state_dict, save_model_dir
 from asrc.models.wav2vec2 import PositionalConv, Wav2Vec2CTC
 
@@ -104,19 +105,6 @@ def set_engine(engine: str):
                         f"(supported: {torch.backends.quantized.supported_engines})")
     torch.backends.quantized.engine = engine
 
-
-def cpu_has_vnni() -> bool:
-    """True when this x86 CPU has VNNI (AVX512-VNNI or AVX-VNNI): its int8 dot products
-    accumulate in 32 bits, so full 8-bit activations cannot saturate."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return bool(flags & {"avx512_vnni", "avx_vnni"})
-    except OSError:
-        pass
-    return False
 
 
 def fold_weight_norm(model: Wav2Vec2CTC) -> List[str]:

@@ -54,7 +54,7 @@ from torch import Tensor, nn
 from asrc.errors import AsrcError, ConfigError
 from asrc.models.int8 import (WEIGHT_QMAX, WEIGHT_QMIN, FoldedPositionalConv, Int8Conv1d, activation_qmax,
                               affine_qparams, symmetric_weight_scale)
-from asrc.models.quantized import QuantizationSpec, set_engine, set_module
+from asrc.models.quantized import QuantizationSpec, cpu_has_vnni, set_engine, set_module
 from asrc.models.wav2vec2 import PositionalConv, Wav2Vec2CTC
 
 __all__ = ["QATConfig", "QATConv1d", "QATLinear", "QATPositionalConv", "convert_experiment", "convert_qat",
@@ -72,14 +72,16 @@ class QATConfig:
     ``start_updates``    fake quantization from this optimizer update on (0: from the start);
                          the updates before it train the float model
     ``activation_bits``  8, or 7 for a model to run on CPUs without VNNI (static activations,
-                         as ``asrc-quantize --activation-bits``)
+                         as ``asrc-quantize --activation-bits``); default, as there: 8 where
+                         the training machine's CPU has VNNI, else 7 (8-bit activations
+                         saturate the int16 sums of AVX2-only CPUs)
     ``range_momentum``   weight of each batch in the moving average of activation ranges
     ``range_percentile`` each batch's range: its ``100 - p`` and ``p`` percentiles (of at most
                          65536 evenly strided values); 100 = its min and max
     """
 
     start_updates: int = 0
-    activation_bits: int = 8
+    activation_bits: int = dataclasses.field(default_factory=lambda: 8 if cpu_has_vnni() else 7)
     range_momentum: float = 0.01
     range_percentile: float = 99.99
 

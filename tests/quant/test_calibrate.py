@@ -90,9 +90,11 @@ def test_int8_convs_follow_the_float_convs(trained_tiny, calibration_set, struct
         assert isinstance(conv, Int8Conv1d)
         per_channel = conv.conv.weight().qscheme() == torch.per_channel_affine
         assert per_channel == options.per_channel
+        # 7-bit activations (a CPU without VNNI quantizes for them) round twice as coarsely
+        limit = 0.2 if spec.activation_reduce_range else 0.1
         for ref, got in pairs:
             rel = float((got - ref).norm() / ref.norm())
-            assert rel < 0.1, (name, rel)
+            assert rel < limit, (name, rel)
 
 
 def test_per_channel_weights_are_closer_than_per_tensor(trained_tiny, calibration_set):

@@ -87,7 +87,7 @@ def test_onnx_qdq_runs_the_int8_convs_as_int8_and_follows_asrc_int8(tmp_path, tr
                                                                      structured_set, weights):
     from asrc.models.ctc import greedy_ids
     from asrc.quant.calibrate import ConvQuantOptions
-    from asrc.quant.export import QDQ_MIN_COSINE, onnx_int8_ops, run_export
+    from asrc.quant.export import onnx_int8_ops, qdq_min_cosine, run_export
 
     qmodel, spec = quantize_model(trained_tiny, "static-conv", calibration_set,
                                   options=ConvQuantOptions(weights=weights, bias_correction=True))
@@ -98,13 +98,13 @@ def test_onnx_qdq_runs_the_int8_convs_as_int8_and_follows_asrc_int8(tmp_path, tr
     assert ops.get("Conv", 0) == 1
     assert ops.get("DynamicQuantizeMatMul", 0) + ops.get("MatMulIntegerToFloat", 0) > 0
     report = check_export(qmodel, path, "onnx")
-    assert report["ok"] and report["cosine"] >= QDQ_MIN_COSINE, report["message"]
+    assert report["ok"] and report["cosine"] >= qdq_min_cosine(), report["message"]
     run = run_export(path, "onnx")
     with torch.inference_mode():
         for wav in structured_set:
             ref, _ = qmodel(wav[None])
             got, _ = run(wav[None], torch.tensor([wav.numel()]))
-            assert F.cosine_similarity(ref.flatten(), got.flatten(), dim=0) >= QDQ_MIN_COSINE
+            assert F.cosine_similarity(ref.flatten(), got.flatten(), dim=0) >= qdq_min_cosine()
             assert greedy_ids(ref) == greedy_ids(got)
 
 

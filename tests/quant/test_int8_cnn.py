@@ -148,7 +148,8 @@ def test_ungrouped_cnn_with_bias(calibration_set):
     qmodel, _ = quantize_model(model, "static-conv", calibration_set)
     wav = structured_utterance(12, torch.Generator().manual_seed(5))[0][None]
     ref, _ = _assert_chain_matches(qmodel, wav, float_model=model)
-    assert len(torch.unique(ref)) > 50
+    # not collapsed to a few codes (7-bit activations, CPUs without VNNI: 50 levels here)
+    assert len(torch.unique(ref)) > 40
 
 
 def test_chain_follows_weight_changes(trained_tiny, calibration_set, structured_set):
