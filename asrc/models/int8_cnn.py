@@ -45,7 +45,6 @@ from torch import Tensor
 _CHUNK_BYTES = 1 << 21  # float32 bytes of one output tile (rows x channels of a group): 2 MiB, the best of 0.25-8 on base
 
 
-
 @functools.lru_cache(maxsize=None)
 def cpu_has_vnni() -> bool:
     """True when this x86 CPU has VNNI (AVX512-VNNI or AVX-VNNI): its int8 dot products
@@ -61,6 +60,7 @@ def cpu_has_vnni() -> bool:
     except OSError:
         pass
     return False
+
 
 def _rows_per_chunk(channels: int) -> int:
     return max(64, _CHUNK_BYTES // (4 * max(1, channels)))

@@ -23,7 +23,7 @@ from asrc.core.files import atomic_write
 from asrc.errors import AsrcError, CheckpointError
 from asrc.models.config import Wav2Vec2Config
 from asrc.models.int8 import DynamicInt8Linear, FoldedPositionalConv, Int8Conv1d
-from asrc.models.int8_cnn import cpu_has_vnni  # noqa: F401  (asrc.quant imports it from here)
+from asrc.models.int8_cnn import cpu_has_vnni
 from asrc.models.io import CONFIG_NAME, QUANT_NAME, read_model_dir, read_state_dict, save_model_dir
 from asrc.models.wav2vec2 import PositionalConv, Wav2Vec2CTC
 
@@ -104,7 +104,6 @@ def set_engine(engine: str):
         raise AsrcError(f"quantized engine {engine!r} is not supported by this torch build "
                         f"(supported: {torch.backends.quantized.supported_engines})")
     torch.backends.quantized.engine = engine
-
 
 
 def fold_weight_norm(model: Wav2Vec2CTC) -> List[str]:

@@ -382,8 +382,9 @@ def check_export(model: nn.Module, path, fmt: str, *, int8: bool = False) -> dic
     diff = (out - ref).abs()[valid].max().item()
     cosine = F.cosine_similarity(out[valid].flatten(), ref[valid].flatten(), dim=0).item()
     if fmt == "onnx" and is_quantized(model):
-        ok = cosine >= qdq_min_cosine()
-        rule = f"QDQ vs asrc int8: cosine >= {qdq_min_cosine()}"
+        limit = qdq_min_cosine()
+        ok = cosine >= limit
+        rule = f"QDQ vs asrc int8: cosine >= {limit}"
     elif int8:
         ok = cosine >= INT8_MIN_COSINE
         rule = f"cosine >= {INT8_MIN_COSINE}"

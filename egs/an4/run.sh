@@ -284,11 +284,14 @@ fi
 
 # ---- the distillation experiment: distilled vs CTC-only student, same student, same updates ----
 
+# wants_kind KIND: whether $student_kinds names KIND
+wants_kind() { [[ " $student_kinds " == *" $1 "* ]]; }
+
 if stage_begin 8 "students ($student_kinds), seeds $seeds" $stamps; then
     for kind in $student_kinds; do
         case $kind in kd|ctc|kdu|kdm|ctcm|kdh) ;; *) die "student_kinds: unknown kind '$kind' (kd, ctc, kdu, kdm, ctcm, kdh)";; esac
     done
-    if [[ " $student_kinds " == *" kdu "* || " $student_kinds " == *" kdm "* || " $student_kinds " == *" ctcm "* ]]; then
+    if wants_kind kdu || wants_kind kdm || wants_kind ctcm; then
         # The untranscribed set-ups' data: AN4 train (transcribed) + audio whose transcripts the
         # student never sees: AN4-domain synthetic speech and a degraded copy of AN4 train.
         run_logged exp/logs/degrade_train.log local/degrade.py data/train data/train_degraded --seed 2 --prefix deg-
@@ -299,8 +302,9 @@ if stage_begin 8 "students ($student_kinds), seeds $seeds" $stamps; then
             name=untranscribed_$(basename "$d")
             run_logged exp/logs/copy_$name.log asrc-data copy "$d" "data/$name" --prefix u- --drop-text
             untranscribed_dirs+=("data/$name")
-            run_logged exp/logs/copy_labelled_$(basename "$d").log asrc-data copy "$d" "data/labelled_$(basename "$d")" --prefix u-
-            labelled_dirs+=("data/labelled_$(basename "$d")")
+            name=labelled_$(basename "$d")
+            run_logged exp/logs/copy_$name.log asrc-data copy "$d" "data/$name" --prefix u-
+            labelled_dirs+=("data/$name")
         done
         run_logged exp/logs/combine_train_untranscribed.log \
             asrc-data combine --untranscribed-ok data/train_untranscribed data/train "${untranscribed_dirs[@]}"
@@ -354,7 +358,7 @@ first_seed=${seeds%% *}
 
 # The int8 student of stages 9-10 exists only for the untagged kd students.
 kd_int8=false
-[[ -z "$student_tag" && " $student_kinds " == *" kd "* ]] && kd_int8=true
+[ -z "$student_tag" ] && wants_kind kd && kd_int8=true
 if stage_begin 9 "int8 quantization of the distilled student (seed $first_seed)" $stamps; then
     if $kd_int8; then
         run_logged exp/logs/quantize.log asrc-quantize "exp/student_kd_s$first_seed/model" exp/student_kd_int8/model \
