@@ -10,7 +10,8 @@ Each keeps the call signature of the module it replaces, so the model code runs 
     ``nn.Conv1d`` with float input and output computed as quantize -> int8 conv -> dequantize
     (per-tensor affine uint8 activations, symmetric int8 weights per output channel or per
     tensor, int32 accumulation), with the activation scales fixed by calibration or learned in
-    quantization-aware training.
+    quantization-aware training. Its input codes stop at ``input_qmax`` (127 for 7-bit
+    activations, 255 for 8-bit), so that no CPU can saturate on them (:meth:`Int8Conv1d.forward`).
 
 The quantization parameters follow torch's observers exactly (:func:`affine_qparams`,
 :func:`symmetric_weight_scale`), so that a fake-quantized float module using the same functions
@@ -27,8 +28,8 @@ import torch.ao.nn.quantized.dynamic as nnqd
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from asrc.models.int8_cnn import (cached_fast_form, cpu_has_vnni, fused_available, onednn_group_weights,
-                                  quint8_codes, weight_scales, window_weights)
+from asrc.models.int8_cnn import (cached_fast_form, clamp_codes_, cpu_has_vnni, fused_available, onednn_group_weights,
+                                  quint8_codes, saturation_free, weight_scales, window_weights)
 from asrc.models.wav2vec2 import PositionalConv, _inference_fast_path
 
 #: int8 weights: symmetric, zero point 0, range [-128, 127] (torch's ``qint8`` observers).
@@ -105,34 +106,39 @@ class FoldedPositionalConv(nn.Module):
 
 
 class Int8Conv1d(nn.Module):
-    """Static int8 ``Conv1d`` with float input and output; ``x [batch, channel, frame]``."""
+    """Static int8 ``Conv1d`` with float input and output; ``x [batch, channel, frame]``.
+
+    ``input_qmax`` (127: 7-bit activations, 255: 8-bit) is the largest input code; it is part of
+    the model's ``quantization.yaml`` (``activation_reduce_range``), not of its state dict."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel: int, stride: int = 1, padding: int = 0,
-                 groups: int = 1, bias: bool = True):
+                 groups: int = 1, bias: bool = True, input_qmax: int = 255):
         super().__init__()
         self.quant = nnq.Quantize(1.0, 0, torch.quint8)
         self.conv = nnq.Conv1d(in_channels, out_channels, kernel, stride=stride, padding=padding,
                                groups=groups, bias=bias)
+        self.input_qmax = int(input_qmax)
 
     @classmethod
     def from_float(cls, conv: nn.Conv1d, input_observer, output_observer) -> "Int8Conv1d":
         """Quantize ``conv`` with activation ranges from calibrated observers (per-channel weights)."""
         in_scale, in_zp = input_observer.calculate_qparams()
         out_scale, out_zp = output_observer.calculate_qparams()
-        return cls.from_qparams(conv, (float(in_scale), int(in_zp)), (float(out_scale), int(out_zp)))
+        return cls.from_qparams(conv, (float(in_scale), int(in_zp)), (float(out_scale), int(out_zp)),
+                                input_qmax=int(input_observer.quant_max))
 
     @classmethod
     def from_qparams(cls, conv: nn.Conv1d, input_qparams, output_qparams, per_channel: bool = True,
-                     weight: Tensor = None, bias: Tensor = None) -> "Int8Conv1d":
-        """Quantize ``conv`` with activation ``(scale, zero_point)`` pairs given; ``weight`` /
-        ``bias`` replace the conv's own (a folded kernel, a corrected bias)."""
+                     weight: Tensor = None, bias: Tensor = None, input_qmax: int = 255) -> "Int8Conv1d":
+        """Quantize ``conv`` with activation ``(scale, zero_point)`` pairs given (input codes up to
+        ``input_qmax``); ``weight`` / ``bias`` replace the conv's own (a folded kernel, a corrected bias)."""
         if conv.padding_mode != "zeros" or not isinstance(conv.padding, tuple):
             raise ValueError(f"Int8Conv1d supports zero padding of a fixed size, got {conv.padding_mode!r} "
                              f"padding={conv.padding!r}")
         weight = conv.weight if weight is None else weight
         bias = conv.bias if bias is None else bias
         q = cls(conv.in_channels, conv.out_channels, conv.kernel_size[0], conv.stride[0], conv.padding[0],
-                conv.groups, bias is not None)
+                conv.groups, bias is not None, input_qmax)
         q.set_weight_bias(weight, bias, per_channel)
         q.conv.scale = float(output_qparams[0])
         q.conv.zero_point = int(output_qparams[1])
@@ -163,7 +169,21 @@ class Int8Conv1d(nn.Module):
         return self.conv.weight().dequantize()
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.conv(self.quant(x)).dequantize()
+        if self.input_qmax < 255:  # in float, so that traced exports keep it
+            scale, zp = self.input_qparams()
+            x = x.clamp(max=(self.input_qmax - zp) * scale)
+        q = self.quant(x)
+        if saturation_free(self.input_qmax):
+            return self.conv(q).dequantize()
+        return self._emulated(q)
+
+    def _emulated(self, q: Tensor) -> Tensor:
+        """The int8 conv on quint8 input ``q`` in float (8-bit codes on a CPU without VNNI, whose
+        int8 kernels would saturate): the codes' values against the int8 kernel's, then the
+        output's requantization. Equal to the int8 conv up to float32 rounding of the sums."""
+        c = self.conv
+        y = F.conv1d(q.dequantize(), c.weight().dequantize(), self.bias(), c.stride, c.padding, c.dilation, c.groups)
+        return torch.quantize_per_tensor(y, float(c.scale), int(c.zero_point), torch.quint8).dequantize()
 
 
 class _PosConvGemm:
@@ -185,6 +205,7 @@ class _PosConvGemm:
         self.kernel, self.groups, self.pad = q.kernel_size[0], q.groups, q.padding[0]
         self.per = q.in_channels // q.groups
         self.in_scale, self.in_zp = conv.input_qparams()
+        self.in_qmax = conv.input_qmax
         self.weights = onednn_group_weights(*window_weights(conv))
 
     @staticmethod
@@ -199,6 +220,7 @@ class _PosConvGemm:
         b, t, c = x.shape
         k, pad, per = self.kernel, self.pad, self.per
         codes = quint8_codes(torch.quantize_per_tensor(x.contiguous(), self.in_scale, self.in_zp, torch.quint8))
+        clamp_codes_(codes, self.in_qmax)
         # [batch, group, pad + frame + the rest of the last window, per]; the last window of an
         # even kernel reaches one frame beyond the padding, which the "same" length drops
         padded = torch.full((b, self.groups, t + k, per), self.in_zp, dtype=torch.uint8)
@@ -218,9 +240,10 @@ _POS_CONV: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 def _pos_conv_gemm(conv: "Int8Conv1d"):
-    """The cached :class:`_PosConvGemm` of ``conv``; None where oneDNN's ops are missing, the
-    conv is not a "same" stride-1 conv, or a forward hook watches it (calibration)."""
-    if not fused_available():
+    """The cached :class:`_PosConvGemm` of ``conv``; None where oneDNN's ops are missing or would
+    saturate (8-bit codes without VNNI), the conv is not a "same" stride-1 conv, or a forward hook
+    watches it (calibration)."""
+    if not fused_available() or not saturation_free(conv.input_qmax):
         return None
     return cached_fast_form(_POS_CONV, conv, lambda gemm: gemm.packed_from is conv.conv._packed_params,
                             _PosConvGemm.supported, _PosConvGemm)

@@ -19,8 +19,13 @@ round trips over the largest activations of the model cost more than the convolu
   layer: float out). Unlike torch's quantized conv it does not round the conv output to uint8
   codes before the GELU, so it is slightly *closer* to the float model than the module path
   (``tests/quant/test_int8_cnn.py`` holds it to that);
-* **exact** (elsewhere): ``torch._int_mm`` on int8 codes (uint8 codes ``u`` stored as
-  ``u - 128``, exact since ``sum((u - zp) w) = sum((u - 128) w) + (128 - zp) sum(w)``), then,
+* **exact** (elsewhere, and for 8-bit codes on a CPU without VNNI, where oneDNN's uint8 x int8
+  sums saturate): int8 codes (uint8 codes ``u`` stored as ``u - 128``, exact since
+  ``sum((u - zp) w) = sum((u - 128) w) + (128 - zp) sum(w)``) multiplied with the int8 kernel
+  as float32 matrices: each product of codes is exact in float32 and so is every sum below
+  2**24 in magnitude (beyond: a few units of the accumulator, far below one output code step);
+  ``torch._int_mm`` computes the same but has no fast int8 x int8 kernel on AVX2 CPUs (far
+  slower than the float product there). Then,
   while the tile is in cache, the module path's requantization: per-channel scale and bias,
   rounding and clamping to the output codes, dequantization, GELU, quantization to the next
   layer's codes. Equal to the module path up to float rounding at code boundaries;
@@ -62,6 +67,19 @@ def cpu_has_vnni() -> bool:
     return False
 
 
+def saturation_free(input_qmax: int) -> bool:
+    """Whether this CPU's int8 kernels (torch's quantized conv, oneDNN's matmul) compute exactly
+    on uint8 input codes up to ``input_qmax``: always with VNNI (32-bit sums); without it (AVX2:
+    u8 x s8 products summed in pairs into int16) only for 7-bit codes (``2 * 127 * 128 < 2**15``)."""
+    return input_qmax <= 127 or cpu_has_vnni()
+
+
+def clamp_codes_(codes: Tensor, qmax: int) -> Tensor:
+    """uint8 activation codes clamped in place to ``qmax`` (7-bit activations: values past the
+    calibrated range clip at code 127 as in fake quantization, not at 255)."""
+    return codes if qmax >= 255 else codes.clamp_(max=qmax)
+
+
 def _rows_per_chunk(channels: int) -> int:
     return max(64, _CHUNK_BYTES // (4 * max(1, channels)))
 
@@ -97,7 +115,7 @@ def onednn_group_weights(mats: Tensor, scales: Tensor, bias: Tensor, groups: Lis
 
 class _Layer:
     """One int8 conv layer (2..N) as the chain runs it: ``fused`` (oneDNN's packed weights) or
-    exact (``torch._int_mm`` weights and the requantization's per-channel factors); activation
+    exact (float32 kernel codes and the requantization's per-channel factors); activation
     codes stored as uint8 codes minus ``shift``."""
 
     def __init__(self, conv, next_conv, fused: bool, shift: int):
@@ -110,12 +128,12 @@ class _Layer:
         self.out_channels = mats.shape[0]
         in_scale, in_zp = conv.input_qparams()
         self.in_qparams = (float(in_scale), int(in_zp))
-        self.next_qparams = None if next_conv is None else _stored_qparams(next_conv.input_qparams(), shift)
+        self.next_qparams = None if next_conv is None else _stored_qparams(next_conv, shift)
         if fused:  # oneDNN's int8 matmul with scales, bias, GELU and output quantization inside
             self.fused = onednn_group_weights(mats, w_scale, bias, groups)
             return
         self.out_scale, out_zp = conv.output_qparams()
-        self.weights = [mats[c].t().contiguous() for c in groups]
+        self.weights = [mats[c].t().float().contiguous() for c in groups]
         # z = acc * alpha + beta is the conv output in units of the output scale
         s = in_scale * w_scale
         colsum = mats.int().sum(1).float()
@@ -146,10 +164,11 @@ def fused_available() -> bool:
         return False
 
 
-def _stored_qparams(qparams, shift: int) -> Tuple[float, int]:
-    """``(scale, zero point)`` of the stored codes of quint8 codes ``u``: ``u - shift``."""
-    scale, zp = qparams
-    return float(scale), int(zp) - shift
+def _stored_qparams(conv, shift: int) -> Tuple[float, int, int]:
+    """``(scale, zero point, largest code)`` of the input codes of ``conv`` as the chain stores
+    them: quint8 codes ``u`` as ``u - shift``."""
+    scale, zp = conv.input_qparams()
+    return float(scale), int(zp) - shift, int(conv.input_qmax) - shift
 
 
 class Int8ConvChain:
@@ -171,15 +190,22 @@ class Int8ConvChain:
         self.norm = None if norm is None else (norm.weight.detach().float(), norm.bias.detach().float(), norm.eps)
         # fused: uint8 codes between layers, oneDNN's fused int8 matmul + GELU + quantization (the
         # conv output is not rounded to its uint8 codes before the GELU, as torch's quantized conv
-        # must); exact: int8 codes (uint8 - 128), torch._int_mm and the module path's rounding
-        self.fused = fused_available() if fused is None else bool(fused)
+        # must); exact: int8 codes (uint8 - 128) times the kernel's as float32 matrices (exact
+        # sums on every CPU) and the module path's rounding
+        self.fused = self.fusable(extractor) if fused is None else bool(fused)
         if self.fused and not fused_available():
             raise ValueError("oneDNN's quantized linear is not available in this torch build")
         self.shift, self.dtype = (0, torch.uint8) if self.fused else (128, torch.int8)
         convs = [b.conv for b in blocks[1:]]
         self.layers = [_Layer(c, convs[i + 1] if i + 1 < len(convs) else None, self.fused, self.shift)
                        for i, c in enumerate(convs)]
-        self.first_qparams = _stored_qparams(convs[0].input_qparams(), self.shift)
+        self.first_qparams = _stored_qparams(convs[0], self.shift)
+
+    @staticmethod
+    def fusable(extractor) -> bool:
+        """Whether the fused form runs ``extractor``'s layers exactly here: oneDNN's ops exist and
+        their uint8 x int8 sums cannot saturate (7-bit input codes, or a CPU with VNNI)."""
+        return fused_available() and all(saturation_free(b.conv.input_qmax) for b in list(extractor.conv_layers)[1:])
 
     @staticmethod
     def supported(extractor) -> bool:
@@ -252,11 +278,12 @@ class Int8ConvChain:
     def _store(self, x: Tensor, z: Tensor, row: int, channel: int, qparams):
         """Quantize the float tile ``z`` (rows ``row..``, channels ``channel..``; overwritten) into
         ``x``, laid out ``[group, frame, channels of the group]`` for the layer that reads it."""
-        scale, zp = qparams
+        scale, zp, hi = qparams
         if self.shift == 0:  # uint8 codes: torch's vectorised quantization, its bytes viewed
-            self._put(x, quint8_codes(torch.quantize_per_tensor(z, scale, zp, torch.quint8)), row, channel)
+            codes = quint8_codes(torch.quantize_per_tensor(z, scale, zp, torch.quint8))
+            self._put(x, clamp_codes_(codes, hi), row, channel)
             return
-        z.mul_(1.0 / scale).round_().add_(zp).clamp_(-self.shift, 255 - self.shift)
+        z.mul_(1.0 / scale).round_().add_(zp).clamp_(-self.shift, hi)
         self._put(x, z, row, channel)
 
     @staticmethod
@@ -301,11 +328,12 @@ class Int8ConvChain:
         when ``next_groups`` is 0 (the last layer)."""
         og = layer.out_channels // layer.groups
         out, tiles = self._tiles(layer, x, next_groups)
-        acc_buf = z_buf = None
+        codes_buf = acc_buf = z_buf = None
         for g, r, n, a in tiles:
             if acc_buf is None:
-                acc_buf, z_buf = torch.empty(a.shape[0], og, dtype=torch.int32), torch.empty(a.shape[0], og)
-            acc = torch._int_mm(a, layer.weights[g], out=acc_buf[:n])
+                codes_buf = torch.empty(a.shape)
+                acc_buf, z_buf = torch.empty(a.shape[0], og), torch.empty(a.shape[0], og)
+            acc = torch.mm(codes_buf[:n].copy_(a), layer.weights[g], out=acc_buf[:n])
             z = torch.addcmul(layer.beta[g], acc, layer.alpha[g], out=z_buf[:n])
             z.round_().clamp_(layer.lo, layer.hi).mul_(layer.out_scale)
             torch.ops.aten.gelu_(z)
@@ -319,14 +347,15 @@ class Int8ConvChain:
         """:meth:`_run_layer` with oneDNN's fused int8 matmul on uint8 codes."""
         og = layer.out_channels // layer.groups
         out, tiles = self._tiles(layer, x, next_groups)
-        (out_scale, out_zp), out_dtype = (layer.next_qparams, None) if next_groups else ((1.0, 0), torch.float32)
+        (out_scale, out_zp, out_hi), out_dtype = ((layer.next_qparams, None) if next_groups
+                                                  else ((1.0, 0, 255), torch.float32))
         in_scale, in_zp = layer.in_qparams
         for g, r, n, a in tiles:
             packed, w_scale, w_zp, bias = layer.fused[g]
             y = torch.ops.onednn.qlinear_pointwise(a, in_scale, in_zp, packed, w_scale, w_zp, bias, out_scale, out_zp,
                                                    out_dtype, "gelu", [], "none")
             if next_groups:
-                self._put(out, y, r, g * og)
+                self._put(out, clamp_codes_(y, out_hi), r, g * og)
             else:
                 out[r:r + n, g * og:(g + 1) * og] = y
         return out
@@ -377,7 +406,7 @@ def int8_chain(extractor) -> Optional[Int8ConvChain]:
     """The (cached) chain of ``extractor``, or None when its structure is not one the chain runs
     or a forward hook watches one of its modules."""
     return cached_fast_form(_CHAINS, extractor,
-                            lambda chain: chain.current(extractor) and chain.fused == fused_available(),
+                            lambda chain: chain.current(extractor) and chain.fused == Int8ConvChain.fusable(extractor),
                             Int8ConvChain.supported, Int8ConvChain)
 
 

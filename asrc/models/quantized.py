@@ -22,8 +22,7 @@ from asrc.core.config_files import check_known_keys, read_yaml_mapping
 from asrc.core.files import atomic_write
 from asrc.errors import AsrcError, CheckpointError
 from asrc.models.config import Wav2Vec2Config
-from asrc.models.int8 import DynamicInt8Linear, FoldedPositionalConv, Int8Conv1d
-from asrc.models.int8_cnn import cpu_has_vnni
+from asrc.models.int8 import DynamicInt8Linear, FoldedPositionalConv, Int8Conv1d, activation_qmax
 from asrc.models.io import CONFIG_NAME, QUANT_NAME, read_model_dir, read_state_dict, save_model_dir
 from asrc.models.wav2vec2 import PositionalConv, Wav2Vec2CTC
 
@@ -130,7 +129,8 @@ def build_quantized(config: Wav2Vec2Config, spec: QuantizationSpec, tokens=None)
         if not isinstance(conv, nn.Conv1d):
             raise CheckpointError(f"{QUANT_NAME}: static_int8_conv names {name!r}, a {type(conv).__name__}")
         set_module(model, name, Int8Conv1d(conv.in_channels, conv.out_channels, conv.kernel_size[0], conv.stride[0],
-                                            conv.padding[0], conv.groups, conv.bias is not None))
+                                            conv.padding[0], conv.groups, conv.bias is not None,
+                                            activation_qmax(spec.activation_reduce_range)))
     linear = {n for n, m in model.named_modules() if type(m) is nn.Linear}
     missing = sorted(set(spec.dynamic_int8_linear) - linear)
     if missing:
@@ -171,9 +171,6 @@ def load_quantized(model_dir, map_location="cpu") -> Wav2Vec2CTC:
         raise AsrcError(f"{model_dir}: int8 models run on the CPU only (map_location={map_location!r})")
     spec = QuantizationSpec.from_yaml_file(model_dir / QUANT_NAME)
     config, tokens, weights = read_model_dir(model_dir)
-    if spec.static_int8_conv and not spec.activation_reduce_range and not cpu_has_vnni():
-        warnings.warn(f"{model_dir}: int8 convs calibrated for 8-bit activations (a VNNI CPU); this CPU has no "
-                      f"VNNI and may saturate int16 sums: re-quantize here for 7-bit activations")
     model = build_quantized(config, spec, tokens)
     state = read_state_dict(weights)
     missing = sorted(set(model.state_dict()) - set(state))

@@ -149,7 +149,7 @@ def int8_accumulator(conv, x: Tensor) -> Tensor:
     """What an :class:`asrc.models.int8.Int8Conv1d` computes before requantizing its output."""
     scale, zero_point = conv.input_qparams()
     c = conv.conv
-    x = torch.fake_quantize_per_tensor_affine(x.float(), scale, zero_point, 0, 255)
+    x = torch.fake_quantize_per_tensor_affine(x.float(), scale, zero_point, 0, conv.input_qmax)
     return F.conv1d(x, conv.weight(), conv.bias(), c.stride, c.padding, c.dilation, c.groups)
 
 

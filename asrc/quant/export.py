@@ -140,6 +140,7 @@ class QDQConv1d(nn.Module):
         self.register_buffer("bias", None if bias is None else bias.detach().float())
         self.stride, self.padding, self.groups = conv.stride, conv.padding, conv.groups
         self.in_qparams, self.out_qparams = q.input_qparams(), q.output_qparams()
+        self.in_qmax = q.input_qmax
 
     def _weight(self) -> Tensor:
         if self.per_channel:
@@ -147,8 +148,8 @@ class QDQConv1d(nn.Module):
         return torch.fake_quantize_per_tensor_affine(self.weight, float(self.w_scale), 0, -128, 127)
 
     def forward(self, x: Tensor) -> Tensor:
-        # quint8 codes 0..255 also for scales calibrated for 7 bits: torch's int8 modules clamp there too.
-        x = torch.fake_quantize_per_tensor_affine(x, *self.in_qparams, 0, 255)
+        # 7-bit input codes stop at 127 as in the int8 module (ONNX: QuantizeLinear, Clip, DequantizeLinear)
+        x = torch.fake_quantize_per_tensor_affine(x, *self.in_qparams, 0, self.in_qmax)
         y = F.conv1d(x, self._weight(), self.bias, self.stride, self.padding, 1, self.groups)
         return torch.fake_quantize_per_tensor_affine(y, *self.out_qparams, 0, 255)
 

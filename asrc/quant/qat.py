@@ -54,7 +54,8 @@ from torch import Tensor, nn
 from asrc.errors import AsrcError, ConfigError
 from asrc.models.int8 import (WEIGHT_QMAX, WEIGHT_QMIN, FoldedPositionalConv, Int8Conv1d, activation_qmax,
                               affine_qparams, symmetric_weight_scale)
-from asrc.models.quantized import QuantizationSpec, cpu_has_vnni, set_engine, set_module
+from asrc.models.int8_cnn import cpu_has_vnni
+from asrc.models.quantized import QuantizationSpec, set_engine, set_module
 from asrc.models.wav2vec2 import PositionalConv, Wav2Vec2CTC
 
 __all__ = ["QATConfig", "QATConv1d", "QATLinear", "QATPositionalConv", "convert_experiment", "convert_qat",
@@ -71,10 +72,10 @@ class QATConfig:
 
     ``start_updates``    fake quantization from this optimizer update on (0: from the start);
                          the updates before it train the float model
-    ``activation_bits``  8, or 7 for a model to run on CPUs without VNNI (static activations,
-                         as ``asrc-quantize --activation-bits``); default, as there: 8 where
-                         the training machine's CPU has VNNI, else 7 (8-bit activations
-                         saturate the int16 sums of AVX2-only CPUs)
+    ``activation_bits``  8, or 7 for a model to run at int8 speed on CPUs without VNNI (static
+                         activations, as ``asrc-quantize --activation-bits``); default, as
+                         there: 8 where the training machine's CPU has VNNI, else 7 (AVX2-only
+                         CPUs run 8-bit convs exactly but in float: their int16 sums saturate)
     ``range_momentum``   weight of each batch in the moving average of activation ranges
     ``range_percentile`` each batch's range: its ``100 - p`` and ``p`` percentiles (of at most
                          65536 evenly strided values); 100 = its min and max
@@ -119,9 +120,12 @@ class ActivationRange(nn.Module):
     """Moving min/max of an activation (buffer ``range = [lo, hi]``; ``[inf, -inf]`` before the
     first observation) and its uint8 fake quantization."""
 
-    def __init__(self, quant_max: int, momentum: float, percentile: float = 100.0):
+    def __init__(self, quant_max: int, momentum: float, percentile: float = 100.0, code_max: Optional[int] = None):
         super().__init__()
         self.quant_max, self.momentum, self.percentile = quant_max, momentum, percentile
+        # largest code of the fake quantization: quant_max for a conv's input (asrc's int8 convs
+        # clamp their input codes there), 255 for its output (torch's quint8 requantization)
+        self.code_max = quant_max if code_max is None else code_max
         self.register_buffer("range", torch.tensor([float("inf"), float("-inf")]))
 
     @property
@@ -155,8 +159,7 @@ class ActivationRange(nn.Module):
         if observe:
             self.observe(x)
         scale, zero_point = affine_qparams(self.range[0], self.range[1], self.quant_max)
-        # Codes clamp at 255 also with 7-bit scales: torch's quint8 int8 modules do.
-        return torch.fake_quantize_per_tensor_affine(x.float(), scale, zero_point, 0, 255).to(x.dtype)
+        return torch.fake_quantize_per_tensor_affine(x.float(), scale, zero_point, 0, self.code_max).to(x.dtype)
 
 
 def fake_quantize_weight(weight: Tensor) -> Tensor:
@@ -213,7 +216,8 @@ class _FakeQuant:
         """The fake-quantized twin of ``module`` (same parameters), observing its input and output ranges."""
         q = _rebuild(module, cls)
         q.input_range = ActivationRange(config.activation_qmax, config.range_momentum, config.range_percentile)
-        q.output_range = ActivationRange(config.activation_qmax, config.range_momentum, config.range_percentile)
+        q.output_range = ActivationRange(config.activation_qmax, config.range_momentum, config.range_percentile,
+                                         code_max=255)
         return q
 
 
@@ -311,11 +315,13 @@ def convert_qat(model: Wav2Vec2CTC, engine: Optional[str] = None) -> Tuple[Wav2V
                 conv = nn.Conv1d(m.in_channels, m.out_channels, m.kernel_size[0], m.stride[0], m.padding[0],
                                  groups=m.groups, bias=m.bias is not None)
                 set_module(q, name, Int8Conv1d.from_qparams(conv, m.input_range.qparams(), m.output_range.qparams(),
-                                                            weight=m.weight, bias=m.bias))
+                                                            weight=m.weight, bias=m.bias,
+                                                            input_qmax=m.input_range.quant_max))
                 spec.static_int8_conv.append(name)
             elif isinstance(m, QATPositionalConv):
                 folded = FoldedPositionalConv.from_positional_conv(m)
-                folded.conv = Int8Conv1d.from_qparams(folded.conv, m.input_range.qparams(), m.output_range.qparams())
+                folded.conv = Int8Conv1d.from_qparams(folded.conv, m.input_range.qparams(), m.output_range.qparams(),
+                                                      input_qmax=m.input_range.quant_max)
                 set_module(q, name, folded)
                 spec.folded_weight_norm.append(name)
                 spec.static_int8_conv.append(f"{name}.conv")

@@ -40,8 +40,9 @@ from torch import Tensor, nn
 
 from asrc.core.constants import SAMPLE_RATE
 from asrc.models.int8 import FoldedPositionalConv, Int8Conv1d, activation_qmax
-from asrc.models.quantized import (MODES, QuantizationSpec, cpu_has_vnni, fold_weight_norm, quantize_linear_dynamic,
-                                   quiet_ao, set_engine, set_module)
+from asrc.models.int8_cnn import cpu_has_vnni
+from asrc.models.quantized import (MODES, QuantizationSpec, fold_weight_norm, quantize_linear_dynamic, quiet_ao,
+                                   set_engine, set_module)
 from asrc.models.wav2vec2 import Wav2Vec2CTC
 from asrc.quant.calibrate import ConvQuantOptions, RangeObserver, correct_biases
 
@@ -123,10 +124,10 @@ def quantize_model(model: Wav2Vec2CTC, mode: str = "dynamic", calibration=None, 
         calibration: for the static modes: waveforms (list of 1-D float32 16 kHz tensors, or a
             ``[batch, sample]`` tensor of unpadded rows), e.g. from :func:`asrc.core.audio.read_waveforms`.
         engine: quantized backend (default ``x86``: fbgemm + oneDNN).
-        reduce_range: 7-bit activations for static convs, which CPUs without VNNI need (their
-            16-bit intermediate sums can saturate with 8 bits). Default: 8 bits when this CPU
-            has VNNI, else 7; the choice is recorded, and loading on a CPU without VNNI a model
-            made with 8 bits warns.
+        reduce_range: 7-bit activations for static convs, which CPUs without VNNI run at int8
+            speed (their 16-bit intermediate sums saturate with 8 bits, so there 8-bit convs
+            run exactly but in float). Default: 8 bits when this CPU has VNNI, else 7; the
+            choice is recorded in ``quantization.yaml``.
         calibration_info: what to record about the calibration data in ``quantization.yaml``.
         options: how the static convs are quantized (default :class:`ConvQuantOptions()`:
             per-channel weights, histogram ranges, no bias correction).
@@ -155,7 +156,8 @@ def quantize_model(model: Wav2Vec2CTC, mode: str = "dynamic", calibration=None, 
         for name in names:
             obs_in, obs_out = observers[name]
             set_module(q, name, Int8Conv1d.from_qparams(q.get_submodule(name), obs_in.qparams(), obs_out.qparams(),
-                                                        per_channel=options.per_channel))
+                                                        per_channel=options.per_channel,
+                                                        input_qmax=activation_qmax(reduce_range)))
         spec.static_int8_conv = names
         spec.calibration = dict(calibration_info or {})
         spec.calibration.update(options.record())

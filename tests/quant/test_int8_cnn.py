@@ -28,7 +28,7 @@ def _last_scale(qmodel) -> float:
 @pytest.fixture(params=["fused", "exact"], autouse=True)
 def chain_kind(request, monkeypatch):
     """Every test runs both forms of the chain: oneDNN's fused int8 matmul (where this torch has
-    it) and the exact one (torch._int_mm + the module path's rounding)."""
+    it) and the exact one (float32 products of the int8 codes + the module path's rounding)."""
     fused = request.param == "fused"
     if fused and not fused_available():
         pytest.skip("this torch build has no oneDNN quantized linear (torch.ops.onednn.qlinear_pointwise)")

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from asrc.models.int8 import DynamicInt8Linear
-from asrc.models.int8_cnn import fused_available
+from asrc.models.int8_cnn import cpu_has_vnni, fused_available
 from asrc.models.wav2vec2 import plain_ops
 from asrc.quant import quantize_model
 
@@ -84,11 +84,13 @@ def test_positional_conv_int8_path(trained_tiny, calibration_set):
             reference = folded(x)
             y = folded.conv(x.transpose(1, 2))
 
-            def qparams(t):
-                scale = float(t.max() - t.min()) / 255
+            def qparams(t, qmax=255):
+                scale = float(t.max() - t.min()) / qmax
                 return scale, int(round(-float(t.min()) / scale))
 
-            folded.conv = Int8Conv1d.from_qparams(folded.conv, qparams(x), qparams(y))
+            # input codes the gemm runs exactly here: 8-bit with VNNI, else 7-bit
+            qmax = 255 if cpu_has_vnni() else 127
+            folded.conv = Int8Conv1d.from_qparams(folded.conv, qparams(x, qmax), qparams(y), input_qmax=qmax)
             assert _pos_conv_gemm(folded.conv) is not None
             fast = folded(x)
             with plain_ops():
