@@ -56,17 +56,22 @@ def _saturating_conv(input_qmax: int):
     return m, x, out_scale
 
 
-def test_8bit_input_codes_are_exact(cpu):
-    """8-bit codes over the whole range: every output within one output step of the exact
-    int8 arithmetic, nearly all equal (float32 sums round differently at a few code boundaries).
-    torch's quantized conv itself fails this on a CPU without VNNI (saturated sums)."""
-    m, x, step = _saturating_conv(255)
+def _assert_int8_exact(m: Int8Conv1d, x: torch.Tensor, step: float) -> torch.Tensor:
+    """Every output within one output step of the exact int8 arithmetic, nearly all equal (float32
+    sums round differently at a few code boundaries); returns the reference."""
     with torch.inference_mode():
         out = m(x)
     ref = _int8_reference(m, x)
     diff = (out - ref).abs()
     assert float(diff.max()) <= step * 1.001
     assert float((diff > 1e-6).float().mean()) < 0.01
+    return ref
+
+
+def test_8bit_input_codes_are_exact(cpu):
+    """8-bit codes over the whole range: the int8 arithmetic's result. torch's quantized conv
+    itself fails this on a CPU without VNNI (saturated sums)."""
+    _assert_int8_exact(*_saturating_conv(255))
 
 
 def test_7bit_input_codes_clip_at_127(cpu):
@@ -74,12 +79,7 @@ def test_7bit_input_codes_clip_at_127(cpu):
     quantization of calibration and QAT assumes), not at 255, so they cannot saturate either."""
     m, x, step = _saturating_conv(127)
     assert float((x / 0.01 + 3).max()) > 200  # many inputs past code 127
-    with torch.inference_mode():
-        out = m(x)
-    ref = _int8_reference(m, x)
-    diff = (out - ref).abs()
-    assert float(diff.max()) <= step * 1.001
-    assert float((diff > 1e-6).float().mean()) < 0.01
+    ref = _assert_int8_exact(m, x, step)
     # the clipping matters: without it the reference differs
     m.input_qmax = 255
     assert not torch.allclose(_int8_reference(m, x), ref)
