@@ -47,10 +47,10 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--calib", metavar="DATA_DIR", help="calibration audio (wav.scp) for the static modes")
     parser.add_argument("--calib-utts", type=int, default=16, help="calibration utterances, spread over wav.scp")
     parser.add_argument("--engine", default=None, help="torch quantized engine (default: x86)")
-    parser.add_argument("--activation-bits", type=int, choices=(7, 8), default=None,
-                        help="static-mode activations: 8 runs at int8 speed only on a CPU with VNNI "
-                             "(AVX512-VNNI/AVX-VNNI; elsewhere exactly, in float), 7 on any CPU "
-                             "(default: 8 if this CPU has VNNI, else 7)")
+    parser.add_argument("--activation-bits", type=int, choices=(7, 8), default=8,
+                        help="static-mode activations (default 8): 8 runs at int8 speed on a CPU with "
+                             "VNNI (AVX512-VNNI/AVX-VNNI) and exactly but at float speed elsewhere; 7 runs "
+                             "at int8 speed on any CPU but costs accuracy")
     parser.add_argument("--conv-weights", choices=("per-channel", "per-tensor"), default="per-channel",
                         help="static int8 conv weight scales (default per-channel)")
     parser.add_argument("--conv-calibration", choices=("histogram", "minmax", "percentile", "mse"),

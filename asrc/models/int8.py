@@ -20,7 +20,7 @@ rounding of int32 accumulation and requantization.
 """
 
 import weakref
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 import torch.ao.nn.quantized as nnq
@@ -182,8 +182,29 @@ class Int8Conv1d(nn.Module):
         int8 kernels would saturate): the codes' values against the int8 kernel's, then the
         output's requantization. Equal to the int8 conv up to float32 rounding of the sums."""
         c = self.conv
-        y = F.conv1d(q.dequantize(), c.weight().dequantize(), self.bias(), c.stride, c.padding, c.dilation, c.groups)
+        weight, bias = self._float_kernel()
+        y = F.conv1d(q.dequantize(), weight, bias, c.stride, c.padding, c.dilation, c.groups)
         return torch.quantize_per_tensor(y, float(c.scale), int(c.zero_point), torch.quint8).dequantize()
+
+    def _float_kernel(self) -> Tuple[Tensor, Optional[Tensor]]:
+        """The int8 kernel dequantized and the float bias, cached while the packed weights stay
+        (outside the module, as the other fast forms); computed untraced, so that a TorchScript
+        trace holds them as constants (torch's unpack op has no traced form)."""
+        packed = self.conv._packed_params
+        cached = _FLOAT_KERNELS.get(self)
+        if cached is None or cached[0] is not packed:
+            state = torch._C._get_tracing_state()
+            torch._C._set_tracing_state(None)
+            try:
+                bias = self.bias()
+                cached = (packed, self.weight(), None if bias is None else bias.detach().float())
+            finally:
+                torch._C._set_tracing_state(state)
+            _FLOAT_KERNELS[self] = cached
+        return cached[1], cached[2]
+
+
+_FLOAT_KERNELS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 class _PosConvGemm:

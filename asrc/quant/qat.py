@@ -54,7 +54,6 @@ from torch import Tensor, nn
 from asrc.errors import AsrcError, ConfigError
 from asrc.models.int8 import (WEIGHT_QMAX, WEIGHT_QMIN, FoldedPositionalConv, Int8Conv1d, activation_qmax,
                               affine_qparams, symmetric_weight_scale)
-from asrc.models.int8_cnn import cpu_has_vnni
 from asrc.models.quantized import QuantizationSpec, set_engine, set_module
 from asrc.models.wav2vec2 import PositionalConv, Wav2Vec2CTC
 
@@ -72,17 +71,17 @@ class QATConfig:
 
     ``start_updates``    fake quantization from this optimizer update on (0: from the start);
                          the updates before it train the float model
-    ``activation_bits``  8, or 7 for a model to run at int8 speed on CPUs without VNNI (static
-                         activations, as ``asrc-quantize --activation-bits``); default, as
-                         there: 8 where the training machine's CPU has VNNI, else 7 (AVX2-only
-                         CPUs run 8-bit convs exactly but in float: their int16 sums saturate)
+    ``activation_bits``  8 (default), or 7 for a model to run at int8 speed on CPUs without
+                         VNNI (static activations, as ``asrc-quantize --activation-bits``;
+                         AVX2-only CPUs run 8-bit convs exactly but as float products: their
+                         int16 sums saturate; 7 bits cost accuracy, egs/an4/RESULTS.md)
     ``range_momentum``   weight of each batch in the moving average of activation ranges
     ``range_percentile`` each batch's range: its ``100 - p`` and ``p`` percentiles (of at most
                          65536 evenly strided values); 100 = its min and max
     """
 
     start_updates: int = 0
-    activation_bits: int = dataclasses.field(default_factory=lambda: 8 if cpu_has_vnni() else 7)
+    activation_bits: int = 8
     range_momentum: float = 0.01
     range_percentile: float = 99.99
 

@@ -17,7 +17,8 @@ Modes (``quantize_model(model, mode)``, ``asrc-quantize --mode``):
     slower than dequantize + float GELU). Fastest and smallest, but per-tensor 8-bit CNN
     activations cost accuracy (egs/an4/RESULTS.md). Needs calibration audio.
 
-Static activations use 8 bits on CPUs with VNNI and 7 bits elsewhere (see ``quantize_model``).
+Static activations use 8 bits unless asked for 7 (see ``quantize_model``): exact on every CPU,
+at int8 speed on CPUs with VNNI; 7 bits run at int8 speed everywhere but cost accuracy.
 
 How the static convs are quantized is a :class:`asrc.quant.calibrate.ConvQuantOptions`
 (``asrc-quantize --conv-weights --conv-calibration --bias-correction``): weight scales per
@@ -40,7 +41,6 @@ from torch import Tensor, nn
 
 from asrc.core.constants import SAMPLE_RATE
 from asrc.models.int8 import FoldedPositionalConv, Int8Conv1d, activation_qmax
-from asrc.models.int8_cnn import cpu_has_vnni
 from asrc.models.quantized import (MODES, QuantizationSpec, fold_weight_norm, quantize_linear_dynamic, quiet_ao,
                                    set_engine, set_module)
 from asrc.models.wav2vec2 import Wav2Vec2CTC
@@ -126,8 +126,9 @@ def quantize_model(model: Wav2Vec2CTC, mode: str = "dynamic", calibration=None, 
         engine: quantized backend (default ``x86``: fbgemm + oneDNN).
         reduce_range: 7-bit activations for static convs, which CPUs without VNNI run at int8
             speed (their 16-bit intermediate sums saturate with 8 bits, so there 8-bit convs
-            run exactly but in float). Default: 8 bits when this CPU has VNNI, else 7; the
-            choice is recorded in ``quantization.yaml``.
+            run exactly but as float products). Default: 8 bits on every CPU (7 bits cost
+            accuracy: egs/an4/RESULTS.md), so that the model does not depend on the machine
+            that quantized it; the choice is recorded in ``quantization.yaml``.
         calibration_info: what to record about the calibration data in ``quantization.yaml``.
         options: how the static convs are quantized (default :class:`ConvQuantOptions()`:
             per-channel weights, histogram ranges, no bias correction).
@@ -142,7 +143,7 @@ def quantize_model(model: Wav2Vec2CTC, mode: str = "dynamic", calibration=None, 
     engine = engine or default_engine()
     set_engine(engine)
     if reduce_range is None:
-        reduce_range = not cpu_has_vnni()
+        reduce_range = False
     q = copy.deepcopy(model).eval()
     spec = QuantizationSpec(mode=mode, engine=engine, activation_reduce_range=reduce_range)
     spec.folded_weight_norm = fold_weight_norm(q)

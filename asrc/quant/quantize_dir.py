@@ -30,7 +30,8 @@ def quantize_dir(src, out, mode: str = "dynamic", calib=None, calib_utts: int = 
         calib: a data directory whose audio (``calib_utts`` utterances spread over ``wav.scp``)
             calibrates the static modes.
         engine: torch quantized engine (default x86).
-        activation_bits: 8 or 7 for static-mode activations (default: 8 on a CPU with VNNI).
+        activation_bits: 8 (default) or 7 for static-mode activations (7: int8 speed on CPUs
+            without VNNI, at a cost in accuracy).
         check: a data directory on which to compare the reloaded int8 model with the float one.
         overwrite: replace a non-empty ``out``.
         options: how static convs are quantized (:class:`asrc.quant.calibrate.ConvQuantOptions`).

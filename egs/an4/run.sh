@@ -142,7 +142,7 @@ int8_ptq="pos:--mode=static-pos conv:--mode=static-conv
           conv_bias_corr:--mode=static-conv,--bias-correction
           conv_percentile_bias_corr:--mode=static-conv,--conv-calibration=percentile,--bias-correction"
 int8_calib=data/dev                        # stage 17: calibration audio of the post-training variants
-int8_activation_bits=8                     # stage 17: static int8 activations, PTQ and QAT alike (7: CPUs without VNNI)
+int8_activation_bits=8                     # stage 17: static int8 activations, PTQ and QAT (7: fast without VNNI, less accurate)
 int8_qat_config=conf/train_qat.yaml        # stage 17: the fine-tune of the float control and of QAT
 int8_qat="start_updates=0"                 # stage 17: the QAT run's qat: section (asrc.quant.qat.QATConfig KEY=VALUE words)
 

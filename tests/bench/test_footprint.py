@@ -105,7 +105,8 @@ def test_footprint_end_to_end_tiny(tmp_path, capsys):
 
 
 def test_footprint_rows_for_ptq_options_and_int8_dirs(tmp_path):
-    """--conv-calibration/--bias-correction label the int8 rows; --int8-student times a ready
+    """--conv-calibration/--bias-correction/--activation-bits label the int8 rows (and make them);
+    --int8-student times a ready
     int8 directory (here a QAT conversion) with its QDQ export; --agreement covers the new rows."""
     import copy
 
@@ -132,11 +133,13 @@ def test_footprint_rows_for_ptq_options_and_int8_dirs(tmp_path):
     (data / "wav.scp").write_text(f"a {data / 'a.wav'}\n")
     rc = run_bench(["--teacher", str(tmp_path / "t"), "--student", f"s={tmp_path / 't'}", "--seconds", "0.5",
                     "--runs", "1", "--warmup", "0", "--threads", "1", "--no-peer", "--int8-mode", "static-conv",
-                    "--conv-calibration", "percentile", "--bias-correction", "--int8-student",
-                    f"s-qat={tmp_path / 'qat'}", "--agreement", str(data), "--json", str(tmp_path / "o.json")])
+                    "--conv-calibration", "percentile", "--bias-correction", "--activation-bits", "7", "--int8-student",
+                    f"s-qat={tmp_path / 'qat'}", "--agreement", str(data), "--json", str(tmp_path / "o.json"),
+                    "--workdir", str(tmp_path / "w")])
     assert rc == 0
     rows = {r["name"]: r for r in json.loads((tmp_path / "o.json").read_text())["rows"]}
-    assert rows["s-int8"]["precision"] == "int8 (static-conv, percentile + bias corr.)"
+    assert rows["s-int8"]["precision"] == "int8 (static-conv, percentile + bias corr., 7-bit)"
+    assert "activation_reduce_range: true" in (tmp_path / "w" / "s-int8" / "quantization.yaml").read_text()
     assert rows["s-qat"]["precision"] == "int8 (qat)" and rows["s-qat-qdq"]["precision"] == "int8 (QDQ of qat)"
     assert rows["s-int8-qdq"]["agreement"]["logit_cosine"] > 0.9
     assert rows["s-qat"]["agreement"] is None  # no float row it was made from in this run
