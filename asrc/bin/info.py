@@ -17,6 +17,7 @@ from pathlib import Path
 
 from asrc.bin._cli import ArgumentParser, command
 from asrc.models.footprint import footprint
+from asrc.models.int8_cnn import cpu_has_vnni
 from asrc.models.io import WEIGHTS_NAME
 from asrc.models.loader import describe
 
@@ -44,7 +45,13 @@ def main(argv=None) -> int:
     if WEIGHTS_NAME not in info["files"] and Path(args.model).is_dir():
         print(f"# no {WEIGHTS_NAME}: architecture only")
     if info["quantization"]:
-        print(f"# quantized: asrc.quant mode {info['quantization']!r}")
+        line = f"# quantized: asrc.quant mode {info['quantization']!r}"
+        bits = info["activation_bits"]
+        if bits:
+            line += f", {bits}-bit static activations"
+            if bits == 8 and not cpu_has_vnni():
+                line += " (this CPU has no VNNI: their int8 convs run exactly, as float products of the codes)"
+        print(line)
     print()
     print(info["config"].to_yaml().rstrip())
     print()

@@ -31,7 +31,8 @@ def load(model_dir, map_location="cpu") -> Wav2Vec2CTC:
 
 
 def describe(path) -> dict:
-    """Config, files (bytes on disk) and quantization mode of a model directory or config file."""
+    """Config, files (bytes on disk), quantization mode and static activation width (7 or 8 bits,
+    None without static int8 convs) of a model directory or config file."""
     path = Path(path)
     if path.is_dir():
         config_path = path / CONFIG_NAME
@@ -39,12 +40,15 @@ def describe(path) -> dict:
             raise FileNotFoundError(f"{path}: no {CONFIG_NAME}; not an asrc model directory")
         files = {name: (path / name).stat().st_size for name in (CONFIG_NAME, WEIGHTS_NAME, TOKENS_NAME, QUANT_NAME)
                  if (path / name).is_file()}
-        quantization = None
+        quantization = bits = None
         if QUANT_NAME in files:
-            quantization = QuantizationSpec.from_yaml_file(path / QUANT_NAME).mode
+            spec = QuantizationSpec.from_yaml_file(path / QUANT_NAME)
+            quantization = spec.mode
+            if spec.static_int8_conv:
+                bits = 7 if spec.activation_reduce_range else 8
     elif path.is_file():
-        config_path, files, quantization = path, {path.name: path.stat().st_size}, None
+        config_path, files, quantization, bits = path, {path.name: path.stat().st_size}, None, None
     else:
         raise FileNotFoundError(f"{path}: no such model directory or config file")
     return {"model": str(path), "config": Wav2Vec2Config.from_yaml(config_path), "files": files,
-            "quantization": quantization}
+            "quantization": quantization, "activation_bits": bits}

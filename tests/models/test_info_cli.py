@@ -54,3 +54,34 @@ def test_errors_name_the_culprit(tmp_path, capsys):
     bad.write_text("num_layrs: 2\n")
     assert main([str(bad)]) == 1
     assert "num_layrs" in capsys.readouterr().err
+
+
+def test_int8_dir_says_its_activation_width_and_how_this_cpu_runs_it(tmp_path, capsys, monkeypatch):
+    """An int8 directory with static convs: the mode and the width of its static activations; on
+    a CPU without VNNI, that 8-bit convs run exactly as float products (not at int8 speed)."""
+    import torch
+
+    import asrc.bin.info as info
+    from asrc.models.quantized import save_quantized
+    from asrc.quant import quantize_model
+
+    torch.manual_seed(0)
+    model = build_model(Wav2Vec2Config(**TINY), [f"t{i}" for i in range(10)]).eval()
+    calib = [0.1 * torch.randn(16000)]
+    for bits in (7, 8):
+        qmodel, spec = quantize_model(model, "static-conv", calib, reduce_range=bits == 7)
+        save_quantized(qmodel, spec, tmp_path / f"q{bits}")
+    qmodel, spec = quantize_model(model, "dynamic")
+    save_quantized(qmodel, spec, tmp_path / "dyn")
+    monkeypatch.setattr(info, "cpu_has_vnni", lambda: False)
+    head = "# quantized: asrc.quant mode 'static-conv', "
+    assert main([str(tmp_path / "q8")]) == 0
+    assert capsys.readouterr().out.splitlines()[1].startswith(head + "8-bit static activations (this CPU has no VNNI")
+    assert main([str(tmp_path / "q7")]) == 0
+    assert capsys.readouterr().out.splitlines()[1] == head + "7-bit static activations"
+    monkeypatch.setattr(info, "cpu_has_vnni", lambda: True)
+    assert main([str(tmp_path / "q8")]) == 0
+    assert capsys.readouterr().out.splitlines()[1] == head + "8-bit static activations"
+    assert main([str(tmp_path / "dyn"), "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["quantization"] == "dynamic" and d["activation_bits"] is None
