@@ -478,7 +478,7 @@ def plot(rows: List[Row], path, env: dict):
 
 
 def add_arguments(parser: argparse.ArgumentParser):
-    from asrc.quant.calibrate import CALIBRATION_METHODS
+    from asrc.quant.calibrate import CALIBRATION_METHODS, ConvQuantOptions
     from asrc.quant.quantize import PTQ_MODES
 
     parser.add_argument("--teacher", metavar="DIR", help="teacher model dir (default: random wav2vec2-base)")
@@ -490,8 +490,8 @@ def add_arguments(parser: argparse.ArgumentParser):
                              f"or a student spec YAML (repeatable; default: {' '.join(DEFAULT_PRESETS)})")
     parser.add_argument("--int8-mode", action="append", choices=list(PTQ_MODES), default=None,
                         help="asrc.quant mode of the int8 rows (repeatable; default: static-pos)")
-    parser.add_argument("--conv-calibration", choices=CALIBRATION_METHODS, default="histogram",
-                        help="activation ranges of the static int8 convs (default histogram)")
+    parser.add_argument("--conv-calibration", choices=CALIBRATION_METHODS, default=ConvQuantOptions.calibration,
+                        help=f"activation ranges of the static int8 convs (default {ConvQuantOptions.calibration})")
     parser.add_argument("--percentile", type=float, default=99.99, help="for --conv-calibration percentile")
     parser.add_argument("--bias-correction", action="store_true", help="bias correction of the static int8 convs")
     parser.add_argument("--activation-bits", type=int, choices=(7, 8), default=8,
@@ -683,7 +683,7 @@ def _ptq_options(args):
 
     options = ConvQuantOptions(calibration=args.conv_calibration, percentile=args.percentile,
                                bias_correction=args.bias_correction)
-    label = ("" if (options.calibration, options.bias_correction) == ("histogram", False) else
+    label = ("" if (options.calibration, options.bias_correction) == (ConvQuantOptions.calibration, False) else
              f", {options.calibration}" + (" + bias corr." if options.bias_correction else ""))
     if args.activation_bits == 7:
         label += ", 7-bit"

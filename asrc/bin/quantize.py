@@ -54,7 +54,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--conv-weights", choices=("per-channel", "per-tensor"), default="per-channel",
                         help="static int8 conv weight scales (default per-channel)")
     parser.add_argument("--conv-calibration", choices=("histogram", "minmax", "percentile", "mse"),
-                        default="histogram", help="static int8 conv activation ranges (default histogram)")
+                        default="percentile", help="static int8 conv activation ranges (default percentile)")
     parser.add_argument("--percentile", type=float, default=99.99,
                         help="with --conv-calibration percentile: the upper quantile in percent (default 99.99)")
     parser.add_argument("--bias-correction", action="store_true",

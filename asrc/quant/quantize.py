@@ -10,7 +10,7 @@ Modes (``quantize_model(model, mode)``, ``asrc-quantize --mode``):
 ``static-pos``
     ``dynamic`` plus static int8 for the (folded) positional conv, the biggest weight tensor
     of a narrow student: quantize -> int8 conv -> dequantize with activation scales from
-    calibration (histogram observers over a few utterances). Needs calibration audio.
+    calibration (percentile ranges over a few utterances by default). Needs calibration audio.
 ``static-conv``
     ``static-pos`` plus static int8 CNN layers 2..N (the first sees the raw waveform and
     stays float). The norms and GELUs between the convs stay float (torch's int8 GELU is
@@ -22,9 +22,9 @@ at int8 speed on CPUs with VNNI; 7 bits run at int8 speed everywhere but cost ac
 
 How the static convs are quantized is a :class:`asrc.quant.calibrate.ConvQuantOptions`
 (``asrc-quantize --conv-weights --conv-calibration --bias-correction``): weight scales per
-output channel (default) or per tensor, the activation range method (default torch's histogram
-search; min/max, percentile, MSE), and bias correction. Each can be chosen alone, to measure
-what it is worth (egs/demo's PTQ table in the issue-15 notes).
+output channel (default) or per tensor, the activation range method (default percentile; torch's
+histogram search, min/max, MSE), and bias correction. Each can be chosen alone, to measure
+what it is worth (egs/an4/RESULTS.md, "int8 of the CNN").
 
 The ``qat`` mode is the ``static-conv`` structure with scales learned in quantization-aware
 training; :mod:`asrc.quant.qat` writes it from an ``asrc-train`` experiment.
@@ -131,7 +131,7 @@ def quantize_model(model: Wav2Vec2CTC, mode: str = "dynamic", calibration=None, 
             that quantized it; the choice is recorded in ``quantization.yaml``.
         calibration_info: what to record about the calibration data in ``quantization.yaml``.
         options: how the static convs are quantized (default :class:`ConvQuantOptions()`:
-            per-channel weights, histogram ranges, no bias correction).
+            per-channel weights, percentile ranges, no bias correction).
 
     Returns:
         ``(quantized_model, QuantizationSpec)``; the model is in eval mode.

@@ -134,12 +134,13 @@ prune_extra_runs="long_reg0.3_0.91:0.91:conf/prune_long_reg03.yaml"  # stages 14
                                            #   each -> exp/prune_NAME (here: the longer schedule, gates and
                                            #   multipliers at lr 0.3, for the narrow student's count)
 # stage 17: post-training int8 variants, NAME:FLAGS (FLAGS: asrc-quantize flags joined by commas)
-int8_ptq="pos:--mode=static-pos conv:--mode=static-conv
-          conv_per_tensor:--mode=static-conv,--conv-weights=per-tensor
+# (histogram ranges, asrc-quantize's default until 2026-12-07, named so that each option is measured alone)
+int8_ptq="pos:--mode=static-pos,--conv-calibration=histogram conv:--mode=static-conv,--conv-calibration=histogram
+          conv_per_tensor:--mode=static-conv,--conv-weights=per-tensor,--conv-calibration=histogram
           conv_minmax:--mode=static-conv,--conv-calibration=minmax
           conv_percentile:--mode=static-conv,--conv-calibration=percentile
           conv_mse:--mode=static-conv,--conv-calibration=mse
-          conv_bias_corr:--mode=static-conv,--bias-correction
+          conv_bias_corr:--mode=static-conv,--bias-correction,--conv-calibration=histogram
           conv_percentile_bias_corr:--mode=static-conv,--conv-calibration=percentile,--bias-correction"
 int8_calib=data/dev                        # stage 17: calibration audio of the post-training variants
 int8_activation_bits=8                     # stage 17: static int8 activations, PTQ and QAT (7: fast without VNNI, less accurate)

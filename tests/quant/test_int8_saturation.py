@@ -102,7 +102,8 @@ def test_chain_form_and_codes_follow_the_cpu(cpu, bits, trained_tiny, calibratio
         out, _ = loaded.feature_extractor(wav)
         with plain_ops():
             ref, _ = loaded.feature_extractor(wav)
-    assert torch.nn.functional.cosine_similarity(out.flatten(), ref.flatten(), dim=0) > 0.999
+    # the fused form skips the rounding of conv outputs to codes (test_int8_cnn.py): held loosely here
+    assert torch.nn.functional.cosine_similarity(out.flatten(), ref.flatten(), dim=0) > 0.99
     if not chain.fused:
         last = convs[-1].output_qparams()[0]
         diff = (out - ref).abs()
