@@ -38,6 +38,7 @@ from asrc.bin._cli import ArgumentParser, command
 
 def get_parser() -> argparse.ArgumentParser:
     from asrc.quant import MODES
+    from asrc.quant.calibrate import CALIBRATION_METHODS, ConvQuantOptions
 
     parser = ArgumentParser(prog="asrc-quantize", description=__doc__.split("\n")[0],
                             epilog=__doc__.split("\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -53,8 +54,8 @@ def get_parser() -> argparse.ArgumentParser:
                              "at int8 speed on any CPU but costs accuracy")
     parser.add_argument("--conv-weights", choices=("per-channel", "per-tensor"), default="per-channel",
                         help="static int8 conv weight scales (default per-channel)")
-    parser.add_argument("--conv-calibration", choices=("histogram", "minmax", "percentile", "mse"),
-                        default="percentile", help="static int8 conv activation ranges (default percentile)")
+    parser.add_argument("--conv-calibration", choices=CALIBRATION_METHODS, default=ConvQuantOptions.calibration,
+                        help=f"static int8 conv activation ranges (default {ConvQuantOptions.calibration})")
     parser.add_argument("--percentile", type=float, default=99.99,
                         help="with --conv-calibration percentile: the upper quantile in percent (default 99.99)")
     parser.add_argument("--bias-correction", action="store_true",

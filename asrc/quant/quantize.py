@@ -114,7 +114,7 @@ def _calibrate_convs(model: Wav2Vec2CTC, names: Sequence[str], waveforms: List[T
 
 
 def quantize_model(model: Wav2Vec2CTC, mode: str = "dynamic", calibration=None, *,
-                   engine: Optional[str] = None, reduce_range: Optional[bool] = None,
+                   engine: Optional[str] = None, reduce_range: bool = False,
                    calibration_info: Optional[dict] = None, options: Optional[ConvQuantOptions] = None):
     """Quantized copy of ``model`` (the float model is left untouched).
 
@@ -142,8 +142,6 @@ def quantize_model(model: Wav2Vec2CTC, mode: str = "dynamic", calibration=None, 
     options = options or ConvQuantOptions()
     engine = engine or default_engine()
     set_engine(engine)
-    if reduce_range is None:
-        reduce_range = False
     q = copy.deepcopy(model).eval()
     spec = QuantizationSpec(mode=mode, engine=engine, activation_reduce_range=reduce_range)
     spec.folded_weight_norm = fold_weight_norm(q)

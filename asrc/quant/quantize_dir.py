@@ -21,7 +21,7 @@ __all__ = ["quantize_dir"]
 
 
 def quantize_dir(src, out, mode: str = "dynamic", calib=None, calib_utts: int = 16, engine: Optional[str] = None,
-                 activation_bits: Optional[int] = None, check=None, overwrite: bool = False,
+                 activation_bits: int = 8, check=None, overwrite: bool = False,
                  options: Optional[ConvQuantOptions] = None, checkpoint: Optional[str] = None) -> dict:
     """Quantize the float model directory ``src`` into ``out`` (:func:`asrc.quant.quantize_model`).
 
@@ -59,8 +59,7 @@ def quantize_dir(src, out, mode: str = "dynamic", calib=None, calib_utts: int = 
     waveforms, info = None, {}
     if calib:
         waveforms, info = read_waveforms(calib, max_utterances=calib_utts)
-    reduce_range = None if activation_bits is None else activation_bits == 7
-    qmodel, spec = quantize_model(model, mode, waveforms, engine=engine, reduce_range=reduce_range,
+    qmodel, spec = quantize_model(model, mode, waveforms, engine=engine, reduce_range=activation_bits == 7,
                                   calibration_info=info, options=options)
     spec.calibration.setdefault("source_model", str(src))
     save_quantized(qmodel, spec, out)
