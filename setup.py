@@ -14,6 +14,7 @@ setup(
         "soundfile",
         "tqdm",
         "Unidecode",  # transliteration of transcripts (asrc.data.text)
+        "silero-vad",  # splitting long recordings at pauses (asrc.decode.longform); weights inside the wheel
     ],
     extras_require={
         "train": ["espnet==202511", "tensorboard", "kaldiio", "sentencepiece"],

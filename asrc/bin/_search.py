@@ -7,7 +7,7 @@ from pathlib import Path
 from asrc.decode.ctc import read_word_list, write_letter_lexicon
 from asrc.decode.options import DecodeOptions
 
-__all__ = ["add_search_arguments", "options_from_args"]
+__all__ = ["add_search_arguments", "add_segment_arguments", "options_from_args"]
 
 
 def add_search_arguments(p: argparse.ArgumentParser) -> None:
@@ -29,6 +29,21 @@ def add_search_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_segment_arguments(p: argparse.ArgumentParser, default: str) -> None:
+    """How inputs longer than --chunk-seconds are decoded (asrc.decode.longform)."""
+    from asrc.decode.longform import SEGMENT_MODES
+
+    g = p.add_argument_group("long inputs")
+    g.add_argument("--segment", choices=SEGMENT_MODES, default=default,
+                   help="an input longer than --chunk-seconds: 'vad' splits it where nobody speaks (silero-vad) and "
+                        "decodes each piece alone, 'chunk' decodes overlapping windows and joins their frames, "
+                        f"'none' decodes it whole (time and memory grow with its square; default {default})")
+    g.add_argument("--chunk-seconds", type=float, default=10.0,
+                   help="longest piece decoded in one go (default 10); shorter inputs are always decoded whole")
+    g.add_argument("--context-seconds", type=float, default=1.0,
+                   help="with --segment chunk: audio heard but not kept on each side of a window (default 1)")
+
+
 def options_from_args(args, lexicon_dir: Path, tokens) -> DecodeOptions:
     lexicon = args.lexicon
     if args.lexicon_words:
@@ -48,4 +63,7 @@ def options_from_args(args, lexicon_dir: Path, tokens) -> DecodeOptions:
         sil_score=args.sil_score,
         lexicon=str(lexicon) if lexicon else None,
         lm=args.lm,
+        segment=args.segment,
+        chunk_seconds=args.chunk_seconds,
+        context_seconds=args.context_seconds,
     )

@@ -5,6 +5,8 @@
     asrc-decode --model exp/student --data data/test_clean --out exp/student/decode_beam_test_clean \\
         --method beam --lm lm/4gram.arpa --lexicon-words lm/4gram.arpa --lm-weight 1.5 --word-score -1
 
+    asrc-decode --model exp/student --data data/meetings --out exp/student/decode_meetings --segment vad
+
 writes OUT/text, OUT/token, OUT/rtf.json and OUT/rtf.log (see asrc.decode.decode_dir). A rerun
 skips the jobs that finished. Score with ``asrc-score --ref DATA/text --hyp OUT/text --out OUT``.
 """
@@ -14,7 +16,7 @@ import sys
 from pathlib import Path
 
 from asrc.bin._cli import ArgumentParser, command
-from asrc.bin._search import add_search_arguments, options_from_args
+from asrc.bin._search import add_search_arguments, add_segment_arguments, options_from_args
 from asrc.decode.decode_dir import decode_dir
 from asrc.decode.model_dir import resolve_model_dir
 
@@ -31,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resample", action="store_true", help="resample audio not at 16 kHz instead of failing")
     p.add_argument("--mix-channels", action="store_true", help="average multi-channel audio to mono instead of failing")
     add_search_arguments(p)
+    add_segment_arguments(p, default="none")
     return p
 
 

@@ -4,6 +4,8 @@
     asrc-transcribe exp/student --method beam --lm lm/4gram.arpa --lexicon-words lm/4gram.arpa a.wav
 
 Files at any sample rate are resampled to 16 kHz and multi-channel audio is averaged to mono.
+A file longer than --chunk-seconds (10 s) is split where nobody speaks (silero-vad) and each
+piece decoded on its own (--segment; shorter files are decoded whole).
 A file that cannot be read is reported on stderr (naming it) and the exit status is 1; the
 other files are still transcribed.
 """
@@ -16,7 +18,7 @@ from pathlib import Path
 import torch
 
 from asrc.bin._cli import ArgumentParser, command
-from asrc.bin._search import add_search_arguments, options_from_args
+from asrc.bin._search import add_search_arguments, add_segment_arguments, options_from_args
 from asrc.decode.model_dir import resolve_model_dir
 from asrc.decode.transcribe import transcribe_files
 
@@ -27,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("audio", nargs="+", help="audio files (anything soundfile reads: wav, flac, ogg, ...)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     add_search_arguments(p)
+    add_segment_arguments(p, default="vad")
     return p
 
 

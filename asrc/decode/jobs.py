@@ -14,6 +14,7 @@ from asrc.core.audio import read_audio
 from asrc.core.batching import pad_waveforms
 from asrc.core.constants import SAMPLE_RATE
 from asrc.core.files import atomic_write
+from asrc.decode.longform import recognise
 from asrc.decode.model_dir import load_model, model_footprint
 from asrc.decode.options import build_decoder
 from asrc.decode.plan import JobSpec, make_batches
@@ -55,13 +56,19 @@ def run_job(spec: JobSpec, progress=None) -> dict:
             wavs.append(torch.from_numpy(w))
         padded, lengths = pad_waveforms(wavs)
         t1 = time.perf_counter()
+        long_input = opts.segment != "none" and int(lengths.max()) > opts.chunk_seconds * SAMPLE_RATE
         try:
             with torch.inference_mode():
-                logits, out_lengths = model(padded, lengths)
+                if long_input:  # each alone, the long way (search time counted as forward time)
+                    hyps = [recognise(model, w, decoder, opts.segment, opts.chunk_seconds, opts.context_seconds)
+                            for w in wavs]
+                else:
+                    logits, out_lengths = model(padded, lengths)
         except (ValueError, RuntimeError) as e:
             raise AsrcError(f"model {model_dir} failed on utterances {batch}: {e}") from e
         t2 = time.perf_counter()
-        hyps = decoder(logits.float(), out_lengths.cpu())
+        if not long_input:
+            hyps = decoder(logits.float(), out_lengths.cpu())
         t3 = time.perf_counter()
         for u, h in zip(batch, hyps):
             results[u] = (h.text, [tokens[i] for i in h.ids])

@@ -18,7 +18,10 @@ class DecodeOptions:
 
     ``batch_seconds``: maximum padded audio per batch (``batch size x longest utterance``);
     0 decodes one utterance at a time. ``resample`` / ``mix_channels`` allow converting audio
-    that is not 16 kHz mono (otherwise an error naming the utterance).
+    that is not 16 kHz mono (otherwise an error naming the utterance). ``segment``: how an input
+    longer than ``chunk_seconds`` is decoded (:mod:`asrc.decode.longform`: ``none`` whole,
+    ``chunk`` in overlapping windows with ``context_seconds`` on each side, ``vad`` split at
+    pauses); shorter inputs are decoded whole in every mode.
     """
 
     method: str = "greedy"
@@ -34,8 +37,19 @@ class DecodeOptions:
     threads_per_job: int = 1
     resample: bool = False
     mix_channels: bool = False
+    segment: str = "none"
+    chunk_seconds: float = 10.0
+    context_seconds: float = 1.0
 
     def validate(self):
+        from asrc.decode.longform import SEGMENT_MODES
+
+        if self.segment not in SEGMENT_MODES:
+            raise ValueError(f"unknown segment mode {self.segment!r}; expected one of {SEGMENT_MODES}")
+        if self.segment != "none" and (not self.chunk_seconds > 0 or self.context_seconds < 0
+                                       or 2 * self.context_seconds >= self.chunk_seconds):
+            raise ValueError(f"chunk_seconds ({self.chunk_seconds}) must be > 0 and more than twice "
+                             f"context_seconds ({self.context_seconds}, >= 0)")
         if self.method not in METHODS:
             raise ValueError(f"unknown decoding method {self.method!r}; expected one of {METHODS}")
         if self.nj < 1 or self.threads_per_job < 1:
@@ -51,6 +65,8 @@ class DecodeOptions:
     def decoder_fingerprint(self) -> dict:
         """What changes the output (not nj/threads/batching, which only change speed)."""
         keys = ["method", "resample", "mix_channels"]
+        if self.segment != "none":
+            keys += ["segment", "chunk_seconds"] + (["context_seconds"] if self.segment == "chunk" else [])
         if self.method == "beam":
             keys += ["beam_size", "beam_threshold", "lm_weight", "word_score", "sil_score", "lexicon", "lm"]
         d = {k: getattr(self, k) for k in keys}

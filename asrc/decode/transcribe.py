@@ -6,6 +6,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 import torch
 
 from asrc.core.audio import read_audio
+from asrc.decode.longform import recognise
 from asrc.decode.model_dir import load_model, resolve_model_dir
 from asrc.decode.options import DecodeOptions, build_decoder
 from asrc.errors import AsrcError
@@ -16,7 +17,8 @@ def transcribe_files(
 ) -> List[Tuple[str, Union[str, Exception]]]:
     """Recognise each file on its own (no padding, so no batch effects).
 
-    Audio is mixed down to mono and resampled to 16 kHz as needed. A file that cannot be read
+    Audio is mixed down to mono and resampled to 16 kHz as needed; a file longer than
+    ``options.chunk_seconds`` is decoded as ``options.segment`` says (:mod:`asrc.decode.longform`). A file that cannot be read
     (or is too short for the model) does not stop the others: its entry holds the exception,
     whose message names the file.
 
@@ -41,10 +43,10 @@ def transcribe_files(
             wav = read_audio(str(path), what=f"file {path}", resample=True, mix_channels=True)
             if wav.shape[0] < min_samples:
                 raise AsrcError(f"file {path}: {wav.shape[0]} samples at 16 kHz, fewer than the model's {min_samples}")
-            x = torch.from_numpy(wav).unsqueeze(0)
             with torch.inference_mode():
-                logits, lengths = net(x, torch.tensor([x.shape[1]]))
-            out.append((str(path), decoder(logits.float(), lengths)[0].text))
+                hyp = recognise(net, torch.from_numpy(wav), decoder, options.segment, options.chunk_seconds,
+                                options.context_seconds)
+            out.append((str(path), hyp.text))
         except (AsrcError, FileNotFoundError) as e:
             out.append((str(path), e))
     return out

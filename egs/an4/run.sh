@@ -78,6 +78,13 @@
 #      -> exp/RESULTS_int8.md, ending with local/int8_summary.py's table (CER, CER minus the
 #      float student's, QAT minus its float control), also in exp/int8_summary.md;
 #      $student_args reaches both fine-tunes
+#   19 long recordings (not run by default: --stage 19 --stop_stage 19): AN4 dev and test, each
+#      speaker's utterances joined into recordings of up to $long_max_seconds s
+#      (local/concat_long.py -> data/{dev,test}_long; all of AN4 test in one recording of 7 minutes
+#      -> data/test_onelong), decoded by each of $long_models whole
+#      (--segment none), in windows of $long_chunk_seconds s (--segment chunk) and split at
+#      pauses (--segment vad: silero-vad), against the same models on the short utterances
+#      -> exp/RESULTS_long.md
 #   ./run.sh --stage 1 --stop_stage 2 && ./run.sh --stage 8   # the experiment alone
 # Why stage 3 exists and what each option bought: RESULTS.md in this folder.
 set -euo pipefail
@@ -146,6 +153,9 @@ int8_calib=data/dev                        # stage 17: calibration audio of the 
 int8_activation_bits=8                     # stage 17: static int8 activations, PTQ and QAT (7: fast without VNNI, less accurate)
 int8_qat_config=conf/train_qat.yaml        # stage 17: the fine-tune of the float control and of QAT
 int8_qat="start_updates=0"                 # stage 17: the QAT run's qat: section (asrc.quant.qat.QATConfig KEY=VALUE words)
+long_models="teacher=teacher"              # stage 19: LABEL=MODEL_DIR of the models decoding long recordings
+long_max_seconds=60                        # stage 19: longest joined recording
+long_chunk_seconds=10                      # stage 19: --chunk-seconds of asrc-decode (pieces decoded in one go)
 
 . ./path.sh
 . ./cmd.sh
@@ -580,5 +590,33 @@ if stage_begin 18 "int8: decoding, scoring data/test -> exp/RESULTS_int8.md" $st
     write_results exp/logs/results_int8.log exp/RESULTS_int8.md "$int8_models" test --note exp/int8_summary.md
     cat exp/RESULTS_int8.md
     stage_done 18 $stamps
+fi
+if stage_begin 19 "long recordings: whole, in windows, split at pauses -> exp/RESULTS_long.md" $stamps; then
+    for s in dev test; do
+        run_logged "exp/logs/concat_${s}_long.log" local/concat_long.py "data/$s" "data/${s}_long" \
+            --max-seconds "$long_max_seconds"
+    done
+    # and all of AN4 test as one recording of 7 minutes, ten speakers one after the other
+    run_logged exp/logs/concat_test_onelong.log local/concat_long.py data/test data/test_onelong \
+        --max-seconds 3600 --across-speakers
+    short_models= ; long_rows=()
+    for m in $long_models; do
+        label=${m%%=*}; dir=${m#*=}
+        short_models="$short_models $label=$dir@exp/long/$label"
+        for mode in none chunk vad; do
+            lm="${label}_$mode=$dir@exp/long/${label}_$mode"
+            decode_args="--segment $mode --chunk-seconds $long_chunk_seconds" decode_sets "$lm" "dev_long test_long test_onelong"
+            score_sets "$lm" "dev_long test_long test_onelong"
+            # shellcheck disable=SC2207
+            long_rows+=($(results_rows "$lm" "dev_long test_long test_onelong"))
+        done
+    done
+    decode_sets "$short_models" "dev test"
+    score_sets "$short_models" "dev test"
+    # shellcheck disable=SC2046
+    run_logged exp/logs/results_long.log asrc-results --out exp/RESULTS_long.md \
+        $(results_rows "$short_models" "dev test") "${long_rows[@]}"
+    cat exp/RESULTS_long.md
+    stage_done 19 $stamps
 fi
 log "done: stages $stage..$stop_stage"
