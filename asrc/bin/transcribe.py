@@ -1,6 +1,9 @@
-"""Transcribe audio files with an asrc model directory; prints ``FILE<TAB>TEXT`` per file.
+"""Transcribe audio files with an asrc model directory; prints ``FILE<TAB>TEXT`` per file
+(--output ctm: ``FILE 1 START DURATION WORD`` per word, Kaldi's CTM; --output json: one JSON
+object per file with its text and timed words).
 
     asrc-transcribe exp/student a.wav b.flac
+    asrc-transcribe exp/student meeting.flac --output ctm
     asrc-transcribe exp/student --method beam --lm lm/4gram.arpa --lexicon-words lm/4gram.arpa a.wav
 
 Files at any sample rate are resampled to 16 kHz and multi-channel audio is averaged to mono.
@@ -11,6 +14,7 @@ other files are still transcribed.
 """
 
 import argparse
+import json
 import sys
 import tempfile
 from pathlib import Path
@@ -28,6 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="asrc model directory (or ESPnet experiment directory)")
     p.add_argument("audio", nargs="+", help="audio files (anything soundfile reads: wav, flac, ogg, ...)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument("--output", choices=["text", "ctm", "json"], default="text",
+                   help="text: FILE<TAB>TEXT; ctm: FILE 1 START DURATION WORD per word; json: one object per file "
+                        "with its text and words with start/end seconds (default text)")
     add_search_arguments(p)
     add_segment_arguments(p, default="vad")
     return p
@@ -45,14 +52,21 @@ def main(argv=None) -> int:
 
             tokens = read_tokens(model_dir / "tokens.txt")
         options = options_from_args(args, Path(tmp), tokens)
-        results = transcribe_files(model_dir, args.audio, options)
+        results = transcribe_files(model_dir, args.audio, options, word_times=args.output != "text")
     status = 0
-    for path, text in results:
-        if isinstance(text, Exception):
-            print(f"asrc-transcribe: error: {text}", file=sys.stderr)
+    for path, result in results:
+        if isinstance(result, Exception):
+            print(f"asrc-transcribe: error: {result}", file=sys.stderr)
             status = 1
+        elif args.output == "text":
+            print(f"{path}\t{result}")
+        elif args.output == "ctm":
+            name = "_".join(path.split())  # a CTM field has no spaces
+            for word, start, end in result.words:
+                print(f"{name} 1 {start:.2f} {end - start:.2f} {word}")
         else:
-            print(f"{path}\t{text}")
+            words = [{"word": w, "start": a, "end": b} for w, a, b in result.words]
+            print(json.dumps({"file": path, "text": result.text, "words": words}, ensure_ascii=False))
     return status
 
 

@@ -70,18 +70,57 @@ def tokens_to_text(tokens: Iterable[str]) -> str:
     return " ".join("".join(pieces).split())
 
 
+def word_spans(tokens: Sequence[str], frames: Sequence[Tuple[float, float]]) -> List[Tuple[str, float, float]]:
+    """The words of a token sequence, as :func:`tokens_to_text` forms them, each with the span
+    ``(first frame, end frame)`` of its tokens (``frames[i]`` is token ``i``'s ``(start, end)``).
+
+    >>> word_spans(["H", "I", "|", "Y", "O", "U"], [(0, 1), (2, 3), (3, 4), (6, 7), (7, 9), (9, 10)])
+    [('HI', 0, 3), ('YOU', 6, 10)]
+    """
+    out: List[Tuple[str, float, float]] = []
+    word, span = "", None
+
+    def flush():
+        nonlocal word, span
+        if word:
+            out.append((word, span[0], span[1]))
+        word, span = "", None
+
+    for t, (a, b) in zip(tokens, frames):
+        if t in (LETTER_BOUNDARY, CHAR_BOUNDARY):
+            flush()
+        elif t == UNK:
+            flush()
+            out.append((UNK, a, b))
+        elif is_special(t):
+            continue
+        else:
+            for k, part in enumerate(t.replace(BPE_WORD_START, " ").split(" ")):
+                if k:
+                    flush()
+                if part:
+                    word += part
+                    span = (a, b) if span is None else (span[0], b)
+    flush()
+    return out
+
+
 @dataclass
 class Hypothesis:
     """A decoding result: CTC output indices (repeats collapsed, blanks removed), text, score.
 
     ``score`` is the decoder's total score (acoustic log-probability plus weighted LM and word
     scores for beam search; the sum of the chosen frames' log-probabilities for greedy search).
+    ``frames``: for each of ``ids``, the output frames ``(start, end)`` it was emitted in (greedy:
+    its run of frames; beam search: the frame flashlight emitted it in, ``(t, t + 1)``); with
+    :func:`word_spans` they time the words.
     """
 
     ids: List[int]
     text: str
     score: float = 0.0
     words: List[str] = field(default_factory=list)
+    frames: List[Tuple[float, float]] = field(default_factory=list)
 
 
 class GreedyDecoder:
@@ -99,10 +138,26 @@ class GreedyDecoder:
         valid = torch.arange(logits.shape[1]).unsqueeze(0) < lengths.unsqueeze(1)
         totals = (best_scores.cpu() * valid).sum(dim=1)
         out = []
+        best = logits.argmax(dim=-1).cpu()
         for b, ids in enumerate(greedy_ids(logits, lengths, self.blank)):
             toks = [self.tokens[i] for i in ids]
-            out.append(Hypothesis(ids=ids, text=tokens_to_text(toks), score=float(totals[b])))
+            out.append(Hypothesis(ids=ids, text=tokens_to_text(toks), score=float(totals[b]),
+                                  frames=_token_runs(best[b, : int(lengths[b])], self.blank)))
         return out
+
+
+def _token_runs(path: torch.Tensor, blank: int) -> List[Tuple[int, int]]:
+    """``(start, end)`` frames of each non-blank run of a best path: one per greedy output id."""
+    p = path.tolist()
+    runs = []
+    for t, i in enumerate(p):
+        if i == blank:
+            continue
+        if t and p[t - 1] == i:
+            runs[-1] = (runs[-1][0], t + 1)
+        else:
+            runs.append((t, t + 1))
+    return runs
 
 
 def _sil_token(tokens: Sequence[str]) -> str:
@@ -213,16 +268,20 @@ class BeamSearchDecoder:
             utt = []
             for h in hyps:
                 ids = h.tokens.tolist()
+                steps = h.timesteps.tolist() if h.timesteps is not None else [0] * len(ids)
                 # flashlight opens and closes every hypothesis with the silence token.
                 while ids and ids[0] in self._boundaries:
                     ids.pop(0)
+                    steps.pop(0)
                 while ids and ids[-1] in self._boundaries:
                     ids.pop()
+                    steps.pop()
                 if self.lexicon is not None:
                     text = " ".join(h.words)
                 else:
                     text = tokens_to_text(self.tokens[i] for i in ids)
-                utt.append(Hypothesis(ids=ids, text=text, score=float(h.score), words=list(h.words)))
+                utt.append(Hypothesis(ids=ids, text=text, score=float(h.score), words=list(h.words),
+                                      frames=[(int(t), int(t) + 1) for t in steps]))
             out.append(utt)
         return out
 

@@ -168,7 +168,9 @@ def recognise(net, wav: Tensor, decoder, segment: str = "none", chunk_seconds: f
     if segment == "chunk":
         logits, lengths = chunked_forward(net, wav, chunk_seconds, context_seconds)
         return decoder(logits.float(), lengths)[0]
-    rf = getattr(getattr(net, "config", None), "receptive_field", 1)
+    config = getattr(net, "config", None)
+    rf = getattr(config, "receptive_field", 1)
+    stride = getattr(config, "total_stride", 320)
     hyps = []
     for start, end in speech_segments(wav, chunk_seconds):
         if end - start < rf:
@@ -176,12 +178,17 @@ def recognise(net, wav: Tensor, decoder, segment: str = "none", chunk_seconds: f
         logits, lengths = chunked_forward(net, wav[start:end], chunk_seconds, context_seconds)
         h = decoder(logits.float(), lengths)[0]
         if h.text:
+            offset = start / stride  # the piece's frames on the recording's frame clock
+            h.frames = [(a + offset, b + offset) for a, b in h.frames]
             hyps.append(h)
     boundary = _boundary_id(decoder.tokens)
     ids: List[int] = []
+    frames: List[Tuple[float, float]] = []
     for h in hyps:
         if ids and boundary is not None:
             ids.append(boundary)
+            frames.append((frames[-1][1], frames[-1][1]) if frames else (0.0, 0.0))
         ids.extend(h.ids)
+        frames.extend(h.frames)
     return Hypothesis(ids=ids, text=" ".join(h.text for h in hyps), score=sum(h.score for h in hyps),
-                      words=[w for h in hyps for w in h.words])
+                      words=[w for h in hyps for w in h.words], frames=frames)

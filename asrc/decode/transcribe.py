@@ -1,20 +1,31 @@
 """Transcribe individual audio files (any rate, any channel count) with a model directory."""
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 
 from asrc.core.audio import read_audio
+from asrc.core.constants import SAMPLE_RATE
+from asrc.decode.ctc import word_spans
 from asrc.decode.longform import recognise
 from asrc.decode.model_dir import load_model, resolve_model_dir
 from asrc.decode.options import DecodeOptions, build_decoder
 from asrc.errors import AsrcError
 
 
+@dataclass
+class Transcript:
+    """A file's text and its words with their times: ``(word, start, end)`` in seconds."""
+
+    text: str
+    words: List[Tuple[str, float, float]]
+
+
 def transcribe_files(
-    model, paths: Sequence[str], options: Optional[DecodeOptions] = None, work_dir=None
-) -> List[Tuple[str, Union[str, Exception]]]:
+    model, paths: Sequence[str], options: Optional[DecodeOptions] = None, work_dir=None, word_times: bool = False
+) -> List[Tuple[str, Union[str, Transcript, Exception]]]:
     """Recognise each file on its own (no padding, so no batch effects).
 
     Audio is mixed down to mono and resampled to 16 kHz as needed; a file longer than
@@ -27,9 +38,13 @@ def transcribe_files(
         paths: audio files.
         options: decoding method and beam options (batching/job options are ignored).
         work_dir: where an ESPnet experiment is exported (default: ``model/asrc_export``).
+        word_times: return a :class:`Transcript` (text and timed words) instead of the text.
+            A word spans the output frames of its tokens (greedy: their runs of frames; beam
+            search: the frame each token was emitted in), one frame being the front end's stride
+            (20 ms for wav2vec 2.0).
 
     Returns:
-        ``[(path, text or exception)]`` in the order given.
+        ``[(path, text, Transcript or exception)]`` in the order given.
     """
     options = options or DecodeOptions()
     options.validate()
@@ -37,6 +52,7 @@ def transcribe_files(
     net = load_model(model_dir)
     decoder = build_decoder(net.tokens, options)
     min_samples = getattr(getattr(net, "config", None), "receptive_field", 0)
+    frame_seconds = getattr(getattr(net, "config", None), "total_stride", 320) / SAMPLE_RATE
     out = []
     for path in paths:
         try:
@@ -46,7 +62,12 @@ def transcribe_files(
             with torch.inference_mode():
                 hyp = recognise(net, torch.from_numpy(wav), decoder, options.segment, options.chunk_seconds,
                                 options.context_seconds)
-            out.append((str(path), hyp.text))
+            if word_times:
+                words = word_spans([net.tokens[i] for i in hyp.ids], hyp.frames)
+                timed = [(w, round(a * frame_seconds, 3), round(b * frame_seconds, 3)) for w, a, b in words]
+                out.append((str(path), Transcript(hyp.text, timed)))
+            else:
+                out.append((str(path), hyp.text))
         except (AsrcError, FileNotFoundError) as e:
             out.append((str(path), e))
     return out
