@@ -131,11 +131,14 @@ def speech_segments(wav: Tensor, max_seconds: float) -> List[Tuple[int, int]]:
     """``[(start, end)]`` samples of the speech in a 16 kHz recording (silero-vad), each at most
     about ``max_seconds`` long (longer speech is split at its longest pause, or hard)."""
     global _vad_model
+    threads = torch.get_num_threads()
     try:
         from silero_vad import get_speech_timestamps, load_silero_vad
     except ImportError as e:
         raise AsrcError(f"splitting at pauses needs silero-vad ({e}): pip install silero-vad, "
                         f"or split in windows instead (segment 'chunk')") from e
+    finally:
+        torch.set_num_threads(threads)  # importing silero_vad sets one thread for the whole process
     if _vad_model is None:
         _vad_model = load_silero_vad()
     stamps = get_speech_timestamps(

@@ -127,6 +127,22 @@ def test_vad_splits_at_the_pause(two_utterances):
     assert all(e - s > 1600 for s, e in segments)
 
 
+def test_vad_keeps_the_thread_count(two_utterances):
+    """silero_vad's import sets one torch thread for the process; asrc puts the user's back."""
+    wav, _, _ = two_utterances
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        import sys
+
+        sys.modules.pop("silero_vad", None)
+        sys.modules.pop("silero_vad.model", None)
+        speech_segments(torch.from_numpy(wav), max_seconds=10.0)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_vad_joins_the_segments_texts(two_utterances, model_dir):
     from asrc.models import load
 
