@@ -6,6 +6,7 @@ also holds ``quantization.yaml`` (:mod:`asrc.models.quantized`). :func:`asrc.mod
 loads any kind (:mod:`asrc.models.loader`).
 """
 
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Optional, Sequence
@@ -98,7 +99,11 @@ def torch_load(path, **kwargs):
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint file")
     try:
-        return torch.load(path, **kwargs)
+        with warnings.catch_warnings():
+            # torch's own loader of quantized tensors touches TypedStorage and warns on every int8
+            # checkpoint; nothing a user can act on.
+            warnings.filterwarnings("ignore", message="TypedStorage is deprecated", category=UserWarning)
+            return torch.load(path, **kwargs)
     except ImportError:
         raise
     except Exception as e:  # zip, pickle, EOF and OS errors alike: all mean this file
