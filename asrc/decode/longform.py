@@ -110,21 +110,20 @@ def chunked_forward(net, wav: Tensor, chunk_seconds: float, context_seconds: flo
     chunk = int(round(chunk_seconds * SAMPLE_RATE))
     config = getattr(net, "config", None)
     if chunk <= 0 or n <= chunk or config is None:
-        x = wav.unsqueeze(0)
-        return net(x, torch.tensor([n]))
+        return net(wav.unsqueeze(0), torch.tensor([n], device=wav.device))
     stride, rf = config.total_stride, config.receptive_field
     num_frames = int(net.output_lengths(torch.tensor([n]))[0])
     windows = plan_windows(num_frames, stride, rf, chunk, int(round(context_seconds * SAMPLE_RATE)))
     pieces = []
     for w in windows:
         piece = wav[w.start:w.end].unsqueeze(0)
-        logits, lengths = net(piece, torch.tensor([w.end - w.start]))
+        logits, lengths = net(piece, torch.tensor([w.end - w.start], device=wav.device))
         if int(lengths[0]) != w.frames:  # a front end whose frames do not sit on the stride grid
             raise AsrcError(f"chunked decoding: a window of {w.end - w.start} samples gave {int(lengths[0])} frames, "
-                            f"expected {w.frames}; decode without chunking (chunk 0)")
+                            f"expected {w.frames}; decode it whole (segment 'none')")
         pieces.append(logits[:, w.keep_from - w.first_frame:w.keep_to - w.first_frame])
     logits = torch.cat(pieces, dim=1)
-    return logits, torch.tensor([logits.shape[1]])
+    return logits, torch.tensor([logits.shape[1]], device=logits.device)
 
 
 def speech_segments(wav: Tensor, max_seconds: float) -> List[Tuple[int, int]]:
@@ -166,20 +165,20 @@ def recognise(net, wav: Tensor, decoder, segment: str = "none", chunk_seconds: f
         raise ValueError(f"unknown segment mode {segment!r}; expected one of {SEGMENT_MODES}")
     n = int(wav.shape[0])
     if segment == "none" or n <= chunk_seconds * SAMPLE_RATE:
-        logits, lengths = net(wav.unsqueeze(0), torch.tensor([n]))
-        return decoder(logits.float(), lengths)[0]
+        logits, lengths = net(wav.unsqueeze(0), torch.tensor([n], device=wav.device))
+        return decoder(logits.float(), lengths.cpu())[0]
     if segment == "chunk":
         logits, lengths = chunked_forward(net, wav, chunk_seconds, context_seconds)
-        return decoder(logits.float(), lengths)[0]
+        return decoder(logits.float(), lengths.cpu())[0]
     config = getattr(net, "config", None)
     rf = getattr(config, "receptive_field", 1)
     stride = getattr(config, "total_stride", 320)
     hyps = []
-    for start, end in speech_segments(wav, chunk_seconds):
+    for start, end in speech_segments(wav.cpu(), chunk_seconds):
         if end - start < rf:
             continue
         logits, lengths = chunked_forward(net, wav[start:end], chunk_seconds, context_seconds)
-        h = decoder(logits.float(), lengths)[0]
+        h = decoder(logits.float(), lengths.cpu())[0]
         if h.text:
             offset = start / stride  # the piece's frames on the recording's frame clock
             h.frames = [(a + offset, b + offset) for a, b in h.frames]

@@ -158,3 +158,22 @@ def test_espnet_speech2text_on_cuda(corpus, tmp_path, strict_fp32):
         texts[device] = (s2t.asr_model.ctc.log_softmax(enc).cpu(), s2t(wav)[0][0])
     assert torch.allclose(texts["cuda"][0], texts["cpu"][0], atol=1e-3)
     assert texts["cuda"][1] == texts["cpu"][1]
+
+
+def test_chunked_forward_on_cuda_matches_cpu(strict_fp32):
+    """Long inputs in windows (asrc.decode.longform) on the GPU: the same stitched logits."""
+    from asrc.decode.ctc import GreedyDecoder
+    from asrc.decode.longform import chunked_forward, recognise
+
+    torch.manual_seed(0)
+    tokens = letter_tokens()
+    model = build_model(Wav2Vec2Config(**TINY_ENCODER, vocab_size=len(tokens)), tokens).eval()
+    wav = torch.randn(16000 * 3) * 0.3
+    with torch.inference_mode():
+        cpu, cpu_len = chunked_forward(model, wav, 1.0, 0.2)
+        model.cuda()
+        gpu, gpu_len = chunked_forward(model, wav.cuda(), 1.0, 0.2)
+        hyp = recognise(model, wav.cuda(), GreedyDecoder(tokens), "chunk", 1.0, 0.2)
+    assert gpu.is_cuda and gpu_len.tolist() == cpu_len.tolist()
+    torch.testing.assert_close(gpu.cpu(), cpu, atol=1e-4, rtol=1e-4)
+    assert hyp.ids == GreedyDecoder(tokens)(cpu, cpu_len)[0].ids
