@@ -29,7 +29,7 @@ stamp_value=$(cat "$tools_dir/requirements.txt" "$tools_dir/constraints.txt" "$r
 
 install_debian() {
     # sclite (sctk) scores recipes; espeak-ng/flite/festival (+ its three English voices) add
-    # voices to the synthetic corpus.
+    # voices to the synthetic corpus; irstlm trains n-gram LMs.
     local missing=()
     [ -x /usr/lib/sctk/bin/sclite ] || command -v sclite >/dev/null 2>&1 || missing+=(sctk)
     command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
@@ -39,6 +39,8 @@ install_debian() {
     [ -d /usr/share/festival/voices/english/kal_diphone ] || missing+=(festvox-kallpc16k)
     [ -d /usr/share/festival/voices/english/ked_diphone ] || missing+=(festvox-kdlpc16k)
     [ -d /usr/share/festival/voices/us/cmu_us_slt_arctic_hts ] || missing+=(festvox-us-slt-hts)
+    # IRSTLM's tlm builds the word n-gram LM of egs/an4 stage 20
+    [ -x /usr/lib/irstlm/bin/tlm ] || command -v tlm >/dev/null 2>&1 || missing+=(irstlm)
     [ ${#missing[@]} = 0 ] && return 0
     # Say why a package stays missing: CI (.ci/run) fails without sclite rather than skip its tests.
     local why=

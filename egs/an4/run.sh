@@ -85,6 +85,12 @@
 #      (--segment none), in windows of $long_chunk_seconds s (--segment chunk) and split at
 #      pauses (--segment vad: silero-vad), against the same models on the short utterances
 #      -> exp/RESULTS_long.md
+#   20 a word $lm_order-gram LM of AN4 train's transcripts (not run by default: --stage 20
+#      --stop_stage 20; local/train_lm.sh: IRSTLM, Debian package irstlm) -> exp/lm/an4.arpa;
+#      beam search with the lexicon of its words and the LM: for each of $lm_models, LM weight
+#      ($lm_weights) x word score ($lm_word_scores) decoded on AN4 dev, the best (WER, then CER;
+#      local/lm_tune.py -> exp/lm/LABEL/tuning.md) decodes AN4 test and its degraded copy,
+#      beside greedy search -> exp/RESULTS_lm.md
 #   ./run.sh --stage 1 --stop_stage 2 && ./run.sh --stage 8   # the experiment alone
 # Why stage 3 exists and what each option bought: RESULTS.md in this folder.
 set -euo pipefail
@@ -156,6 +162,10 @@ int8_qat="start_updates=0"                 # stage 17: the QAT run's qat: sectio
 long_models="teacher=teacher"              # stage 19: LABEL=MODEL_DIR of the models decoding long recordings
 long_max_seconds=60                        # stage 19: longest joined recording
 long_chunk_seconds=10                      # stage 19: --chunk-seconds of asrc-decode (pieces decoded in one go)
+lm_models="teacher=teacher"                # stage 20: LABEL=MODEL_DIR of the models decoding with the LM
+lm_order=3                                 # stage 20: n of the word n-gram LM
+lm_weights="0.5 1 1.5 2 3"                 # stage 20: LM weights tried on AN4 dev
+lm_word_scores="0 1 2 3 4 5 6 7"           # stage 20: word scores (insertion bonus) tried on AN4 dev
 
 . ./path.sh
 . ./cmd.sh
@@ -618,5 +628,42 @@ if stage_begin 19 "long recordings: whole, in windows, split at pauses -> exp/RE
         $(results_rows "$short_models" "dev test") "${long_rows[@]}"
     cat exp/RESULTS_long.md
     stage_done 19 $stamps
+fi
+if stage_begin 20 "word $lm_order-gram LM, beam search tuned on dev -> exp/RESULTS_lm.md" $stamps; then
+    lm=exp/lm/an4.arpa
+    run_logged exp/logs/train_lm.log local/train_lm.sh data/train/text "$lm_order" "$lm"
+    lm_sets=test
+    [ -f data/test_degraded/wav.scp ] && lm_sets="test test_degraded"
+    greedy_models= ; best_models= ; : > exp/lm/tuning.md
+    for m in $lm_models; do
+        label=${m%%=*}; dir=${m#*=}
+        grid=()
+        for lw in $lm_weights; do
+            for ws in $lm_word_scores; do
+                g="${label}_lw${lw}_ws$ws=$dir@exp/lm/$label/lw${lw}_ws$ws"
+                decode_args="--method beam --lm $lm --lexicon-words $lm --lm-weight $lw --word-score $ws" \
+                    decode_sets "$g" dev
+                score_sets "$g" dev
+                grid+=("$lw" "$ws" "exp/lm/$label/lw${lw}_ws$ws/decode_dev")
+            done
+        done
+        run_logged "exp/logs/lm_tune_$label.log" local/lm_tune.py --out "exp/lm/$label/tuning.md" \
+            --title "$label on AN4 dev (beam search, $lm_order-gram LM):" "${grid[@]}"
+        read -r best_lw best_ws < <(grep -v '^#' "exp/logs/lm_tune_$label.log" | tail -n 1)
+        log "$label: LM weight $best_lw, word score $best_ws (exp/lm/$label/tuning.md)"
+        { cat "exp/lm/$label/tuning.md"; echo; } >> exp/lm/tuning.md
+        b="${label}_lm=$dir@exp/lm/$label/best"
+        decode_args="--method beam --lm $lm --lexicon-words $lm --lm-weight $best_lw --word-score $best_ws" \
+            decode_sets "$b" "dev $lm_sets"
+        score_sets "$b" "dev $lm_sets"
+        greedy_models="$greedy_models ${label}_greedy=$dir@exp/lm/$label/greedy"
+        best_models="$best_models $b"
+    done
+    decode_sets "$greedy_models" "dev $lm_sets"
+    score_sets "$greedy_models" "dev $lm_sets"
+    write_results exp/logs/results_lm.log exp/RESULTS_lm.md "$greedy_models $best_models" "dev $lm_sets" \
+        --note exp/lm/tuning.md
+    cat exp/RESULTS_lm.md
+    stage_done 20 $stamps
 fi
 log "done: stages $stage..$stop_stage"
