@@ -30,18 +30,19 @@ def add_search_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def add_segment_arguments(p: argparse.ArgumentParser, default: str) -> None:
-    """How inputs longer than --chunk-seconds are decoded (asrc.decode.longform)."""
+    """How inputs are cut: trimmed or split at pauses, or in windows (asrc.decode.longform)."""
     from asrc.decode.longform import SEGMENT_MODES
 
-    g = p.add_argument_group("long inputs")
+    g = p.add_argument_group("silence and long inputs")
     g.add_argument("--segment", choices=SEGMENT_MODES, default=default,
-                   help="an input longer than --chunk-seconds: 'vad' splits it where nobody speaks (silero-vad) and "
-                        "decodes each piece alone, 'chunk' decodes overlapping windows and joins their frames, "
-                        f"'none' decodes it whole (time and memory grow with its square; default {default})")
+                   help="'vad': find the speech (silero-vad): trim an input to it, and split one longer than "
+                        "--chunk-seconds where nobody speaks, decoding each piece alone; 'chunk': decode an input "
+                        "longer than --chunk-seconds in overlapping windows and join their frames; 'none': decode "
+                        f"every input whole (time and memory grow with the square of its length; default {default})")
     g.add_argument("--chunk-seconds", type=float, default=10.0,
-                   help="longest piece decoded in one go (default 10); shorter inputs are always decoded whole")
+                   help="longest piece decoded in one go (default 10)")
     g.add_argument("--context-seconds", type=float, default=1.0,
-                   help="with --segment chunk: audio heard but not kept on each side of a window (default 1)")
+                   help="windows: audio heard but not kept on each side (default 1)")
 
 
 def options_from_args(args, lexicon_dir: Path, tokens) -> DecodeOptions:

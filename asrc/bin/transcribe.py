@@ -7,8 +7,8 @@ object per file with its text and timed words).
     asrc-transcribe exp/student --method beam --lm lm/4gram.arpa --lexicon-words lm/4gram.arpa a.wav
 
 Files at any sample rate are resampled to 16 kHz and multi-channel audio is averaged to mono.
-A file longer than --chunk-seconds (10 s) is split where nobody speaks (silero-vad) and each
-piece decoded on its own (--segment; shorter files are decoded whole).
+Each file is trimmed to its speech (silero-vad), and one longer than --chunk-seconds (10 s) is
+split where nobody speaks, each piece decoded on its own (--segment).
 A file that cannot be read is reported on stderr (naming it) and the exit status is 1; the
 other files are still transcribed.
 """

@@ -56,10 +56,12 @@ def run_job(spec: JobSpec, progress=None) -> dict:
             wavs.append(torch.from_numpy(w))
         padded, lengths = pad_waveforms(wavs)
         t1 = time.perf_counter()
-        long_input = opts.segment != "none" and int(lengths.max()) > opts.chunk_seconds * SAMPLE_RATE
+        # split or trimmed at pauses, or too long for one piece: each utterance alone, the long way
+        long_input = opts.segment == "vad" or (
+            opts.segment == "chunk" and int(lengths.max()) > opts.chunk_seconds * SAMPLE_RATE)
         try:
             with torch.inference_mode():
-                if long_input:  # each alone, the long way (search time counted as forward time)
+                if long_input:  # (search time counted as forward time)
                     hyps = [recognise(model, w, decoder, opts.segment, opts.chunk_seconds, opts.context_seconds)
                             for w in wavs]
                 else:

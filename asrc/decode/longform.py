@@ -1,17 +1,21 @@
-"""Long recordings: split at pauses (voice activity detection), or in overlapping windows
-with the CTC logits stitched frame by frame.
+"""Recordings as users have them: silence around the speech, minutes of it. Split or trimmed at
+pauses (voice activity detection), or cut in overlapping windows with the CTC logits stitched
+frame by frame.
 
-:func:`recognise` decodes one recording in one of three ways (``SEGMENT_MODES``); a recording
-no longer than ``chunk_seconds`` is decoded whole in every mode:
+:func:`recognise` decodes one recording in one of three ways (``SEGMENT_MODES``):
 
 - ``none``: the whole recording in one forward, however long;
-- ``chunk``: overlapping windows (:func:`chunked_forward`, below);
-- ``vad``: split where nobody speaks (silero-vad, a small MIT-licensed detector whose weights
-  ship inside its wheel), each speech segment decoded on its own (windows again if one is still
-  longer than ``chunk_seconds``), the texts joined. A recogniser fine-tuned on single
-  utterances hears single utterances again: on AN4 dev joined into one recording per speaker
-  (up to 60 s) the 12-layer teacher loses nothing this way, where windows or the whole
-  recording cost it 3-9 CER points (``egs/an4/RESULTS.md``, long recordings).
+- ``chunk``: a recording longer than ``chunk_seconds`` in overlapping windows
+  (:func:`chunked_forward`, below), a shorter one whole;
+- ``vad``: where people speak, found by silero-vad (a small MIT-licensed detector whose weights
+  ship inside its wheel). A recording longer than ``chunk_seconds`` is split where nobody
+  speaks, each piece decoded on its own (in windows again if still longer than
+  ``chunk_seconds``), the texts joined; a shorter one is trimmed to its speech, with a margin.
+  A recogniser fine-tuned on single utterances hears single utterances again: on AN4 test
+  joined into one recording per speaker the 12-layer teacher loses nothing this way, where
+  windows or the whole recording cost it 8-12 CER points, and silence added around AN4 test's
+  utterances costs it less trimmed than whole (``egs/an4/RESULTS.md``, stage 19). Where the
+  detector hears no speech the recording is decoded as with ``chunk``: the model decides.
 
 Windows: self-attention costs time quadratic in the input, and a model fine-tuned on utterances of a
 few seconds has never attended over minutes. So a recording longer than a window is cut into
@@ -46,6 +50,9 @@ SEGMENT_MODES = ("none", "chunk", "vad")
 VAD_THRESHOLD = 0.5
 VAD_MIN_SILENCE_MS = 300
 VAD_SPEECH_PAD_MS = 200
+# A recording no longer than one piece is trimmed, not split: from its first to its last speech
+# (each already padded by VAD_SPEECH_PAD_MS), with this much more audio on either side.
+TRIM_MARGIN_SECONDS = 0.3
 
 _vad_model = None
 
@@ -157,14 +164,17 @@ def _boundary_id(tokens: Sequence[str]) -> Optional[int]:
 def recognise(net, wav: Tensor, decoder, segment: str = "none", chunk_seconds: float = 10.0,
               context_seconds: float = 1.0):
     """Decode one 16 kHz recording (``[samples]``) into a :class:`~asrc.decode.ctc.Hypothesis`,
-    the long way described in the module docstring when it is longer than ``chunk_seconds``.
-    With ``vad``, a recording without speech gives an empty hypothesis."""
+    as ``segment`` says (module docstring). With ``vad`` a recording no longer than
+    ``chunk_seconds`` is trimmed to its speech (first to last, with a margin) and decoded in one
+    piece; a longer one is split at its pauses; one in which the detector hears no speech is
+    decoded as with ``chunk``, the model having the last word."""
     from asrc.decode.ctc import Hypothesis
 
     if segment not in SEGMENT_MODES:
         raise ValueError(f"unknown segment mode {segment!r}; expected one of {SEGMENT_MODES}")
     n = int(wav.shape[0])
-    if segment == "none" or n <= chunk_seconds * SAMPLE_RATE:
+    long_input = n > chunk_seconds * SAMPLE_RATE
+    if segment == "none" or (segment == "chunk" and not long_input):
         logits, lengths = net(wav.unsqueeze(0), torch.tensor([n], device=wav.device))
         return decoder(logits.float(), lengths.cpu())[0]
     if segment == "chunk":
@@ -173,10 +183,16 @@ def recognise(net, wav: Tensor, decoder, segment: str = "none", chunk_seconds: f
     config = getattr(net, "config", None)
     rf = getattr(config, "receptive_field", 1)
     stride = getattr(config, "total_stride", 320)
+    segments = [(a, b) for a, b in speech_segments(wav.cpu(), chunk_seconds) if b - a >= rf]
+    if not segments:
+        # The detector heard no speech: let the model decide (it may hear what the detector missed).
+        return recognise(net, wav, decoder, "chunk", chunk_seconds, context_seconds)
+    if not long_input:
+        # One utterance: trimmed to its speech, with a margin, and decoded in one piece.
+        margin = int(TRIM_MARGIN_SECONDS * SAMPLE_RATE)
+        segments = [(max(0, segments[0][0] - margin), min(n, segments[-1][1] + margin))]
     hyps = []
-    for start, end in speech_segments(wav.cpu(), chunk_seconds):
-        if end - start < rf:
-            continue
+    for start, end in segments:
         logits, lengths = chunked_forward(net, wav[start:end], chunk_seconds, context_seconds)
         h = decoder(logits.float(), lengths.cpu())[0]
         if h.text:

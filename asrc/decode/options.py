@@ -18,10 +18,10 @@ class DecodeOptions:
 
     ``batch_seconds``: maximum padded audio per batch (``batch size x longest utterance``);
     0 decodes one utterance at a time. ``resample`` / ``mix_channels`` allow converting audio
-    that is not 16 kHz mono (otherwise an error naming the utterance). ``segment``: how an input
-    longer than ``chunk_seconds`` is decoded (:mod:`asrc.decode.longform`: ``none`` whole,
-    ``chunk`` in overlapping windows with ``context_seconds`` on each side, ``vad`` split at
-    pauses); shorter inputs are decoded whole in every mode.
+    that is not 16 kHz mono (otherwise an error naming the utterance). ``segment``: how an input is
+    cut (:mod:`asrc.decode.longform`): ``none`` not at all; ``chunk``, if longer than
+    ``chunk_seconds``, in overlapping windows with ``context_seconds`` on each side; ``vad``
+    trimmed to its speech, and split at pauses if longer than ``chunk_seconds``.
     """
 
     method: str = "greedy"

@@ -28,8 +28,8 @@ def transcribe_files(
 ) -> List[Tuple[str, Union[str, Transcript, Exception]]]:
     """Recognise each file on its own (no padding, so no batch effects).
 
-    Audio is mixed down to mono and resampled to 16 kHz as needed; a file longer than
-    ``options.chunk_seconds`` is decoded as ``options.segment`` says (:mod:`asrc.decode.longform`). A file that cannot be read
+    Audio is mixed down to mono and resampled to 16 kHz as needed; it is cut (trimmed,
+    split at pauses, windows) as ``options.segment`` says (:mod:`asrc.decode.longform`). A file that cannot be read
     (or is too short for the model) does not stop the others: its entry holds the exception,
     whose message names the file.
 

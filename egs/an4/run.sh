@@ -78,13 +78,14 @@
 #      -> exp/RESULTS_int8.md, ending with local/int8_summary.py's table (CER, CER minus the
 #      float student's, QAT minus its float control), also in exp/int8_summary.md;
 #      $student_args reaches both fine-tunes
-#   19 long recordings (not run by default: --stage 19 --stop_stage 19): AN4 dev and test, each
-#      speaker's utterances joined into recordings of up to $long_max_seconds s
+#   19 silence and long recordings (not run by default: --stage 19 --stop_stage 19): AN4 dev
+#      and test, each speaker's utterances joined into recordings of up to $long_max_seconds s
 #      (local/concat_long.py -> data/{dev,test}_long; all of AN4 test in one recording of 7 minutes
-#      -> data/test_onelong), decoded by each of $long_models whole
-#      (--segment none), in windows of $long_chunk_seconds s (--segment chunk) and split at
-#      pauses (--segment vad: silero-vad), against the same models on the short utterances
-#      -> exp/RESULTS_long.md
+#      -> data/test_onelong), and AN4 dev, test and degraded test with $pad_seconds s of quiet
+#      noise around each utterance (local/pad_noise.py -> data/*_padded), decoded by each of
+#      $long_models whole (--segment none), in windows of $long_chunk_seconds s (--segment
+#      chunk; long recordings only) and trimmed / split at pauses (--segment vad: silero-vad),
+#      the short utterances too -> exp/RESULTS_long.md
 #   20 a word $lm_order-gram LM of AN4 train's transcripts (not run by default: --stage 20
 #      --stop_stage 20; local/train_lm.sh: IRSTLM, Debian package irstlm) -> exp/lm/an4.arpa;
 #      beam search with the lexicon of its words and the LM: for each of $lm_models, LM weight
@@ -162,6 +163,8 @@ int8_qat="start_updates=0"                 # stage 17: the QAT run's qat: sectio
 long_models="teacher=teacher"              # stage 19: LABEL=MODEL_DIR of the models decoding long recordings
 long_max_seconds=60                        # stage 19: longest joined recording
 long_chunk_seconds=10                      # stage 19: --chunk-seconds of asrc-decode (pieces decoded in one go)
+pad_seconds=2                              # stage 19: quiet noise added before and after AN4's utterances
+pad_noise_db=-40                           # stage 19: its level against the utterance's RMS
 lm_models="teacher=teacher"                # stage 20: LABEL=MODEL_DIR of the models decoding with the LM
 lm_order=3                                 # stage 20: n of the word n-gram LM
 lm_weights="0.5 1 1.5 2 3"                 # stage 20: LM weights tried on AN4 dev
@@ -601,7 +604,7 @@ if stage_begin 18 "int8: decoding, scoring data/test -> exp/RESULTS_int8.md" $st
     cat exp/RESULTS_int8.md
     stage_done 18 $stamps
 fi
-if stage_begin 19 "long recordings: whole, in windows, split at pauses -> exp/RESULTS_long.md" $stamps; then
+if stage_begin 19 "silence and long recordings: whole, trimmed or split at pauses, in windows -> exp/RESULTS_long.md" $stamps; then
     for s in dev test; do
         run_logged "exp/logs/concat_${s}_long.log" local/concat_long.py "data/$s" "data/${s}_long" \
             --max-seconds "$long_max_seconds"
@@ -609,26 +612,34 @@ if stage_begin 19 "long recordings: whole, in windows, split at pauses -> exp/RE
     # and all of AN4 test as one recording of 7 minutes, ten speakers one after the other
     run_logged exp/logs/concat_test_onelong.log local/concat_long.py data/test data/test_onelong \
         --max-seconds 3600 --across-speakers
-    short_models= ; long_rows=()
+    # the short utterances with $pad_seconds s of quiet noise on either side
+    short_sets="dev test"
+    [ -f data/test_degraded/wav.scp ] && short_sets="$short_sets test_degraded"
+    padded_sets=
+    for s in $short_sets; do
+        run_logged "exp/logs/pad_${s}.log" local/pad_noise.py "data/$s" "data/${s}_padded" \
+            --seconds "$pad_seconds" --noise-db "$pad_noise_db"
+        padded_sets="$padded_sets ${s}_padded"
+    done
+    long_sets="dev_long test_long test_onelong"
+    rows=()
     for m in $long_models; do
         label=${m%%=*}; dir=${m#*=}
-        short_models="$short_models $label=$dir@exp/long/$label"
         for mode in none chunk vad; do
             lm="${label}_$mode=$dir@exp/long/${label}_$mode"
-            decode_args="--segment $mode --chunk-seconds $long_chunk_seconds" decode_sets "$lm" "dev_long test_long test_onelong"
-            score_sets "$lm" "dev_long test_long test_onelong"
+            sets=$long_sets
+            [ $mode != chunk ] && sets="$short_sets $padded_sets $sets"  # windows leave short utterances whole
+            decode_args="--segment $mode --chunk-seconds $long_chunk_seconds" decode_sets "$lm" "$sets"
+            score_sets "$lm" "$sets"
             # shellcheck disable=SC2207
-            long_rows+=($(results_rows "$lm" "dev_long test_long test_onelong"))
+            rows+=($(results_rows "$lm" "$sets"))
         done
     done
-    decode_sets "$short_models" "dev test"
-    score_sets "$short_models" "dev test"
-    # shellcheck disable=SC2046
-    run_logged exp/logs/results_long.log asrc-results --out exp/RESULTS_long.md \
-        $(results_rows "$short_models" "dev test") "${long_rows[@]}"
+    run_logged exp/logs/results_long.log asrc-results --out exp/RESULTS_long.md "${rows[@]}"
     cat exp/RESULTS_long.md
     stage_done 19 $stamps
 fi
+
 if stage_begin 20 "word $lm_order-gram LM, beam search tuned on dev -> exp/RESULTS_lm.md" $stamps; then
     lm=exp/lm/an4.arpa
     run_logged exp/logs/train_lm.log local/train_lm.sh data/train/text "$lm_order" "$lm"

@@ -80,7 +80,7 @@ def test_stitching_off_by_one_would_show():
     assert (shifted[:, :10] - whole[:, :10]).abs().max() > 1e-3
 
 
-def test_short_inputs_are_decoded_whole_in_every_mode():
+def test_short_inputs_are_decoded_whole_without_speech_to_trim_to():
     model = local_model()
     wav = torch.randn(8000, generator=torch.Generator().manual_seed(2)) * 0.3
     dec = GreedyDecoder(LETTERS)
@@ -93,17 +93,51 @@ def test_short_inputs_are_decoded_whole_in_every_mode():
     assert torch.equal(chunked, logits)
 
 
-class NeverCalled(torch.nn.Module):
-    config = None
+class Recording(torch.nn.Module):
+    """Wraps a model and records the length of every input it is given."""
 
-    def forward(self, *a):
-        raise AssertionError("the model ran on a recording without speech")
+    def __init__(self, net):
+        super().__init__()
+        self.net, self.config, self.inputs = net, net.config, []
+
+    def output_lengths(self, lengths):
+        return self.net.output_lengths(lengths)
+
+    def forward(self, wav, lengths):
+        self.inputs.append(int(lengths[0]))
+        return self.net(wav, lengths)
 
 
-def test_vad_on_silence_gives_empty_text_without_running_the_model():
+def test_vad_hearing_no_speech_leaves_it_to_the_model():
+    """Near-silence: the detector hears nothing, the recording is decoded in windows all the same."""
     quiet = torch.from_numpy(np.random.default_rng(0).standard_normal(16000 * 12).astype(np.float32) * 1e-4)
-    hyp = recognise(NeverCalled(), quiet, GreedyDecoder(LETTERS), "vad", chunk_seconds=10.0)
-    assert hyp.text == "" and hyp.ids == []
+    net = Recording(local_model())
+    dec = GreedyDecoder(LETTERS)
+    with torch.inference_mode():
+        hyp = recognise(net, quiet, dec, "vad", chunk_seconds=10.0, context_seconds=1.0)
+        ref = dec(*chunked_forward(net.net, quiet, 10.0, 1.0))[0]
+    assert len(net.inputs) == 2 and max(net.inputs) <= 16000 * 10  # two windows of the 12 s
+    assert hyp.ids == ref.ids
+
+
+def test_vad_trims_a_short_recording_to_its_speech(an4_root):
+    """One AN4 utterance with 3 s of silence before and 2 s after: decoded in one piece, from
+    shortly before its speech to shortly after it, its word times on the recording's clock."""
+    from asrc.models import load
+
+    path = sorted(glob.glob(os.path.join(an4_root, "wav", "an4test_clstk", "fcaw", "*.sph")))[0]
+    speech = read_audio(path)
+    wav = torch.from_numpy(np.concatenate([np.zeros(48000, np.float32), speech, np.zeros(32000, np.float32)]))
+    teacher = load(os.path.join(os.path.dirname(__file__), "..", "..", "egs", "an4", "teacher")).eval()
+    net = Recording(teacher)
+    dec = GreedyDecoder(teacher.tokens)
+    with torch.inference_mode():
+        hyp = recognise(net, wav, dec, "vad", chunk_seconds=10.0)
+        whole = dec(*teacher(wav.unsqueeze(0), torch.tensor([wav.shape[0]])))[0]
+    assert len(net.inputs) == 1
+    assert len(speech) - 16000 < net.inputs[0] <= len(speech) + 16000  # the silence gone, the speech kept
+    assert hyp.text and hyp.text.split()[0] == whole.text.split()[0]
+    assert min(a for a, _ in hyp.frames) * 0.02 > 2.0  # the first word after the 3 s of silence
 
 
 @pytest.fixture
