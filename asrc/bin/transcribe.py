@@ -1,6 +1,7 @@
 """Transcribe audio files with an asrc model directory; prints ``FILE<TAB>TEXT`` per file
-(--output ctm: ``FILE 1 START DURATION WORD`` per word, Kaldi's CTM; --output json: one JSON
-object per file with its text and timed words).
+(--output ctm: ``FILE 1 START DURATION WORD CONFIDENCE`` per word, Kaldi's CTM; --output
+json: one JSON object per file with its text and its words' times and confidences). A word's
+confidence is the lowest posterior of its tokens.
 
     asrc-transcribe exp/student a.wav b.flac
     asrc-transcribe exp/student meeting.flac --output ctm
@@ -33,8 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("audio", nargs="+", help="audio files (anything soundfile reads: wav, flac, ogg, ...)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.add_argument("--output", choices=["text", "ctm", "json"], default="text",
-                   help="text: FILE<TAB>TEXT; ctm: FILE 1 START DURATION WORD per word; json: one object per file "
-                        "with its text and words with start/end seconds (default text)")
+                   help="text: FILE<TAB>TEXT; ctm: FILE 1 START DURATION WORD CONFIDENCE per word; json: one object "
+                        "per file with its text and words (start/end seconds, confidence) (default text)")
     add_search_arguments(p)
     add_segment_arguments(p, default="vad")
     return p
@@ -62,10 +63,10 @@ def main(argv=None) -> int:
             print(f"{path}\t{result}")
         elif args.output == "ctm":
             name = "_".join(path.split())  # a CTM field has no spaces
-            for word, start, end in result.words:
-                print(f"{name} 1 {start:.2f} {end - start:.2f} {word}")
+            for word, start, end, conf in result.words:
+                print(f"{name} 1 {start:.2f} {end - start:.2f} {word} {conf:.2f}")
         else:
-            words = [{"word": w, "start": a, "end": b} for w, a, b in result.words]
+            words = [{"word": w, "start": a, "end": b, "confidence": c} for w, a, b, c in result.words]
             print(json.dumps({"file": path, "text": result.text, "words": words}, ensure_ascii=False))
     return status
 

@@ -70,28 +70,28 @@ def tokens_to_text(tokens: Iterable[str]) -> str:
     return " ".join("".join(pieces).split())
 
 
-def word_spans(tokens: Sequence[str], frames: Sequence[Tuple[float, float]]) -> List[Tuple[str, float, float]]:
-    """The words of a token sequence, as :func:`tokens_to_text` forms them, each with the span
-    ``(first frame, end frame)`` of its tokens (``frames[i]`` is token ``i``'s ``(start, end)``).
+def word_tokens(tokens: Sequence[str]) -> List[Tuple[str, List[int]]]:
+    """The words of a token sequence as :func:`tokens_to_text` forms them, each with the
+    indices of the tokens it is made of.
 
-    >>> word_spans(["H", "I", "|", "Y", "O", "U"], [(0, 1), (2, 3), (3, 4), (6, 7), (7, 9), (9, 10)])
-    [('HI', 0, 3), ('YOU', 6, 10)]
+    >>> word_tokens(["H", "I", "|", "Y", "O", "U"])
+    [('HI', [0, 1]), ('YOU', [3, 4, 5])]
     """
-    out: List[Tuple[str, float, float]] = []
-    word, span = "", None
+    out: List[Tuple[str, List[int]]] = []
+    word, members = "", []
 
     def flush():
-        nonlocal word, span
+        nonlocal word, members
         if word:
-            out.append((word, span[0], span[1]))
-        word, span = "", None
+            out.append((word, members))
+        word, members = "", []
 
-    for t, (a, b) in zip(tokens, frames):
+    for i, t in enumerate(tokens):
         if t in (LETTER_BOUNDARY, CHAR_BOUNDARY):
             flush()
         elif t == UNK:
             flush()
-            out.append((UNK, a, b))
+            out.append((UNK, [i]))
         elif is_special(t):
             continue
         else:
@@ -100,9 +100,29 @@ def word_spans(tokens: Sequence[str], frames: Sequence[Tuple[float, float]]) -> 
                     flush()
                 if part:
                     word += part
-                    span = (a, b) if span is None else (span[0], b)
+                    members.append(i)
     flush()
     return out
+
+
+def word_spans(tokens: Sequence[str], frames: Sequence[Tuple[float, float]]) -> List[Tuple[str, float, float]]:
+    """The words of a token sequence (:func:`word_tokens`), each with the span ``(first frame,
+    end frame)`` of its tokens (``frames[i]`` is token ``i``'s ``(start, end)``).
+
+    >>> word_spans(["H", "I", "|", "Y", "O", "U"], [(0, 1), (2, 3), (3, 4), (6, 7), (7, 9), (9, 10)])
+    [('HI', 0, 3), ('YOU', 6, 10)]
+    """
+    return [(w, frames[m[0]][0], frames[m[-1]][1]) for w, m in word_tokens(tokens)]
+
+
+def word_confidences(tokens: Sequence[str], confidences: Sequence[float]) -> List[Tuple[str, float]]:
+    """The words of a token sequence (:func:`word_tokens`), each with the lowest confidence of
+    its tokens (a word is as sure as its least sure letter).
+
+    >>> word_confidences(["H", "I", "|", "Y", "O", "U"], [0.9, 0.5, 1.0, 0.99, 0.8, 0.95])
+    [('HI', 0.5), ('YOU', 0.8)]
+    """
+    return [(w, min(confidences[i] for i in m)) for w, m in word_tokens(tokens)]
 
 
 @dataclass
@@ -113,7 +133,9 @@ class Hypothesis:
     scores for beam search; the sum of the chosen frames' log-probabilities for greedy search).
     ``frames``: for each of ``ids``, the output frames ``(start, end)`` it was emitted in (greedy:
     its run of frames; beam search: the frame flashlight emitted it in, ``(t, t + 1)``); with
-    :func:`word_spans` they time the words.
+    :func:`word_spans` they time the words. ``confidences``: for each of ``ids``, the model's
+    posterior of it (greedy: the highest over its run; beam search: at its frame); a word's
+    confidence is the lowest of its tokens' (:func:`word_confidences`).
     """
 
     ids: List[int]
@@ -121,6 +143,7 @@ class Hypothesis:
     score: float = 0.0
     words: List[str] = field(default_factory=list)
     frames: List[Tuple[float, float]] = field(default_factory=list)
+    confidences: List[float] = field(default_factory=list)
 
 
 class GreedyDecoder:
@@ -139,10 +162,13 @@ class GreedyDecoder:
         totals = (best_scores.cpu() * valid).sum(dim=1)
         out = []
         best = logits.argmax(dim=-1).cpu()
+        probs = log_probs.detach().cpu()
         for b, ids in enumerate(greedy_ids(logits, lengths, self.blank)):
             toks = [self.tokens[i] for i in ids]
-            out.append(Hypothesis(ids=ids, text=tokens_to_text(toks), score=float(totals[b]),
-                                  frames=_token_runs(best[b, : int(lengths[b])], self.blank)))
+            runs = _token_runs(best[b, : int(lengths[b])], self.blank)
+            conf = [float(probs[b, a:e, i].max().exp()) for i, (a, e) in zip(ids, runs)]
+            out.append(Hypothesis(ids=ids, text=tokens_to_text(toks), score=float(totals[b]), frames=runs,
+                                  confidences=conf))
         return out
 
 
@@ -264,7 +290,7 @@ class BeamSearchDecoder:
         log_probs = torch.log_softmax(logits.detach().float(), dim=-1).cpu().contiguous()
         results = self._decoder(log_probs, lengths.to(torch.int32))
         out = []
-        for hyps in results:
+        for b, hyps in enumerate(results):
             utt = []
             for h in hyps:
                 ids = h.tokens.tolist()
@@ -280,8 +306,13 @@ class BeamSearchDecoder:
                     text = " ".join(h.words)
                 else:
                     text = tokens_to_text(self.tokens[i] for i in ids)
+                # flashlight's timestep 0 is its start state, before the first frame: a token
+                # at timestep t was emitted in frame t - 1 (test_beam_frames_follow_the_tokens)
+                last = max(int(lengths[b]) - 1, 0)
+                steps = [min(max(int(t) - 1, 0), last) for t in steps]
+                conf = [float(log_probs[b, t, i].exp()) for i, t in zip(ids, steps)]
                 utt.append(Hypothesis(ids=ids, text=text, score=float(h.score), words=list(h.words),
-                                      frames=[(int(t), int(t) + 1) for t in steps]))
+                                      frames=[(t, t + 1) for t in steps], confidences=conf))
             out.append(utt)
         return out
 

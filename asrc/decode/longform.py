@@ -202,11 +202,14 @@ def recognise(net, wav: Tensor, decoder, segment: str = "none", chunk_seconds: f
     boundary = _boundary_id(decoder.tokens)
     ids: List[int] = []
     frames: List[Tuple[float, float]] = []
+    confidences: List[float] = []
     for h in hyps:
         if ids and boundary is not None:
             ids.append(boundary)
             frames.append((frames[-1][1], frames[-1][1]) if frames else (0.0, 0.0))
+            confidences.append(1.0)
         ids.extend(h.ids)
         frames.extend(h.frames)
+        confidences.extend(h.confidences)
     return Hypothesis(ids=ids, text=" ".join(h.text for h in hyps), score=sum(h.score for h in hyps),
-                      words=[w for h in hyps for w in h.words], frames=frames)
+                      words=[w for h in hyps for w in h.words], frames=frames, confidences=confidences)

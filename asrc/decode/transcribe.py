@@ -8,7 +8,7 @@ import torch
 
 from asrc.core.audio import read_audio
 from asrc.core.constants import SAMPLE_RATE
-from asrc.decode.ctc import word_spans
+from asrc.decode.ctc import word_confidences, word_spans
 from asrc.decode.longform import recognise
 from asrc.decode.model_dir import load_model, resolve_model_dir
 from asrc.decode.options import DecodeOptions, build_decoder
@@ -17,10 +17,10 @@ from asrc.errors import AsrcError
 
 @dataclass
 class Transcript:
-    """A file's text and its words with their times: ``(word, start, end)`` in seconds."""
+    """A file's text and its words: ``(word, start, end, confidence)``, times in seconds."""
 
     text: str
-    words: List[Tuple[str, float, float]]
+    words: List[Tuple[str, float, float, float]]
 
 
 def transcribe_files(
@@ -38,7 +38,8 @@ def transcribe_files(
         paths: audio files.
         options: decoding method and beam options (batching/job options are ignored).
         work_dir: where an ESPnet experiment is exported (default: ``model/asrc_export``).
-        word_times: return a :class:`Transcript` (text and timed words) instead of the text.
+        word_times: return a :class:`Transcript` (text, timed words with their confidence)
+            instead of the text.
             A word spans the output frames of its tokens (greedy: their runs of frames; beam
             search: the frame each token was emitted in), one frame being the front end's stride
             (20 ms for wav2vec 2.0).
@@ -63,8 +64,11 @@ def transcribe_files(
                 hyp = recognise(net, torch.from_numpy(wav), decoder, options.segment, options.chunk_seconds,
                                 options.context_seconds)
             if word_times:
-                words = word_spans([net.tokens[i] for i in hyp.ids], hyp.frames)
-                timed = [(w, round(a * frame_seconds, 3), round(b * frame_seconds, 3)) for w, a, b in words]
+                toks = [net.tokens[i] for i in hyp.ids]
+                confs = word_confidences(toks, hyp.confidences) if hyp.confidences else None
+                timed = [(w, round(a * frame_seconds, 3), round(b * frame_seconds, 3),
+                          round(confs[k][1], 4) if confs else 1.0)
+                         for k, (w, a, b) in enumerate(word_spans(toks, hyp.frames))]
                 out.append((str(path), Transcript(hyp.text, timed)))
             else:
                 out.append((str(path), hyp.text))

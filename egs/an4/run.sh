@@ -85,7 +85,9 @@
 #      noise around each utterance (local/pad_noise.py -> data/*_padded), decoded by each of
 #      $long_models whole (--segment none), in windows of $long_chunk_seconds s (--segment
 #      chunk; long recordings only) and trimmed / split at pauses (--segment vad: silero-vad),
-#      the short utterances too -> exp/RESULTS_long.md
+#      the short utterances too -> exp/RESULTS_long.md; and how well the word confidences of
+#      asrc-transcribe's output tell right words from wrong (local/word_confidence.py)
+#      -> exp/long/word_confidence_*.md
 #   20 a word $lm_order-gram LM of AN4 train's transcripts (not run by default: --stage 20
 #      --stop_stage 20; local/train_lm.sh: IRSTLM, Debian package irstlm) -> exp/lm/an4.arpa;
 #      beam search with the lexicon of its words and the LM: for each of $lm_models, LM weight
@@ -637,6 +639,13 @@ if stage_begin 19 "silence and long recordings: whole, trimmed or split at pause
     done
     run_logged exp/logs/results_long.log asrc-results --out exp/RESULTS_long.md "${rows[@]}"
     cat exp/RESULTS_long.md
+    # how far the word confidences of asrc-transcribe's CTM / JSON tell right words from wrong
+    for m in $long_models; do
+        for s in $short_sets; do
+            run_logged "exp/logs/word_confidence_${m%%=*}_$s.log" local/word_confidence.py --model "${m#*=}" \
+                --data "data/$s" --out "exp/long/word_confidence_${m%%=*}_$s.md"
+        done
+    done
     stage_done 19 $stamps
 fi
 

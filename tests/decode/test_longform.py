@@ -190,10 +190,11 @@ def test_vad_joins_the_segments_texts(two_utterances, model_dir):
     parts = [p for p in parts if p.text]
     assert hyp.text == " ".join(p.text for p in parts)
     bar = LETTERS.index("|")
-    expected = []
+    expected, confidences = [], []
     for p in parts:
         expected += ([bar] if expected else []) + p.ids
-    assert hyp.ids == expected
+        confidences += ([1.0] if confidences else []) + p.confidences
+    assert hyp.ids == expected and hyp.confidences == confidences
 
 
 def test_options_validate_the_window():

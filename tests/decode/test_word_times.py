@@ -11,7 +11,7 @@ import soundfile as sf
 import torch
 
 from asrc.core.audio import read_audio
-from asrc.decode.ctc import BeamSearchDecoder, GreedyDecoder, tokens_to_text, word_spans
+from asrc.decode.ctc import BeamSearchDecoder, GreedyDecoder, tokens_to_text, word_confidences, word_spans
 
 LETTERS = ["<blank>", "<pad>", "</s>", "<unk>", "|"] + list("ETAONIHSRDLUMWCFGYPBVK'XJQZ")
 
@@ -37,6 +37,8 @@ def test_words_are_the_text_words(tokens):
     frames = [(2 * k, 2 * k + 1) for k in range(len(tokens))]
     spans = word_spans(tokens, frames)
     assert " ".join(w for w, _, _ in spans) == tokens_to_text(tokens)
+    confs = word_confidences(tokens, [0.5 + 0.01 * k for k in range(len(tokens))])
+    assert [w for w, _ in confs] == [w for w, _, _ in spans]
     for w, a, b in spans:
         assert a < b
     assert [a for _, a, _ in spans] == sorted(a for _, a, _ in spans)
@@ -52,6 +54,21 @@ def test_greedy_frames_are_the_token_runs():
     assert word_spans([LETTERS[k] for k in hyp.ids], hyp.frames) == [("HI", 1, 5), ("I", 8, 10)]
 
 
+def test_greedy_confidence_is_the_posterior_peak_of_each_run():
+    b, h, i, bar = 0, LETTERS.index("H"), LETTERS.index("I"), LETTERS.index("|")
+    path = [b, h, h, b, i, bar, b]
+    x = logits_for(path)
+    x[0, 1, h] = -1.0  # H's first frame: a less sure H (still the best token there)
+    x[0, 4, i] = -2.0  # I's only frame: less sure still
+    x[0, 4, LETTERS.index("E")] = -2.5
+    hyp = GreedyDecoder(LETTERS)(x)[0]
+    probs = torch.softmax(x[0], dim=-1)
+    assert hyp.confidences == pytest.approx([float(probs[2, h]), float(probs[4, i]), float(probs[5, bar])])
+    assert hyp.confidences[1] < hyp.confidences[0] < 1.0
+    (word, conf), = word_confidences([LETTERS[k] for k in hyp.ids], hyp.confidences)
+    assert word == "HI" and conf == pytest.approx(float(probs[4, i]))  # the least sure letter
+
+
 def test_greedy_frames_stop_at_the_length():
     h = LETTERS.index("H")
     x = logits_for([h, h, h, h, h, h])
@@ -64,11 +81,11 @@ def test_beam_frames_follow_the_tokens():
     hyp = BeamSearchDecoder(LETTERS, beam_size=5)(logits_for(path))[0]
     assert hyp.text == "HI YOU"
     assert len(hyp.frames) == len(hyp.ids)
-    starts = [a for a, _ in hyp.frames]
-    assert starts == sorted(starts) and all(b == a + 1 for a, b in hyp.frames)
+    # each token in the first frame of its run: H 1, I 4, | 6, Y 8, O 11, U 13
+    assert [a for a, _ in hyp.frames] == [1, 4, 6, 8, 11, 13] and all(b == a + 1 for a, b in hyp.frames)
     words = word_spans([LETTERS[k] for k in hyp.ids], hyp.frames)
-    assert [w for w, _, _ in words] == ["HI", "YOU"]
-    assert 1 <= words[0][1] <= 2 and 8 <= words[1][1] <= 9  # H at frames 1-2, Y at 8-9
+    assert words == [("HI", 1, 5), ("YOU", 8, 14)]
+    assert len(hyp.confidences) == len(hyp.ids) and all(0.99 < c <= 1.0 for c in hyp.confidences)
 
 
 def test_transcribe_ctm_and_json(tmp_path, model_dir, make_wav, capsys):
@@ -82,12 +99,14 @@ def test_transcribe_ctm_and_json(tmp_path, model_dir, make_wav, capsys):
     assert obj["file"] == str(wav) and obj["text"] == text
     assert " ".join(w["word"] for w in obj["words"]) == text
     assert all(0 <= w["start"] < w["end"] <= 2.0 for w in obj["words"])
+    assert all(0 < w["confidence"] <= 1.0 for w in obj["words"])
     assert cli.main([str(model_dir), str(wav), "--output", "ctm"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == len(obj["words"])
     for line, w in zip(lines, obj["words"]):
-        name, channel, start, dur, word = line.split()
+        name, channel, start, dur, word, conf = line.split()
         assert name == str(wav).replace(" ", "_") and channel == "1" and word == w["word"]
+        assert float(conf) == pytest.approx(w["confidence"], abs=0.006)
         assert float(start) == pytest.approx(w["start"], abs=0.006)
         assert float(dur) == pytest.approx(w["end"] - w["start"], abs=0.011)
 
