@@ -7,7 +7,8 @@
 
     asrc-decode --model exp/student --data data/meetings --out exp/student/decode_meetings --segment vad
 
-writes OUT/text, OUT/token, OUT/rtf.json and OUT/rtf.log (see asrc.decode.decode_dir). A rerun
+writes OUT/text, OUT/token, OUT/rtf.json and OUT/rtf.log (see asrc.decode.decode_dir). A data
+directory with a Kaldi segments file (utt recording start end) is decoded segment by segment. A rerun
 skips the jobs that finished. Score with ``asrc-score --ref DATA/text --hyp OUT/text --out OUT``.
 """
 

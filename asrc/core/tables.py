@@ -13,14 +13,14 @@ disk it is ``tokens.txt``, one token per line, line ``i`` (from 0) = index ``i``
 import os
 import re
 from pathlib import Path
-from typing import NamedTuple
+from typing import Dict, NamedTuple, Tuple
 
 from asrc.core.audio_info import audio_info
 from asrc.core.files import atomic_write
 from asrc.errors import AsrcError
 
 __all__ = ["REQUIRED_FILES", "DataDirError", "Utterance", "split_line", "read_table", "read_data_dir",
-           "read_tokens", "write_tokens"]
+           "read_segments", "read_tokens", "write_tokens"]
 
 REQUIRED_FILES = ("wav.scp", "text", "utt2spk")
 _FIELD_SEP = re.compile(r"[ \t]+")
@@ -144,6 +144,43 @@ def write_tokens(path, tokens) -> None:
     _check_tokens(tokens, str(path))
     with atomic_write(path) as f:
         f.write("".join(t + "\n" for t in tokens))
+
+
+def read_segments(path, wav_scp) -> Dict[str, Tuple[str, float, float]]:
+    """A Kaldi ``segments`` file: ``utt recording start end`` per line (seconds; ``end`` -1: to
+    the end of the recording), in file order, checked line by line.
+
+    Raises:
+        DataDirError: naming the file and line: a line without four fields, a time that is not a
+            number, a start below 0 or an end not after it, a recording not in ``wav.scp``, a
+            repeated utterance id.
+    """
+    path = Path(path)
+    out: Dict[str, Tuple[str, float, float]] = {}
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            fields = line.split()
+            if not fields:
+                continue
+            where = f"{path}:{lineno}"
+            if len(fields) != 4:
+                raise DataDirError(f"{where}: expected 'utterance recording start end', got {line.strip()!r}")
+            utt, rec = fields[0], fields[1]
+            try:
+                start, end = float(fields[2]), float(fields[3])
+            except ValueError:
+                raise DataDirError(f"{where}: segment {utt}: start {fields[2]!r} / end {fields[3]!r} is not a number") from None
+            if not (start >= 0 and (end > start or end == -1)):
+                raise DataDirError(f"{where}: segment {utt}: start {fields[2]} and end {fields[3]} (seconds) do not make "
+                                f"a segment (need 0 <= start < end, or end -1 for the rest of the recording)")
+            if rec not in wav_scp:
+                raise DataDirError(f"{where}: segment {utt}: recording {rec!r} is not in wav.scp")
+            if utt in out:
+                raise DataDirError(f"{where}: segment {utt} appears twice")
+            out[utt] = (rec, start, end)
+    if not out:
+        raise DataDirError(f"{path} is empty")
+    return out
 
 
 def read_tokens(path) -> list:

@@ -33,7 +33,7 @@ from typing import Iterable, NamedTuple
 
 from asrc.core.constants import SAMPLE_RATE
 from asrc.core.files import atomic_write
-from asrc.core.tables import REQUIRED_FILES, DataDirError, Utterance, split_line
+from asrc.core.tables import REQUIRED_FILES, DataDirError, Utterance, read_segments, split_line
 from asrc.errors import AsrcError
 
 __all__ = [
@@ -199,7 +199,9 @@ def validate_data_dir(data_dir, token_list=None, expected_sr: int = SAMPLE_RATE,
                       deep: bool = False, require_text: bool = True):
     """Every fault of a data directory, as a list of :class:`Problem` (empty = valid).
 
-    Checks: required files (``wav.scp``, ``text``, ``utt2spk``) present; in each table,
+    Checks: required files (``wav.scp``, ``text``, ``utt2spk``) present; a ``segments`` file, if
+    there is one (utterances cut from the recordings of ``wav.scp``: the other tables are then
+    keyed by its utterances); in each table,
     blank or malformed lines, duplicate ids and C-order sorting; the same ids in every
     per-utterance table; ``spk2utt`` the inverse of ``utt2spk``; speakers grouped by the id
     order; empty transcripts; characters outside ``token_list`` (a list of tokens, see
@@ -229,6 +231,14 @@ def validate_data_dir(data_dir, token_list=None, expected_sr: int = SAMPLE_RATE,
     if "wav.scp" not in tables:
         return problems
     ids = tables["wav.scp"]
+    recordings = ids
+    if (data_dir / "segments").is_file():
+        # utterances cut from the recordings of wav.scp: the other tables are keyed by segment
+        try:
+            ids = read_segments(data_dir / "segments", recordings)
+        except AsrcError as e:
+            problems.append(Problem("segments", "", str(e)))
+            return problems
     for name in PER_UTT_FILES[1:]:
         if name in tables:
             _check_same_ids(ids, tables[name], name, problems, subset_ok=name == "text" and not require_text)
@@ -257,7 +267,9 @@ def validate_data_dir(data_dir, token_list=None, expected_sr: int = SAMPLE_RATE,
                 problems.append(Problem(name, utt, f"not a positive {kind.__name__}: {value!r}"))
     if check_audio:
         nsamp, dur = tables.get("utt2num_samples", {}), tables.get("utt2dur", {})
-        problems.extend(_check_audio(ids, nsamp, dur, expected_sr, nj, deep))
+        if recordings is not ids:  # with segments the lengths are the segments', not the recordings'
+            nsamp, dur = {}, {}
+        problems.extend(_check_audio(recordings, nsamp, dur, expected_sr, nj, deep))
     return problems
 
 

@@ -3,12 +3,14 @@
     decode_dir("data/test_clean", "exp/student_int8", "exp/student_int8/decode_test_clean",
                DecodeOptions(method="beam", lexicon="lm/lexicon.txt", lm="lm/4gram.arpa", nj=2))
 
-Reads ``DATA/wav.scp`` (paths or ``cmd |`` pipes). Utterances are sorted by length and split
+Reads ``DATA/wav.scp`` (paths or ``cmd |`` pipes), and ``DATA/segments`` where there is one
+(Kaldi's ``utt recording start end``: utterances cut from longer recordings; each job reads a
+recording once and cuts its segments from it). Utterances are sorted by length and split
 over ``nj`` jobs with balanced total audio; each job loads the model, uses
 ``threads_per_job`` torch threads, and decodes batches of at most ``batch_seconds`` of padded
 audio. Output in ``OUT``:
 
-- ``text``: ``utt WORDS...`` in ``wav.scp`` order (an empty hypothesis is ``utt`` alone);
+- ``text``: ``utt WORDS...`` in ``wav.scp`` (or ``segments``) order (an empty hypothesis is ``utt`` alone);
 - ``token``: ``utt TOKEN TOKEN ...`` (CTC output tokens, repeats collapsed, blanks removed);
 - ``rtf.json`` / ``rtf.log``: audio seconds, compute seconds (model forward + search; audio
   reading excluded and reported apart), RTF, wall-clock RTF, per-utterance latency stats
@@ -38,7 +40,7 @@ import torch
 from tqdm import tqdm
 
 from asrc.core.files import atomic_write
-from asrc.core.tables import read_table
+from asrc.core.tables import read_segments, read_table
 from asrc.decode.jobs import run_job, run_parallel
 from asrc.decode.model_dir import resolve_model_dir
 from asrc.decode.options import DecodeOptions
@@ -75,16 +77,24 @@ def decode_dir(data_dir, model, out_dir, options: Optional[DecodeOptions] = None
     empty = [u for u, spec in wav_scp.items() if not spec]
     if empty:
         raise AsrcError(f"{data_dir / 'wav.scp'}: no audio given for {empty[:5]}")
+    segments = read_segments(data_dir / "segments", wav_scp) if (data_dir / "segments").is_file() else None
     out_dir.mkdir(parents=True, exist_ok=True)
     model_dir = resolve_model_dir(model, out_dir)
+    recordings = wav_scp
+    if segments:  # from here on, wav_scp maps each utterance to its recording's entry
+        wav_scp = {u: recordings[rec] for u, (rec, _, _) in segments.items()}
 
     cores = os.cpu_count() or 1
     if options.nj * options.threads_per_job > cores:
         log.warning("nj %d x threads %d exceeds the %d CPU cores: jobs will compete and RTF will suffer",
                     options.nj, options.threads_per_job, cores)
     wall0 = time.perf_counter()
-    lengths = utterance_lengths(data_dir, wav_scp)
+    lengths = utterance_lengths(data_dir, recordings, segments)
     jobs = split_jobs(lengths, options.nj)
+
+    def cuts(utts):
+        return {u: segments[u][1:] for u in utts} if segments else {}
+
     specs = []
     for j, utts in enumerate(jobs):
         job_dir = out_dir / "jobs" / f"{j + 1}"
@@ -97,7 +107,8 @@ def decode_dir(data_dir, model, out_dir, options: Optional[DecodeOptions] = None
                 model_dir=str(model_dir),
                 job_dir=str(job_dir),
                 options=options,
-                fingerprint=job_fingerprint(model_dir, options, {u: wav_scp[u] for u in utts}),
+                fingerprint=job_fingerprint(model_dir, options, {u: wav_scp[u] for u in utts}, cuts(utts)),
+                segments=cuts(utts),
             )
         )
     finished = [s for s in specs if job_done(s)]

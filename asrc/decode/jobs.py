@@ -7,6 +7,7 @@ import traceback
 from pathlib import Path
 from typing import Dict, List, Tuple
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -17,7 +18,7 @@ from asrc.core.files import atomic_write
 from asrc.decode.longform import recognise
 from asrc.decode.model_dir import load_model, model_footprint
 from asrc.decode.options import build_decoder
-from asrc.decode.plan import JobSpec, make_batches
+from asrc.decode.plan import MAX_OVERSHOOT_SECONDS, JobSpec, make_batches
 from asrc.errors import AsrcError
 
 __all__ = ["run_job", "run_parallel"]
@@ -41,19 +42,8 @@ def run_job(spec: JobSpec, progress=None) -> dict:
     latencies: Dict[str, float] = {}
     read_s = forward_s = search_s = 0.0
     audio_samples = 0
-    for batch in make_batches(spec.utts, spec.lengths, opts.batch_seconds):
-        t0 = time.perf_counter()
-        wavs = []
-        for u in batch:
-            w = read_audio(
-                spec.wav[u], what=f"utterance {u}", resample=opts.resample, mix_channels=opts.mix_channels
-            )
-            if w.shape[0] < min_samples:
-                raise AsrcError(
-                    f"utterance {u}: {w.shape[0]} samples ({w.shape[0] / SAMPLE_RATE:.3f} s) is shorter than "
-                    f"the model's receptive field of {min_samples} samples; remove it from the data directory"
-                )
-            wavs.append(torch.from_numpy(w))
+    for batch, wavs, read_seconds in _batches(spec, min_samples):
+        t0 = time.perf_counter() - read_seconds
         padded, lengths = pad_waveforms(wavs)
         t1 = time.perf_counter()
         # split or trimmed at pauses, or too long for one piece: each utterance alone, the long way
@@ -104,6 +94,54 @@ def run_job(spec: JobSpec, progress=None) -> dict:
         f.write(spec.fingerprint + "\n")
     (job_dir / "error.log").unlink(missing_ok=True)
     return stats
+
+
+def _checked(u: str, w: np.ndarray, min_samples: int) -> torch.Tensor:
+    if w.shape[0] < min_samples:
+        raise AsrcError(
+            f"utterance {u}: {w.shape[0]} samples ({w.shape[0] / SAMPLE_RATE:.3f} s) is shorter than "
+            f"the model's receptive field of {min_samples} samples; remove it from the data directory"
+        )
+    return torch.from_numpy(w)
+
+
+def _cut(u: str, audio: np.ndarray, start: float, end: float, recording: str) -> np.ndarray:
+    """Segment ``u`` (``start``/``end`` seconds, ``end`` -1: to the end) of a recording's samples."""
+    n = audio.shape[0]
+    a = int(round(start * SAMPLE_RATE))
+    b = n if end < 0 else int(round(end * SAMPLE_RATE))
+    if a >= n or b > n + MAX_OVERSHOOT_SECONDS * SAMPLE_RATE:
+        raise AsrcError(f"utterance {u}: segment {start:g}-{end:g} s is outside its recording {recording} "
+                        f"({n / SAMPLE_RATE:.2f} s long)")
+    return audio[a:min(b, n)]
+
+
+def _batches(spec: JobSpec, min_samples: int):
+    """``(utterances, waveforms, seconds spent reading)`` per batch. With segments, each recording
+    is read once: its segments (of this job) are cut from it and batched together."""
+    opts = spec.options
+
+    def read(entry, what):
+        return read_audio(entry, what=what, resample=opts.resample, mix_channels=opts.mix_channels)
+
+    if not spec.segments:
+        for batch in make_batches(spec.utts, spec.lengths, opts.batch_seconds):
+            t0 = time.perf_counter()
+            wavs = [_checked(u, read(spec.wav[u], f"utterance {u}"), min_samples) for u in batch]
+            yield batch, wavs, time.perf_counter() - t0
+        return
+    by_recording: Dict[str, List[str]] = {}
+    for u in spec.utts:  # longest first, so each recording's list is too
+        by_recording.setdefault(spec.wav[u], []).append(u)
+    for entry, utts in by_recording.items():
+        t0 = time.perf_counter()
+        audio = read(entry, f"the recording of utterance {utts[0]}")
+        cut = {u: _checked(u, _cut(u, audio, *spec.segments[u], entry), min_samples) for u in utts}
+        del audio
+        read_seconds = time.perf_counter() - t0
+        for batch in make_batches(utts, spec.lengths, opts.batch_seconds):
+            yield batch, [cut[u] for u in batch], read_seconds
+            read_seconds = 0.0
 
 
 def _worker(spec: JobSpec, queue):

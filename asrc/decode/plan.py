@@ -3,9 +3,9 @@ and the fingerprint that tells whether a job's earlier output can be kept."""
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from tqdm import tqdm
 
@@ -19,9 +19,24 @@ from asrc.models.wav2vec2 import inference_path
 
 __all__ = ["JobSpec", "job_done", "job_fingerprint", "make_batches", "split_jobs", "utterance_lengths"]
 
+# How far a segment may end past its recording (Kaldi's extract-segments: --max-overshoot 0.5).
+MAX_OVERSHOOT_SECONDS = 0.5
 
-def utterance_lengths(data_dir: Path, wav_scp: Dict[str, str]) -> Dict[str, int]:
-    """Samples per utterance, for sorting: ``utt2num_samples``, else ``utt2dur``, else headers."""
+
+
+
+def utterance_lengths(data_dir: Path, wav_scp: Dict[str, str],
+                      segments: Optional[Dict[str, Tuple[str, float, float]]] = None) -> Dict[str, int]:
+    """Samples per utterance, for sorting: from ``segments`` when given (a segment to the end
+    of its recording: from the recording's header), else ``utt2num_samples``, else
+    ``utt2dur``, else headers."""
+    if segments:
+        rest = {rec: None for rec, _, end in segments.values() if end < 0}
+        for rec in rest:
+            rest[rec] = num_samples(wav_scp[rec], what=f"recording {rec}")
+        return {u: int(round((end - start) * SAMPLE_RATE)) if end >= 0
+                else max(rest[rec] - int(round(start * SAMPLE_RATE)), 0)
+                for u, (rec, start, end) in segments.items()}
     for name, scale in (("utt2num_samples", 1), ("utt2dur", SAMPLE_RATE)):
         path = data_dir / name
         if path.is_file():
@@ -67,12 +82,13 @@ class JobSpec:
 
     index: int
     utts: List[str]
-    wav: Dict[str, str]  # utt -> wav.scp entry, for this job's utterances
+    wav: Dict[str, str]  # utt -> wav.scp entry (its recording's, with segments), for this job's utterances
     lengths: Dict[str, int]
     model_dir: str
     job_dir: str
     options: DecodeOptions
     fingerprint: str
+    segments: Dict[str, Tuple[float, float]] = field(default_factory=dict)  # utt -> (start, end) seconds
 
 
 def job_done(spec: JobSpec) -> bool:
@@ -81,7 +97,8 @@ def job_done(spec: JobSpec) -> bool:
     return marker.is_file() and marker.read_text(encoding="utf-8").strip() == spec.fingerprint
 
 
-def job_fingerprint(model_dir: Path, options: DecodeOptions, wav: Dict[str, str]) -> str:
+def job_fingerprint(model_dir: Path, options: DecodeOptions, wav: Dict[str, str],
+                    segments: Optional[Dict[str, Tuple[float, float]]] = None) -> str:
     """Identifies a job's result: model file, output-changing options, utterances and audio."""
     weights = model_dir / "model.pth"
     st = weights.stat() if weights.is_file() else None
@@ -92,4 +109,6 @@ def job_fingerprint(model_dir: Path, options: DecodeOptions, wav: Dict[str, str]
         "inference": inference_path(),  # ASRC_FAST_PATH=0 or a new fast path gives other numbers
         "wav": list(wav.items()),
     }
+    if segments:
+        payload["segments"] = sorted(segments.items())
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()

@@ -226,3 +226,21 @@ def test_sample_rate_from_rounded_durations():
     assert _rate_from_duration(16000, "1.0") == 16000
     assert _rate_from_duration(15000, "1.0000") == 15000  # no common rate fits: nearest Hz
     assert _rate_from_duration(100, "0") == 0
+
+
+def test_validate_segments(tmp_path):
+    """Kaldi's segments: wav.scp keyed by recording, the other tables by the segments' utterances."""
+    d = tmp_path / "seg"
+    d.mkdir()
+    sf.write(d / "r1.wav", np.zeros(48000, np.float32), 16000)
+    (d / "wav.scp").write_text(f"r1 {d / 'r1.wav'}\n")
+    (d / "segments").write_text("r1-a r1 0.0 1.0\nr1-b r1 1.0 -1\n")
+    (d / "text").write_text("r1-a A\nr1-b B\n")
+    (d / "utt2spk").write_text("r1-a r1\nr1-b r1\n")
+    assert validate_data_dir(d) == []
+    (d / "utt2spk").write_text("r1 r1\n")  # keyed by the recording: wrong with segments
+    assert {p.utt_id for p in validate_data_dir(d) if p.file == "utt2spk"} == {"r1", "r1-a", "r1-b"}
+    (d / "utt2spk").write_text("r1-a r1\nr1-b r1\n")
+    (d / "segments").write_text("r1-a r1 0.0 1.0\nr1-b r2 1.0 2.0\n")
+    (problem,) = validate_data_dir(d)
+    assert problem.file == "segments" and "recording 'r2' is not in wav.scp" in problem.message
