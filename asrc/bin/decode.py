@@ -4,12 +4,11 @@
         --nj 2 --threads 1
     asrc-decode --model exp/student --data data/test_clean --out exp/student/decode_beam_test_clean \\
         --method beam --lm lm/4gram.arpa --lexicon-words lm/4gram.arpa --lm-weight 1.5 --word-score -1
-
     asrc-decode --model exp/student --data data/meetings --out exp/student/decode_meetings --segment vad
 
 writes OUT/text, OUT/token, OUT/rtf.json and OUT/rtf.log (see asrc.decode.decode_dir). A data
-directory with a Kaldi segments file (utt recording start end) is decoded segment by segment. A rerun
-skips the jobs that finished. Score with ``asrc-score --ref DATA/text --hyp OUT/text --out OUT``.
+directory with a Kaldi segments file (utt recording start end) is decoded segment by segment.
+A rerun skips the jobs that finished. Score with ``asrc-score --ref DATA/text --hyp OUT/text --out OUT``.
 """
 
 import argparse
