@@ -12,6 +12,9 @@ audio. Output in ``OUT``:
 
 - ``text``: ``utt WORDS...`` in ``wav.scp`` (or ``segments``) order (an empty hypothesis is ``utt`` alone);
 - ``token``: ``utt TOKEN TOKEN ...`` (CTC output tokens, repeats collapsed, blanks removed);
+- ``ctm``: ``utt 1 START DURATION WORD CONFIDENCE`` per word (Kaldi's CTM; with ``segments``
+  the recording and its time instead of the utterance's), words timed by the output frames of
+  their tokens, a word's confidence the lowest posterior of its tokens;
 - ``rtf.json`` / ``rtf.log``: audio seconds, compute seconds (model forward + search; audio
   reading excluded and reported apart), RTF, wall-clock RTF, per-utterance latency stats
   (an utterance's latency is the compute time of the batch it was in: use
@@ -93,7 +96,7 @@ def decode_dir(data_dir, model, out_dir, options: Optional[DecodeOptions] = None
     jobs = split_jobs(lengths, options.nj)
 
     def cuts(utts):
-        return {u: segments[u][1:] for u in utts} if segments else {}
+        return {u: segments[u] for u in utts} if segments else {}
 
     specs = []
     for j, utts in enumerate(jobs):
@@ -146,6 +149,12 @@ def decode_dir(data_dir, model, out_dir, options: Optional[DecodeOptions] = None
         f.writelines(f"{u} {merged_text[u]}".rstrip() + "\n" for u in wav_scp)
     with atomic_write(out_dir / "token") as f:
         f.writelines(f"{u} {merged_token[u]}".rstrip() + "\n" for u in wav_scp)
+    ctm_lines = []
+    for s in specs:
+        with open(Path(s.job_dir) / "ctm", encoding="utf-8") as f:
+            ctm_lines += [line.split() for line in f if line.strip()]
+    with atomic_write(out_dir / "ctm") as f:
+        f.writelines(" ".join(x) + "\n" for x in sorted(ctm_lines, key=lambda x: (x[0], float(x[2]))))
 
     summary = summarise(stats, options, wall, resumed=[s.index for s in finished], data_dir=data_dir)
     with atomic_write(out_dir / "rtf.json") as f:

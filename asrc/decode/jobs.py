@@ -15,6 +15,7 @@ from asrc.core.audio import read_audio
 from asrc.core.batching import pad_waveforms
 from asrc.core.constants import SAMPLE_RATE
 from asrc.core.files import atomic_write
+from asrc.decode.ctc import word_confidences, word_spans
 from asrc.decode.longform import recognise
 from asrc.decode.model_dir import load_model, model_footprint
 from asrc.decode.options import build_decoder
@@ -38,7 +39,9 @@ def run_job(spec: JobSpec, progress=None) -> dict:
     decoder = build_decoder(tokens, opts)
     min_samples = getattr(getattr(model, "config", None), "receptive_field", 0)
 
+    frame_seconds = getattr(getattr(model, "config", None), "total_stride", 320) / SAMPLE_RATE
     results: Dict[str, Tuple[str, List[str]]] = {}
+    ctm: Dict[str, List[str]] = {}
     latencies: Dict[str, float] = {}
     read_s = forward_s = search_s = 0.0
     audio_samples = 0
@@ -64,6 +67,7 @@ def run_job(spec: JobSpec, progress=None) -> dict:
         t3 = time.perf_counter()
         for u, h in zip(batch, hyps):
             results[u] = (h.text, [tokens[i] for i in h.ids])
+            ctm[u] = _ctm_lines(u, h, tokens, frame_seconds, spec.segments.get(u))
             latencies[u] = t3 - t1
         read_s += t1 - t0
         forward_s += t2 - t1
@@ -78,6 +82,9 @@ def run_job(spec: JobSpec, progress=None) -> dict:
     with atomic_write(job_dir / "token") as f:
         for u in spec.utts:
             f.write(f"{u} {' '.join(results[u][1])}".rstrip() + "\n")
+    with atomic_write(job_dir / "ctm") as f:
+        for u in spec.utts:
+            f.writelines(ctm[u])
     stats = {
         "job": spec.index,
         "num_utts": len(spec.utts),
@@ -94,6 +101,20 @@ def run_job(spec: JobSpec, progress=None) -> dict:
         f.write(spec.fingerprint + "\n")
     (job_dir / "error.log").unlink(missing_ok=True)
     return stats
+
+
+def _ctm_lines(u: str, hyp, tokens, frame_seconds: float, segment=None) -> List[str]:
+    """Kaldi CTM lines of one utterance's words: on its recording's clock when it is a segment."""
+    toks = [tokens[i] for i in hyp.ids]
+    spans = word_spans(toks, hyp.frames) if len(hyp.frames) == len(toks) else []
+    confs = [c for _, c in word_confidences(toks, hyp.confidences)] if len(hyp.confidences) == len(toks) else []
+    name, offset = (segment[0], segment[1]) if segment else (u, 0.0)
+    lines = []
+    for k, (word, a, b) in enumerate(spans):
+        start = offset + a * frame_seconds
+        conf = confs[k] if confs else 1.0
+        lines.append(f"{name} 1 {start:.2f} {(b - a) * frame_seconds:.2f} {word} {conf:.2f}\n")
+    return lines
 
 
 def _checked(u: str, w: np.ndarray, min_samples: int) -> torch.Tensor:
@@ -136,7 +157,7 @@ def _batches(spec: JobSpec, min_samples: int):
     for entry, utts in by_recording.items():
         t0 = time.perf_counter()
         audio = read(entry, f"the recording of utterance {utts[0]}")
-        cut = {u: _checked(u, _cut(u, audio, *spec.segments[u], entry), min_samples) for u in utts}
+        cut = {u: _checked(u, _cut(u, audio, *spec.segments[u][1:], entry), min_samples) for u in utts}
         del audio
         read_seconds = time.perf_counter() - t0
         for batch in make_batches(utts, spec.lengths, opts.batch_seconds):

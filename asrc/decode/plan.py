@@ -88,17 +88,19 @@ class JobSpec:
     job_dir: str
     options: DecodeOptions
     fingerprint: str
-    segments: Dict[str, Tuple[float, float]] = field(default_factory=dict)  # utt -> (start, end) seconds
+    segments: Dict[str, Tuple[str, float, float]] = field(default_factory=dict)  # utt -> (recording, start, end)
 
 
 def job_done(spec: JobSpec) -> bool:
     """Whether the job's ``done`` marker holds its fingerprint (same utterances, model, options)."""
     marker = Path(spec.job_dir) / "done"
+    if not (Path(spec.job_dir) / "ctm").is_file():  # a job decoded before asrc wrote CTM files
+        return False
     return marker.is_file() and marker.read_text(encoding="utf-8").strip() == spec.fingerprint
 
 
 def job_fingerprint(model_dir: Path, options: DecodeOptions, wav: Dict[str, str],
-                    segments: Optional[Dict[str, Tuple[float, float]]] = None) -> str:
+                    segments: Optional[Dict[str, Tuple[str, float, float]]] = None) -> str:
     """Identifies a job's result: model file, output-changing options, utterances and audio."""
     weights = model_dir / "model.pth"
     st = weights.stat() if weights.is_file() else None

@@ -94,3 +94,33 @@ def test_empty_segments_file(tmp_path, model_dir, recordings):
     d = segmented_dir(tmp_path, recordings, segments=[])
     with pytest.raises(AsrcError, match="segments is empty"):
         decode_dir(d, model_dir, tmp_path / "out", DecodeOptions())
+
+
+def test_ctm_on_the_recordings_clock(tmp_path, model_dir, recordings):
+    seg = segmented_dir(tmp_path, recordings)
+    out = tmp_path / "out"
+    decode_dir(seg, model_dir, out, DecodeOptions(nj=2))
+    ctm = [line.split() for line in (out / "ctm").read_text().splitlines()]
+    texts = dict(line.split(" ", 1) if " " in line else (line, "") for line in (out / "text").read_text().splitlines())
+    assert ctm and all(len(x) == 6 and x[0] in ("r1", "r2") and x[1] == "1" for x in ctm)
+    assert len(ctm) == sum(len(t.split()) for t in texts.values())
+    bounds = {u: (a, 3.0 if r == "r1" else 2.0) if b < 0 else (a, b) for u, r, a, b in SEGMENTS}
+    for x in ctm:
+        start, dur, conf = float(x[2]), float(x[3]), float(x[5])
+        assert 0 < conf <= 1 and dur >= 0
+        # inside one of its recording's segments
+        assert any(r == x[0] and bounds[u][0] - 0.01 <= start <= bounds[u][1] + 0.01 for u, r, *_ in SEGMENTS)
+    assert [(x[0], float(x[2])) for x in ctm] == sorted((x[0], float(x[2])) for x in ctm)
+
+
+def test_ctm_without_segments_and_old_jobs_redone(tmp_path, model_dir, data_dir):
+    out = tmp_path / "out"
+    decode_dir(data_dir, model_dir, out, DecodeOptions())
+    words = {line.split()[0]: line.split()[1:] for line in (out / "text").read_text().splitlines()}
+    ctm = [line.split() for line in (out / "ctm").read_text().splitlines()]
+    for u, w in words.items():
+        assert [x[4] for x in ctm if x[0] == u] == w  # the text's words, in order
+    (out / "jobs" / "1" / "ctm").unlink()  # as a job decoded by an asrc without CTM left it
+    (out / "ctm").unlink()
+    decode_dir(data_dir, model_dir, out, DecodeOptions())
+    assert (out / "ctm").read_text() == "".join(" ".join(x) + "\n" for x in ctm)
