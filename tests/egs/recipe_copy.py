@@ -1,8 +1,18 @@
-"""A recipe copied into a temporary folder for an end-to-end test, without its experiments."""
+"""A recipe copied into a temporary folder for an end-to-end test, without its experiments;
+a recipe's local script loaded as a module."""
+import importlib.util
 import shutil
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+def load_local_script(name: str, recipe: str = "an4"):
+    """``egs/<recipe>/local/<name>.py`` as a module (the scripts are not a package)."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "egs" / recipe / "local" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def copy_an4_recipe(tmp_path: Path) -> Path:

@@ -1,16 +1,13 @@
 """egs/an4/local/prune_results.py: the pruning experiment's table and goal lines, every figure
 from a synthetic footprint JSON and decode dirs scored by asrc's own scorer."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+from recipe_copy import load_local_script
 
 from asrc.score.scorer import score_dir
-
-REPO = Path(__file__).resolve().parents[2]
-SCRIPT = REPO / "egs" / "an4" / "local" / "prune_results.py"
 
 # The test set: 67 two-letter words, 200 characters with the spaces, so every character an
 # utterance gets wrong is 0.5 CER points (and one word, 1/67 of the WER).
@@ -20,10 +17,7 @@ REF = " ".join(WORDS)
 
 @pytest.fixture(scope="module")
 def prune_results():
-    spec = importlib.util.spec_from_file_location("prune_results", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_local_script("prune_results")
 
 
 def decode_dir(path: Path, cer: float) -> Path:

@@ -1,21 +1,15 @@
 """egs/an4/local/word_confidence.py: the ROC area it reports, and a run on a few AN4 utterances."""
 
-import importlib.util
 import re
 from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[2]
-SCRIPT = REPO / "egs" / "an4" / "local" / "word_confidence.py"
+from recipe_copy import REPO, load_local_script
 
 
 @pytest.fixture(scope="module")
 def wc():
-    spec = importlib.util.spec_from_file_location("word_confidence", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_local_script("word_confidence")
 
 
 def test_roc_area(wc):
