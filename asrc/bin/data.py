@@ -77,6 +77,13 @@ def _download_an4(args):
     return 0
 
 
+def _download_lm(args):
+    from asrc.data.download import fetch_lm
+
+    print(fetch_lm(args.src, args.dest, md5=args.md5, progress=not args.no_progress))
+    return 0
+
+
 def _prepare_an4(args):
     from asrc.data.an4 import prepare_an4
 
@@ -218,6 +225,13 @@ def build_parser():
     p.add_argument("--source", type=Path, help="local an4 folder or an4_sphere.tar.gz")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_download_an4)
+
+    p = sub.add_parser("download-lm", help="an ARPA n-gram LM from a URL or a local file (.gz decompressed)")
+    p.add_argument("src", help="http(s) URL or local file, e.g. https://www.openslr.org/resources/11/4-gram.arpa.gz")
+    p.add_argument("dest", type=Path, help="the ARPA file to write")
+    p.add_argument("--md5", help="expected MD5 of the downloaded (or given) file")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_download_lm)
 
     p = sub.add_parser("prepare-an4", help="AN4 -> data/{train,dev,test}")
     p.add_argument("an4_root", type=Path)

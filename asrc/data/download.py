@@ -37,6 +37,7 @@ __all__ = [
     "verify_md5",
     "extract_archive",
     "fetch_and_extract",
+    "fetch_lm",
 ]
 
 logger = logging.getLogger(__name__)
@@ -348,3 +349,43 @@ def fetch_and_extract(
             Path(archive).unlink()
             _stamp_path(Path(archive)).unlink(missing_ok=True)
     raise AssertionError("unreachable")
+
+
+def fetch_lm(src, dest, md5: str = None, progress: bool = True) -> Path:
+    """An ARPA n-gram LM at ``dest`` from ``src``: an http(s) URL (downloaded resumably next to
+    ``dest``, ``md5`` checked if given), or a local file; ``.gz`` is decompressed. A finished
+    ``dest`` (its ``.done`` stamp naming ``src``) is kept. Raises :class:`AsrcError` naming
+    ``src`` when it is missing or not an ARPA file (no ``\\data\\`` section)."""
+    src, dest = str(src), Path(dest)
+    stamp = dest.with_name(dest.name + ".done")
+    if dest.is_file() and stamp.is_file() and stamp.read_text(encoding="utf-8").strip() == src:
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if src.startswith(("http://", "https://")):
+        local = download(src, dest.with_name(src.rstrip("/").rsplit("/", 1)[-1]), md5=md5, progress=progress)
+    else:
+        local = Path(src)
+        if not local.is_file():
+            raise FileNotFoundError(f"LM {src} does not exist")
+        if md5 is not None and not verify_md5(local, md5, progress=progress):
+            raise DownloadError(f"LM {src}: MD5 is not {md5}")
+    opener = gzip.open if local.name.endswith(".gz") else open
+    try:
+        with opener(local, "rb") as f:
+            head = f.read(1 << 16)
+    except (OSError, EOFError, zlib.error) as e:
+        raise AsrcError(f"LM {src}: cannot read it: {e}") from e
+    if b"\\data\\" not in head:
+        raise AsrcError(f"LM {src}: not an ARPA file (no \\data\\ section in its first 64 KiB)")
+    if local.resolve() != dest.resolve():
+        part = dest.with_name(dest.name + ".part")
+        try:
+            with opener(local, "rb") as fin, open(part, "wb") as fout:
+                shutil.copyfileobj(fin, fout, 1 << 20)
+        except (OSError, EOFError, zlib.error) as e:
+            part.unlink(missing_ok=True)
+            raise AsrcError(f"LM {src}: damaged ({e})") from e
+        os.replace(part, dest)
+    with atomic_write(stamp) as f:
+        f.write(src + "\n")
+    return dest

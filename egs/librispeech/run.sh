@@ -22,7 +22,10 @@
 #      (conf/prune.yaml -> the dense model exp/student_pruned/model), then the final distillation
 #      of that model (conf/prune_final_distill.yaml -> exp/student/model)
 #   7  int8 quantization of the student (asrc-quantize)
-#   8  decoding of $test_sets by teacher, student and student-int8 (asrc-decode)
+#   8  decoding of $test_sets by teacher, student and student-int8 (asrc-decode); with --lm
+#      (an ARPA word LM: URL or file, .gz too, e.g. openslr's 4-gram, fetched into exp/lm by
+#      asrc-data download-lm) also beam search with it and the lexicon of its words, LM weight
+#      $lm_weight and word score $lm_word_score (models <name>_lm)
 #   9  scoring (sclite) -> exp/RESULTS.md
 #   10 footprint: size/speed/WER side by side (asrc-bench footprint) -> exp/footprint.{md,json,png}
 #   11 pack the student: exp/student_pack.zip (config, model, tokens, RESULTS.md)
@@ -52,6 +55,11 @@ prune_final_config=conf/prune_final_distill.yaml   # stage 6, student_method=pru
 train_args=                         # extra asrc-train flags for stages 5 and 6, e.g. "--max_epoch 1"
 quant_mode=static-pos               # dynamic: Linear layers; static-pos: + positional conv (calibrated); static-conv: + CNN (fastest, costs accuracy)
 bench_args=                         # extra asrc-bench footprint flags, e.g. "--runs 3 --no-peer"
+lm=                                 # stages 8-9: a word n-gram LM (ARPA; URL or file, .gz too) for beam search,
+                                    #   e.g. https://www.openslr.org/resources/11/4-gram.arpa.gz ("" = greedy only)
+lm_weight=2.0                       # stages 8-9: LM weight of the beam search
+lm_word_score=-1.0                  # stages 8-9: score per word (tune both on dev for your model and LM)
+lm_beam_size=50                     # stages 8-9: hypotheses kept per frame
 
 . ./path.sh
 . ./cmd.sh
@@ -200,18 +208,30 @@ fi
 
 models="teacher=$teacher student=$student student_int8=$student_int8"
 decode_args="--threads $decode_threads"
+lm_models=
+lm_file=exp/lm/lm.arpa
+if [ -n "$lm" ]; then  # the same models, decoded with the LM into exp/<name>_lm/decode_<set>
+    lm_models="teacher_lm=$teacher student_lm=$student student_int8_lm=$student_int8"
+    lm_decode_args="$decode_args --method beam --lm $lm_file --lexicon-words $lm_file --lm-weight $lm_weight"
+    lm_decode_args="$lm_decode_args --word-score $lm_word_score --beam-size $lm_beam_size"
+fi
 
 if stage_begin 8 "decoding ($test_sets)" $stamps; then
     decode_sets "$models" "$test_sets"
+    if [ -n "$lm" ]; then
+        run_logged exp/logs/download_lm.log asrc-data download-lm "$lm" "$lm_file"
+        decode_args=$lm_decode_args decode_sets "$lm_models" "$test_sets"
+    fi
     stage_done 8 $stamps
 fi
 
 if stage_begin 9 "scoring -> exp/RESULTS.md" $stamps; then
-    score_sets "$models" "$test_sets"
+    score_sets "$models $lm_models" "$test_sets"
     # shellcheck disable=SC2086
     last_test=$(echo $test_sets | awk '{print $NF}')
     write_results exp/logs/results.log exp/RESULTS.md "$models" "$test_sets" \
-        --wer-json exp/wer.json --wer-dataset "$last_test"
+        --wer-json exp/wer.json --wer-dataset "$last_test"   # the footprint's WERs: greedy search
+    [ -n "$lm" ] && write_results exp/logs/results.log exp/RESULTS.md "$models $lm_models" "$test_sets"
     cat exp/RESULTS.md
     stage_done 9 $stamps
 fi

@@ -2,6 +2,7 @@
 with a tiny random Hugging Face teacher: every stage, tiny dimensions."""
 
 import functools
+import gzip
 import hashlib
 import http.server
 import json
@@ -103,6 +104,12 @@ def test_librispeech_recipe_all_stages(tmp_path, http_dir):
     md5 = make_tarballs(tmp_path / "corpus", tmp_path / "serve")
     url = http_dir(tmp_path / "serve")
     make_hf_teacher(tmp_path / "hf_teacher")
+    # a word LM served beside the corpus, as openslr serves its 4-gram.arpa.gz
+    words = ["HELLO", "WORLD", "TEST", "ONE", "TWO", "IT'S", "GOOD"]
+    arpa = "\\data\\\nngram 1=%d\nngram 2=2\n\n\\1-grams:\n" % (len(words) + 3)
+    arpa += "".join(f"-1.0\t{w}\t-0.1\n" for w in ["<unk>", "<s>", "</s>"] + words)
+    arpa += "\n\\2-grams:\n-0.2\t<s> HELLO\n-0.2\tHELLO </s>\n\n\\end\\\n"
+    (tmp_path / "serve" / "lm.arpa.gz").write_bytes(gzip.compress(arpa.encode()))
 
     recipe = copy_recipe(tmp_path / "librispeech")
     env = {**os.environ, "LIBRISPEECH": str(tmp_path / "downloads"), "LIBRISPEECH_URL": url,
@@ -112,6 +119,7 @@ def test_librispeech_recipe_all_stages(tmp_path, http_dir):
         "--test_sets", "test_clean", "--nj", "1",
         "--train_args", "--max_epoch 1 --num_workers 0 --batch_type sorted --batch_size 4 --batch_bins 0",
         "--bench_args", "--runs 1 --warmup 0 --seconds 1 --no-onnx",
+        "--lm", f"{url}/lm.arpa.gz", "--lm_beam_size", "5",
     ]
     r = subprocess.run(["bash", str(recipe / "run.sh"), *args], cwd=recipe, env=env, capture_output=True, text=True,
                        timeout=900)
@@ -128,8 +136,15 @@ def test_librispeech_recipe_all_stages(tmp_path, http_dir):
     assert student_cfg["num_layers"] == 4 and student_cfg["conv_groups"] == 2
     assert (exp / "student_int8" / "model" / "quantization.yaml").is_file()
     results = (exp / "RESULTS.md").read_text()
-    for model in ("teacher", "student", "student_int8"):
+    for model in ("teacher", "student", "student_int8", "teacher_lm", "student_lm", "student_int8_lm"):
         assert f"## {model}\n" in results
+    assert (exp / "lm" / "lm.arpa").read_text().startswith("\\data\\")
+    lm_lines = (exp / "student_lm" / "decode_test_clean" / "text").read_text().splitlines()
+    assert len(lm_lines) == SUBSETS["test-clean"]
+    assert "--method beam --lm exp/lm/lm.arpa" in (exp / "logs" / "decode_student_lm_test_clean.log").read_text()
+    lm_words = {w for line in lm_lines for w in line.split()[1:]}
+    assert lm_words <= set(words)  # beam search with the lexicon of the LM's words
+    assert set(json.loads((exp / "wer.json").read_text())) == {"teacher", "student", "student_int8"}
     assert "|dataset|Snt|Wrd|Corr|Sub|Del|Ins|Err|S.Err|" in results
     assert "|test_clean|6|" in results
     footprint = json.loads((exp / "footprint.json").read_text())
