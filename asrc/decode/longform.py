@@ -11,11 +11,9 @@ frame by frame.
   ship inside its wheel). A recording longer than ``chunk_seconds`` is split where nobody
   speaks, each piece decoded on its own (in windows again if still longer than
   ``chunk_seconds``), the texts joined; a shorter one is trimmed to its speech, with a margin.
-  A recogniser fine-tuned on single utterances hears single utterances again: on AN4 test
-  joined into one recording per speaker the 12-layer teacher loses nothing this way, where
-  windows or the whole recording cost it 8-12 CER points, and silence added around AN4 test's
-  utterances costs it less trimmed than whole (``egs/an4/RESULTS.md``, stage 19). Where the
-  detector hears no speech the recording is decoded as with ``chunk``: the model decides.
+  A recogniser fine-tuned on single utterances hears single utterances again (what that is
+  worth, measured: ``egs/an4/RESULTS.md``, "Silence and long recordings"). Where the detector
+  hears no speech the recording is decoded as with ``chunk``: the model decides.
 
 Windows: self-attention costs time quadratic in the input, and a model fine-tuned on utterances of a
 few seconds has never attended over minutes. So a recording longer than a window is cut into
