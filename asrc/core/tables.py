@@ -57,23 +57,30 @@ def read_table(path) -> dict:
     line or a line that is not UTF-8, and when ``path`` is a directory; use
     :func:`asrc.data.datadir.validate_data_dir` to get every fault instead of the first.
     """
+    table, first_line = {}, {}
+    for lineno, line in _table_lines(path):
+        entry = split_line(line)
+        if entry is None:
+            raise DataDirError(f"{path}:{lineno}: blank line (a table has one 'id value' entry per line)")
+        key, value = entry
+        if key in table:
+            raise DataDirError(f"{path}:{lineno}: id {key!r} occurs twice (lines {first_line[key]} and {lineno})")
+        table[key] = value
+        first_line[key] = lineno
+    return table
+
+
+def _table_lines(path):
+    """``(line number, text)`` of each line of a table file, decoded as UTF-8; a directory or a
+    line that is not UTF-8 is a :class:`DataDirError` naming the file (and line)."""
     if Path(path).is_dir():
         raise DataDirError(f"{path}: is a directory, not a table file")
-    table, first_line = {}, {}
     with open(path, "rb") as f:
         for lineno, raw in enumerate(f, 1):
             try:
-                entry = split_line(raw.decode("utf-8"))
+                yield lineno, raw.decode("utf-8")
             except UnicodeDecodeError as e:
                 raise DataDirError(f"{path}:{lineno}: not valid UTF-8 ({e.reason} at byte {e.start})") from None
-            if entry is None:
-                raise DataDirError(f"{path}:{lineno}: blank line (a table has one 'id value' entry per line)")
-            key, value = entry
-            if key in table:
-                raise DataDirError(f"{path}:{lineno}: id {key!r} occurs twice (lines {first_line[key]} and {lineno})")
-            table[key] = value
-            first_line[key] = lineno
-    return table
 
 
 COMMON_RATES = (8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000)
@@ -157,27 +164,26 @@ def read_segments(path, wav_scp) -> Dict[str, Tuple[str, float, float]]:
     """
     path = Path(path)
     out: Dict[str, Tuple[str, float, float]] = {}
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            fields = line.split()
-            if not fields:
-                continue
-            where = f"{path}:{lineno}"
-            if len(fields) != 4:
-                raise DataDirError(f"{where}: expected 'utterance recording start end', got {line.strip()!r}")
-            utt, rec = fields[0], fields[1]
-            try:
-                start, end = float(fields[2]), float(fields[3])
-            except ValueError:
-                raise DataDirError(f"{where}: segment {utt}: start {fields[2]!r} / end {fields[3]!r} is not a number") from None
-            if not (start >= 0 and (end > start or end == -1)):
-                raise DataDirError(f"{where}: segment {utt}: start {fields[2]} and end {fields[3]} (seconds) do not make "
-                                f"a segment (need 0 <= start < end, or end -1 for the rest of the recording)")
-            if rec not in wav_scp:
-                raise DataDirError(f"{where}: segment {utt}: recording {rec!r} is not in wav.scp")
-            if utt in out:
-                raise DataDirError(f"{where}: segment {utt} appears twice")
-            out[utt] = (rec, start, end)
+    for lineno, line in _table_lines(path):
+        fields = line.split()
+        if not fields:
+            continue
+        where = f"{path}:{lineno}"
+        if len(fields) != 4:
+            raise DataDirError(f"{where}: expected 'utterance recording start end', got {line.strip()!r}")
+        utt, rec = fields[0], fields[1]
+        try:
+            start, end = float(fields[2]), float(fields[3])
+        except ValueError:
+            raise DataDirError(f"{where}: segment {utt}: start {fields[2]!r} / end {fields[3]!r} is not a number") from None
+        if not (start >= 0 and (end > start or end == -1)):
+            raise DataDirError(f"{where}: segment {utt}: start {fields[2]} and end {fields[3]} (seconds) do not make "
+                               f"a segment (need 0 <= start < end, or end -1 for the rest of the recording)")
+        if rec not in wav_scp:
+            raise DataDirError(f"{where}: segment {utt}: recording {rec!r} is not in wav.scp")
+        if utt in out:
+            raise DataDirError(f"{where}: segment {utt} appears twice")
+        out[utt] = (rec, start, end)
     if not out:
         raise DataDirError(f"{path} is empty")
     return out
