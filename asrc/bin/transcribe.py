@@ -24,6 +24,7 @@ import torch
 
 from asrc.bin._cli import ArgumentParser, command
 from asrc.bin._search import add_search_arguments, add_segment_arguments, options_from_args
+from asrc.decode.ctc import ctm_line
 from asrc.decode.model_dir import resolve_model_dir
 from asrc.decode.transcribe import transcribe_files
 
@@ -62,9 +63,7 @@ def main(argv=None) -> int:
         elif args.output == "text":
             print(f"{path}\t{result}")
         elif args.output == "ctm":
-            name = "_".join(path.split())  # a CTM field has no spaces
-            for word, start, end, conf in result.words:
-                print(f"{name} 1 {start:.2f} {end - start:.2f} {word} {conf:.2f}")
+            print("".join(ctm_line(path, *w) for w in result.words), end="")
         else:
             words = [{"word": w, "start": a, "end": b, "confidence": c} for w, a, b, c in result.words]
             print(json.dumps({"file": path, "text": result.text, "words": words}, ensure_ascii=False))

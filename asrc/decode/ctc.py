@@ -34,7 +34,7 @@ import torch
 from asrc.core.constants import BLANK, UNK
 from asrc.core.constants import WORD_BOUNDARY as LETTER_BOUNDARY
 from asrc.errors import AsrcError
-from asrc.models.ctc import check_logits, greedy_ids
+from asrc.models.ctc import check_logits
 
 CHAR_BOUNDARY = "<space>"
 BPE_WORD_START = "\u2581"
@@ -125,6 +125,25 @@ def word_confidences(tokens: Sequence[str], confidences: Sequence[float]) -> Lis
     return [(w, min(confidences[i] for i in m)) for w, m in word_tokens(tokens)]
 
 
+def timed_words(hyp: "Hypothesis", tokens: Sequence[str], frame_seconds: float,
+                offset: float = 0.0) -> List[Tuple[str, float, float, float]]:
+    """``(word, start, end, confidence)`` of each word of ``hyp``, times in seconds (its frames
+    x ``frame_seconds``, plus ``offset``); confidence 1.0 where the decoder gave none. Empty when
+    the hypothesis carries no frames."""
+    toks = [tokens[i] for i in hyp.ids]
+    if len(hyp.frames) != len(toks):
+        return []
+    spans = word_spans(toks, hyp.frames)
+    confs = ([c for _, c in word_confidences(toks, hyp.confidences)] if len(hyp.confidences) == len(toks)
+             else [1.0] * len(spans))
+    return [(w, offset + a * frame_seconds, offset + b * frame_seconds, c) for (w, a, b), c in zip(spans, confs)]
+
+
+def ctm_line(name: str, word: str, start: float, end: float, confidence: float) -> str:
+    """One Kaldi CTM line: ``NAME 1 START DURATION WORD CONFIDENCE`` (a name with spaces gets ``_``)."""
+    return f"{'_'.join(name.split())} 1 {start:.2f} {end - start:.2f} {word} {confidence:.2f}\n"
+
+
 @dataclass
 class Hypothesis:
     """A decoding result: CTC output indices (repeats collapsed, blanks removed), text, score.
@@ -163,35 +182,42 @@ class GreedyDecoder:
         out = []
         best = logits.argmax(dim=-1).cpu()
         probs = log_probs.detach().cpu()
-        for b, ids in enumerate(greedy_ids(logits, lengths, self.blank)):
-            toks = [self.tokens[i] for i in ids]
-            runs = _token_runs(best[b, : int(lengths[b])], self.blank)
-            conf = [float(probs[b, a:e, i].max().exp()) for i, (a, e) in zip(ids, runs)]
-            out.append(Hypothesis(ids=ids, text=tokens_to_text(toks), score=float(totals[b]), frames=runs,
-                                  confidences=conf))
+        for b in range(logits.shape[0]):
+            runs = _token_runs(best[b, : int(lengths[b])], self.blank)  # the greedy ids, with their frames
+            ids = [i for i, _, _ in runs]
+            conf = [float(probs[b, a:e, i].max().exp()) for i, a, e in runs]
+            out.append(Hypothesis(ids=ids, text=tokens_to_text(self.tokens[i] for i in ids), score=float(totals[b]),
+                                  frames=[(a, e) for _, a, e in runs], confidences=conf))
         return out
 
 
-def _token_runs(path: torch.Tensor, blank: int) -> List[Tuple[int, int]]:
-    """``(start, end)`` frames of each non-blank run of a best path: one per greedy output id."""
+def _token_runs(path: torch.Tensor, blank: int) -> List[Tuple[int, int, int]]:
+    """``(id, start, end)`` of each non-blank run of a best path: the greedy output ids (repeats
+    collapsed, blanks removed, as :func:`asrc.models.ctc.greedy_ids`) with their frames."""
     p = path.tolist()
     runs = []
     for t, i in enumerate(p):
         if i == blank:
             continue
         if t and p[t - 1] == i:
-            runs[-1] = (runs[-1][0], t + 1)
+            runs[-1] = (i, runs[-1][1], t + 1)
         else:
-            runs.append((t, t + 1))
+            runs.append((i, t, t + 1))
     return runs
+
+
+def word_boundary(tokens: Sequence[str]) -> Optional[str]:
+    """The word-boundary token of a token list: ``|`` (letters), ``<space>`` (ESPnet chars), or
+    None (BPE, whose words start with ``▁`` instead)."""
+    for t in (LETTER_BOUNDARY, CHAR_BOUNDARY):
+        if t in tokens:
+            return t
+    return None
 
 
 def _sil_token(tokens: Sequence[str]) -> str:
     """The token flashlight treats as silence / word boundary: ``|``, ``<space>``, else blank (BPE)."""
-    for t in (LETTER_BOUNDARY, CHAR_BOUNDARY):
-        if t in tokens:
-            return t
-    return tokens[0]
+    return word_boundary(tokens) or tokens[0]
 
 
 class BeamSearchDecoder:
@@ -292,6 +318,7 @@ class BeamSearchDecoder:
         out = []
         for b, hyps in enumerate(results):
             utt = []
+            last = max(int(lengths[b]) - 1, 0)  # the utterance's last frame
             for h in hyps:
                 ids = h.tokens.tolist()
                 steps = h.timesteps.tolist() if h.timesteps is not None else [0] * len(ids)
@@ -308,7 +335,6 @@ class BeamSearchDecoder:
                     text = tokens_to_text(self.tokens[i] for i in ids)
                 # flashlight's timestep 0 is its start state, before the first frame: a token
                 # at timestep t was emitted in frame t - 1 (test_beam_frames_follow_the_tokens)
-                last = max(int(lengths[b]) - 1, 0)
                 steps = [min(max(int(t) - 1, 0), last) for t in steps]
                 conf = [float(log_probs[b, t, i].exp()) for i, t in zip(ids, steps)]
                 utt.append(Hypothesis(ids=ids, text=text, score=float(h.score), words=list(h.words),

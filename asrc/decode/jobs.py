@@ -15,9 +15,9 @@ from asrc.core.audio import read_audio
 from asrc.core.batching import pad_waveforms
 from asrc.core.constants import SAMPLE_RATE
 from asrc.core.files import atomic_write
-from asrc.decode.ctc import word_confidences, word_spans
+from asrc.decode.ctc import ctm_line, timed_words
 from asrc.decode.longform import recognise
-from asrc.decode.model_dir import load_model, model_footprint
+from asrc.decode.model_dir import frame_seconds, load_model, model_footprint
 from asrc.decode.options import build_decoder
 from asrc.decode.plan import MAX_OVERSHOOT_SECONDS, JobSpec, make_batches
 from asrc.errors import AsrcError
@@ -39,7 +39,7 @@ def run_job(spec: JobSpec, progress=None) -> dict:
     decoder = build_decoder(tokens, opts)
     min_samples = getattr(getattr(model, "config", None), "receptive_field", 0)
 
-    frame_seconds = getattr(getattr(model, "config", None), "total_stride", 320) / SAMPLE_RATE
+    seconds_per_frame = frame_seconds(model)
     results: Dict[str, Tuple[str, List[str]]] = {}
     ctm: Dict[str, List[str]] = {}
     latencies: Dict[str, float] = {}
@@ -67,7 +67,7 @@ def run_job(spec: JobSpec, progress=None) -> dict:
         t3 = time.perf_counter()
         for u, h in zip(batch, hyps):
             results[u] = (h.text, [tokens[i] for i in h.ids])
-            ctm[u] = _ctm_lines(u, h, tokens, frame_seconds, spec.segments.get(u))
+            ctm[u] = _ctm_lines(u, h, tokens, seconds_per_frame, spec.segments.get(u))
             latencies[u] = t3 - t1
         read_s += t1 - t0
         forward_s += t2 - t1
@@ -103,18 +103,10 @@ def run_job(spec: JobSpec, progress=None) -> dict:
     return stats
 
 
-def _ctm_lines(u: str, hyp, tokens, frame_seconds: float, segment=None) -> List[str]:
+def _ctm_lines(u: str, hyp, tokens, seconds_per_frame: float, segment=None) -> List[str]:
     """Kaldi CTM lines of one utterance's words: on its recording's clock when it is a segment."""
-    toks = [tokens[i] for i in hyp.ids]
-    spans = word_spans(toks, hyp.frames) if len(hyp.frames) == len(toks) else []
-    confs = [c for _, c in word_confidences(toks, hyp.confidences)] if len(hyp.confidences) == len(toks) else []
     name, offset = (segment[0], segment[1]) if segment else (u, 0.0)
-    lines = []
-    for k, (word, a, b) in enumerate(spans):
-        start = offset + a * frame_seconds
-        conf = confs[k] if confs else 1.0
-        lines.append(f"{name} 1 {start:.2f} {(b - a) * frame_seconds:.2f} {word} {conf:.2f}\n")
-    return lines
+    return [ctm_line(name, *w) for w in timed_words(hyp, tokens, seconds_per_frame, offset)]
 
 
 def _checked(u: str, w: np.ndarray, min_samples: int) -> torch.Tensor:

@@ -31,7 +31,7 @@ model is per window, as in every chunked wav2vec 2.0 pipeline.
 """
 
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Tuple
 
 import torch
 from torch import Tensor
@@ -152,13 +152,6 @@ def speech_segments(wav: Tensor, max_seconds: float) -> List[Tuple[int, int]]:
     return [(int(t["start"]), int(t["end"])) for t in stamps]
 
 
-def _boundary_id(tokens: Sequence[str]) -> Optional[int]:
-    for t in ("|", "<space>"):
-        if t in tokens:
-            return list(tokens).index(t)
-    return None
-
-
 def recognise(net, wav: Tensor, decoder, segment: str = "none", chunk_seconds: float = 10.0,
               context_seconds: float = 1.0):
     """Decode one 16 kHz recording (``[samples]``) into a :class:`~asrc.decode.ctc.Hypothesis`,
@@ -166,7 +159,7 @@ def recognise(net, wav: Tensor, decoder, segment: str = "none", chunk_seconds: f
     ``chunk_seconds`` is trimmed to its speech (first to last, with a margin) and decoded in one
     piece; a longer one is split at its pauses; one in which the detector hears no speech is
     decoded as with ``chunk``, the model having the last word."""
-    from asrc.decode.ctc import Hypothesis
+    from asrc.decode.ctc import Hypothesis, word_boundary
 
     if segment not in SEGMENT_MODES:
         raise ValueError(f"unknown segment mode {segment!r}; expected one of {SEGMENT_MODES}")
@@ -197,7 +190,8 @@ def recognise(net, wav: Tensor, decoder, segment: str = "none", chunk_seconds: f
             offset = start / stride  # the piece's frames on the recording's frame clock
             h.frames = [(a + offset, b + offset) for a, b in h.frames]
             hyps.append(h)
-    boundary = _boundary_id(decoder.tokens)
+    boundary = word_boundary(decoder.tokens)
+    boundary = None if boundary is None else decoder.tokens.index(boundary)
     ids: List[int] = []
     frames: List[Tuple[float, float]] = []
     confidences: List[float] = []

@@ -7,7 +7,7 @@ import torch
 
 from asrc.errors import AsrcError
 
-__all__ = ["load_model", "model_footprint", "resolve_model_dir"]
+__all__ = ["frame_seconds", "load_model", "model_footprint", "resolve_model_dir"]
 
 log = logging.getLogger(__name__)
 
@@ -73,3 +73,11 @@ def load_model(model_dir: Path):
     if getattr(model, "tokens", None) is None:
         raise AsrcError(f"{model_dir}: the model has no token list (tokens.txt); cannot turn outputs into text")
     return model.eval()
+
+
+def frame_seconds(model) -> float:
+    """Seconds between two output frames of ``model``: its front end's total stride (20 ms for
+    wav2vec 2.0's, the stride assumed for a model without a config)."""
+    from asrc.core.constants import SAMPLE_RATE
+
+    return getattr(getattr(model, "config", None), "total_stride", 320) / SAMPLE_RATE

@@ -7,10 +7,9 @@ from typing import List, Optional, Sequence, Tuple, Union
 import torch
 
 from asrc.core.audio import read_audio
-from asrc.core.constants import SAMPLE_RATE
-from asrc.decode.ctc import word_confidences, word_spans
+from asrc.decode.ctc import timed_words
 from asrc.decode.longform import recognise
-from asrc.decode.model_dir import load_model, resolve_model_dir
+from asrc.decode.model_dir import frame_seconds, load_model, resolve_model_dir
 from asrc.decode.options import DecodeOptions, build_decoder
 from asrc.errors import AsrcError
 
@@ -53,7 +52,7 @@ def transcribe_files(
     net = load_model(model_dir)
     decoder = build_decoder(net.tokens, options)
     min_samples = getattr(getattr(net, "config", None), "receptive_field", 0)
-    frame_seconds = getattr(getattr(net, "config", None), "total_stride", 320) / SAMPLE_RATE
+    seconds_per_frame = frame_seconds(net)
     out = []
     for path in paths:
         try:
@@ -64,11 +63,8 @@ def transcribe_files(
                 hyp = recognise(net, torch.from_numpy(wav), decoder, options.segment, options.chunk_seconds,
                                 options.context_seconds)
             if word_times:
-                toks = [net.tokens[i] for i in hyp.ids]
-                confs = word_confidences(toks, hyp.confidences) if hyp.confidences else None
-                timed = [(w, round(a * frame_seconds, 3), round(b * frame_seconds, 3),
-                          round(confs[k][1], 4) if confs else 1.0)
-                         for k, (w, a, b) in enumerate(word_spans(toks, hyp.frames))]
+                timed = [(w, round(a, 3), round(b, 3), round(c, 4))
+                         for w, a, b, c in timed_words(hyp, net.tokens, seconds_per_frame)]
                 out.append((str(path), Transcript(hyp.text, timed)))
             else:
                 out.append((str(path), hyp.text))
