@@ -144,12 +144,14 @@ def read_audio(
     data, rate = decode_audio(spec, what=what)
     if data.shape[1] > 1:
         if not mix_channels:
-            raise AsrcError(f"{what}: {spec!r} has {data.shape[1]} channels; recognisers take mono (allow mixing down)")
+            raise AsrcError(f"{what}: {spec!r} has {data.shape[1]} channels; recognisers take mono "
+                            f"(to average the channels: asrc-decode --mix-channels, mix_channels=True in Python)")
         data = data.mean(axis=1, keepdims=True)
     wav = np.ascontiguousarray(data[:, 0])
     if rate != sample_rate:
         if not resample:
-            raise AsrcError(f"{what}: {spec!r} is sampled at {rate} Hz, the model needs {sample_rate} Hz (allow resampling)")
+            raise AsrcError(f"{what}: {spec!r} is sampled at {rate} Hz, the model needs {sample_rate} Hz "
+                            f"(to resample it: asrc-decode --resample, resample=True in Python)")
         import torchaudio.functional as AF
 
         wav = AF.resample(torch.from_numpy(wav), rate, sample_rate).numpy()

@@ -6,7 +6,8 @@
 - :func:`make_noises`: noise recordings for ``--noise_scp``: coloured noise (white, pink,
   brown, blue, violet: power spectra ``f^a``), mains hum with harmonics, and babble (several
   utterances of a data directory summed). Long files, so ESPnet cuts a random stretch each time.
-- :func:`degrade_data_dir`: a fixed, seeded degraded copy of a data directory (reverberation,
+- :func:`map_data_dir`: a copy of a data directory with every utterance's audio transformed;
+  :func:`degrade_data_dir`: a fixed, seeded degraded copy of a data directory (reverberation,
   noise at a given SNR, telephone band through 8 kHz), to measure robustness.
 
 Everything is seeded: the same arguments give the same files.
@@ -14,7 +15,7 @@ Everything is seeded: the same arguments give the same files.
 
 import math
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
@@ -23,7 +24,7 @@ from asrc.core.files import atomic_write
 from asrc.errors import AsrcError
 
 __all__ = ["simulate_rirs", "make_noises", "colored_noise", "add_noise", "reverberate", "band_limit",
-           "degrade_data_dir"]
+           "map_data_dir", "degrade_data_dir"]
 
 NOISE_COLOURS = {"white": 0.0, "pink": -1.0, "brown": -2.0, "blue": 1.0, "violet": 2.0}
 
@@ -184,31 +185,75 @@ def band_limit(wav: np.ndarray, rate: int = 8000) -> np.ndarray:
     return np.pad(y, (0, max(0, len(wav) - len(y))))[: len(wav)]
 
 
-def degrade_data_dir(src, out_dir, *, seed: int = 0, snr_db: Optional[float] = 10.0, reverb: bool = True,
-                     band_rate: Optional[int] = 8000, noise_scp=None, rir_scp=None, prefix: str = "") -> Path:
-    """A degraded copy of data directory ``src`` in ``out_dir`` (audio under ``out_dir/wav``).
+def map_data_dir(src, out_dir, transform: Callable[[str, np.ndarray], np.ndarray], *, prefix: str = "") -> Path:
+    """A copy of data directory ``src`` in ``out_dir`` whose audio is ``transform(utt, wav)`` of
+    each utterance's (float64 at 16 kHz in, float in [-1, 1] out; clipped there), written as
+    16-bit FLAC under ``out_dir/wav``, utterances in ``wav.scp`` order.
 
-    Each utterance, in this order: reverberation (a room of ``rir_scp``, or one simulated
-    here), noise at ``snr_db`` (a file of ``noise_scp``, or white/pink/brown noise made here),
-    then the telephone band (``band_rate``). Transcripts are copied unchanged; ``prefix``
-    goes before every utterance and speaker id (Kaldi's way, e.g. ``deg-``), so that the copy
-    can be combined with its source.
+    Transcripts, speakers and the other per-utterance tables are copied; ``prefix`` goes before
+    every utterance and speaker id (Kaldi's way, e.g. ``deg-``), so that the copy can be
+    combined with its source. ``utt2num_samples`` / ``utt2dur`` are written from the new audio
+    (a transform may change its length) where ``src`` has them.
     """
-    import shutil
-
     import soundfile as sf
 
     from asrc.core.audio import read_audio
     from asrc.core.tables import read_table
-
-    def read_scp(scp):
-        return [sf.read(p, dtype="float64")[0] for p in read_table(scp).values()]
 
     src, out_dir = Path(src), Path(out_dir)
     wav_scp = read_table(src / "wav.scp")
     if not wav_scp:
         raise AsrcError(f"{src}/wav.scp: no utterances")
     (out_dir / "wav").mkdir(parents=True, exist_ok=True)
+    lines, samples = [], {}
+    for utt, spec in wav_scp.items():
+        wav = transform(utt, read_audio(spec, what=f"utterance {utt}").astype(np.float64))
+        path = out_dir / "wav" / f"{prefix}{utt}.flac"
+        sf.write(path, np.round(np.clip(wav, -1.0, 1.0) * 32767).astype(np.int16), SAMPLE_RATE, format="FLAC",
+                 subtype="PCM_16")
+        lines.append(f"{prefix}{utt} {path.resolve()}\n")
+        samples[utt] = len(wav)
+    with atomic_write(out_dir / "wav.scp") as f:
+        f.writelines(lines)
+    lengths = {"utt2num_samples": lambda u: str(samples[u]), "utt2dur": lambda u: f"{samples[u] / SAMPLE_RATE:.4f}"}
+    for name in ("text", "utt2spk", "spk2utt", "utt2num_samples", "utt2dur", "spk2gender"):
+        if not (src / name).is_file():
+            continue
+        # keys are utterances (speakers in spk2*); utt2spk and spk2utt values are ids too
+        with open(src / name, encoding="utf-8") as f, atomic_write(out_dir / name) as out:
+            for line in f:
+                parts = line.split(maxsplit=1)
+                if not parts:
+                    continue
+                key, value = parts[0], parts[1].strip() if len(parts) > 1 else ""
+                if name in lengths and key in samples:
+                    value = lengths[name](key)
+                elif name in ("utt2spk", "spk2utt"):
+                    value = " ".join(prefix + v for v in value.split())
+                out.write(f"{prefix}{key} {value}\n")
+    return out_dir
+
+
+def degrade_data_dir(src, out_dir, *, seed: int = 0, snr_db: Optional[float] = 10.0, reverb: bool = True,
+                     band_rate: Optional[int] = 8000, noise_scp=None, rir_scp=None, prefix: str = "") -> Path:
+    """A degraded copy of data directory ``src`` in ``out_dir`` (audio under ``out_dir/wav``;
+    :func:`map_data_dir`).
+
+    Each utterance, in this order: reverberation (a room of ``rir_scp``, or one simulated
+    here), noise at ``snr_db`` (a file of ``noise_scp``, or white/pink/brown noise made here),
+    then the telephone band (``band_rate``), then scaled to a peak of at most 0.99.
+    Transcripts are copied unchanged; ``prefix`` as in :func:`map_data_dir`.
+    """
+    import soundfile as sf
+
+    from asrc.core.tables import read_table
+
+    def read_scp(scp):
+        return [sf.read(p, dtype="float64")[0] for p in read_table(scp).values()]
+
+    src, out_dir = Path(src), Path(out_dir)
+    if not read_table(src / "wav.scp"):
+        raise AsrcError(f"{src}/wav.scp: no utterances")
     rng = np.random.default_rng([seed, 11])
     rirs = read_scp(rir_scp) if rir_scp else []
     if reverb and not rirs:
@@ -216,32 +261,14 @@ def degrade_data_dir(src, out_dir, *, seed: int = 0, snr_db: Optional[float] = 1
     noises = read_scp(noise_scp) if noise_scp else [
         colored_noise(10 * SAMPLE_RATE, NOISE_COLOURS[c], np.random.default_rng([seed, i]))
         for i, c in enumerate(("white", "pink", "brown"))]
-    lines = []
-    for utt, spec in wav_scp.items():
-        wav = read_audio(spec, what=f"utterance {utt}").astype(np.float64)
+
+    def degrade(_utt: str, wav: np.ndarray) -> np.ndarray:
         if reverb:
             wav = reverberate(wav, rirs[int(rng.integers(len(rirs)))])
         if snr_db is not None:
             wav = add_noise(wav, noises[int(rng.integers(len(noises)))], snr_db, rng)
         if band_rate:
             wav = band_limit(wav, band_rate)
-        wav = wav / max(1.0, float(np.max(np.abs(wav))) / 0.99)
-        path = out_dir / "wav" / f"{prefix}{utt}.flac"
-        sf.write(path, np.round(wav * 32767).astype(np.int16), SAMPLE_RATE, format="FLAC", subtype="PCM_16")
-        lines.append(f"{prefix}{utt} {path.resolve()}\n")
-    with atomic_write(out_dir / "wav.scp") as f:
-        f.writelines(lines)
-    for name in ("text", "utt2spk", "spk2utt", "utt2num_samples", "utt2dur", "spk2gender"):
-        if not (src / name).is_file():
-            continue
-        if not prefix:
-            shutil.copyfile(src / name, out_dir / name)
-            continue
-        # keys are utterances (speakers in spk2*); utt2spk and spk2utt values are ids too
-        with open(src / name, encoding="utf-8") as f, atomic_write(out_dir / name) as out:
-            for line in f:
-                key, _, value = line.strip().partition(" ")
-                if name in ("utt2spk", "spk2utt"):
-                    value = " ".join(prefix + v for v in value.split())
-                out.write(f"{prefix}{key} {value}\n")
-    return out_dir
+        return wav / max(1.0, float(np.max(np.abs(wav))) / 0.99)
+
+    return map_data_dir(src, out_dir, degrade, prefix=prefix)

@@ -2,7 +2,7 @@ import numpy as np
 import soundfile as sf
 
 from asrc.data.augment import (
-    add_noise, band_limit, colored_noise, degrade_data_dir, make_noises, reverberate, simulate_rirs,
+    add_noise, band_limit, colored_noise, degrade_data_dir, make_noises, map_data_dir, reverberate, simulate_rirs,
 )
 from asrc.core.tables import read_table
 from asrc.data.datadir import validate_data_dir
@@ -86,3 +86,35 @@ def test_noises_and_degraded_copy(tmp_path, an4_like_dir=None):
     again = degrade_data_dir(data, tmp_path / "deg2", seed=0, snr_db=10.0, noise_scp=noise_scp)
     assert np.array_equal(sf.read(read_table(again / "wav.scp")["u2"])[0], sf.read(read_table(out / "wav.scp")["u2"])[0])
     del rng
+
+
+def test_map_data_dir_transforms_copies_and_prefixes(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(2):
+        sf.write(tmp_path / f"u{i}.wav", np.full(RATE // 2, 0.25 * (i + 1), np.float32), RATE, subtype="PCM_16")
+    (data / "wav.scp").write_text("".join(f"u{i} {tmp_path}/u{i}.wav\n" for i in range(2)))
+    (data / "text").write_text("u0\tA  B\nu1 C\n")  # a tab after the id, two spaces inside
+    (data / "utt2spk").write_text("u0 s\nu1 s\n")
+    (data / "spk2utt").write_text("s u0 u1\n")
+    (data / "utt2num_samples").write_text(f"u0 {RATE // 2}\nu1 {RATE // 2}\n")
+    seen = []
+
+    def louder_and_longer(utt, wav):
+        seen.append((utt, wav.dtype))
+        return np.concatenate([wav * 2, wav * 5])  # the second half clips at 1
+
+    out = map_data_dir(data, tmp_path / "out", louder_and_longer, prefix="x-")
+    assert seen == [("u0", np.float64), ("u1", np.float64)]
+    wav_scp = read_table(out / "wav.scp")
+    assert list(wav_scp) == ["x-u0", "x-u1"]
+    audio = sf.read(wav_scp["x-u1"])[0]
+    assert len(audio) == RATE and np.allclose(audio[: RATE // 2], 1.0, atol=1e-3)  # 0.5 * 2, and clipped
+    audio = sf.read(wav_scp["x-u0"])[0]
+    assert np.allclose(audio[: RATE // 2], 0.5, atol=1e-3) and np.allclose(audio[RATE // 2:], 1.0, atol=1e-3)
+    # lengths from the new audio, ids prefixed in keys and in speaker lists
+    assert (out / "utt2num_samples").read_text() == f"x-u0 {RATE}\nx-u1 {RATE}\n"
+    assert (out / "text").read_text() == "x-u0 A  B\nx-u1 C\n"
+    assert (out / "spk2utt").read_text() == "x-s x-u0 x-u1\n"
+    assert (out / "utt2spk").read_text() == "x-u0 x-s\nx-u1 x-s\n"
+    assert validate_data_dir(out) == []

@@ -117,12 +117,12 @@ def test_audio_errors_name_the_utterance(model_dir, data_dir, lengths, make_wav,
         return decode_dir(data_dir, model_dir, tmp_path / f"o{len(line)}", DecodeOptions(**kw))
 
     slow = make_wav(tmp_path / "slow.wav", 4000, sample_rate=8000)
-    with pytest.raises(AsrcError, match=r"utterance u7: .*slow.wav.* 8000 Hz.*16000 Hz"):
+    with pytest.raises(AsrcError, match=r"utterance u7: .*slow.wav.* 8000 Hz.*16000 Hz .*--resample"):
         decode_with(f"u7 {slow}")
     assert decode_with(f"u7 {slow}", resample=True)["audio_seconds"] == pytest.approx(sum(lengths.values()) / 16000 + 0.5)
 
     stereo = make_wav(tmp_path / "stereo.wav", 4000, channels=2)
-    with pytest.raises(AsrcError, match=r"utterance u8: .*2 channels"):
+    with pytest.raises(AsrcError, match=r"utterance u8: .*2 channels.*--mix-channels"):
         decode_with(f"u8 {stereo}")
 
     junk = tmp_path / "junk.wav"
