@@ -29,7 +29,8 @@ stamp_value=$(cat "$tools_dir/requirements.txt" "$tools_dir/constraints.txt" "$r
 
 install_debian() {
     # sclite (sctk) scores recipes; espeak-ng/flite/festival (+ its three English voices) add
-    # voices to the synthetic corpus; irstlm trains n-gram LMs.
+    # voices to the synthetic corpus; irstlm trains n-gram LMs; sox runs the pipe entries of
+    # Kaldi wav.scp files ("sox a.mp3 -t wav - |"), which asrc reads like files.
     local missing=()
     [ -x /usr/lib/sctk/bin/sclite ] || command -v sclite >/dev/null 2>&1 || missing+=(sctk)
     command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
@@ -41,6 +42,7 @@ install_debian() {
     [ -d /usr/share/festival/voices/us/cmu_us_slt_arctic_hts ] || missing+=(festvox-us-slt-hts)
     # IRSTLM's tlm builds the word n-gram LM of egs/an4 stage 20
     [ -x /usr/lib/irstlm/bin/tlm ] || command -v tlm >/dev/null 2>&1 || missing+=(irstlm)
+    command -v sox >/dev/null 2>&1 || missing+=(sox)
     [ ${#missing[@]} = 0 ] && return 0
     # Say why a package stays missing: CI (.ci/run) fails without sclite rather than skip its tests.
     local why=
