@@ -14,6 +14,7 @@ setup(
         "soundfile",
         "tqdm",
         "Unidecode",  # transliteration of transcripts (asrc.data.text)
+        "av",  # FFmpeg's decoders for what libsndfile cannot read (M4A/AAC, WebM...; asrc.core.audio)
         "silero-vad",  # splitting long recordings at pauses (asrc.decode.longform); weights inside the wheel
     ],
     extras_require={

@@ -32,7 +32,8 @@ from asrc.decode.transcribe import transcribe_files
 def build_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(prog="asrc-transcribe", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", help="asrc model directory (or ESPnet experiment directory)")
-    p.add_argument("audio", nargs="+", help="audio files (anything soundfile reads: wav, flac, ogg, ...)")
+    p.add_argument("audio", nargs="+", help="audio files: wav, flac, ogg, mp3 (libsndfile), m4a/aac, webm, opus and "
+                                            "whatever else FFmpeg decodes (PyAV)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.add_argument("--output", choices=["text", "ctm", "json"], default="text",
                    help="text: FILE<TAB>TEXT; ctm: FILE 1 START DURATION WORD CONFIDENCE per word; json: one object "

@@ -1,4 +1,5 @@
-"""Reading audio for recognition: files (soundfile) and Kaldi pipe commands (``cmd |``).
+"""Reading audio for recognition: files (soundfile; FFmpeg through PyAV for the formats libsndfile
+does not know, e.g. M4A/AAC and WebM) and Kaldi pipe commands (``cmd |``).
 
 The one way asrc reads samples: decoding, training helpers, calibration and the recipes all
 come here.
@@ -53,6 +54,54 @@ def _run_pipe(spec: str, what: str) -> bytes:
     return proc.stdout
 
 
+_SF_ERR_UNRECOGNISED_FORMAT = 1  # libsndfile: "Format not recognised"
+# Decoded audio may fall this far short of the length a container states (codec delay, the last
+# frame's padding) before it counts as truncated: the larger of the two.
+_SHORTFALL_SECONDS, _SHORTFALL_FRACTION = 0.1, 0.02
+
+
+def _decode_ffmpeg(source, spec: str, what: str, sf_error: str) -> Tuple[np.ndarray, int]:
+    """``(float32 [samples, channels], rate)`` of the first audio stream of a file libsndfile
+    cannot read, decoded by FFmpeg (PyAV, whose wheels carry FFmpeg's libraries). A file with
+    no audio stream, one FFmpeg cannot decode either, or one that decodes to clearly less than
+    its container states (truncated) is an :class:`AsrcError` naming it."""
+    try:
+        import av
+    except ImportError:
+        raise AsrcError(f"{what}: cannot read audio from {spec!r}: {_one_line(sf_error)} "
+                        f"(install PyAV, 'pip install av', to read formats such as M4A/AAC and WebM)") from None
+    chunks, channels = [], 1
+    try:
+        with av.open(source, mode="r") as container:
+            if not container.streams.audio:
+                raise AsrcError(f"{what}: {spec!r} holds no audio stream")
+            stream = container.streams.audio[0]
+            rate, channels = int(stream.rate or 0), stream.layout.nb_channels
+            if rate <= 0 or channels <= 0:
+                raise AsrcError(f"{what}: {spec!r}: its audio stream states no sample rate or channels")
+            stated = None
+            if stream.duration is not None and stream.time_base is not None:
+                stated = float(stream.duration * stream.time_base)
+            elif container.duration is not None:
+                stated = container.duration / av.time_base
+            resampler = av.AudioResampler(format="flt", layout=stream.layout, rate=rate)  # packed float32
+            for frame in container.decode(stream):
+                chunks.extend(f.to_ndarray().reshape(-1) for f in resampler.resample(frame))
+            chunks.extend(f.to_ndarray().reshape(-1) for f in resampler.resample(None))
+    except AsrcError:
+        raise
+    except (av.FFmpegError, ValueError, OSError, IndexError) as e:
+        raise AsrcError(f"{what}: cannot read audio from {spec!r}: {_one_line(sf_error).rstrip('.')}; "
+                        f"FFmpeg: {_one_line(str(e))}") from e
+    data = (np.concatenate(chunks) if chunks else np.zeros(0, np.float32)).reshape(-1, channels)
+    if stated is not None and stated > 0:
+        decoded = data.shape[0] / rate
+        if decoded < stated - max(_SHORTFALL_SECONDS, _SHORTFALL_FRACTION * stated):
+            raise AsrcError(f"{what}: {spec} is truncated: its container states {stated:.2f} s of audio, "
+                            f"only {decoded:.2f} s could be decoded")
+    return np.ascontiguousarray(data, dtype=np.float32), rate
+
+
 def decode_audio(spec: str, *, what: Optional[str] = None) -> Tuple[np.ndarray, int]:
     """All samples of one recording, checked: ``(float32 [samples, channels], sample_rate)``.
 
@@ -94,8 +143,15 @@ def decode_audio(spec: str, *, what: Optional[str] = None) -> Tuple[np.ndarray, 
             rate = f.samplerate
             data = f.read(dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
-        hint = f" (the header promises {promised} samples: truncated or corrupt?)" if promised else ""
-        raise AsrcError(f"{what}: cannot read audio from {spec!r}: {_one_line(str(e))}{hint}") from e
+        if header is None and getattr(e, "code", None) == _SF_ERR_UNRECOGNISED_FORMAT:
+            # not a format libsndfile knows (AAC/M4A, WebM, Opus in Matroska, AMR, video files...):
+            # FFmpeg's decoders through PyAV
+            if pipe:
+                source.seek(0)
+            data, rate = _decode_ffmpeg(source, spec, what, str(e))
+        else:
+            hint = f" (the header promises {promised} samples: truncated or corrupt?)" if promised else ""
+            raise AsrcError(f"{what}: cannot read audio from {spec!r}: {_one_line(str(e))}{hint}") from e
     if promised is not None and data.shape[0] < promised:
         raise AsrcError(f"{what}: {spec} is truncated: its header promises {promised} samples, "
                         f"only {data.shape[0]} could be read")
@@ -169,6 +225,11 @@ def num_samples(spec: str, *, what: Optional[str] = None) -> int:
     try:
         return int(audio_info(spec).num_samples)
     except AudioHeaderError as e:
+        if os.path.isfile(spec) and os.path.getsize(spec) > 0:
+            try:  # a format without a header libsndfile reads (M4A, WebM, ...): decoded
+                return int(decode_audio(spec, what=what)[0].shape[0])
+            except AsrcError:
+                pass
         raise AsrcError(f"{what}: cannot read audio: {e}") from e
 
 
