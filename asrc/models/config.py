@@ -20,6 +20,8 @@ BASE_CONV_LAYERS = [[512, 10, 5]] + [[512, 3, 2]] * 4 + [[512, 2, 2]] * 2
 EXTRACTOR_MODES = ("group_norm", "layer_norm")
 #: Per-layer lists of a heterogeneous (pruned) transformer; None in a homogeneous one.
 HETEROGENEOUS_KEYS = ("layer_num_heads", "layer_ffn_dims")
+#: Keys written to config.yaml only when set (a model without them reads as before they existed).
+OPTIONAL_KEYS = HETEROGENEOUS_KEYS + ("attention_head_dim",)
 
 
 @dataclass
@@ -47,10 +49,13 @@ class Wav2Vec2Config:
     num_layers: int = 12
     # Heterogeneous layers (structured pruning, asrc.prune): per transformer layer the number of
     # attention heads (0: no attention sub-layer) and the feed-forward width (0: no feed-forward
-    # sub-layer). None: num_heads / ffn_dim in every layer. The head size is always
-    # embed_dim // num_heads, so a layer with h heads projects to h * head_dim.
+    # sub-layer). None: num_heads / ffn_dim in every layer. A layer with h heads projects to
+    # h * head_dim (head_dim: attention_head_dim, else embed_dim // num_heads).
     layer_num_heads: Optional[List[int]] = None
     layer_ffn_dims: Optional[List[int]] = None
+    # Size of one attention head when it is not embed_dim // num_heads (a model whose width was
+    # pruned, asrc.prune's "hidden" structure, keeps its heads' size). None: embed_dim // num_heads.
+    attention_head_dim: Optional[int] = None
     # Each transformer layer is applied this many times in a row (ALBERT-style reuse).
     layer_reuse: int = 1
     # False: post-LN "base" layout; True: pre-LN "large" layout.
@@ -95,8 +100,11 @@ class Wav2Vec2Config:
             problems.append(f"extractor_mode={self.extractor_mode!r} is not one of {EXTRACTOR_MODES}")
         if self.conv_groups < 1:
             problems.append(f"conv_groups={self.conv_groups} must be >= 1")
-        if self.embed_dim % self.num_heads:
-            problems.append(f"embed_dim={self.embed_dim} is not divisible by num_heads={self.num_heads}")
+        if self.attention_head_dim is None:
+            if self.embed_dim % self.num_heads:
+                problems.append(f"embed_dim={self.embed_dim} is not divisible by num_heads={self.num_heads}")
+        elif type(self.attention_head_dim) is not int or self.attention_head_dim < 1:
+            problems.append(f"attention_head_dim={self.attention_head_dim!r} is not an integer >= 1 (or null)")
         if self.embed_dim % self.pos_conv_groups:
             problems.append(f"embed_dim={self.embed_dim} is not divisible by pos_conv_groups={self.pos_conv_groups}")
         for name in HETEROGENEOUS_KEYS:
@@ -122,7 +130,7 @@ class Wav2Vec2Config:
     @property
     def head_dim(self) -> int:
         """Size of one attention head, the same in every layer."""
-        return self.embed_dim // self.num_heads
+        return self.embed_dim // self.num_heads if self.attention_head_dim is None else self.attention_head_dim
 
     def heads(self, layer: int) -> int:
         """Attention heads of transformer layer ``layer`` (0-based); 0 = no attention sub-layer."""
@@ -134,7 +142,8 @@ class Wav2Vec2Config:
 
     @property
     def is_heterogeneous(self) -> bool:
-        return any(getattr(self, name) is not None for name in HETEROGENEOUS_KEYS)
+        """Layers differ from one another, or heads are not embed_dim // num_heads wide (pruned)."""
+        return any(getattr(self, name) is not None for name in OPTIONAL_KEYS)
 
     @property
     def conv_dim(self) -> int:
@@ -158,10 +167,10 @@ class Wav2Vec2Config:
         return rf
 
     def to_dict(self) -> dict:
-        """The fields as plain data; the heterogeneous-layer keys only when set, so the config of
-        a homogeneous model reads (and is written) exactly as before they existed."""
+        """The fields as plain data; the :data:`OPTIONAL_KEYS` only when set, so the config of a
+        homogeneous model reads (and is written) exactly as before they existed."""
         d = dataclasses.asdict(self)
-        for name in HETEROGENEOUS_KEYS:
+        for name in OPTIONAL_KEYS:
             if d[name] is None:
                 del d[name]
         return d

@@ -1,7 +1,7 @@
 """Structured pruning with hard-concrete gates, jointly with distillation (DPHuBERT-style).
 
 :mod:`~asrc.prune.gates` (hard-concrete gates), :mod:`~asrc.prune.masks` (masks on conv
-channels, heads, feed-forward units and whole sub-layers; running a model with them;
+channels, heads, feed-forward units, whole sub-layers and the residual stream's width; running a model with them;
 materialising the dense model), :mod:`~asrc.prune.cost` (parameters / MACs as a function of the
 structure sizes), :mod:`~asrc.prune.model_gates` (the gates of one model),
 :mod:`~asrc.prune.lagrangian` (the constraint), :mod:`~asrc.prune.objective` (both together),

@@ -14,7 +14,7 @@ counts when the sub-layer gate is open *and* some head / unit is left, with prob
 """
 
 from dataclasses import dataclass
-from typing import List
+from typing import Any, List
 
 from asrc.models.config import Wav2Vec2Config
 from asrc.models.footprint import num_frames
@@ -31,7 +31,8 @@ class Sizes:
 
     conv: channels; heads / ffn: heads / feed-forward units; heads_any / ffn_any: whether (the
     probability that) at least one is left; attention_gate / ffn_gate: whether (the probability
-    that) the sub-layer gate is open.
+    that) the sub-layer gate is open; hidden / hidden_sq: the residual stream's width and its
+    square (the positional conv's kernel grows with it squared).
     """
 
     conv: List
@@ -41,14 +42,24 @@ class Sizes:
     ffn: List
     ffn_any: List
     ffn_gate: List
+    hidden: Any = None      # width of the residual stream (None: the config's embed_dim)
+    hidden_sq: Any = None   # its square (an expectation of it for gates: not hidden ** 2)
 
     @classmethod
     def of_config(cls, config: Wav2Vec2Config) -> "Sizes":
         n = config.num_layers
         heads = [config.heads(j) for j in range(n)]
         ffn = [config.ffn_width(j) for j in range(n)]
+        d = config.embed_dim
         return cls(conv=[c[0] for c in config.conv_layers], heads=heads, heads_any=[int(h > 0) for h in heads],
-                   attention_gate=[1] * n, ffn=ffn, ffn_any=[int(f > 0) for f in ffn], ffn_gate=[1] * n)
+                   attention_gate=[1] * n, ffn=ffn, ffn_any=[int(f > 0) for f in ffn], ffn_gate=[1] * n,
+                   hidden=d, hidden_sq=d * d)
+
+    def width(self, config: Wav2Vec2Config):
+        """``(width, width squared)`` of the residual stream."""
+        if self.hidden is None:
+            return config.embed_dim, config.embed_dim ** 2
+        return self.hidden, self.hidden_sq
 
 
 def _shared_conv_params(config: Wav2Vec2Config) -> int:
@@ -60,12 +71,18 @@ def _shared_conv_params(config: Wav2Vec2Config) -> int:
         return sum(p.numel() for p in ConvFeatureExtractor(config).parameters())
 
 
+def _per_group(d_sq, groups: int):
+    """``d_sq / groups``: an int for a config's sizes (the width is a multiple of the groups)."""
+    return d_sq // groups if isinstance(d_sq, int) else d_sq / groups
+
+
 def param_count(config: Wav2Vec2Config, sizes: Sizes):
     """Parameters of ``config``'s architecture with ``sizes`` (a number, or a tensor for expected sizes).
 
     ``config`` gives everything sizes do not: widths, kernels, groups, layouts, vocabulary.
     """
-    d, hd, v = config.embed_dim, config.head_dim, config.vocab_size
+    d, d_sq = sizes.width(config)
+    hd, v = config.head_dim, config.vocab_size
     total = 0
     if config.conv_share:
         # shared kernels are counted once; their channels are never pruned (asrc.prune.masks)
@@ -82,7 +99,7 @@ def param_count(config: Wav2Vec2Config, sizes: Sizes):
             in_ch = c
     c_last = sizes.conv[-1]
     total = total + 2 * c_last + c_last * d + d                                    # feature projection
-    total = total + d * (d // config.pos_conv_groups) * config.pos_conv_kernel \
+    total = total + _per_group(d_sq, config.pos_conv_groups) * config.pos_conv_kernel \
         + config.pos_conv_kernel + d                                               # pos_conv (v, g, bias)
     total = total + 2 * d + d * v + v + d                                          # encoder LN, CTC head, mask_emb
     pre_ln = config.layer_norm_first
@@ -103,7 +120,8 @@ def mac_count(config: Wav2Vec2Config, sizes: Sizes, seconds: float = 1.0):
 
     samples = int(round(seconds * SAMPLE_RATE))
     t = num_frames(config, samples)
-    d, hd = config.embed_dim, config.head_dim
+    d, d_sq = sizes.width(config)
+    hd = config.head_dim
     total, length, in_ch = 0, samples, 1
     for i, ((_, k, s), g) in enumerate(zip(config.conv_layers, conv_layer_groups(config))):
         length = (length - k) // s + 1
@@ -111,7 +129,7 @@ def mac_count(config: Wav2Vec2Config, sizes: Sizes, seconds: float = 1.0):
         in_ch = sizes.conv[i]
     kp = config.pos_conv_kernel
     t_pos = t + 2 * (kp // 2) - kp + 1
-    total = total + t * sizes.conv[-1] * d + t_pos * d * (d // config.pos_conv_groups) * kp + t * d * config.vocab_size
+    total = total + t * sizes.conv[-1] * d + t_pos * _per_group(d_sq, config.pos_conv_groups) * kp + t * d * config.vocab_size
     for j in range(config.num_layers):
         per_application = (sizes.attention_gate[j] * sizes.heads[j] * hd * (4 * t * d + 2 * t * t)
                            + sizes.ffn_gate[j] * sizes.ffn[j] * 2 * t * d)

@@ -13,6 +13,11 @@ Structures (the names used in configs and logs, :data:`STRUCTURES`):
     feed-forward units of each transformer layer.
 ``attention_layer`` / ``ffn_layer``
     a whole attention / feed-forward sub-layer (one scalar per layer).
+``hidden``
+    the width of the residual stream (``embed_dim``), one mask over its dimensions shared by
+    every layer (CoFi's hidden-dimension mask, Xia et al. 2022). Dimension ``j`` of every group
+    of the positional conv shares one mask value (:func:`hidden_tie`), so that it stays a
+    grouped conv; heads keep their size (``attention_head_dim``).
 
 Where a mask value ``m`` multiplies (:func:`apply_masks`), chosen so that every value folds
 into a weight of the dense model (:func:`materialise`):
@@ -29,6 +34,12 @@ into a weight of the dense model (:func:`materialise`):
 - sub-layer: the sub-layer output (folds into ``out_proj`` / ``fc2`` weight and bias). A
   sub-layer with no head / unit left is removed as a whole: otherwise it would still add its
   output bias, which the dense model (0 heads = no attention sub-layer) has no place for.
+- hidden dimension: everything written into the residual stream — the feature projection's
+  output and every ``out_proj`` / ``fc2`` output (folds into their rows and biases); the
+  positional conv reads and writes only the kept dimensions (its output follows a GELU, so it
+  is kept unscaled), and every LayerNorm over the stream takes its statistics over the kept
+  dimensions only and outputs 0 on the others (as the dense model's narrower LayerNorms do).
+  Removed dimensions of the stream thus stay 0 and nothing reads them.
 
 A mask value of exactly 0 removes the unit; any other value keeps it, scaled.
 """
@@ -45,9 +56,9 @@ from asrc.models.config import Wav2Vec2Config
 from asrc.models.io import load_state_dict_strict
 from asrc.models.wav2vec2 import ChannelLayerNorm, Wav2Vec2CTC, conv_layer_groups, plain_ops
 
-__all__ = ["STRUCTURES", "Masks", "apply_masks", "conv_tie", "materialise", "pruned_config"]
+__all__ = ["STRUCTURES", "Masks", "apply_masks", "conv_tie", "hidden_tie", "materialise", "pruned_config"]
 
-STRUCTURES = ("conv", "heads", "ffn", "attention_layer", "ffn_layer")
+STRUCTURES = ("conv", "heads", "ffn", "attention_layer", "ffn_layer", "hidden")
 
 
 @dataclass
@@ -55,7 +66,8 @@ class Masks:
     """Mask values per structure and layer; ``None`` = that structure of that layer is not masked.
 
     conv[i]: ``[channels of conv layer i]``; heads[j]: ``[heads of layer j]``; ffn[j]:
-    ``[ffn width of layer j]``; attention_layer[j], ffn_layer[j]: scalars.
+    ``[ffn width of layer j]``; attention_layer[j], ffn_layer[j]: scalars; hidden: ``[embed_dim]``
+    (one for the model) or None.
     """
 
     conv: List[Optional[Tensor]] = field(default_factory=list)
@@ -63,11 +75,12 @@ class Masks:
     ffn: List[Optional[Tensor]] = field(default_factory=list)
     attention_layer: List[Optional[Tensor]] = field(default_factory=list)
     ffn_layer: List[Optional[Tensor]] = field(default_factory=list)
+    hidden: Optional[Tensor] = None
 
     @classmethod
     def none(cls, config: Wav2Vec2Config) -> "Masks":
         n = config.num_layers
-        return cls([None] * len(config.conv_layers), [None] * n, [None] * n, [None] * n, [None] * n)
+        return cls([None] * len(config.conv_layers), [None] * n, [None] * n, [None] * n, [None] * n, None)
 
     def check(self, config: Wav2Vec2Config) -> None:
         """A :class:`ValueError` naming the first mask whose count or shape does not fit ``config``."""
@@ -85,12 +98,15 @@ class Masks:
                 shape = () if size is None else (size,)
                 if tuple(m.shape) != shape:
                     raise ValueError(f"masks.{name}[{i}] has shape {tuple(m.shape)}, the layer needs {shape}")
+        if self.hidden is not None and tuple(self.hidden.shape) != (config.embed_dim,):
+            raise ValueError(f"masks.hidden has shape {tuple(self.hidden.shape)}, the model needs ({config.embed_dim},)")
 
     def detach(self) -> "Masks":
         def d(v):
             return [None if m is None else m.detach() for m in v]
 
-        return Masks(d(self.conv), d(self.heads), d(self.ffn), d(self.attention_layer), d(self.ffn_layer))
+        return Masks(d(self.conv), d(self.heads), d(self.ffn), d(self.attention_layer), d(self.ffn_layer),
+                     None if self.hidden is None else self.hidden.detach())
 
 
 def conv_tie(config: Wav2Vec2Config) -> List[int]:
@@ -102,6 +118,12 @@ def conv_tie(config: Wav2Vec2Config) -> List[int]:
         nxt = groups[i + 1] if i + 1 < len(groups) else 1
         ties.append(max(g, nxt))
     return ties
+
+
+def hidden_tie(config: Wav2Vec2Config) -> int:
+    """How many dimensions of the residual stream share one mask value: the groups of the
+    positional conv (dimension ``j`` of every group alike)."""
+    return config.pos_conv_groups
 
 
 def _masked_layer_norm(x: Tensor, keep: Tensor, weight: Tensor, bias: Tensor, eps: float) -> Tensor:
@@ -164,6 +186,24 @@ def apply_masks(model: Wav2Vec2CTC, masks: Masks):
                 return _masked_layer_norm(args[0], m != 0, module.weight, module.bias, module.eps) * m
             handles.append(ln.register_forward_hook(projection_norm_hook))
 
+    z = masks.hidden
+    if z is not None:
+        keep = (z != 0).to(z.dtype)
+        handles.append(model.feature_projection.register_forward_hook(scale_output(z, (1, 1, -1))))
+        pos_conv = model.encoder.pos_conv
+        handles.append(pos_conv.register_forward_pre_hook(scale_input(keep)))
+        handles.append(pos_conv.register_forward_hook(scale_output(keep, (1, 1, -1))))
+
+        def stream_norm_hook(module, args, out, keep=z != 0):
+            return _masked_layer_norm(args[0], keep, module.weight, module.bias, module.eps)
+        norms = [model.encoder.layer_norm] + [n for layer in model.encoder.layers
+                                              for n in (layer.self_attn_layer_norm, layer.final_layer_norm)]
+        handles.extend(n.register_forward_hook(stream_norm_hook) for n in norms if n is not None)
+        for layer in model.encoder.layers:
+            for linear in ((layer.self_attn.out_proj if layer.self_attn is not None else None), layer.fc2):
+                if linear is not None:
+                    handles.append(linear.register_forward_hook(scale_output(z, (1, 1, -1))))
+
     for j, layer in enumerate(model.encoder.layers):
         h, a = masks.heads[j], masks.attention_layer[j]
         if layer.self_attn is not None:
@@ -220,6 +260,17 @@ def pruned_config(config: Wav2Vec2Config, masks: Masks) -> Wav2Vec2Config:
     changes = dict(conv_layers=conv,
                    layer_num_heads=None if all(h == config.num_heads for h in heads) else heads,
                    layer_ffn_dims=None if all(u == config.ffn_dim for u in ffn) else ffn)
+    if masks.hidden is not None:
+        tie = hidden_tie(config)
+        m = masks.hidden.reshape(tie, -1)
+        if not bool((m == m[:1]).all()):
+            raise ValueError(f"masks.hidden differs between the {tie} groups of the positional conv; dimension j "
+                             f"of every group must be masked alike (hidden_tie)")
+        width = len(_kept(masks.hidden, config.embed_dim))
+        if width == 0:
+            raise ConfigError("the masks remove every dimension of the residual stream (hidden)")
+        if width != config.embed_dim:
+            changes.update(embed_dim=width, attention_head_dim=config.head_dim)
     new = Wav2Vec2Config.from_dict({**config.to_dict(), **changes}, source="pruned config")
     before, after = conv_layer_groups(config), conv_layer_groups(new)
     if before != after:
@@ -321,6 +372,49 @@ def materialise(model: Wav2Vec2CTC, masks: Masks) -> Wav2Vec2CTC:
             out[p + "fc2.weight"] = w.contiguous()
             out[p + "fc2.bias"] = b
 
+    if masks.hidden is not None and new_config.embed_dim != config.embed_dim:
+        _cut_hidden(out, config, masks.hidden)
+
     dense = Wav2Vec2CTC(new_config, model.tokens)
     load_state_dict_strict(dense, out, "materialise()")
     return dense.eval()
+
+
+def _cut_hidden(out: Dict[str, Tensor], config: Wav2Vec2Config, z: Tensor) -> None:
+    """The residual stream's kept dimensions (mask ``z``) cut out of every tensor that reads or
+    writes it, in place; ``z`` folded into what writes it (module doc)."""
+    keep = _kept(z, config.embed_dim)
+    zk = z.detach().cpu().float()[keep]
+
+    def rows(key, scale=False):
+        if key in out:
+            t = out[key][keep]
+            out[key] = (t * (zk if t.dim() == 1 else zk[:, None]) if scale else t).contiguous()
+
+    def cols(key):
+        if key in out:
+            out[key] = out[key][:, keep].contiguous()
+
+    for name in ("weight", "bias"):
+        rows(f"feature_projection.projection.{name}", scale=True)
+        rows(f"encoder.layer_norm.{name}")
+    # positional conv: its effective (weight-normalised) kernel cut, kept as v with g = its norm
+    per_group = config.embed_dim // config.pos_conv_groups
+    inside = keep[keep < per_group]
+    w = torch._weight_norm(out["encoder.pos_conv.weight_v"], out["encoder.pos_conv.weight_g"], 2)[keep][:, inside]
+    norm = w.norm(dim=(0, 1), keepdim=True)
+    out["encoder.pos_conv.weight_v"] = torch.where(norm > 0, w, torch.ones_like(w)).contiguous()
+    out["encoder.pos_conv.weight_g"] = norm
+    rows("encoder.pos_conv.bias")
+    for j in range(config.num_layers):
+        p = f"encoder.layers.{j}."
+        for name in ("weight", "bias"):
+            rows(p + f"self_attn_layer_norm.{name}")
+            rows(p + f"final_layer_norm.{name}")
+            rows(p + f"self_attn.out_proj.{name}", scale=True)
+            rows(p + f"fc2.{name}", scale=True)
+        for proj in ("q_proj", "k_proj", "v_proj"):
+            cols(p + f"self_attn.{proj}.weight")
+        cols(p + "fc1.weight")
+    cols("ctc_head.weight")
+    out["mask_emb"] = out["mask_emb"][keep].contiguous()  # replaces the (scaled) projection output as it is

@@ -4,7 +4,9 @@
 structure (:data:`asrc.prune.masks.STRUCTURES`); calling it gives :class:`asrc.prune.masks.Masks`
 (sampled in training mode, deterministic in eval mode) and :meth:`ModelGates.expected_sizes` the
 differentiable expected sizes that :mod:`asrc.prune.cost` turns into an expected cost.
-Conv channels tied across groups (:func:`asrc.prune.masks.conv_tie`) share one gate.
+Conv channels tied across groups (:func:`asrc.prune.masks.conv_tie`) share one gate, and so do
+the residual stream's dimensions tied across the positional conv's groups (``hidden``,
+:func:`asrc.prune.masks.hidden_tie`).
 """
 
 from typing import Dict, Iterable, Optional
@@ -16,7 +18,7 @@ from asrc.errors import ConfigError
 from asrc.models.config import Wav2Vec2Config
 from asrc.prune.cost import Sizes
 from asrc.prune.gates import HardConcrete
-from asrc.prune.masks import STRUCTURES, Masks, conv_tie
+from asrc.prune.masks import STRUCTURES, Masks, conv_tie, hidden_tie
 
 __all__ = ["ModelGates"]
 
@@ -51,6 +53,8 @@ class ModelGates(nn.Module):
         self.ffn = gates(ffn if "ffn" in structures else [])
         self.attention_layer = gates([int(h > 0) for h in heads] if "attention_layer" in structures else [])
         self.ffn_layer = gates([int(f > 0) for f in ffn] if "ffn_layer" in structures else [])
+        self.hidden_tie = hidden_tie(config)
+        self.hidden = gates([config.embed_dim // self.hidden_tie] if "hidden" in structures else [])
 
     @staticmethod
     def _get(gates: nn.ModuleDict, i: int) -> Optional[HardConcrete]:
@@ -74,7 +78,8 @@ class ModelGates(nn.Module):
         c, n = len(self.config.conv_layers), self.config.num_layers
         return Masks(conv=values(self.conv, c, expand=self.conv_ties), heads=values(self.heads, n),
                      ffn=values(self.ffn, n), attention_layer=values(self.attention_layer, n, scalar=True),
-                     ffn_layer=values(self.ffn_layer, n, scalar=True))
+                     ffn_layer=values(self.ffn_layer, n, scalar=True),
+                     hidden=values(self.hidden, 1, expand=[self.hidden_tie])[0])
 
     def expected_sizes(self) -> Sizes:
         """Expected structure sizes (:class:`asrc.prune.cost.Sizes`), differentiable in the gates."""
@@ -102,11 +107,18 @@ class ModelGates(nn.Module):
                 out.append(v * one if g is None else g.prob_nonzero().reshape(()))
             return out
 
+        hidden, hidden_sq = full.hidden, full.hidden_sq
+        g = self._get(self.hidden, 0)
+        if g is not None:
+            # width = tie x (sum of independent Bernoulli(p_j)): E[width] and E[width^2] exactly
+            p, t = g.prob_nonzero(), self.hidden_tie
+            hidden = t * p.sum()
+            hidden_sq = t * t * ((p * (1 - p)).sum() + p.sum() ** 2)
         return Sizes(conv=expected(self.conv, full.conv, self.conv_ties),
                      heads=expected(self.heads, full.heads), heads_any=any_left(self.heads, full.heads_any),
                      attention_gate=gate_open(self.attention_layer, full.attention_gate),
                      ffn=expected(self.ffn, full.ffn), ffn_any=any_left(self.ffn, full.ffn_any),
-                     ffn_gate=gate_open(self.ffn_layer, full.ffn_gate))
+                     ffn_gate=gate_open(self.ffn_layer, full.ffn_gate), hidden=hidden, hidden_sq=hidden_sq)
 
     def _device(self):
         for p in self.parameters():

@@ -1,7 +1,7 @@
 """``PruneSpec``: the ``prune:`` section of a training config, in one dataclass.
 
     prune:
-      structures: [conv, heads, ffn]   # of asrc.prune.masks.STRUCTURES
+      structures: [conv, heads, ffn]   # of asrc.prune.masks.STRUCTURES (+ attention_layer, ffn_layer, hidden)
       target_sparsity: 0.75            # 1 - kept cost / cost of the unpruned student
       cost: params                     # or macs (per clip of cost_seconds)
       cost_seconds: 1.0

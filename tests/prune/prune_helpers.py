@@ -3,7 +3,7 @@
 import torch
 
 from asrc.models import Wav2Vec2Config, build_model
-from asrc.prune.masks import Masks, conv_tie
+from asrc.prune.masks import Masks, conv_tie, hidden_tie
 
 TOKENS = ["<blank>", "A", "B", "C", "|"]
 
@@ -25,8 +25,9 @@ def tiny_model(seed: int = 0, **kw):
     return model
 
 
-def random_masks(config: Wav2Vec2Config, gen: torch.Generator, keep: float = 0.6) -> Masks:
-    """Masks with removed units (0), kept ones scaled in (0.3, 1]; at least one unit kept per conv layer."""
+def random_masks(config: Wav2Vec2Config, gen: torch.Generator, keep: float = 0.6, hidden: bool = False) -> Masks:
+    """Masks with removed units (0), kept ones scaled in (0.3, 1]; at least one unit kept per conv
+    layer; with ``hidden`` a mask on the residual stream too (tied as :func:`hidden_tie` says)."""
     def values(n):
         v = 0.3 + 0.7 * torch.rand(n, generator=gen)
         v[torch.rand(n, generator=gen) > keep] = 0.0
@@ -41,7 +42,14 @@ def random_masks(config: Wav2Vec2Config, gen: torch.Generator, keep: float = 0.6
     return Masks(conv=conv, heads=[values(config.heads(j)) for j in range(n)],
                  ffn=[values(config.ffn_width(j)) for j in range(n)],
                  attention_layer=[torch.tensor(0.8) for _ in range(n)],
-                 ffn_layer=[torch.tensor(0.7) for _ in range(n)])
+                 ffn_layer=[torch.tensor(0.7) for _ in range(n)],
+                 hidden=None if not hidden else _some_kept(values(config.embed_dim // hidden_tie(config))).repeat(
+                     hidden_tie(config)))
+
+
+def _some_kept(v):
+    v[0] = 0.8
+    return v
 
 
 def batch(seed: int = 1):

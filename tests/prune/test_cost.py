@@ -14,6 +14,7 @@ HETERO = dict(layer_num_heads=[4, 0, 2], layer_ffn_dims=[40, 7, 0])
 @pytest.mark.parametrize("kw", [
     dict(), HETERO, dict(HETERO, layer_norm_first=True, extractor_mode="layer_norm", conv_bias=True),
     dict(HETERO, conv_groups=2), dict(HETERO, layer_reuse=2), dict(conv_share=True),
+    dict(HETERO, embed_dim=24, attention_head_dim=8),  # a narrowed residual stream (hidden pruned)
 ])
 def test_cost_of_a_config_is_the_footprint(kw):
     config = tiny_config(**kw)
@@ -25,9 +26,12 @@ def test_cost_of_a_config_is_the_footprint(kw):
     assert cost(config, sizes, "params") == fp.total.params
 
 
-def test_expected_cost_is_differentiable_and_matches_sampled_cost():
+@pytest.mark.parametrize("structures", [["conv", "heads", "ffn", "attention_layer", "ffn_layer"],
+                                        ["conv", "heads", "ffn", "attention_layer", "ffn_layer", "hidden"],
+                                        ["hidden"]])
+def test_expected_cost_is_differentiable_and_matches_sampled_cost(structures):
     config = tiny_config()
-    gates = ModelGates(config, ["conv", "heads", "ffn", "attention_layer", "ffn_layer"]).train()
+    gates = ModelGates(config, structures).train()
     torch.manual_seed(0)
     with torch.no_grad():
         for p in gates.parameters():
@@ -43,7 +47,7 @@ def test_expected_cost_is_differentiable_and_matches_sampled_cost():
     for _ in range(400):
         with torch.no_grad():
             masks = gates()
-        if any(int((m != 0).sum()) == 0 for m in masks.conv):
+        if any(m is not None and int((m != 0).sum()) == 0 for m in masks.conv + [masks.hidden]):
             counts.append(None)
             continue
         counts.append(param_count(config, Sizes.of_config(pruned_config(config, masks))))

@@ -12,10 +12,10 @@ from asrc.prune.masks import materialise
 from prune_helpers import batch, random_masks, tiny_config, tiny_model
 
 
-@pytest.fixture(scope="module")
-def pruned_dir(tmp_path_factory):
+@pytest.fixture(scope="module", params=[False, True], ids=["layers", "layers+width"])
+def pruned_dir(tmp_path_factory, request):
     model = tiny_model(conv_groups=2)
-    masks = random_masks(model.config, torch.Generator().manual_seed(7))
+    masks = random_masks(model.config, torch.Generator().manual_seed(7), hidden=request.param)
     masks.attention_layer[2] = torch.tensor(0.0)
     masks.ffn_layer[1] = torch.tensor(0.0)
     dense = materialise(model, masks)
@@ -30,13 +30,18 @@ def test_config_yaml_round_trip():
     assert again == config
     assert again.heads(1) == 0 and again.ffn_width(0) == 0 and again.ffn_width(2) == 40
     # homogeneous configs are written as before heterogeneous layers existed
-    assert "layer_num_heads" not in tiny_config().to_yaml()
+    assert "layer_num_heads" not in tiny_config().to_yaml() and "attention_head_dim" not in tiny_config().to_yaml()
+    narrow = tiny_config(embed_dim=24, attention_head_dim=8)
+    assert Wav2Vec2Config.from_yaml(narrow.to_yaml()) == narrow and narrow.head_dim == 8 and narrow.is_heterogeneous
 
 
 @pytest.mark.parametrize("change,match", [
     (dict(layer_num_heads=[4, 4]), r"layer_num_heads has 2 entries for num_layers=3"),
     (dict(layer_ffn_dims=[1, -1, 2]), r"layer_ffn_dims=\[1, -1, 2\] is not a list of integers >= 0"),
     (dict(layer_num_heads="4"), r"layer_num_heads='4' is not a list"),
+    (dict(attention_head_dim=0), r"attention_head_dim=0 is not an integer >= 1"),
+    (dict(attention_head_dim="8"), r"attention_head_dim='8' is not an integer >= 1"),
+    (dict(embed_dim=30), r"embed_dim=30 is not divisible by num_heads=4"),
 ])
 def test_bad_heterogeneous_configs_are_named(change, match):
     with pytest.raises(ConfigError, match=match):

@@ -48,3 +48,12 @@ def test_lagrangian_reaches_the_target(kind):
     assert abs(kept - 0.5) / 0.5 < 0.05, f"expected {kind} kept {kept:.3f}, target 0.5"
     assert float(history[-1]["target_sparsity"]) == pytest.approx(0.5)
     assert {"expected_params", "lambda1", "lambda2", "kept_conv", "kept_heads", "kept_ffn"} <= set(history[-1])
+
+
+def test_lagrangian_reaches_the_target_with_the_width_pruned():
+    spec = PruneSpec(structures=["conv", "heads", "ffn", "attention_layer", "ffn_layer", "hidden"],
+                     target_sparsity=0.5, warmup_updates=100, reg_lr=0.1)
+    objective, history = prune_tiny(spec, updates=250)
+    kept = float(objective.expected_cost().detach()) / objective.full_cost
+    assert abs(kept - 0.5) / 0.5 < 0.05, f"expected params kept {kept:.3f}, target 0.5"
+    assert "kept_hidden" in history[-1]

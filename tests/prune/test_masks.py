@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 import torch
 
@@ -103,3 +105,37 @@ def test_bad_masks_are_named():
     masks.conv[0] = torch.zeros(16)
     with pytest.raises(ConfigError, match=r"every channel of conv layer\(s\) \[0\]"):
         pruned_config(model.config, masks)
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(layer_norm_first=True, extractor_mode="layer_norm", conv_bias=True),
+                                dict(conv_groups=2, layer_reuse=2)])
+def test_hidden_dimension_pruned(kw):
+    """The residual stream narrowed (CoFi's hidden mask) with every other structure: the dense
+    model computes the masked one's logits, and its hidden states are the kept dimensions of
+    the masked model's (the others are 0 there)."""
+    model = tiny_model(**kw)
+    masks = random_masks(model.config, torch.Generator().manual_seed(5), hidden=True)
+    keep = (masks.hidden != 0).nonzero().flatten()
+    assert 0 < len(keep) < 32
+    masked, dense_out, dense, (mh, dh, valid) = masked_and_dense(model, masks)
+    torch.testing.assert_close(dense_out, masked, rtol=1e-5, atol=1e-5)
+    c = dense.config
+    assert c.embed_dim == len(keep) and c.attention_head_dim == 8 and c.head_dim == 8
+    assert c.embed_dim % c.pos_conv_groups == 0
+    for a, b in zip(mh[1:], dh[1:]):  # after the first layer: the stream (mask_emb aside) is 0 off the kept dims
+        torch.testing.assert_close(b[valid], a[valid][:, keep], rtol=1e-5, atol=1e-5)
+        assert a[valid][:, (masks.hidden == 0)].abs().max() == 0
+    assert num_parameters(dense) < num_parameters(materialise(model, dataclasses.replace(masks, hidden=None)))
+
+
+def test_hidden_mask_must_be_tied_and_keep_something():
+    model = tiny_model()
+    masks = random_masks(model.config, torch.Generator().manual_seed(6), hidden=True)
+    untied = masks.hidden.clone()
+    untied[0], untied[8] = 0.5, 0.0
+    with pytest.raises(ValueError, match="hidden differs between the 4 groups"):
+        pruned_config(model.config, dataclasses.replace(masks, hidden=untied))
+    with pytest.raises(ConfigError, match="every dimension of the residual stream"):
+        pruned_config(model.config, dataclasses.replace(masks, hidden=torch.zeros(32)))
+    with pytest.raises(ValueError, match=r"masks.hidden has shape \(31,\)"):
+        pruned_config(model.config, dataclasses.replace(masks, hidden=torch.ones(31)))
