@@ -45,7 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 @command("asrc-transcribe")
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.threads < 1:
+        parser.error(f"--threads must be >= 1, got {args.threads}")
     torch.set_num_threads(args.threads)
     model_dir = resolve_model_dir(args.model, Path(args.model) / "asrc_export")
     with tempfile.TemporaryDirectory(prefix="asrc-transcribe-") as tmp:

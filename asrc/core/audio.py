@@ -16,8 +16,11 @@ directory, a failing pipe.
 
 import io
 import logging
+import math
 import os
+import stat
 import subprocess
+import sys
 from pathlib import Path
 from typing import Optional, Tuple
 
@@ -25,7 +28,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from asrc.core.audio_info import AudioHeaderError, audio_info, count_nonfinite, read_header_info
+from asrc.core.audio_info import AudioHeaderError, audio_info, count_nonfinite, read_header_info, stated_length
 from asrc.core.constants import SAMPLE_RATE
 from asrc.core.tables import DataDirError, read_table
 from asrc.errors import AsrcError
@@ -92,7 +95,7 @@ def _decode_ffmpeg(source, spec: str, what: str, sf_error: str) -> Tuple[np.ndar
         raise
     except (av.FFmpegError, ValueError, OSError, IndexError) as e:
         raise AsrcError(f"{what}: cannot read audio from {spec!r}: {_one_line(sf_error).rstrip('.')}; "
-                        f"FFmpeg: {_one_line(str(e))}") from e
+                        f"FFmpeg: {_one_line(_named(str(e), source, spec))}") from e
     data = (np.concatenate(chunks) if chunks else np.zeros(0, np.float32)).reshape(-1, channels)
     if stated is not None and stated > 0:
         decoded = data.shape[0] / rate
@@ -102,12 +105,33 @@ def _decode_ffmpeg(source, spec: str, what: str, sf_error: str) -> Tuple[np.ndar
     return np.ascontiguousarray(data, dtype=np.float32), rate
 
 
+def is_stream(spec: str) -> bool:
+    """True for ``-`` (standard input) and for paths that are neither files nor directories
+    but can be read once (``/dev/stdin``, named pipes, ``<(command)``)."""
+    if spec == "-":
+        return True
+    try:
+        mode = os.stat(spec).st_mode
+    except OSError:
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode) or stat.S_ISSOCK(mode)
+
+
+def _named(message: str, source, spec: str) -> str:
+    """A decoder's message with the in-memory buffer it was given named as the user knows it."""
+    if not isinstance(source, io.BytesIO):
+        return message
+    return message.replace(repr(source), repr(spec)).replace(str(source), spec).replace("'<none>'", repr(spec))
+
+
 def decode_audio(spec: str, *, what: Optional[str] = None) -> Tuple[np.ndarray, int]:
     """All samples of one recording, checked: ``(float32 [samples, channels], sample_rate)``.
 
     ``spec`` is a file path or a command ending in ``|``. A file must decode to as many
-    samples as its header promises (the WAV/FLAC/SPHERE header as :mod:`asrc.core.audio_info`
-    reads it, else ``soundfile``'s count; not for MP3, whose count libsndfile may estimate).
+    samples as its header promises (the WAV/FLAC/SPHERE/AIFF/AU/W64 header as
+    :mod:`asrc.core.audio_info` reads it, else ``soundfile``'s count; for MP3 only with a
+    VBR/Info header, without one libsndfile estimates), and an Ogg file must end with its
+    end-of-stream page (:func:`asrc.core.audio_info.stated_length`).
     A pipe's output is read to its end with a warning when it is shorter than its header
     says, as Kaldi does: SoX cannot fix a length it has already written to a pipe, and a
     command that fails is caught by its exit status.
@@ -121,6 +145,13 @@ def decode_audio(spec: str, *, what: Optional[str] = None) -> Tuple[np.ndarray, 
     pipe, header, promised = is_pipe(spec), None, None
     if pipe:
         raw = _run_pipe(spec, what)
+        source = io.BytesIO(raw)
+    elif is_stream(spec):  # "-" (standard input), /dev/stdin, a named pipe, <(command): read once, whole
+        pipe = True
+        with (open(sys.stdin.fileno(), "rb", closefd=False) if spec == "-" else open(spec, "rb")) as f:
+            raw = f.read()
+        if not raw:
+            raise AsrcError(f"{what}: no audio came through {'standard input' if spec == '-' else spec}")
         source = io.BytesIO(raw)
     else:
         if os.path.isdir(spec):
@@ -136,22 +167,29 @@ def decode_audio(spec: str, *, what: Optional[str] = None) -> Tuple[np.ndarray, 
         source = spec
     try:
         with sf.SoundFile(source) as f:
+            stated = None if pipe or header is not None else stated_length(spec, f.format)
             if header is not None:
                 promised = header.num_samples
-            elif not pipe and f.format != "MP3" and f.frames < _UNKNOWN_FRAMES:
+            elif isinstance(stated, int):
+                promised = stated
+            elif not pipe and (f.format != "MP3" or stated == "trust") and f.frames < _UNKNOWN_FRAMES:
                 promised = f.frames
             rate = f.samplerate
             data = f.read(dtype="float32", always_2d=True)
+        if stated == "unfinished":
+            raise AsrcError(f"{what}: {spec} is truncated: its Ogg stream ends without its last page "
+                            f"(cut short, or a recording that was never finished)")
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
+        reason = _named(str(e), source, spec)
         if header is None and getattr(e, "code", None) == _SF_ERR_UNRECOGNISED_FORMAT:
             # not a format libsndfile knows (AAC/M4A, WebM, Opus in Matroska, AMR, video files...):
             # FFmpeg's decoders through PyAV
             if pipe:
                 source.seek(0)
-            data, rate = _decode_ffmpeg(source, spec, what, str(e))
+            data, rate = _decode_ffmpeg(source, spec, what, reason)
         else:
             hint = f" (the header promises {promised} samples: truncated or corrupt?)" if promised else ""
-            raise AsrcError(f"{what}: cannot read audio from {spec!r}: {_one_line(str(e))}{hint}") from e
+            raise AsrcError(f"{what}: cannot read audio from {spec!r}: {_one_line(reason)}{hint}") from e
     if promised is not None and data.shape[0] < promised:
         raise AsrcError(f"{what}: {spec} is truncated: its header promises {promised} samples, "
                         f"only {data.shape[0]} could be read")
@@ -202,7 +240,7 @@ def read_audio(
         if not mix_channels:
             raise AsrcError(f"{what}: {spec!r} has {data.shape[1]} channels; recognisers take mono "
                             f"(to average the channels: asrc-decode --mix-channels, mix_channels=True in Python)")
-        data = data.mean(axis=1, keepdims=True)
+        data = mix_down(data, what)
     wav = np.ascontiguousarray(data[:, 0])
     if rate != sample_rate:
         if not resample:
@@ -210,8 +248,33 @@ def read_audio(
                             f"(to resample it: asrc-decode --resample, resample=True in Python)")
         import torchaudio.functional as AF
 
-        wav = AF.resample(torch.from_numpy(wav), rate, sample_rate).numpy()
+        wav = AF.resample(torch.from_numpy(wav), resampling_rate(rate, sample_rate), sample_rate).numpy()
     return wav
+
+
+def mix_down(data: np.ndarray, what: str = "audio") -> np.ndarray:
+    """``[samples, channels]`` -> ``[samples, 1]``: the mean of the channels; but where that
+    mean cancels (channels in opposite phase, e.g. a balanced microphone wired to a stereo
+    input: the mean is under a quarter of the loudest channel's level) the loudest channel,
+    with a warning."""
+    mixed = data.mean(axis=1, keepdims=True)
+    level = np.sqrt(np.mean(np.square(data, dtype=np.float64), axis=0))
+    if level.max() > 0 and np.sqrt(np.mean(np.square(mixed, dtype=np.float64))) < 0.25 * level.max():
+        loudest = int(level.argmax())
+        logger.warning("%s: its %d channels cancel when averaged (opposite phase?): using channel %d alone",
+                       what, data.shape[1], loudest + 1)
+        return data[:, loudest:loudest + 1]
+    return mixed
+
+
+def resampling_rate(rate: int, target: int) -> int:
+    """The rate to resample from: ``rate`` itself, unless it shares so small a factor with
+    ``target`` that an exact polyphase resampler would need a kernel of millions of taps (44101
+    or 22254 Hz -> 16000: seconds to minutes and gigabytes for a few seconds of audio); then the
+    nearest multiple of 50 Hz (a speed change of 25 Hz at most, 0.3 % at 8 kHz)."""
+    if rate // math.gcd(rate, target) <= 1000:
+        return rate
+    return max(50, int(round(rate / 50.0)) * 50)
 
 
 def num_samples(spec: str, *, what: Optional[str] = None) -> int:

@@ -16,7 +16,7 @@ import os
 from typing import NamedTuple
 
 __all__ = ["AudioInfo", "AudioFileError", "AudioHeaderError", "audio_info", "read_header_info", "check_audio",
-           "checked_or_reason", "count_nonfinite"]
+           "checked_or_reason", "count_nonfinite", "stated_length"]
 
 _FLAC_MAGIC = b"fLaC"
 _STREAMINFO_BYTES = 42  # "fLaC" + 4-byte block header + 34-byte STREAMINFO
@@ -200,6 +200,94 @@ def _soundfile_info(path) -> AudioInfo:
     return AudioInfo(info.samplerate, frames, info.channels)
 
 
+_TAIL_BYTES = 1 << 16  # an Ogg page is at most 65307 bytes
+
+
+def stated_length(path, fmt: str):
+    """What a file of libsndfile format ``fmt`` states about its length where libsndfile itself
+    clamps to the bytes present and reads a cut file without a word (measured: AIFF, AU, W64;
+    Opus in Ogg; MP3 with a VBR/Info header):
+
+    - an ``int``: the samples per channel its header promises (AIFF ``COMM``, AU data size,
+      W64 ``data`` chunk);
+    - ``"unfinished"``: an Ogg stream whose last page is cut short or lacks the end-of-stream
+      flag every finished Ogg file's last page has;
+    - ``"trust"``: an MP3 file with a Xing / Info / VBRI header, whose frame count
+      libsndfile reports exactly (without one its count is an estimate from the file size);
+    - ``None``: nothing to check against.
+    """
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            head = f.read(4096)
+            if fmt == "OGG":
+                f.seek(max(0, size - _TAIL_BYTES))
+                tail = f.read()
+    except OSError:
+        return None
+    if fmt == "AIFF":
+        return _aiff_frames(head)
+    if fmt == "AU" and head[:4] == b".snd" and len(head) >= 24:
+        offset, data_size, encoding, _rate, channels = (int.from_bytes(head[i:i + 4], "big") for i in range(4, 24, 4))
+        width = {1: 1, 2: 1, 3: 2, 4: 3, 5: 4, 6: 4, 7: 8, 27: 1}.get(encoding)
+        if width and channels and data_size != 0xFFFFFFFF:
+            return data_size // (width * channels)
+        return None
+    if fmt == "W64":
+        return _w64_frames(head)
+    if fmt == "OGG":
+        last = tail.rfind(b"OggS")
+        if last < 0 or len(tail) - last < 27:
+            return "unfinished"
+        nseg = tail[last + 26]
+        table = tail[last + 27:last + 27 + nseg]
+        if len(table) < nseg or last + 27 + nseg + sum(table) > len(tail) or not tail[last + 5] & 0x04:
+            return "unfinished"
+        return None
+    if fmt == "MP3":
+        start = 0
+        if head[:3] == b"ID3" and len(head) >= 10:  # ID3v2 tag: syncsafe size
+            start = 10 + sum((head[6 + i] & 0x7F) << (7 * (3 - i)) for i in range(4))
+            with open(path, "rb") as f:
+                f.seek(start)
+                head = f.read(4096)
+            start = 0
+        frame = head[start:start + 2048]
+        return "trust" if any(tag in frame for tag in (b"Xing", b"Info", b"VBRI")) else None
+    return None
+
+
+def _aiff_frames(head: bytes):
+    """numSampleFrames of an AIFF/AIFC ``COMM`` chunk in the first bytes, or None."""
+    if head[:4] != b"FORM" or head[8:12] not in (b"AIFF", b"AIFC"):
+        return None
+    pos = 12
+    while pos + 8 <= len(head):
+        chunk, size = head[pos:pos + 4], int.from_bytes(head[pos + 4:pos + 8], "big")
+        if chunk == b"COMM" and pos + 14 <= len(head):
+            return int.from_bytes(head[pos + 10:pos + 14], "big")
+        pos += 8 + size + (size & 1)
+    return None
+
+
+def _w64_frames(head: bytes):
+    """Frames of a Sony Wave64 file's ``data`` chunk (16-byte GUID ids, 64-bit sizes that
+    include the 24-byte chunk header), from its ``fmt`` block alignment; or None."""
+    if head[:4] != b"riff":
+        return None
+    pos, align = 40, None
+    while pos + 24 <= len(head):
+        chunk, size = head[pos:pos + 4], int.from_bytes(head[pos + 16:pos + 24], "little")
+        if chunk == b"fmt " and pos + 24 + 14 <= len(head):
+            align = int.from_bytes(head[pos + 24 + 12:pos + 24 + 14], "little")
+        elif chunk == b"data":
+            return (size - 24) // align if align else None
+        if size < 24:
+            return None
+        pos += (size + 7) // 8 * 8
+    return None
+
+
 def count_nonfinite(samples) -> int:
     """Number of NaN/Inf values in a numpy array."""
     import numpy as np
@@ -223,6 +311,12 @@ def check_audio(path, deep: bool = False, info: AudioInfo = None) -> AudioInfo:
     decoded, nonfinite = 0, 0
     try:
         with soundfile.SoundFile(str(path)) as f:
+            stated = stated_length(path, f.format)
+            if stated == "unfinished":
+                raise AudioFileError(f"{path}: truncated: its Ogg stream ends without its last page")
+            if isinstance(stated, int) and stated > info.num_samples:
+                raise AudioFileError(f"{path}: truncated: the header promises {stated} samples, the file holds "
+                                     f"{info.num_samples}")
             if deep or f.subtype in _FLOAT_SUBTYPES:
                 for block in f.blocks(1 << 16, dtype="float32", always_2d=True):
                     decoded += len(block)

@@ -1,5 +1,6 @@
 """How to decode: :class:`DecodeOptions` and the decoder they describe."""
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,20 +43,32 @@ class DecodeOptions:
     context_seconds: float = 1.0
 
     def validate(self):
+        """A :class:`ValueError` naming the first option out of its range (NaN and infinity
+        included: a NaN compares false with everything, so each bound is stated positively)."""
         from asrc.decode.longform import SEGMENT_MODES
+
+        def finite(name, ok, what):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not ok(v):
+                raise ValueError(f"{name} must be {what}, got {v!r}")
 
         if self.segment not in SEGMENT_MODES:
             raise ValueError(f"unknown segment mode {self.segment!r}; expected one of {SEGMENT_MODES}")
-        if self.segment != "none" and (not self.chunk_seconds > 0 or self.context_seconds < 0
-                                       or 2 * self.context_seconds >= self.chunk_seconds):
-            raise ValueError(f"chunk_seconds ({self.chunk_seconds}) must be > 0 and more than twice "
-                             f"context_seconds ({self.context_seconds}, >= 0)")
+        finite("chunk_seconds", lambda v: v > 0, "a finite number > 0")
+        finite("context_seconds", lambda v: v >= 0, "a finite number >= 0")
+        if self.segment != "none" and not 2 * self.context_seconds < self.chunk_seconds:
+            raise ValueError(f"chunk_seconds ({self.chunk_seconds}) must be more than twice "
+                             f"context_seconds ({self.context_seconds})")
         if self.method not in METHODS:
             raise ValueError(f"unknown decoding method {self.method!r}; expected one of {METHODS}")
-        if self.nj < 1 or self.threads_per_job < 1:
-            raise ValueError(f"nj ({self.nj}) and threads_per_job ({self.threads_per_job}) must be >= 1")
-        if self.batch_seconds < 0:
-            raise ValueError(f"batch_seconds must be >= 0, got {self.batch_seconds}")
+        for name in ("nj", "threads_per_job", "beam_size"):
+            v = getattr(self, name)
+            if type(v) is not int or v < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+        finite("batch_seconds", lambda v: v >= 0, "a finite number >= 0 (0: one utterance at a time)")
+        finite("beam_threshold", lambda v: v > 0, "a finite number > 0")
+        for name in ("lm_weight", "word_score", "sil_score"):
+            finite(name, lambda v: True, "a finite number")
         if self.method == "greedy" and (self.lexicon or self.lm):
             raise ValueError("a lexicon or LM needs method='beam'")
         for what, path in (("lexicon", self.lexicon), ("LM", self.lm)):

@@ -9,7 +9,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from tqdm import tqdm
 
-from asrc.core.audio import num_samples
+from asrc.core.audio import is_pipe, num_samples
 from asrc.core.batching import pack_padded
 from asrc.core.constants import SAMPLE_RATE
 from asrc.core.tables import read_table
@@ -99,17 +99,41 @@ def job_done(spec: JobSpec) -> bool:
     return marker.is_file() and marker.read_text(encoding="utf-8").strip() == spec.fingerprint
 
 
+# The small files of a model directory that change what it outputs (asrc.models.io).
+_MODEL_TEXT_FILES = ("config.yaml", "tokens.txt", "quantization.yaml")
+
+
+def _stamp(path: Path) -> Optional[List[int]]:
+    """``[size, mtime_ns]`` of a file, None when it is not one."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns] if path.is_file() else None
+
+
+def _digest(path: Path) -> Optional[str]:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
 def job_fingerprint(model_dir: Path, options: DecodeOptions, wav: Dict[str, str],
                     segments: Optional[Dict[str, Tuple[str, float, float]]] = None) -> str:
-    """Identifies a job's result: model file, output-changing options, utterances and audio."""
-    weights = model_dir / "model.pth"
-    st = weights.stat() if weights.is_file() else None
+    """Identifies a job's result: the model directory's files, output-changing options, the
+    utterances and their audio. Files are identified by size and modification time (the
+    weights), or content (the small files: config, tokens, quantization); an audio file that
+    was replaced or rewritten since (a new mtime or size) makes the job run again. Audio from
+    a pipe command is identified by the command only."""
     payload = {
         "model": str(model_dir.resolve()),
-        "weights": [st.st_size, st.st_mtime_ns] if st else None,
+        "weights": _stamp(model_dir / "model.pth"),
+        "model_files": {name: _digest(model_dir / name) for name in _MODEL_TEXT_FILES},
         "options": options.decoder_fingerprint(),
         "inference": inference_path(),  # ASRC_FAST_PATH=0 or a new fast path gives other numbers
         "wav": list(wav.items()),
+        "audio": {spec: _stamp(Path(spec)) for spec in sorted(set(wav.values())) if not is_pipe(spec)},
     }
     if segments:
         payload["segments"] = sorted(segments.items())

@@ -108,6 +108,37 @@ def test_job_fingerprint(model_dir, lengths):
     assert job_fingerprint(model_dir, DecodeOptions(), wav) == base
 
 
+def test_a_changed_recording_or_model_is_decoded_again(model_dir, data_dir, make_wav, tmp_path):
+    """Decoding into the same OUT again reuses finished jobs only while their audio and model
+    are what they were: a recording rewritten in place, or tokens.txt / config.yaml changed,
+    is decoded again (the audit's case: a rerun printed the old text)."""
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(model_dir, model)
+    out = tmp_path / "out"
+    decode_dir(data_dir, model, out, DecodeOptions(nj=2))
+    first = (out / "text").read_text()
+    wav_scp = read_table(data_dir / "wav.scp")
+    assert not wav_scp["u2"].endswith("|")
+    before = {u: line for u, line in (ln.split(" ", 1) for ln in first.splitlines())}
+    make_wav(Path(wav_scp["u2"]), 9600, seed=9)  # another recording under the same name
+    decode_dir(data_dir, model, out, DecodeOptions(nj=2))
+    again = {u: line for u, line in (ln.split(" ", 1) for ln in (out / "text").read_text().splitlines())}
+    fresh = tmp_path / "fresh"
+    decode_dir(data_dir, model, fresh, DecodeOptions(nj=2))
+    assert (out / "text").read_text() == (fresh / "text").read_text()
+    assert again["u2"] != before.get("u2")
+    # two tokens swapped in tokens.txt: the same logits spell other words
+    tokens = (model / "tokens.txt").read_text().splitlines()
+    i, j = tokens.index("E"), tokens.index("T")
+    tokens[i], tokens[j] = tokens[j], tokens[i]
+    (model / "tokens.txt").write_text("\n".join(tokens) + "\n")
+    decode_dir(data_dir, model, out, DecodeOptions(nj=2))
+    decode_dir(data_dir, model, tmp_path / "fresh2", DecodeOptions(nj=2))
+    assert (out / "text").read_text() == (tmp_path / "fresh2" / "text").read_text() != (fresh / "text").read_text()
+
+
 def test_audio_errors_name_the_utterance(model_dir, data_dir, lengths, make_wav, tmp_path):
     wav_scp = data_dir / "wav.scp"
     good = wav_scp.read_text()
@@ -184,3 +215,33 @@ def test_lengths_come_from_utt2num_samples_or_utt2dur(data_dir, lengths):
     (data_dir / "utt2num_samples").write_text("u1 5\n")
     with pytest.raises(AsrcError, match=r"utt2num_samples: no entry for 5 utterance"):
         utterance_lengths(data_dir, wav_scp)
+
+
+@pytest.mark.parametrize("bad,match", [
+    (dict(beam_size=0), "beam_size must be an integer >= 1, got 0"),
+    (dict(beam_size=-5), "beam_size"),
+    (dict(beam_threshold=-1.0), "beam_threshold must be a finite number > 0"),
+    (dict(beam_threshold=float("nan")), "beam_threshold"),
+    (dict(batch_seconds=float("nan")), "batch_seconds must be a finite number >= 0"),
+    (dict(segment="vad", chunk_seconds=float("inf")), "chunk_seconds must be a finite number > 0, got inf"),
+    (dict(segment="vad", context_seconds=float("nan")), "context_seconds must be a finite number >= 0"),
+    (dict(segment="chunk", context_seconds=float("nan")), "context_seconds"),
+    (dict(lm_weight=float("inf")), "lm_weight must be a finite number"),
+    (dict(nj=0), "nj must be an integer >= 1"),
+])
+def test_options_out_of_range_are_named(bad, match):
+    """Options that gave empty transcripts (a beam of 0, a negative or NaN threshold) or a
+    traceback (an infinite window) are errors naming the option; NaN included."""
+    with pytest.raises(ValueError, match=match):
+        DecodeOptions(method="beam", **bad).validate()
+
+
+def test_transcribe_cli_rejects_bad_threads(model_dir, make_wav, tmp_path, capsys):
+    from asrc.bin.transcribe import main as transcribe_main
+
+    wav = make_wav(tmp_path / "a.wav", 4000)
+    with pytest.raises(SystemExit):
+        transcribe_main([str(model_dir), str(wav), "--threads", "0"])
+    assert "--threads must be >= 1, got 0" in capsys.readouterr().err
+    assert transcribe_main([str(model_dir), str(wav), "--chunk-seconds", "inf"]) == 1
+    assert "chunk_seconds must be a finite number > 0, got inf" in capsys.readouterr().err

@@ -140,6 +140,26 @@ def test_vad_trims_a_short_recording_to_its_speech(an4_root):
     assert min(a for a, _ in hyp.frames) * 0.02 > 2.0  # the first word after the 3 s of silence
 
 
+def test_vad_hears_a_quiet_recording(an4_root):
+    """The same AN4 utterance 50 dB down: the detector (amplified for it, not the model) still
+    finds the first word, which without it was lost (the audit's case: 'RUBOUT' gone)."""
+    from asrc.decode.longform import detector_level, speech_segments
+
+    path = sorted(glob.glob(os.path.join(an4_root, "wav", "an4test_clstk", "fcaw", "*.sph")))[0]
+    speech = torch.from_numpy(read_audio(path))
+    quiet = speech * 10 ** (-50 / 20)
+    assert torch.equal(detector_level(speech), speech)  # a recording at an ordinary level: as it is
+    loud = speech_segments(speech, 10.0)
+    found = speech_segments(quiet, 10.0)
+    assert found and abs(found[0][0] - loud[0][0]) < 0.2 * 16000
+    with torch.no_grad():
+        import silero_vad
+
+        unamplified = silero_vad.get_speech_timestamps(quiet.contiguous(), silero_vad.load_silero_vad(),
+                                                        sampling_rate=16000)
+    assert not unamplified or unamplified[0]["start"] - loud[0][0] > 0.2 * 16000  # what it did before
+
+
 @pytest.fixture
 def two_utterances(an4_root):
     files = sorted(glob.glob(os.path.join(an4_root, "wav", "an4test_clstk", "fcaw", "*.sph")))[:2]

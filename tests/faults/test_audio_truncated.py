@@ -112,3 +112,38 @@ def test_prepare_librispeech_skips_truncated_files(tmp_path, fmt, suffix):
     (utt, reason), = [line.split("\t") for line in (d / "skipped.txt").read_text().splitlines()]
     assert utt == "19-198-0001" and f"{chap}/19-198-0001{suffix}: truncated" in reason
     assert "9000 samples" in reason
+
+
+@pytest.mark.parametrize("fmt,subtype,suffix", [
+    ("AIFF", "PCM_16", "aiff"), ("W64", "PCM_16", "w64"), ("AU", "PCM_16", "au"), ("OGG", "OPUS", "opus"),
+    ("OGG", "VORBIS", "ogg"), ("MP3", "MPEG_LAYER_III", "mp3"),
+])
+def test_formats_libsndfile_reads_cut_short_are_errors(tmp_path, fmt, subtype, suffix):
+    """libsndfile reads the part of a cut AIFF / AU / W64 / Opus / MP3 file that is there without
+    a word (measured); asrc compares with what the file states (header, Ogg's end-of-stream
+    page, an MP3 VBR/Info header) and names the file."""
+    x = (0.3 * np.sin(np.arange(64000) / 10)).astype(np.float32)
+    path = tmp_path / f"a.{suffix}"
+    sf.write(path, x, 16000, format=fmt, subtype=subtype)
+    assert len(read_audio(str(path))) == 64000
+    for keep in (0.5, 0.9, 0.99):
+        cut = tmp_path / f"cut{keep}.{suffix}"
+        cut.write_bytes(path.read_bytes()[: int(path.stat().st_size * keep)])
+        with pytest.raises(AsrcError, match=rf"cut{keep}.{suffix}") as e:
+            read_audio(str(cut))
+        assert "\n" not in str(e.value)
+
+
+def test_validate_reports_a_cut_aiff_and_opus(tmp_path, capsys):
+    x = (0.3 * np.sin(np.arange(16000) / 10)).astype(np.float32)
+    audio = {}
+    for utt, (fmt, subtype, suffix) in {"u1": ("AIFF", "PCM_16", "aiff"), "u2": ("OGG", "OPUS", "opus")}.items():
+        path = tmp_path / f"{utt}.{suffix}"
+        sf.write(path, x, 16000, format=fmt, subtype=subtype)
+        audio[utt] = truncate(path, 0.9)
+    d = make_data_dir(tmp_path, audio)
+    assert data_main(["validate", str(d)]) == 1
+    err = capsys.readouterr()
+    text = err.out + err.err
+    assert "u1.aiff: truncated: the header promises 16000 samples" in text
+    assert "wav.scp: u2: " in text and "u2.opus" in text  # malformed, or no last page, by where it was cut
