@@ -57,6 +57,7 @@ def _run_pipe(spec: str, what: str) -> bytes:
     return proc.stdout
 
 
+MIN_SPEECH_RATE = 8000  # telephone band; below it a recording is resampled with a warning
 _SF_ERR_UNRECOGNISED_FORMAT = 1  # libsndfile: "Format not recognised"
 # Decoded audio may fall this far short of the length a container states (codec delay, the last
 # frame's padding) before it counts as truncated: the larger of the two.
@@ -248,6 +249,9 @@ def read_audio(
                             f"(to resample it: asrc-decode --resample, resample=True in Python)")
         import torchaudio.functional as AF
 
+        if rate < MIN_SPEECH_RATE:
+            logger.warning("%s: sampled at %d Hz, below telephone speech's %d Hz: most of what a recogniser "
+                           "hears is not in it", what, rate, MIN_SPEECH_RATE)
         wav = AF.resample(torch.from_numpy(wav), resampling_rate(rate, sample_rate), sample_rate).numpy()
     return wav
 

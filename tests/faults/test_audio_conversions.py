@@ -35,3 +35,15 @@ def test_an_odd_rate_is_resampled_quickly(tmp_path):
     sf.write(tmp_path / "even.wav", tone(44101, 4.0), 44100, subtype="FLOAT")
     odd = read_audio(str(tmp_path / "odd.wav"), resample=True)  # the same samples, read as 44100 Hz
     np.testing.assert_array_equal(odd, read_audio(str(tmp_path / "even.wav"), resample=True))
+
+
+def test_a_rate_below_telephone_band_is_read_with_a_warning(tmp_path, caplog):
+    sf.write(tmp_path / "low.wav", tone(4000, freq=300.0), 4000, subtype="FLOAT")
+    with caplog.at_level(logging.WARNING):
+        y = read_audio(str(tmp_path / "low.wav"), resample=True)
+    assert len(y) == 32000 and "sampled at 4000 Hz, below telephone speech's 8000 Hz" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        sf.write(tmp_path / "tel.wav", tone(8000), 8000, subtype="FLOAT")
+        read_audio(str(tmp_path / "tel.wav"), resample=True)
+    assert "tel.wav" not in caplog.text
