@@ -139,7 +139,7 @@ def _validate(args):
     for data_dir in args.dirs:
         problems = validate_data_dir(data_dir, token_list=token_list, expected_sr=args.sample_rate or None,
                                      check_audio=not args.no_audio, nj=args.nj, deep=args.deep,
-                                     require_text=not args.untranscribed_ok)
+                                     require_text=not args.untranscribed_ok, mix_channels=args.mix_channels)
         for problem in problems:
             print(f"{data_dir}: {problem}")
         if problems:
@@ -271,6 +271,8 @@ def build_parser():
     p.add_argument("--untranscribed-ok", action="store_true",
                    help="accept utterances without a transcript (distillation data)")
     p.add_argument("--sample-rate", type=int, default=16000, help="expected rate, 0 = any (default 16000)")
+    p.add_argument("--mix-channels", action="store_true",
+                   help="accept multi-channel audio (to decode with asrc-decode --mix-channels); default: mono only")
     p.add_argument("--no-audio", action="store_true", help="skip reading audio headers")
     p.add_argument("--deep", action="store_true",
                    help="decode every audio file in full (truncation, NaN/Inf) and run cmd | pipes")

@@ -6,14 +6,17 @@
 writes ``OUT/score_wer/`` (and ``OUT/score_cer/``): ``ref.trn``, ``hyp.trn``, ``result.txt``
 (sclite's report when sclite is installed, else the built-in scorer's), ``score.json``,
 ``per_utt.tsv`` and ``alignments_worst.txt``, and prints one ``%WER``/``%CER`` line each.
+
+Errors name ``--ref``, ``--hyp`` or ``--utt2spk`` and the line or utterance id as written there
+(:func:`asrc.score.scorer.read_text`, :func:`asrc.score.scorer.check_transcripts`); every unit
+is checked before anything is written.
 """
 
 import argparse
 import sys
 
 from asrc.bin._cli import ArgumentParser, command
-from asrc.core.tables import read_table
-from asrc.score.scorer import score_dir
+from asrc.score.scorer import check_transcripts, read_text, score_dir
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,11 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
 @command("asrc-score")
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    refs = read_table(args.ref)
-    hyps = read_table(args.hyp)
-    utt2spk = read_table(args.utt2spk) if args.utt2spk else None
+    refs = read_text(args.ref)
+    hyps = read_text(args.hyp)
+    utt2spk = read_text(args.utt2spk) if args.utt2spk else None
     use_sclite = {"auto": "auto", "yes": True, "no": False}[args.sclite]
     units = ["word", "char"] if args.cer else ["word"]
+    names = dict(ref_name=args.ref, hyp_name=args.hyp, utt2spk_name=args.utt2spk or "utt2spk")
+    check_transcripts(refs, hyps, units, utt2spk=utt2spk, **names)
     for unit in units:
         result = score_dir(
             refs,
@@ -56,7 +61,7 @@ def main(argv=None) -> int:
             allow_missing=args.allow_missing,
             use_sclite=use_sclite,
             worst=args.worst,
-            hyp_name=args.hyp,
+            **names,
         )
         print(f"{result.summary()}  {result.out_dir}")
         if result.missing_hyp:

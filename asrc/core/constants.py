@@ -3,6 +3,10 @@
 #: Hz. Every model takes mono float32 audio at this rate.
 SAMPLE_RATE = 16000
 
+#: Seconds a Kaldi segment may end past its recording (Kaldi's extract-segments
+#: --max-overshoot): asrc-decode cuts it at the end, asrc-data validate accepts it; more is an error.
+MAX_SEGMENT_OVERSHOOT = 0.5
+
 #: The CTC blank: always index 0 of a token list, named as ESPnet names it.
 BLANK = "<blank>"
 BLANK_ID = 0

@@ -77,6 +77,11 @@ def _table_lines(path):
         raise DataDirError(f"{path}: is a directory, not a table file")
     with open(path, "rb") as f:
         for lineno, raw in enumerate(f, 1):
+            if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                first = (raw[3:].decode("utf-8", "replace").split(maxsplit=1) or [""])[0]
+                raise DataDirError(f"{path}:1: starts with a UTF-8 byte-order mark, which would become part of "
+                                   f"utterance id {first!r}; save the file without it "
+                                   f"(sed -i '1s/^\\xEF\\xBB\\xBF//' {path})")
             try:
                 yield lineno, raw.decode("utf-8")
             except UnicodeDecodeError as e:

@@ -28,12 +28,13 @@ import functools
 import heapq
 import logging
 import math
+import unicodedata
 from pathlib import Path
 from typing import Iterable, NamedTuple
 
-from asrc.core.constants import SAMPLE_RATE
+from asrc.core.constants import MAX_SEGMENT_OVERSHOOT, SAMPLE_RATE
 from asrc.core.files import atomic_write
-from asrc.core.tables import REQUIRED_FILES, DataDirError, Utterance, read_segments, split_line
+from asrc.core.tables import REQUIRED_FILES, DataDirError, Utterance, split_line
 from asrc.errors import AsrcError
 
 __all__ = [
@@ -49,6 +50,7 @@ __all__ = [
     "write_skipped",
     "write_lost_chars",
     "validate_data_dir",
+    "segment_outside",
     "combine_data_dirs",
     "copy_data_dir",
 ]
@@ -60,6 +62,7 @@ SKIPPED_FILE = "skipped.txt"
 LOST_CHARS_FILE = "text_lost_chars.txt"
 PER_UTT_FILES = ("wav.scp", "text", "utt2spk", "utt2dur", "utt2num_samples")
 _DURATION_TOLERANCE = 0.01  # seconds; utt2dur has 4 decimals, other tools round to 2-3
+_BOM = "\ufeff"
 
 
 class Problem(NamedTuple):
@@ -196,22 +199,27 @@ def write_lost_chars(out_dir, lost) -> Path:
 
 
 def validate_data_dir(data_dir, token_list=None, expected_sr: int = SAMPLE_RATE, check_audio: bool = True, nj: int = 1,
-                      deep: bool = False, require_text: bool = True):
+                      deep: bool = False, require_text: bool = True, mix_channels: bool = False):
     """Every fault of a data directory, as a list of :class:`Problem` (empty = valid).
 
     Checks: required files (``wav.scp``, ``text``, ``utt2spk``) present; a ``segments`` file, if
     there is one (utterances cut from the recordings of ``wav.scp``: the other tables are then
-    keyed by its utterances); in each table,
-    blank or malformed lines, duplicate ids and C-order sorting; the same ids in every
-    per-utterance table; ``spk2utt`` the inverse of ``utt2spk``; speakers grouped by the id
-    order; empty transcripts; characters outside ``token_list`` (a list of tokens, see
-    :func:`asrc.data.tokens.token_characters`); and with ``check_audio`` each audio file:
-    present, readable, complete, with finite samples, at ``expected_sr`` Hz (``None`` = any),
-    agreeing with ``utt2num_samples``/``utt2dur`` (:func:`asrc.core.audio_info.check_audio`:
-    headers, the last frame of FLAC files, float files in full). ``deep`` decodes every
-    file in full and runs the ``cmd |`` pipes, which are otherwise not checked. Audio is
-    checked in ``nj`` processes. ``require_text=False`` accepts untranscribed utterances (no
-    ``text``, or one that leaves some out), as distillation does.
+    keyed by its utterances), every bad line of it (as :func:`asrc.core.tables.read_segments`
+    refuses them) and, with ``check_audio``, segments that start after the end of their recording
+    or end more than ``MAX_SEGMENT_OVERSHOOT`` s after it (what ``asrc-decode`` refuses); in each
+    table, a UTF-8 byte-order mark, blank or malformed lines, an id followed by a space that is
+    not an ASCII space or tab (Kaldi does not split there), duplicate ids and C-order sorting;
+    the same ids in every per-utterance table; ``spk2utt`` the inverse of ``utt2spk``; speakers
+    grouped by the id order; empty transcripts, transcripts with such spaces; characters outside
+    ``token_list`` (a list of tokens, see :func:`asrc.data.tokens.token_characters`); and with
+    ``check_audio`` each audio file: present, readable, complete, with finite samples, at
+    ``expected_sr`` Hz (``None`` = any), mono (``mix_channels=True`` accepts several channels,
+    which ``asrc-decode --mix-channels`` averages), agreeing with
+    ``utt2num_samples``/``utt2dur`` (:func:`asrc.core.audio_info.check_audio`: headers, the
+    last frame of FLAC files, float files in full). ``deep`` decodes every file in full and
+    runs the ``cmd |`` pipes, which are otherwise not checked. Audio is checked in ``nj``
+    processes. ``require_text=False`` accepts untranscribed utterances (no ``text``, or one that
+    leaves some out), as distillation does.
     """
     data_dir = Path(data_dir)
     problems = []
@@ -232,16 +240,16 @@ def validate_data_dir(data_dir, token_list=None, expected_sr: int = SAMPLE_RATE,
         return problems
     ids = tables["wav.scp"]
     recordings = ids
+    segments = None
     if (data_dir / "segments").is_file():
         # utterances cut from the recordings of wav.scp: the other tables are keyed by segment
-        try:
-            ids = read_segments(data_dir / "segments", recordings)
-        except AsrcError as e:
-            problems.append(Problem("segments", "", str(e)))
+        segments, ids = _check_segments(data_dir / "segments", recordings, problems)
+        if not ids:
             return problems
     for name in PER_UTT_FILES[1:]:
         if name in tables:
-            _check_same_ids(ids, tables[name], name, problems, subset_ok=name == "text" and not require_text)
+            _check_same_ids(ids, tables[name], name, problems, subset_ok=name == "text" and not require_text,
+                            reference_name="wav.scp" if segments is None else "segments")
     if "utt2spk" in tables:
         _check_speakers(tables["utt2spk"], tables.get("spk2utt"), problems)
     if "text" in tables:
@@ -251,8 +259,12 @@ def validate_data_dir(data_dir, token_list=None, expected_sr: int = SAMPLE_RATE,
 
             allowed = token_characters(token_list)
         for utt, transcript in tables["text"].items():
+            odd = _odd_space(transcript)
             if not transcript.strip():
                 problems.append(Problem("text", utt, "empty transcript"))
+            elif odd:
+                problems.append(Problem("text", utt, f"{_char_name(odd)} between the words, which is not a "
+                                                     f"space to Kaldi tools, ESPnet or sclite; use an ASCII space"))
             elif allowed is not None:
                 bad = sorted(set(transcript) - allowed)
                 if bad:
@@ -267,10 +279,47 @@ def validate_data_dir(data_dir, token_list=None, expected_sr: int = SAMPLE_RATE,
                 problems.append(Problem(name, utt, f"not a positive {kind.__name__}: {value!r}"))
     if check_audio:
         nsamp, dur = tables.get("utt2num_samples", {}), tables.get("utt2dur", {})
-        if recordings is not ids:  # with segments the lengths are the segments', not the recordings'
+        if segments is not None:  # with segments the lengths are the segments', not the recordings'
             nsamp, dur = {}, {}
-        problems.extend(_check_audio(recordings, nsamp, dur, expected_sr, nj, deep))
+        audio_problems, infos = _check_audio(recordings, nsamp, dur, expected_sr, nj, deep, mix_channels)
+        problems.extend(audio_problems)
+        if segments is not None:
+            _check_segment_ends(segments, infos, problems)
     return problems
+
+
+def _odd_space(text: str):
+    """The first whitespace character of ``text`` that is not an ASCII space, tab or line end
+    (Kaldi tools split on those only), or None."""
+    return next((c for c in text if c.isspace() and c not in " \t\r\n"), None)
+
+
+def _char_name(c: str) -> str:
+    return f"U+{ord(c):04X}" + (f" {unicodedata.name(c)}" if unicodedata.name(c, "") else "")
+
+
+def _table_entry(name, lineno, line, problems):
+    """``(key, value)`` of a line (``None`` for a blank one, reported), reporting a byte-order
+    mark on line 1 and an id that runs into its value through an odd space; the key is then
+    what the line meant, so that the other checks do not repeat the fault."""
+    if lineno == 1 and line.startswith(_BOM):
+        line = line.lstrip(_BOM)
+        entry = split_line(line)
+        problems.append(Problem(name, entry[0] if entry else "", "line 1 starts with a UTF-8 byte-order mark, which "
+                                "Kaldi tools and asrc read as part of the first id; save the file without it"))
+    entry = split_line(line)
+    if entry is None:
+        problems.append(Problem(name, "", f"line {lineno} is blank"))
+        return None
+    key, value = entry
+    odd = _odd_space(key)
+    if odd:
+        key, _, rest = key.partition(odd)
+        key = key.split()[0] if key.split() else key
+        problems.append(Problem(name, key, f"line {lineno}: {_char_name(odd)} after the id, which Kaldi tools do not "
+                                           f"read as a separator; use a space or tab"))
+        value = " ".join([rest, value]).strip()
+    return key, value
 
 
 def _check_table(path, name, problems) -> dict:
@@ -278,9 +327,8 @@ def _check_table(path, name, problems) -> dict:
     previous, unsorted, first_unsorted = None, 0, None
     with open(path, encoding="utf-8", errors="replace") as f:
         for lineno, line in enumerate(f, 1):
-            entry = split_line(line)
+            entry = _table_entry(name, lineno, line, problems)
             if entry is None:
-                problems.append(Problem(name, "", f"line {lineno} is blank"))
                 continue
             key, value = entry
             if "\ufffd" in line:
@@ -310,11 +358,93 @@ def _check_table(path, name, problems) -> dict:
     return table
 
 
-def _check_same_ids(reference: dict, table: dict, name: str, problems, subset_ok: bool = False) -> None:
+def _check_segments(path, recordings: dict, problems):
+    """``(segments, ids)`` of a Kaldi ``segments`` file: ``{utt: (recording, start, end, line)}``
+    of its good lines, and every utterance id it names (the keys of the other tables, so that a
+    bad segment line is not also reported as missing there). Every bad line is reported, in the
+    terms of :func:`asrc.core.tables.read_segments`, which ``asrc-decode`` uses."""
+    segments, ids, first_line = {}, {}, {}
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for lineno, line in enumerate(f, 1):
+            if lineno == 1 and line.startswith(_BOM):
+                line = line.lstrip(_BOM)
+                problems.append(Problem("segments", (line.split() or [""])[0], "line 1 starts with a UTF-8 "
+                                        "byte-order mark, which Kaldi tools and asrc read as part of the first id; "
+                                        "save the file without it"))
+            fields = line.split()
+            if not fields:
+                continue
+            utt = fields[0]
+
+            def bad(message):
+                problems.append(Problem("segments", utt, f"line {lineno}: {message}"))
+
+            if "\ufffd" in line:
+                bad("not valid UTF-8")
+                continue
+            if utt in first_line:
+                bad(f"appears twice (lines {first_line[utt]} and {lineno})")
+                continue
+            first_line[utt] = lineno
+            ids[utt] = None
+            if len(fields) != 4:
+                bad(f"expected 'utterance recording start end', got {line.strip()!r}")
+                continue
+            rec = fields[1]
+            try:
+                start, end = float(fields[2]), float(fields[3])
+            except ValueError:
+                bad(f"start {fields[2]!r} / end {fields[3]!r} is not a number")
+                continue
+            if not (start >= 0 and (end > start or end == -1)):
+                bad(f"start {fields[2]} and end {fields[3]} (seconds) do not make a segment (need 0 <= start < end, "
+                    f"or end -1 for the rest of the recording)")
+            elif rec not in recordings:
+                bad(f"recording {rec!r} is not in wav.scp")
+            else:
+                segments[utt] = (rec, start, end, lineno)
+    if not first_line:
+        problems.append(Problem("segments", "", f"is empty ({path})"))
+    return segments, ids
+
+
+def segment_outside(start: float, end: float, num_samples: int, sample_rate: int):
+    """Whether ``asrc-decode`` refuses the segment ``start``-``end`` s (``end`` -1: to the end)
+    of a recording of ``num_samples`` at ``sample_rate`` Hz: ``"start"`` if it starts at or after
+    the end of the recording, ``"end"`` if it ends more than ``MAX_SEGMENT_OVERSHOOT`` s after
+    it, else None (rounded to samples as the decoder's cut is)."""
+    if int(round(start * sample_rate)) >= num_samples:
+        return "start"
+    if end >= 0 and int(round(end * sample_rate)) > num_samples + MAX_SEGMENT_OVERSHOOT * sample_rate:
+        return "end"
+    return None
+
+
+def _check_segment_ends(segments: dict, infos: dict, problems) -> None:
+    for utt, (rec, start, end, lineno) in segments.items():
+        info = infos.get(rec)
+        if info is None:  # unreadable (reported) or a pipe that was not run
+            continue
+        length = f"recording {rec!r} ({info.duration:.2f} s long)"
+        outside = segment_outside(start, end, info.num_samples, info.sample_rate)
+        if outside == "start":
+            problems.append(Problem("segments", utt, f"line {lineno}: segment starts at {start:g} s, at or after "
+                                                     f"the end of {length}"))
+        elif outside == "end":
+            problems.append(Problem(
+                "segments", utt,
+                f"line {lineno}: segment {start:g}-{end:g} s ends {end - info.duration:.2f} s after the end of "
+                f"{length}; asrc-decode allows at most {MAX_SEGMENT_OVERSHOOT:g} s (Kaldi's extract-segments "
+                f"--max-overshoot)",
+            ))
+
+
+def _check_same_ids(reference: dict, table: dict, name: str, problems, subset_ok: bool = False,
+                    reference_name: str = "wav.scp") -> None:
     for utt in () if subset_ok else reference.keys() - table.keys():
-        problems.append(Problem(name, utt, "in wav.scp but missing here"))
+        problems.append(Problem(name, utt, f"in {reference_name} but missing here"))
     for utt in table.keys() - reference.keys():
-        problems.append(Problem(name, utt, "not in wav.scp"))
+        problems.append(Problem(name, utt, f"not in {reference_name}"))
 
 
 def _check_speakers(utt2spk: dict, spk2utt, problems) -> None:
@@ -379,8 +509,10 @@ def _check_pipe(spec: str):
     return AudioInfo(rate, data.shape[0], data.shape[1]), None
 
 
-def _check_audio(wav: dict, nsamp: dict, dur: dict, expected_sr, nj: int, deep: bool = False):
-    problems = []
+def _check_audio(wav: dict, nsamp: dict, dur: dict, expected_sr, nj: int, deep: bool = False,
+                 mix_channels: bool = False):
+    """``(problems, {id: AudioInfo})`` of the audio of ``wav`` (the infos of what could be read)."""
+    problems, infos = [], {}
     items = list(wav.items())
     check = functools.partial(_audio_check_one, deep=deep)
     if nj > 1 and len(items) > (10 if deep else 1000):
@@ -396,8 +528,13 @@ def _check_audio(wav: dict, nsamp: dict, dur: dict, expected_sr, nj: int, deep: 
             continue
         if info is None:
             continue
+        infos[utt] = info
         if expected_sr is not None and info.sample_rate != expected_sr:
             problems.append(Problem("wav.scp", utt, f"sample rate {info.sample_rate} Hz, expected {expected_sr} Hz"))
+        if info.channels != 1 and not mix_channels:
+            problems.append(Problem("wav.scp", utt, f"{info.channels} channels, expected mono (asrc-decode "
+                                                    f"needs --mix-channels to average them; asrc-data validate "
+                                                    f"--mix-channels accepts them)"))
         if utt in nsamp and nsamp[utt].isdigit() and int(nsamp[utt]) != info.num_samples:
             problems.append(
                 Problem("utt2num_samples", utt, f"says {nsamp[utt]} samples, the audio has {info.num_samples}")
@@ -409,7 +546,7 @@ def _check_audio(wav: dict, nsamp: dict, dur: dict, expected_sr, nj: int, deep: 
                 continue
             if abs(stated - info.duration) > _DURATION_TOLERANCE:
                 problems.append(Problem("utt2dur", utt, f"says {stated} s, the audio lasts {info.duration:.4f} s"))
-    return problems
+    return problems, infos
 
 
 # --------------------------------------------------------------------------------------------

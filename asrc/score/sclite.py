@@ -108,9 +108,11 @@ def run_sclite(ref_trn, hyp_trn, result_txt, sclite: Optional[str] = None) -> Sc
     cmd = [sclite, "-r", str(ref_trn), "trn", "-h", str(hyp_trn), "trn", "-i", "rm", "-o", "all", "stdout"]
     proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace")
     if proc.returncode != 0:
+        how = (f"was killed by signal {-proc.returncode}" if proc.returncode < 0
+               else f"failed (exit {proc.returncode})")
         raise AsrcError(
-            f"sclite failed (exit {proc.returncode}) on {ref_trn} / {hyp_trn}: "
-            f"{(proc.stderr or proc.stdout).strip()[-2000:]}"
+            f"sclite {how} on {ref_trn} / {hyp_trn}: "
+            f"{(proc.stderr or proc.stdout).strip()[-2000:] or 'no output'}"
         )
     with atomic_write(Path(result_txt)) as f:
         f.write(proc.stdout)

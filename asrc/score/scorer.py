@@ -10,16 +10,32 @@
 - ``per_utt.tsv``: counts of every utterance;
 - ``score.json``: totals, percentages, which scorer produced them, and whether sclite and the
   built-in scorer agreed (they should; a disagreement is logged as a warning and kept here).
+
+Input that sclite would misread, or that would score as something else than what was meant, is
+refused with an error naming the user's file (``ref_name``, ``hyp_name``, ``utt2spk_name``) and
+the utterance id as written there, never the generated trn files:
+
+- a reference without a single word (nothing to measure an error rate against; sclite
+  crashes on it). An empty *hypothesis* is fine: all its words are deletions;
+- a word with sclite's trn markup: ``(`` or ``)`` (the utterance id, optionally deletable
+  words), ``{`` or ``}`` (alternatives ``{ a / b }``) or the word ``@`` (the empty word in them);
+  asrc does not escape them, as the trn format has no escape: normalise the text instead;
+- an utterance or speaker id with parentheses or whitespace (it would not survive as a trn id);
+- in the files (:func:`read_text`), a UTF-8 byte-order mark, or a space that is not an ASCII
+  space or tab (e.g. U+00A0 NO-BREAK SPACE): Kaldi and sclite do not split on them, so the id
+  or words would silently differ from what the file seems to say.
 """
 
 import json
 import logging
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Union
+from typing import Dict, List, Mapping, Optional, Sequence, Union
 
 from asrc.core.config_files import read_json_object
 from asrc.core.files import atomic_write
+from asrc.core.tables import read_table
 from asrc.errors import AsrcError
 from asrc.score.align import INS_COST, SUB_COST, AlignedPair, Counts, align, count, format_alignment
 from asrc.score.sclite import find_sclite, run_sclite
@@ -71,6 +87,93 @@ class ScoreResult:
         )
 
 
+#: Characters that sclite reads as trn markup wherever they are in a word, and the word ``@``.
+_MARKUP_CHARS = "(){}"
+_NULL_WORD = "@"
+_MARKUP_HELP = ("sclite reads ( ) as an utterance id or an optionally deletable word, { } as alternatives and "
+                "the word @ as an empty one, and a trn file cannot escape them: remove or replace them in the text")
+
+
+def _char_name(c: str) -> str:
+    return f"U+{ord(c):04X}" + (f" {unicodedata.name(c)}" if unicodedata.name(c, "") else "")
+
+
+def read_text(path) -> Dict[str, str]:
+    """A Kaldi ``text`` (or ``utt2spk``) file for scoring: :func:`asrc.core.tables.read_table`,
+    refusing what would silently change its ids or words.
+
+    Raises:
+        AsrcError: naming the file, line and utterance: a UTF-8 byte-order mark at the start
+            (it would become part of the first id), or whitespace other than ASCII spaces and
+            tabs (e.g. U+00A0 NO-BREAK SPACE: Kaldi does not split the id from the words there,
+            Python's ``split()`` would split the words there, sclite would not).
+    """
+    table = read_table(path)
+    # read_table refuses blank lines, so entry k is on line k
+    for lineno, (key, value) in enumerate(table.items(), 1):
+        if lineno == 1 and key.startswith("\ufeff"):
+            raise AsrcError(
+                f"{path}:1: starts with a UTF-8 byte-order mark, which would become part of utterance id "
+                f"{key.lstrip(chr(0xfeff))!r}; save the file without it (sed -i '1s/^\\xEF\\xBB\\xBF//' {path})"
+            )
+        odd = next((c for c in key + value if c.isspace() and c not in " \t"), None)
+        if odd is not None:
+            utt = (key.split() or [key])[0]
+            where = "after the id" if odd in key else "between the words"
+            raise AsrcError(
+                f"{path}:{lineno}: utterance {utt!r}: {_char_name(odd)} {where}, which Kaldi tables and sclite "
+                f"do not read as a space; replace it by an ASCII space"
+            )
+    return table
+
+
+def _bad_id(ident: str) -> bool:
+    return not ident or any(c in "()" or c.isspace() for c in ident)
+
+
+def check_transcripts(
+    refs: Mapping[str, str],
+    hyps: Mapping[str, str],
+    units: Sequence[str] = ("word",),
+    *,
+    utt2spk: Optional[Mapping[str, str]] = None,
+    ref_name: str = "reference",
+    hyp_name: str = "hypothesis",
+    utt2spk_name: str = "utt2spk",
+) -> None:
+    """Refuse what cannot be scored, or what sclite would misread (see the module docstring).
+
+    Raises:
+        AsrcError: naming the file (``*_name``) and the utterance id as written there: a
+            reference with no utterance or no word at all; an utterance id (or its speaker in
+            ``utt2spk``) with whitespace or parentheses, or without a speaker; a word with
+            sclite's markup (with ``"char"`` in ``units`` also ``@`` inside a word, as each
+            character is then a word of the trn file).
+    """
+    if not refs:
+        raise AsrcError(f"{ref_name}: no utterances; score against the reference text of the decoded data")
+    if not any(text.split() for text in refs.values()):
+        raise AsrcError(
+            f"{ref_name}: the reference has no words (all {len(refs)} transcript(s) are empty), so there is no "
+            f"error rate to measure; score against transcribed data"
+        )
+    for name, texts in ((ref_name, refs), (hyp_name, hyps)):
+        for utt, text in texts.items():
+            if _bad_id(utt):
+                raise AsrcError(f"{name}: utterance id {utt!r} contains whitespace or parentheses, which a trn id "
+                                f"cannot hold")
+            for word in text.split():
+                if word == _NULL_WORD or any(c in _MARKUP_CHARS for c in word) or ("char" in units and "@" in word):
+                    raise AsrcError(f"{name}: utterance {utt!r}: word {word!r}: {_MARKUP_HELP}")
+    if utt2spk is not None:
+        for utt in refs:
+            if utt not in utt2spk:
+                raise AsrcError(f"{utt2spk_name}: no speaker for utterance {utt!r}")
+            if _bad_id(utt2spk[utt]):
+                raise AsrcError(f"{utt2spk_name}: utterance {utt!r}: speaker {utt2spk[utt]!r} contains whitespace "
+                                f"or parentheses, which a trn id cannot hold")
+
+
 def _check_ids(refs: Mapping[str, str], hyps: Mapping[str, str], allow_missing: bool, hyp_name: str):
     extra = [u for u in hyps if u not in refs]
     if extra:
@@ -82,7 +185,8 @@ def _check_ids(refs: Mapping[str, str], hyps: Mapping[str, str], allow_missing: 
     if missing and not allow_missing:
         raise AsrcError(
             f"{hyp_name}: no hypothesis for {len(missing)} of {len(refs)} reference utterance(s), "
-            f"e.g. {missing[:5]}; decode them or pass allow_missing to score them as empty"
+            f"e.g. {missing[:5]}; decode them, or score them as empty with asrc-score --allow-missing "
+            f"(allow_missing=True in Python)"
         )
     return missing
 
@@ -95,6 +199,8 @@ def score(
     utt2spk: Optional[Mapping[str, str]] = None,
     allow_missing: bool = False,
     hyp_name: str = "hypothesis",
+    ref_name: str = "reference",
+    utt2spk_name: str = "utt2spk",
 ) -> ScoreResult:
     """Score hypotheses against references with the built-in scorer.
 
@@ -106,20 +212,21 @@ def score(
         utt2spk: speaker of each utterance (for trn ids); default: the utterance id itself.
         allow_missing: score reference utterances without a hypothesis as empty hypotheses
             (listed in ``ScoreResult.missing_hyp``) instead of raising.
-        hyp_name: how to name the hypotheses in error messages (e.g. their file).
+        hyp_name, ref_name, utt2spk_name: how to name the hypotheses, references and ``utt2spk``
+            in error messages (e.g. their files).
 
     Raises:
-        AsrcError: hypotheses for unknown utterances, or missing ones without ``allow_missing``,
-            or an utterance without a speaker in ``utt2spk``.
+        AsrcError: what :func:`check_transcripts` refuses; hypotheses for unknown utterances, or
+            missing ones without ``allow_missing``.
     """
     if unit not in UNITS:
         raise ValueError(f"unknown scoring unit {unit!r}; expected one of {UNITS}")
+    check_transcripts(refs, hyps, (unit,), utt2spk=utt2spk, ref_name=ref_name, hyp_name=hyp_name,
+                      utt2spk_name=utt2spk_name)
     missing = _check_ids(refs, hyps, allow_missing, hyp_name)
     total = Counts()
     utts = []
     for utt, ref_text in refs.items():
-        if utt2spk is not None and utt not in utt2spk:
-            raise AsrcError(f"utt2spk: no speaker for utterance {utt!r}")
         spk = utt2spk[utt] if utt2spk is not None else utt
         ref = tokenize(ref_text, unit)
         hyp = tokenize(hyps.get(utt, ""), unit)
@@ -182,11 +289,14 @@ def score_dir(
     use_sclite: Union[str, bool] = "auto",
     worst: int = 50,
     hyp_name: str = "hypothesis",
+    ref_name: str = "reference",
+    utt2spk_name: str = "utt2spk",
 ) -> ScoreResult:
     """Score and write ESPnet's scoring files into ``out_dir`` (see the module docstring).
 
     Args:
-        refs, hyps, unit, utt2spk, allow_missing, hyp_name: as for :func:`score`.
+        refs, hyps, unit, utt2spk, allow_missing, hyp_name, ref_name, utt2spk_name: as for
+            :func:`score`.
         out_dir: directory to write (created).
         use_sclite: ``"auto"`` runs sclite when installed; ``True`` requires it; ``False`` uses
             only the built-in scorer.
@@ -197,8 +307,9 @@ def score_dir(
         which is checked and recorded in ``score.json``).
     """
     out_dir = Path(out_dir)
+    result = score(refs, hyps, unit=unit, utt2spk=utt2spk, allow_missing=allow_missing, hyp_name=hyp_name,
+                   ref_name=ref_name, utt2spk_name=utt2spk_name)
     out_dir.mkdir(parents=True, exist_ok=True)
-    result = score(refs, hyps, unit=unit, utt2spk=utt2spk, allow_missing=allow_missing, hyp_name=hyp_name)
     result.out_dir = str(out_dir)
     write_trn(out_dir / "ref.trn", ((u.trn_id, u.ref) for u in result.utts))
     write_trn(out_dir / "hyp.trn", ((u.trn_id, u.hyp) for u in result.utts))

@@ -123,3 +123,13 @@ def test_calibration_and_decoding_read_tab_separated_wav_scp(tmp_path):
     d, _ = make_data_dir(tmp_path, "\t")
     waves, info = read_waveforms(d)
     assert [w.numel() for w in waves] == [1600, 1700, 1800]
+
+
+def test_byte_order_mark_is_named_by_every_reader(tmp_path):
+    """A table saved with a UTF-8 byte-order mark (Windows editors do that) would hide it inside
+    the first id: asrc-decode, asrc-score and training read tables through read_table."""
+    table = tmp_path / "wav.scp"
+    table.write_bytes(b"\xef\xbb\xbfu1 /a.wav\nu2 /b.wav\n")
+    with pytest.raises(AsrcError, match=r"wav.scp:1: starts with a UTF-8 byte-order mark, .* id 'u1'") as e:
+        read_table(table)
+    assert "\n" not in str(e.value)
