@@ -3,11 +3,13 @@
 Wrap a command's ``main(argv=None)`` with :func:`command`. Errors a user can fix (see
 :func:`user_message`) print one line naming the culprit and exit non-zero; the traceback is
 printed too with ``--verbose`` (which :class:`ArgumentParser` adds). Anything else is a bug
-and keeps its traceback.
+and keeps its traceback. A reader of the output that goes away (``asrc-info ... | head -1``)
+ends the command quietly, as it ends a Unix tool.
 """
 
 import argparse
 import functools
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -70,16 +72,48 @@ def user_message(e: BaseException) -> Optional[str]:
     return "; ".join(line.strip() for line in message.splitlines() if line.strip()) or type(e).__name__
 
 
+def _stdout_reader_gone() -> bool:
+    """Whether standard output is a pipe (or socket) whose reader has gone, so that a
+    ``BrokenPipeError`` came from writing the output (not from a pipe to a subprocess)."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # replaced by an object without a file (a test's capture)
+        return False
+    try:
+        import select
+
+        poller = select.poll()
+    except (ImportError, AttributeError):  # no poll(): trust that it was the output
+        return True
+    poller.register(fd, select.POLLOUT)
+    return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+
+
+def _discard_stdout():
+    """Point standard output at /dev/null, so that flushing it at exit raises nothing more
+    (the recipe of Python's documentation, "Note on SIGPIPE")."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
 def command(prog: str, status: int = 1):
-    """Decorator for ``main(argv=None)``: user errors become ``PROG: error: ...`` and ``status``."""
+    """Decorator for ``main(argv=None)``: user errors become ``PROG: error: ...`` and ``status``;
+    a closed output pipe is ``status`` without a message."""
 
     def wrap(main):
         @functools.wraps(main)
         def run(argv=None):
             args = sys.argv[1:] if argv is None else list(argv)
             try:
-                return main(argv)
+                result = main(argv)
+                if sys.stdout is not None:
+                    sys.stdout.flush()  # a reader that went away shows here, not at exit
+                return result
             except Exception as e:
+                if isinstance(e, BrokenPipeError) and _stdout_reader_gone():
+                    _discard_stdout()
+                    return status
                 message = user_message(e)
                 if message is None:
                     raise

@@ -110,11 +110,40 @@ def torch_load(path, **kwargs):
         raise CheckpointError(f"{path}: {_torch_file_damage(path, e)}") from e
 
 
-def read_state_dict(path, map_location="cpu") -> dict:
-    """A ``state_dict`` saved with ``torch.save`` (tensors by name), checked to be one."""
+def _float_tensors(name: str, value):
+    """``(name, float tensor)`` of a state-dict entry: a tensor (an int8 one dequantized: its scales
+    are what can be NaN), or the tensors in the tuple of a packed int8 module."""
+    if isinstance(value, torch.Tensor):
+        if value.is_quantized:
+            yield name, value.dequantize()
+        elif value.is_floating_point() or value.is_complex():
+            yield name, value
+    elif isinstance(value, (tuple, list)):
+        for i, v in enumerate(value):
+            yield from _float_tensors(f"{name}[{i}]", v)
+
+
+def check_finite(state: dict, source) -> None:
+    """Raise a :class:`CheckpointError` naming ``source`` and the first tensor of ``state`` with NaN
+    or Inf values (and how many, and how many tensors have some): such a model outputs garbage."""
+    bad = [(name, t) for key, value in state.items() for name, t in _float_tensors(key, value)
+           if not bool(torch.isfinite(t).all())]
+    if bad:
+        name, t = bad[0]
+        n = int((~torch.isfinite(t)).sum())
+        more = {1: "", 2: "; 1 more tensor has some"}.get(len(bad), f"; {len(bad) - 1} more tensors have some")
+        raise CheckpointError(f"{source}: {name} has {n} NaN/Inf values (of {t.numel()}){more}; the weights are "
+                              f"damaged or come from a diverged training")
+
+
+def read_state_dict(path, map_location="cpu", finite: bool = True) -> dict:
+    """A ``state_dict`` saved with ``torch.save`` (tensors by name), checked to be one and (unless
+    ``finite=False``) to hold no NaN or Inf (:func:`check_finite`)."""
     state = torch_load(path, map_location=map_location, weights_only=True)
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: expected a state dict (parameter name -> tensor), got {type(state).__name__}")
+    if finite:
+        check_finite(state, path)
     return state
 
 
@@ -145,7 +174,7 @@ def load_config(model_dir) -> Wav2Vec2Config:
     path = Path(model_dir) / CONFIG_NAME
     if not path.is_file():
         raise FileNotFoundError(f"{model_dir}: no {CONFIG_NAME}; not an asrc model directory")
-    return Wav2Vec2Config.from_yaml(path)
+    return Wav2Vec2Config.from_yaml(path, allow_empty=False)
 
 
 def read_model_dir(model_dir):

@@ -503,6 +503,14 @@ class Wav2Vec2CTC(nn.Module):
     def _check_input(self, wav: Tensor, lengths: Optional[Tensor]):
         if wav.dim() != 2:
             raise ValueError(f"wav must be [batch, sample], got shape {tuple(wav.shape)}")
+        if not wav.is_floating_point():
+            raise ValueError(f"wav must be float audio in [-1, 1], got {wav.dtype} (16-bit samples: "
+                             f"wav.float() / 32768)")
+        if not torch.jit.is_tracing() and not wav.is_meta:
+            bad = int((~torch.isfinite(wav)).sum())
+            if bad:
+                raise ValueError(f"wav has {bad} non-finite samples (NaN/Inf); the model would output NaN "
+                                 f"(or, in int8, numbers that look plausible)")
         rf = self.config.receptive_field
         if lengths is None:
             if wav.shape[1] < rf:
@@ -530,8 +538,11 @@ class Wav2Vec2CTC(nn.Module):
 
     def encode(self, wav: Tensor, lengths: Optional[Tensor] = None, *, output_hidden_states: bool = False,
                return_features: bool = False, apply_mask: bool = False) -> EncoderOutput:
-        """Run everything but the CTC head. ``apply_mask`` applies the fine-tuning masks (training only)."""
+        """Run everything but the CTC head. ``apply_mask`` applies the fine-tuning masks (training only).
+        Float64 audio (numpy's default) is taken in the model's float type."""
         self._check_input(wav, lengths)
+        if wav.dtype == torch.float64:
+            wav = wav.to(self.feature_extractor.conv_layers[0].conv.weight.dtype)
         if self.config.normalize_waveform:
             wav = self.normalize(wav, lengths)
         features, out_lengths = self.feature_extractor(wav, lengths)
