@@ -570,12 +570,41 @@ class Wav2Vec2CTC(nn.Module):
         return x
 
     def forward(self, wav: Tensor, lengths: Optional[Tensor] = None, output_hidden_states: bool = False):
-        """Returns ``(logits, out_lengths)``, plus the hidden states when asked for."""
+        """Returns ``(logits, out_lengths)``, plus the hidden states when asked for.
+
+        A model with dynamically quantized int8 layers (:mod:`asrc.models.quantized`) runs a
+        batch one utterance at a time, each at its own length: their activations are quantized
+        with a scale taken from the tensor at hand, so the other utterances and the padding of a
+        batch would change every utterance's numbers (by up to a third of a logit, measured on
+        the AN4 teacher); one at a time, an utterance gets the same logits in any batch."""
+        if (wav.dim() == 2 and wav.shape[0] > 1 and not output_hidden_states and not torch.jit.is_tracing()
+                and _has_dynamic_int8(self)):
+            return self._forward_each(wav, lengths)
         out = self.encode(wav, lengths, output_hidden_states=output_hidden_states)
         logits = self.ctc_head(self.final_dropout(out.x))
         if output_hidden_states:
             return logits, out.lengths, out.hidden_states
         return logits, out.lengths
+
+
+    def _forward_each(self, wav: Tensor, lengths: Optional[Tensor]):
+        """:meth:`forward` of each utterance alone; logits padded with zeros to the longest."""
+        self._check_input(wav, lengths)
+        n = lengths.tolist() if lengths is not None else [wav.shape[1]] * wav.shape[0]
+        outs = [self.forward(wav[i:i + 1, :n[i]], None if lengths is None else lengths[i:i + 1])
+                for i in range(wav.shape[0])]
+        frames = max(int(o[0].shape[1]) for o in outs)
+        logits = outs[0][0].new_zeros(wav.shape[0], frames, outs[0][0].shape[2])
+        for i, (x, _) in enumerate(outs):
+            logits[i, :x.shape[1]] = x[0]
+        return logits, torch.cat([o[1] for o in outs])
+
+
+def _has_dynamic_int8(module: nn.Module) -> bool:
+    """Whether ``module`` holds Linear layers that quantize their input per call (dynamic int8)."""
+    import torch.ao.nn.quantized.dynamic as nnqd
+
+    return any(isinstance(m, nnqd.Linear) for m in module.modules())
 
 
 def num_parameters(module: nn.Module) -> int:
