@@ -190,6 +190,12 @@ class Wav2Vec2Config:
             for i, c in enumerate(self.conv_layers):
                 if len(c) != 3 or min(c) < 1:
                     problems.append(f"conv_layers[{i}]={c} is not [channels>0, kernel>0, stride>0]")
+        if (ok("conv_layers", "conv_groups") and self.conv_groups > 1 and len(self.conv_layers) > 1
+                and all(len(c) == 3 for c in self.conv_layers)):
+            channels = [c[0] for c in self.conv_layers]
+            if not any(a % self.conv_groups == 0 and b % self.conv_groups == 0 for a, b in zip(channels, channels[1:])):
+                problems.append(f"conv_groups={self.conv_groups} divides the channels of no conv layer "
+                                f"({channels}): no layer would be grouped")
         if ok("extractor_mode") and self.extractor_mode not in EXTRACTOR_MODES:
             problems.append(f"extractor_mode={self.extractor_mode!r} is not one of {EXTRACTOR_MODES}")
         for name, least in _INT_MINIMUM.items():

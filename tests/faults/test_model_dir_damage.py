@@ -325,3 +325,12 @@ def test_forward_refuses_audio_it_would_turn_into_nonsense():
         with pytest.raises(ValueError, match="got torch.int16"):
             model((wav * 32768).short())
         torch.testing.assert_close(model(wav.double())[0], model(wav)[0])
+
+
+def test_conv_groups_that_group_nothing_is_an_error():
+    from asrc.errors import ConfigError
+    from asrc.models import Wav2Vec2Config
+
+    with pytest.raises(ConfigError, match=r"conv_groups=3 divides the channels of no conv layer \(\[16, 16, 16\]\)"):
+        Wav2Vec2Config(conv_layers=[[16, 10, 5], [16, 3, 2], [16, 3, 2]], conv_groups=3)
+    assert Wav2Vec2Config(conv_layers=[[16, 10, 5], [16, 3, 2], [16, 3, 2]], conv_groups=2).conv_groups == 2
