@@ -46,8 +46,8 @@ from asrc.models.int8_cnn import hooked, int8_chain
 _FAST_PATH = {"enabled": os.environ.get("ASRC_FAST_PATH", "1") != "0"}
 # Raised whenever the fast path's numbers change (2: int8 models through oneDNN, asrc.models.int8_cnn;
 # 3: the int8 positional conv through oneDNN, asrc.models.int8; 4: the int8 CNN's first-layer
-# statistics in float32 from centred windows)
-FAST_PATH_VERSION = 4
+# statistics in float32 from centred windows; 5: int8 models decode a batch one utterance at a time)
+FAST_PATH_VERSION = 5
 
 
 def inference_path() -> str:
@@ -576,8 +576,10 @@ class Wav2Vec2CTC(nn.Module):
         batch one utterance at a time, each at its own length: their activations are quantized
         with a scale taken from the tensor at hand, so the other utterances and the padding of a
         batch would change every utterance's numbers (by up to a third of a logit, measured on
-        the AN4 teacher); one at a time, an utterance gets the same logits in any batch."""
-        if (wav.dim() == 2 and wav.shape[0] > 1 and not output_hidden_states and not torch.jit.is_tracing()
+        the AN4 teacher); one at a time, an utterance gets the same logits in any batch. This is
+        part of the inference fast path (module doc): :func:`plain_ops`, training and exports
+        (TorchScript, ONNX: their dynamic quantization is per tensor too) compute the batch whole."""
+        if (wav.dim() == 2 and wav.shape[0] > 1 and not output_hidden_states and _inference_fast_path(self, wav)
                 and _has_dynamic_int8(self)):
             return self._forward_each(wav, lengths)
         out = self.encode(wav, lengths, output_hidden_states=output_hidden_states)
