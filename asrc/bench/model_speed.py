@@ -15,6 +15,7 @@ Usage:
 """
 
 import json
+import math
 import statistics
 import sys
 import time
@@ -22,14 +23,15 @@ import time
 import torch
 
 from asrc.core.constants import SAMPLE_RATE
+from asrc.errors import AsrcError
 from asrc.models.import_hf import from_hf
 
 
 def add_arguments(parser):
     parser.add_argument("--seconds", type=float, default=10.0, help="clip length at 16 kHz (default 10)")
-    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
+    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads, at least 1 (default 2)")
     parser.add_argument("--runs", type=int, default=10,
-                        help="timed runs per model; the median is reported (default 10)")
+                        help="timed runs per model, at least 1; the median is reported (default 10)")
     parser.add_argument("--warmup", type=int, default=1,
                         help="untimed runs per model first, at least 1; the first one's logits are compared "
                              "(default 1)")
@@ -47,14 +49,21 @@ def _time(fn):
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
+def check_option_ranges(args) -> None:
+    """One-line :class:`AsrcError` naming the first option out of its range."""
+    for flag, value in (("--threads", args.threads), ("--runs", args.runs), ("--warmup", args.warmup)):
+        if value < 1:
+            raise AsrcError(f"{flag} must be >= 1, got {value}")
+    if not (math.isfinite(args.seconds) and args.seconds > 0):
+        raise AsrcError(f"--seconds must be a finite number > 0, got {args.seconds}")
+
+
 def run(args) -> int:
+    check_option_ranges(args)
     try:
         import transformers
     except ImportError:
         print("model-speed: transformers is needed for the reference model (pip install transformers)", file=sys.stderr)
-        return 1
-    if args.runs < 1 or args.warmup < 1 or args.seconds <= 0:
-        print("model-speed: --runs and --warmup must be >= 1 and --seconds > 0", file=sys.stderr)
         return 1
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -73,7 +82,11 @@ def run(args) -> int:
     ours.eval()
     config = ours.config
 
-    wav = torch.randn(1, int(args.seconds * SAMPLE_RATE))
+    samples = int(args.seconds * SAMPLE_RATE)
+    if samples < config.receptive_field:
+        raise AsrcError(f"--seconds {args.seconds:g} is {samples} samples, fewer than the model's receptive field "
+                        f"({config.receptive_field} samples)")
+    wav = torch.randn(1, samples)
     lengths = torch.tensor([wav.shape[1]])
     models = {
         "asrc": lambda: ours(wav, lengths)[0],

@@ -11,10 +11,12 @@ Inputs ``wav [batch, samples]`` float32 16 kHz and ``lengths [batch]`` int64; ou
 takes float and asrc-quantize'd directories. ONNX takes float directories only (torch's int8
 modules have no ONNX form); --int8 quantizes the exported graph's MatMul weights with
 onnxruntime. --check compares the export with the PyTorch model on random audio and fails
-beyond the tolerance (max |logit difference| 1e-3 for float exports).
+beyond the tolerance (max |logit difference| 1e-3 for float exports); an export that fails it is
+deleted, not written as OUT.
 """
 
 import argparse
+import os
 import sys
 
 from asrc.bin._cli import ArgumentParser, command
@@ -37,18 +39,29 @@ def get_parser() -> argparse.ArgumentParser:
 @command("asrc-export")
 def main(argv=None) -> int:
     args = get_parser().parse_args(argv)
+    from asrc.errors import AsrcError
     from asrc.models import load
-    from asrc.quant.export import check_export, export_model
+    from asrc.quant.export import check_export, check_out_path, export_model
 
+    out = check_out_path(args.out)
     model = load(args.model)
-    path = export_model(model, args.out, args.format, int8=args.int8)
-    size = path.stat().st_size / 1e6
-    print(f"{path}: {args.format}{' int8' if args.int8 else ''}, {size:.1f} MB")
-    if args.check:
-        report = check_export(model, path, args.format, int8=args.int8)
-        print(report["message"])
+    if not args.check:
+        path = export_model(model, out, args.format, int8=args.int8)
+        print(f"{path}: {args.format}{' int8' if args.int8 else ''}, {path.stat().st_size / 1e6:.1f} MB")
+        return 0
+    # Checked under another name and moved into place only once it passes: an export that fails
+    # its check is not left as OUT (and an OUT already there stays as it was).
+    staged = out.with_name(f".{out.name}.unchecked")
+    try:
+        export_model(model, staged, args.format, int8=args.int8)
+        report = check_export(model, staged, args.format, int8=args.int8)
         if not report["ok"]:
-            return 1
+            raise AsrcError(f"{out}: not written, the export failed its check: {report['message']}")
+        os.replace(staged, out)
+    finally:
+        staged.unlink(missing_ok=True)
+    print(f"{out}: {args.format}{' int8' if args.int8 else ''}, {out.stat().st_size / 1e6:.1f} MB")
+    print(report["message"])
     return 0
 
 

@@ -18,10 +18,12 @@ whole config:
 """
 
 import argparse
+import math
 
 import torch
 
 from asrc.bin._cli import ArgumentParser, command
+from asrc.errors import AsrcError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=130, help="regression steps (default 130)")
     p.add_argument("--lr", type=float, default=2e-3, help="AdamW learning rate (default 2e-3)")
     p.add_argument("--batch-seconds", type=float, default=25.0, help="padded audio per batch (default 25 s)")
-    p.add_argument("--n-mels", type=int, default=80, help="mel bins of the target (default 80)")
+    p.add_argument("--n-mels", type=int, default=80, help="mel bins of the log-mel target, at least 1 (default 80; "
+                                                          "not used with --teacher)")
     p.add_argument("--teacher", metavar="DIR", help="asrc model dir: regress its projected CNN features "
                                                     "instead of log-mel (students narrower than it)")
     p.add_argument("--seed", type=int, default=0)
@@ -45,12 +48,26 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def check_option_ranges(args) -> None:
+    """One-line :class:`AsrcError` naming the first numeric option out of its range."""
+    for flag, value, minimum in (("--steps", args.steps, 1), ("--n-mels", args.n_mels, 1),
+                                 ("--num-threads", args.num_threads, 1)):
+        if value < minimum:
+            raise AsrcError(f"{flag} must be >= {minimum}, got {value}")
+    if not (math.isfinite(args.lr) and args.lr > 0):
+        raise AsrcError(f"--lr must be a finite number > 0, got {args.lr}")
+    # 0 is allowed: one utterance per batch.
+    if not (math.isfinite(args.batch_seconds) and args.batch_seconds >= 0):
+        raise AsrcError(f"--batch-seconds must be a finite number >= 0, got {args.batch_seconds}")
+
+
 @command("asrc-frontend-init")
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.student and not args.teacher:
         parser.error("--student describes a student relative to its teacher: give --teacher")
+    check_option_ranges(args)
     from asrc.models import Wav2Vec2Config, build_model
     from asrc.core.tables import read_tokens
     from asrc.models.frontend_init import frontend_init_data_dir

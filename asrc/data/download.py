@@ -351,41 +351,82 @@ def fetch_and_extract(
     raise AssertionError("unreachable")
 
 
+class _NotAnLM(Exception):
+    """The content of an LM file is unreadable or not ARPA (the message says how)."""
+
+
+def _read_block(f, n: int) -> bytes:
+    """``f.read(n)``, where a read error (a truncated or damaged .gz) is the content's fault."""
+    try:
+        return f.read(n)
+    except (EOFError, zlib.error, gzip.BadGzipFile) as e:
+        raise _NotAnLM(f"cannot read it: {e}") from None
+
+
+def _arpa_to(local: Path, dest: Path) -> None:
+    """Check that ``local`` (``.gz`` decompressed) is an ARPA file and write it to ``dest``
+    (through ``<dest>.part``; nothing is written when ``local`` is ``dest``). Raises
+    :class:`_NotAnLM` for bad content; errors writing ``dest`` (a full disk) stay ``OSError``."""
+    opener = gzip.open if local.name.endswith(".gz") else open
+    with opener(local, "rb") as f:
+        head = _read_block(f, 1 << 16)  # a file that is not gzip fails here, at its first read
+    if b"\\data\\" not in head:
+        raise _NotAnLM("not an ARPA file (no \\data\\ section in its first 64 KiB)")
+    if local.resolve() == dest.resolve():
+        return
+    part = dest.with_name(dest.name + ".part")
+    try:
+        with opener(local, "rb") as fin, open(part, "wb") as fout:
+            while True:
+                block = _read_block(fin, 1 << 20)
+                if not block:
+                    break
+                fout.write(block)
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
+    os.replace(part, dest)
+
+
 def fetch_lm(src, dest, md5: str = None, progress: bool = True) -> Path:
     """An ARPA n-gram LM at ``dest`` from ``src``: an http(s) URL (downloaded resumably next to
     ``dest``, ``md5`` checked if given), or a local file; ``.gz`` is decompressed. A finished
     ``dest`` (its ``.done`` stamp naming ``src``) is kept. Raises :class:`AsrcError` naming
-    ``src`` when it is missing or not an ARPA file (no ``\\data\\`` section)."""
+    ``src`` when it is missing or not an ARPA file (no ``\\data\\`` section).
+
+    A download that cannot be read (a truncated ``.gz``, an HTML page served instead of the LM)
+    is deleted and downloaded once more, as :func:`fetch_and_extract` does with archives; if
+    the second copy is bad too it is deleted as well, and the error names the URL and the local
+    file, so that a rerun (once the server is fixed) downloads afresh."""
     src, dest = str(src), Path(dest)
     stamp = dest.with_name(dest.name + ".done")
     if dest.is_file() and stamp.is_file() and stamp.read_text(encoding="utf-8").strip() == src:
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     if src.startswith(("http://", "https://")):
-        local = download(src, dest.with_name(src.rstrip("/").rsplit("/", 1)[-1]), md5=md5, progress=progress)
+        target = dest.with_name(src.rstrip("/").rsplit("/", 1)[-1])
+        for attempt in (1, 2):
+            local = download(src, target, md5=md5, progress=progress)
+            try:
+                _arpa_to(local, dest)
+                break
+            except _NotAnLM as e:
+                local.unlink(missing_ok=True)
+                _stamp_path(local).unlink(missing_ok=True)
+                if attempt == 2:
+                    raise AsrcError(f"LM {src}: downloaded file {local}: {e}; deleted it, so that a rerun "
+                                    f"downloads it again") from None
+                logger.warning("LM %s: downloaded file %s: %s; deleting it and downloading it again", src, local, e)
     else:
         local = Path(src)
         if not local.is_file():
             raise FileNotFoundError(f"LM {src} does not exist")
         if md5 is not None and not verify_md5(local, md5, progress=progress):
             raise DownloadError(f"LM {src}: MD5 is not {md5}")
-    opener = gzip.open if local.name.endswith(".gz") else open
-    try:
-        with opener(local, "rb") as f:
-            head = f.read(1 << 16)
-    except (OSError, EOFError, zlib.error) as e:
-        raise AsrcError(f"LM {src}: cannot read it: {e}") from e
-    if b"\\data\\" not in head:
-        raise AsrcError(f"LM {src}: not an ARPA file (no \\data\\ section in its first 64 KiB)")
-    if local.resolve() != dest.resolve():
-        part = dest.with_name(dest.name + ".part")
         try:
-            with opener(local, "rb") as fin, open(part, "wb") as fout:
-                shutil.copyfileobj(fin, fout, 1 << 20)
-        except (OSError, EOFError, zlib.error) as e:
-            part.unlink(missing_ok=True)
-            raise AsrcError(f"LM {src}: damaged ({e})") from e
-        os.replace(part, dest)
+            _arpa_to(local, dest)
+        except _NotAnLM as e:
+            raise AsrcError(f"LM {src}: {e}") from None
     with atomic_write(stamp) as f:
         f.write(src + "\n")
     return dest

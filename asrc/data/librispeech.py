@@ -123,7 +123,8 @@ def download_librispeech(
     """Fetch and unpack LibriSpeech subsets into ``<dest>/LibriSpeech/<subset>``; returns that root.
 
     Args:
-        subsets: names from :data:`SUBSETS` (or others your ``base_url`` serves).
+        subsets: names from :data:`SUBSETS` (or others your ``base_url``, mirrors or ``source``
+            serve; from OpenSLR alone, another name is an error listing the known ones).
         dest: folder for the archives (``<subset>.tar.gz``) and the extracted ``LibriSpeech/``.
         base_url, mirrors: ``<url>/<subset>.tar.gz`` is tried on ``base_url`` then each mirror.
         source: a local folder or tarball instead of the network. A folder may hold
@@ -140,6 +141,12 @@ def download_librispeech(
     :class:`FileNotFoundError` (a subset not found in ``source``), naming the subset.
     """
     subsets = SUBSETS if subsets is None else [subsets] if isinstance(subsets, str) else list(subsets)
+    if source is None and base_url == OPENSLR_URL and set(mirrors) <= set(MIRRORS):
+        # OpenSLR serves these alone: a misspelt name would try every mirror before failing.
+        unknown = [s for s in subsets if s not in SUBSETS]
+        if unknown:
+            raise AsrcError(f"unknown LibriSpeech subset{'s' if len(unknown) > 1 else ''} "
+                            f"{', '.join(repr(s) for s in unknown)} (known: {', '.join(SUBSETS)})")
     if sizes is None:  # the published sizes belong with the published sums
         sizes = LIBRISPEECH_BYTES if md5s is None else {}
     md5s = LIBRISPEECH_MD5 if md5s is None else md5s

@@ -53,6 +53,7 @@ schedule (so the same number of updates), trained with CTC on the labels alone
 """
 
 import logging
+import math
 from typing import Any, Dict, Mapping
 
 from asrc.core.config_files import read_yaml_mapping
@@ -105,8 +106,8 @@ def _int(value, key: str, source: str, minimum: int = 0) -> int:
 
 
 def _number(value, key: str, source: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise ConfigError(f"{source}: {key}={value!r} must be a number > 0")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (value > 0 and math.isfinite(value)):
+        raise ConfigError(f"{source}: {key}={value!r} must be a finite number > 0")
     return float(value)
 
 

@@ -28,6 +28,7 @@ The total is the weighted sum (:class:`LossWeights`, every weight from the YAML:
 spec's ``distill.loss_weights``, :mod:`asrc.models.student_spec`).
 """
 
+import math
 from typing import Dict, List, Mapping, Sequence, Tuple
 
 import torch
@@ -78,8 +79,8 @@ def kd_loss(student_logits: Tensor, teacher_logits: Tensor, lengths: Tensor, tem
     if student_logits.shape != teacher_logits.shape:
         raise ValueError(f"kd_loss: student logits {tuple(student_logits.shape)} and teacher logits "
                          f"{tuple(teacher_logits.shape)} differ")
-    if not temperature > 0:
-        raise ValueError(f"kd_loss: temperature must be > 0, got {temperature}")
+    if not (temperature > 0 and math.isfinite(temperature)):
+        raise ValueError(f"kd_loss: temperature must be a finite number > 0, got {temperature}")
     _check_frames("kd_loss", student_logits, lengths)
     log_p_s = F.log_softmax(student_logits.float() / temperature, dim=-1)
     log_p_t = F.log_softmax(teacher_logits.float() / temperature, dim=-1)

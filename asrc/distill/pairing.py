@@ -59,6 +59,16 @@ def default_layer_map(num_student_layers: int, num_teacher_layers: int) -> Dict[
     return {i: -(-i * num_teacher_layers // num_student_layers) for i in range(1, num_student_layers + 1)}
 
 
+def _state_index(value) -> int:
+    """A hidden-state index: an integer (or a string or integral float spelling one); a bool, a
+    fractional or non-finite number is a ValueError (``int()`` would truncate 2.5 and overflow on inf)."""
+    if isinstance(value, bool):
+        raise ValueError(value)
+    if isinstance(value, float) and not value.is_integer():  # also inf and nan
+        raise ValueError(value)
+    return int(value)
+
+
 def resolve_layer_map(layer_map: Optional[Mapping], student: Wav2Vec2Config, teacher: Wav2Vec2Config) -> Dict[int, int]:
     """The validated ``{student_state: teacher_state}`` map (``None``/empty -> :func:`default_layer_map`)."""
     ns, nt = num_hidden_states(student), num_hidden_states(teacher)
@@ -68,8 +78,8 @@ def resolve_layer_map(layer_map: Optional[Mapping], student: Wav2Vec2Config, tea
     resolved, problems = {}, []
     for s, t in dict(layer_map).items():
         try:
-            si, ti = int(s), int(t)
-        except (TypeError, ValueError):
+            si, ti = _state_index(s), _state_index(t)
+        except (TypeError, ValueError, OverflowError):
             problems.append(f"{s!r}: {t!r} is not an integer pair")
             continue
         if not 0 <= si < ns:

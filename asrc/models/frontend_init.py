@@ -187,6 +187,11 @@ def init_frontend(model: Wav2Vec2CTC, batches: Iterable[Tuple[Tensor, Tensor]], 
     """
     if steps < 1:
         raise ValueError(f"init_frontend: steps={steps} must be >= 1")
+    if not (math.isfinite(lr) and lr > 0):
+        raise ValueError(f"init_frontend: lr={lr} must be a finite number > 0")
+    if teacher is None and n_mels < 1:
+        # No target at all: the loss is 0 from the start and nothing would be learnt.
+        raise ValueError(f"init_frontend: n_mels={n_mels} must be >= 1")
     device = next(model.parameters()).device
     batches = _on_device(batches, device)
     logmel = (LogMel(model, n_mels) if teacher is None else TeacherFeatures(teacher.to(device), model)).to(device)

@@ -41,6 +41,7 @@ More sections
 """
 
 import dataclasses
+import math
 import numbers
 import os
 from dataclasses import dataclass, field
@@ -88,8 +89,8 @@ def _mapping(d, source: str) -> dict:
 
 
 def _positive_number(value, source: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0:
-        raise ConfigError(f"{source}={value!r} must be a number > 0")
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (value > 0 and math.isfinite(value)):
+        raise ConfigError(f"{source}={value!r} must be a finite number > 0")
     return float(value)
 
 
@@ -105,9 +106,9 @@ class LossWeights:
 
     def __post_init__(self):
         bad = {k: v for k, v in self.to_dict().items()
-               if isinstance(v, bool) or not (isinstance(v, (int, float)) and v >= 0)}
+               if isinstance(v, bool) or not (isinstance(v, numbers.Real) and v >= 0 and math.isfinite(v))}
         if bad:
-            raise ConfigError(f"loss weights must be numbers >= 0, got {bad}")
+            raise ConfigError(f"loss weights must be finite numbers >= 0, got {bad}")
         if not any(v > 0 for v in self.to_dict().values()):
             raise ConfigError(f"all loss weights are 0 ({self.to_dict()}): nothing to train")
 

@@ -107,7 +107,7 @@ def _trace(model: nn.Module, inputs):
 @torch.inference_mode(False)
 def export_torchscript(model: nn.Module, out_path) -> Path:
     """Trace ``model`` and save it with ``torch.jit.save``; load with ``torch.jit.load``."""
-    out_path = Path(out_path)
+    out_path = check_out_path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     was_training = model.training
     try:
@@ -255,7 +255,7 @@ def export_onnx(model: nn.Module, out_path, *, int8: bool = False, opset: int = 
         if left:
             raise AsrcError(f"ONNX export: int8 modules {left} are not asrc.quant's (Int8Conv1d, dynamic Linear)")
         int8 = True
-    out_path = Path(out_path)
+    out_path = check_out_path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     float_path = out_path.with_name(f".{out_path.name}.fp32.tmp") if int8 else out_path.with_name(
         f".{out_path.name}.tmp")
@@ -315,6 +315,15 @@ def onnx_session(path, threads: Optional[int] = None):
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def check_out_path(out_path) -> Path:
+    """``out_path`` as a Path, or an :class:`AsrcError` naming it when it is a directory (the
+    export would otherwise fail on its temporary file's name)."""
+    out_path = Path(out_path)
+    if out_path.is_dir():
+        raise AsrcError(f"{out_path}: is a directory; give the path of the file to write (.onnx / .pt)")
+    return out_path
 
 
 def export_model(model: nn.Module, out_path, fmt: str, *, int8: bool = False) -> Path:

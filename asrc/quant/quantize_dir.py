@@ -3,6 +3,7 @@
     summary = quantize_dir("exp/student/model", "exp/student_int8/model", "static-pos", calib="data/dev")
 """
 
+import shutil
 from pathlib import Path
 from typing import Optional
 
@@ -43,12 +44,19 @@ def quantize_dir(src, out, mode: str = "dynamic", calib=None, calib_utts: int = 
         (sizes of ``model.pth`` in MB; agreement as :func:`asrc.quant.agreement.agreement`).
     """
     src, out = Path(src), Path(out)
+    # Every input is checked before anything is written: a failure leaves no OUT to block a rerun.
+    if isinstance(calib_utts, bool) or not isinstance(calib_utts, int) or calib_utts < 1:
+        raise AsrcError(f"--calib-utts must be an integer >= 1, got {calib_utts!r}")
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise AsrcError(f"{out}: exists and is not empty (use --overwrite)")
-    if mode == "qat":
-        return _convert_qat(src, out, checkpoint, engine, check)
-    if checkpoint is not None:
+    if mode != "qat" and checkpoint is not None:
         raise AsrcError("--checkpoint names a checkpoint of a QAT experiment (--mode qat)")
+    for flag, data_dir in (("--calib", calib), ("--check", check)):
+        if data_dir and not (Path(data_dir) / "wav.scp").is_file():
+            raise AsrcError(f"{flag} {data_dir}: no wav.scp; {flag} needs a Kaldi-style data dir")
+    check_waves = _read_audio("--check", check, max_utterances=50, max_seconds=600)[0] if check else None
+    if mode == "qat":
+        return _convert_qat(src, out, checkpoint, engine, check_waves)
     if not is_model_dir(src):
         raise FileNotFoundError(f"{src}: not a model directory (config.yaml + model.pth)")
     if (src / QUANT_NAME).is_file():
@@ -58,28 +66,45 @@ def quantize_dir(src, out, mode: str = "dynamic", calib=None, calib_utts: int = 
     model = load(src)
     waveforms, info = None, {}
     if calib:
-        waveforms, info = read_waveforms(calib, max_utterances=calib_utts)
+        waveforms, info = _read_audio("--calib", calib, max_utterances=calib_utts)
     qmodel, spec = quantize_model(model, mode, waveforms, engine=engine, reduce_range=activation_bits == 7,
                                   calibration_info=info, options=options)
     spec.calibration.setdefault("source_model", str(src))
-    save_quantized(qmodel, spec, out)
-    return _summary(model, spec, out, (src / WEIGHTS_NAME).stat().st_size / 1e6, check)
+    return _save_and_summarise(model, qmodel, spec, out, (src / WEIGHTS_NAME).stat().st_size / 1e6, check_waves)
 
 
-def _summary(model, spec, out: Path, mb_in: float, check) -> dict:
-    summary = {"spec": spec, "mb_in": mb_in, "mb_out": (out / WEIGHTS_NAME).stat().st_size / 1e6, "agreement": None}
-    if check:
-        waves, _ = read_waveforms(check, max_utterances=50, max_seconds=600)
-        reloaded = load(out)
-        with torch.inference_mode():
-            summary["agreement"] = agreement(model, reloaded, waves, blank=0)
+def _read_audio(flag: str, data_dir, **kwargs):
+    """:func:`read_waveforms` of ``data_dir``; its errors name ``flag`` (``--calib``, ``--check``)."""
+    try:
+        return read_waveforms(data_dir, **kwargs)
+    except AsrcError as e:
+        raise AsrcError(f"{flag}: {e}") from e
+    except OSError as e:  # an audio file missing or unreadable
+        raise AsrcError(f"{flag}: {e.filename}: {e.strerror}" if e.filename else f"{flag}: {e}") from e
+
+
+def _save_and_summarise(model, qmodel, spec, out: Path, mb_in: float, check_waves) -> dict:
+    """Save ``qmodel`` to ``out`` and compare it, reloaded, with ``model`` on ``check_waves``; if
+    either fails, an ``out`` this call created is removed (a rerun then starts clean)."""
+    created = not out.exists()
+    try:
+        save_quantized(qmodel, spec, out)
+        summary = {"spec": spec, "mb_in": mb_in, "mb_out": (out / WEIGHTS_NAME).stat().st_size / 1e6,
+                   "agreement": None}
+        if check_waves is not None:
+            reloaded = load(out)
+            with torch.inference_mode():
+                summary["agreement"] = agreement(model, reloaded, check_waves, blank=0)
+    except BaseException:
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     return summary
 
 
-def _convert_qat(src: Path, out: Path, checkpoint, engine, check) -> dict:
+def _convert_qat(src: Path, out: Path, checkpoint, engine, check_waves) -> dict:
     from asrc.quant.qat import convert_experiment
 
     float_model, qmodel, spec = convert_experiment(src, checkpoint, engine=engine)
-    save_quantized(qmodel, spec, out)
     mb_in = sum(p.numel() * p.element_size() for p in float_model.state_dict().values()) / 1e6
-    return _summary(float_model, spec, out, mb_in, check)
+    return _save_and_summarise(float_model, qmodel, spec, out, mb_in, check_waves)

@@ -216,6 +216,18 @@ def write_results(out, rows: Sequence[Tuple[str, str, str]], note=None, wer_json
     out = Path(out)
     if out.is_dir():
         raise AsrcError(f"--out {out} is a directory; give the RESULTS.md file to write")
+    if not rows:
+        raise AsrcError("no --row given")
+    seen: Dict[Tuple[str, str], str] = {}
+    for model, dataset, decode_dir in rows:
+        if (model, dataset) in seen:
+            raise AsrcError(f"--row {model} {dataset} is given twice ({seen[model, dataset]} and {decode_dir}); "
+                            f"each model and dataset is one row")
+        seen[model, dataset] = decode_dir
+    datasets = list(dict.fromkeys(dataset for _, dataset, _ in rows))
+    if wer_dataset is not None and wer_dataset not in datasets:
+        raise AsrcError(f"--wer-dataset {wer_dataset}: no --row has dataset {wer_dataset!r} "
+                        f"(datasets: {', '.join(datasets)})")
     records = []
     for model, dataset, decode_dir in rows:
         if not (Path(decode_dir) / "score_wer" / "score.json").is_file():

@@ -69,3 +69,55 @@ def test_cli_one_line_errors(tmp_path, capsys):
     (tmp_path / "ok.arpa").write_bytes(ARPA)
     assert data_cli.main(["download-lm", str(tmp_path / "ok.arpa"), str(tmp_path / "lm.arpa"), "--no-progress"]) == 0
     assert (tmp_path / "lm.arpa").read_bytes() == ARPA
+
+
+# A download that fails its check is not kept (audit B, item 10): a truncated .gz or an HTML page
+# served with status 200 is deleted and fetched once more; if that copy is bad too, it is deleted
+# as well and the error names the URL and the local file, so that a rerun starts afresh.
+
+HTML = b"<html><body>Mirror maintenance</body></html>\n"
+
+
+@pytest.mark.parametrize("bad", [gzip.compress(ARPA)[: len(gzip.compress(ARPA)) // 2], HTML],
+                         ids=["truncated-gz", "html-page"])
+def test_bad_download_is_fetched_again(tmp_path, server, bad):
+    server.versions["/lm.arpa.gz"] = [bad, gzip.compress(ARPA)]
+    out = fetch_lm(server.url + "/lm.arpa.gz", tmp_path / "dl" / "lm.arpa", progress=False)
+    assert out.read_bytes() == ARPA
+    assert sum(1 for p, _ in server.requests if p == "/lm.arpa.gz") == 2
+
+
+def test_bad_download_twice_is_deleted_and_a_rerun_recovers(tmp_path, server, capsys):
+    body = gzip.compress(ARPA)
+    server.files["/trunc.arpa.gz"] = body[: len(body) // 2]  # a broken mirror, Content-Length and all
+    url = server.url + "/trunc.arpa.gz"
+    local = tmp_path / "dl" / "trunc.arpa.gz"
+    argv = ["download-lm", url, str(tmp_path / "dl" / "trunc.arpa"), "--no-progress"]
+    assert data_cli.main(argv) != 0
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert url in err and str(local) in err and "deleted" in err
+    assert not local.exists() and not (tmp_path / "dl" / "trunc.arpa").exists()
+    assert not (tmp_path / "dl" / "trunc.arpa.gz.part").exists()
+    server.files["/trunc.arpa.gz"] = body  # the mirror is fixed: the rerun needs no manual cleanup
+    assert data_cli.main(argv) == 0
+    assert (tmp_path / "dl" / "trunc.arpa").read_bytes() == ARPA
+
+
+def test_bad_file_left_by_an_earlier_run_is_not_trusted(tmp_path, server):
+    """A complete but unreadable download on disk (from a version that kept it) is fetched again."""
+    body = gzip.compress(ARPA)
+    server.files["/lm.arpa.gz"] = body
+    (tmp_path / "dl").mkdir()
+    (tmp_path / "dl" / "lm.arpa.gz").write_bytes(body[:20])
+    assert fetch_lm(server.url + "/lm.arpa.gz", tmp_path / "dl" / "lm.arpa", progress=False).read_bytes() == ARPA
+    assert (tmp_path / "dl" / "lm.arpa.gz").read_bytes() == body
+
+
+def test_local_bad_file_is_not_deleted(tmp_path):
+    """A local source is the user's file: it is named, never deleted."""
+    src = tmp_path / "bad.arpa.gz"
+    src.write_bytes(gzip.compress(ARPA)[:20])
+    with pytest.raises(AsrcError, match=f"LM {src}: cannot read it"):
+        fetch_lm(src, tmp_path / "out.arpa")
+    assert src.is_file() and not (tmp_path / "out.arpa.part").exists()

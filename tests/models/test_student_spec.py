@@ -114,8 +114,12 @@ def test_unknown_keys_name_the_key_and_the_file(tmp_path):
     ({"architecture": {"conv_channels": 8, "conv_layers": [[8, 10, 5]]}}, "not both"),
     ({"init": {"from": "somewhere"}}, "init.from='somewhere'"),
     ({"init": {"conv_init": "svd"}}, "init.conv_init='svd'"),
-    ({"distill": {"temperature": 0}}, "distill.temperature=0 must be a number > 0"),
-    ({"distill": {"temperature": True}}, "must be a number > 0"),
+    ({"distill": {"temperature": 0}}, "distill.temperature=0 must be a finite number > 0"),
+    ({"distill": {"temperature": True}}, "must be a finite number > 0"),
+    ({"distill": {"temperature": float("inf")}}, "distill.temperature=inf must be a finite number > 0"),
+    ({"distill": {"temperature": float("nan")}}, "distill.temperature=nan must be a finite number > 0"),
+    ({"distill": {"loss_weights": {"kd_loss": float("inf")}}}, "loss weights must be finite numbers >= 0"),
+    ({"distill": {"loss_weights": {"kd_loss": 1, "student_loss": float("nan")}}}, "must be finite numbers >= 0"),
     ({"distill": {"loss_weights": {"kd_loss": 0}}}, "nothing to train"),
 ])
 def test_bad_values(d, match):
