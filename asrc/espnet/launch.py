@@ -40,6 +40,25 @@ def _write_command(output_dir, command: Sequence[str]):
     os.chmod(Path(output_dir) / "train.sh", 0o755)
 
 
+def check_updates_made(output_dir) -> None:
+    """An :class:`AsrcError` when the run's optimizer never stepped: ESPnet's trainer skips an
+    update whose loss or gradient is not finite and carries on, so a run in which every loss was
+    NaN/Inf (a diverged or misconfigured objective) would end with exit 0 and export the
+    model it started from. Nothing to check without ``checkpoint.pth`` (the trainer's state)."""
+    import torch
+
+    from asrc.errors import AsrcError
+
+    path = Path(output_dir) / "checkpoint.pth"
+    if not path.is_file():
+        return
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    optimizers = state.get("optimizers") if isinstance(state, dict) else None
+    if optimizers and all(isinstance(o, dict) and not o.get("state") for o in optimizers):
+        raise AsrcError(f"{output_dir}: no update was made: the trainer skipped every one (a loss or gradient "
+                        f"that is not finite; see {path.parent / 'train.log'}); nothing to export")
+
+
 def train(cmd: Sequence[str], defaults: Optional[dict] = None, command: Optional[Sequence[str]] = None,
           export_dir=None, export_checkpoint: Optional[str] = None) -> Path:
     """Train with ESPnet options ``cmd`` over ``defaults``; returns the output directory.
@@ -64,6 +83,8 @@ def train(cmd: Sequence[str], defaults: Optional[dict] = None, command: Optional
                     _write_command(output_dir, command)
                     logger.info("command: %s", shlex.join(command))
             AsrcASRTask.main(args=args)
+            if rank() == 0:
+                check_updates_made(output_dir)
             if export_dir is not None and rank() == 0 and getattr(args, "qat", None) is not None:
                 from asrc.quant.qat import export_int8_dir
 

@@ -295,3 +295,24 @@ def test_student_front_end_calibrated_on_speech(espnet_ready, tiny_dir, corpus):
     with pytest.raises(ConfigError, match="calibration: .*no wav.scp"):
         AsrcWav2Vec2Encoder(init=str(tiny_dir), layer_init="every_k", config=student,
                             calibration=str(corpus["train"] / "missing"))
+
+
+def test_a_run_whose_every_update_was_skipped_is_an_error(tmp_path):
+    """ESPnet skips updates with a non-finite loss or gradient and carries on: a run in which it
+    skipped all of them ended with exit 0 and exported the model it started from (audit)."""
+    import pytest
+    import torch
+
+    from asrc.errors import AsrcError
+    from asrc.espnet.launch import check_updates_made
+
+    check_updates_made(tmp_path)  # no trainer state: nothing to say
+    param = torch.nn.Parameter(torch.zeros(3))
+    opt = torch.optim.AdamW([param])
+    torch.save({"model": {}, "optimizers": [opt.state_dict()]}, tmp_path / "checkpoint.pth")
+    with pytest.raises(AsrcError, match="no update was made: the trainer skipped every one"):
+        check_updates_made(tmp_path)
+    param.grad = torch.ones(3)
+    opt.step()
+    torch.save({"model": {}, "optimizers": [opt.state_dict()]}, tmp_path / "checkpoint.pth")
+    check_updates_made(tmp_path)
