@@ -55,3 +55,26 @@ def test_concat_long(data, tmp_path):
     assert sorted(text.values()) == ["W0 X W2 X", "W1 X"]  # per speaker, in id order
     lengths = sorted(len(sf.read(p)[0]) for p in read_table(out / "wav.scp").values())
     assert lengths == [2 * RATE, RATE + RATE // 4 + 3 * RATE]
+
+
+def test_quiet_vad_on_two_an4_utterances(tmp_path, an4_root):
+    """local/quiet_vad.py: the quiet copy and its three decodings, scored."""
+    from pathlib import Path
+
+    from recipe_copy import REPO
+
+    wavs = sorted((Path(an4_root) / "wav" / "an4test_clstk" / "fcaw").glob("*.sph"))[:2]
+    data = tmp_path / "data"
+    data.mkdir()
+    ids = [f"fcaw-{w.stem.split('-')[0]}" for w in wavs]
+    (data / "wav.scp").write_text("".join(f"{i} {w}\n" for i, w in zip(ids, wavs)))
+    (data / "text").write_text(f"{ids[0]} RUBOUT G M E F THREE NINE\n{ids[1]} ERASE C Q Q F SEVEN\n")
+    quiet = load_local_script("quiet_vad")
+    out = tmp_path / "q"
+    assert quiet.main(["--model", str(REPO / "egs" / "an4" / "teacher"), "--data", str(data), "--out", str(out),
+                       "--db", "-45"]) == 0
+    level = np.abs(sf.read(read_table(out / "data" / "wav.scp")[ids[0]])[0]).max()
+    assert level < 10 ** (-40 / 20)
+    for way in ("vad", "vad_as_is", "none"):
+        assert set(read_table(out / way / "text")) == set(ids)
+        assert (out / way / "score_cer").is_dir()
