@@ -655,11 +655,15 @@ def _students(args, teacher) -> list:
 
         for preset in args.student_preset or DEFAULT_PRESETS:
             name, spec = _preset(preset)
-            spec = student_spec(spec, teacher.config, tiny=args.tiny)
-            torch.manual_seed(0)
-            # "energy" init: derived from the teacher without the least-squares fit (speed and
-            # size do not depend on the weights; trained students come through --student).
-            student, _report = build_from_spec(teacher, spec.replace(conv_init="energy"))
+            try:
+                spec = student_spec(spec, teacher.config, tiny=args.tiny)
+                torch.manual_seed(0)
+                # "energy" init: derived from the teacher without the least-squares fit (speed and
+                # size do not depend on the weights; trained students come through --student).
+                student, _report = build_from_spec(teacher, spec.replace(conv_init="energy"))
+            except (AsrcError, ValueError) as e:
+                chosen = "" if args.student_preset else " (a default preset; choose with --student-preset or --student)"
+                raise AsrcError(f"student preset {preset!r}{chosen}: {e}") from e
             students.append((name, student.eval()))
     return students
 

@@ -12,6 +12,7 @@ spelled out): the same for a model directory and for its config.yaml alone.
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -34,8 +35,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 @command("asrc-info")
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     info = describe(args.model)
+    rf = info["config"].receptive_field
+    if not (math.isfinite(args.seconds) and args.seconds * 16000 >= rf):
+        parser.error(f"--seconds {args.seconds:g}: a clip must be finite and at least the model's receptive field "
+                     f"({rf} samples = {rf / 16000:g} s)")
     fp = footprint(info["config"], seconds=args.seconds)
     if args.json:
         print(json.dumps({**info, "config": info["config"].to_dict(), "footprint": fp.to_dict()}, indent=2))

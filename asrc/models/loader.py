@@ -11,6 +11,7 @@ A new runtime format (a pruned model, say) adds its module here and a branch to 
 
 from pathlib import Path
 
+from asrc.errors import ConfigError
 from asrc.models.config import Wav2Vec2Config
 from asrc.models.espnet_dir import find_checkpoint, read_experiment
 from asrc.models.io import (CONFIG_NAME, QUANT_NAME, TOKENS_NAME, WEIGHTS_NAME, check_finite, is_espnet_experiment,
@@ -31,6 +32,24 @@ def load(model_dir, map_location="cpu") -> Wav2Vec2CTC:
         check_finite(model.state_dict(), find_checkpoint(model_dir))
         return model
     return load_float(model_dir, map_location)
+
+
+_SPEC_SECTIONS = {"layers", "architecture", "init", "distill", "prune", "qat"}
+
+
+def _refuse_student_spec(path: Path) -> None:
+    """A student spec (``layers:``/``architecture:``/... sections, :mod:`asrc.models.student_spec`)
+    given where a model config belongs: say so, rather than list its sections as unknown keys."""
+    import yaml
+
+    try:
+        d = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError, OSError):
+        return  # Wav2Vec2Config.from_yaml reports it
+    if isinstance(d, dict) and d and set(d) <= _SPEC_SECTIONS:
+        raise ConfigError(f"{path}: a student spec (sections {sorted(d)}), not a model config: it describes a "
+                          f"student relative to a teacher (asrc-train --student {path}, or asrc-bench footprint "
+                          f"--student-preset {path}); asrc-info takes a model directory or its config.yaml")
 
 
 def describe(path) -> dict:
@@ -54,6 +73,7 @@ def describe(path) -> dict:
         # The weights are read as every command reads them; an empty config.yaml is an error, not wav2vec2-base.
         config = load(path).config if WEIGHTS_NAME in files else load_config(path)
     elif path.is_file():
+        _refuse_student_spec(path)
         config, files, quantization, bits = Wav2Vec2Config.from_yaml(path), {path.name: path.stat().st_size}, None, None
     else:
         raise FileNotFoundError(f"{path}: no such model directory or config file")

@@ -103,7 +103,12 @@ def _save_and_summarise(model, qmodel, spec, out: Path, mb_in: float, check_wave
 
 
 def _convert_qat(src: Path, out: Path, checkpoint, engine, check_waves) -> dict:
+    from asrc.models.io import is_model_dir
     from asrc.quant.qat import convert_experiment
+
+    if is_model_dir(src):
+        raise AsrcError(f"--mode qat converts an asrc-train experiment trained with a qat: section; {src} is a "
+                        f"model directory (quantize it post-training: --mode static-conv, static-pos or dynamic)")
 
     float_model, qmodel, spec = convert_experiment(src, checkpoint, engine=engine)
     mb_in = sum(p.numel() * p.element_size() for p in float_model.state_dict().values()) / 1e6

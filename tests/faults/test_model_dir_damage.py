@@ -334,3 +334,38 @@ def test_conv_groups_that_group_nothing_is_an_error():
     with pytest.raises(ConfigError, match=r"conv_groups=3 divides the channels of no conv layer \(\[16, 16, 16\]\)"):
         Wav2Vec2Config(conv_layers=[[16, 10, 5], [16, 3, 2], [16, 3, 2]], conv_groups=3)
     assert Wav2Vec2Config(conv_layers=[[16, 10, 5], [16, 3, 2], [16, 3, 2]], conv_groups=2).conv_groups == 2
+
+
+def test_info_names_what_it_was_given_wrong(tmp_path, capsys):
+    """asrc-info on a student spec (recipes' conf/student.yaml) said 'unknown keys'; --seconds 0
+    did not name the flag."""
+    from asrc.bin.info import main as info_main
+
+    spec = tmp_path / "student.yaml"
+    spec.write_text("layers:\n    num: 4\narchitecture:\n    conv_groups: 2\n")
+    assert info_main([str(spec)]) == 1
+    assert "a student spec (sections ['architecture', 'layers']), not a model config" in capsys.readouterr().err
+    teacher = os.path.join(os.path.dirname(__file__), "..", "..", "egs", "an4", "teacher")
+    with pytest.raises(SystemExit):
+        info_main([teacher, "--seconds", "0"])
+    assert "--seconds 0: a clip must be finite and at least the model's receptive field" in capsys.readouterr().err
+
+
+def test_qat_conversion_of_a_model_directory_says_what_it_needs(tmp_path):
+    from asrc.errors import AsrcError
+    from asrc.quant.quantize_dir import quantize_dir
+
+    teacher = os.path.join(os.path.dirname(__file__), "..", "..", "egs", "an4", "teacher")
+    with pytest.raises(AsrcError, match="--mode qat converts an asrc-train experiment .* is a model directory"):
+        quantize_dir(teacher, tmp_path / "q", "qat")
+    assert not (tmp_path / "q").exists()
+
+
+def test_footprint_names_the_default_preset_that_does_not_fit(tmp_path, capsys):
+    from asrc.bin.bench import main as bench_main
+
+    teacher = save_tiny_model(tmp_path / "t", num_layers=2)
+    assert bench_main(["footprint", "--teacher", str(teacher), "--no-peer", "--no-onnx", "--no-int8", "--seconds", "1",
+                       "--runs", "1", "--workdir", str(tmp_path / "w")]) == 1
+    err = capsys.readouterr().err
+    assert "student preset 'student-4L-g2' (a default preset; choose with --student-preset or --student)" in err
