@@ -257,7 +257,7 @@ class data_dir_batches:
                  sample_rate: int = SAMPLE_RATE):
         from asrc.core.tables import read_data_dir
 
-        utts = read_data_dir(data_dir)
+        utts = read_data_dir(data_dir, require_text=False)  # audio only: transcripts are not used
         bad = [u.utt_id for u in utts if u.sample_rate != sample_rate]
         if bad:
             raise ValueError(f"{data_dir}: {len(bad)} utterances are not {sample_rate} Hz, e.g. {bad[:5]}")

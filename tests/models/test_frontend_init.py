@@ -136,6 +136,9 @@ def test_frontend_init_data_dir_writes_loadable_model_dir(tmp_path):
     batches = data_dir_batches(tmp_path / "data", max_seconds=0.3, min_samples=model.config.receptive_field)
     assert batches.skipped == [ids[-1]]
     assert sum(len(l) for _, l in batches) == 4
+    (tmp_path / "data" / "text").unlink()  # audio only: a directory without transcripts serves as well
+    assert sum(len(l) for _, l in data_dir_batches(tmp_path / "data", max_seconds=0.3,
+                                                   min_samples=model.config.receptive_field)) == 4
     stats = frontend_init_data_dir(model, tmp_path / "data", tmp_path / "out", steps=5, max_seconds=0.3,
                                    n_mels=8, progress=False)
     assert stats.steps == 5
