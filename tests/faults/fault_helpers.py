@@ -16,3 +16,17 @@ def save_tiny_model(out, **changes):
                   pos_conv_groups=2, vocab_size=len(LETTERS))
     save_model_dir(build_model(Wav2Vec2Config(**{**config, **changes}), LETTERS).eval(), out)
     return out
+
+
+def score_a_hypothesis(data_dir, out):
+    """``out`` (created) holds a hypothesis of ``data_dir/text`` with one word deleted in its
+    second utterance, scored by ``asrc-score --sclite no``: the input of asrc-results."""
+    from asrc.bin.score import main as score_main
+
+    out.mkdir()
+    lines = (data_dir / "text").read_text().splitlines()
+    hyp = [line if i != 1 else " ".join(line.split()[:-1]) for i, line in enumerate(lines)]
+    (out / "text").write_text("".join(f"{line}\n" for line in hyp))
+    assert score_main(["--ref", str(data_dir / "text"), "--hyp", str(out / "text"), "--out", str(out),
+                       "--sclite", "no"]) == 0
+    return out

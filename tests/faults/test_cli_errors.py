@@ -15,7 +15,7 @@ import torch
 from asrc.bin import _cli
 from asrc.errors import AsrcError
 from asrc.models import load
-from fault_helpers import save_tiny_model
+from fault_helpers import save_tiny_model, score_a_hypothesis
 
 UTTS = ("u1", "u2", "u3")
 PROGRESS = re.compile(r"^[\w ]+: +\d+%\|")  # a tqdm bar
@@ -166,13 +166,7 @@ def test_score_bad_hypothesis(data_dir, tmp_path, capsys, damage):
 
 @pytest.fixture
 def scored_dir(data_dir, tmp_path):
-    from asrc.bin.score import main
-
-    d = tmp_path / "decode"
-    d.mkdir()
-    (d / "text").write_text("u1 A B\nu2 A\nu3 A B\n")
-    assert main(["--ref", str(data_dir / "text"), "--hyp", str(d / "text"), "--out", str(d), "--sclite", "no"]) == 0
-    return d
+    return score_a_hypothesis(data_dir, tmp_path / "decode")
 
 
 RESULTS_DAMAGE = {

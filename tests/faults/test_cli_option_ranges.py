@@ -15,7 +15,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from fault_helpers import save_tiny_model
+from fault_helpers import save_tiny_model, score_a_hypothesis
 
 PROGRESS = re.compile(r"^[\w ]+: +\d+%\|")  # a tqdm bar
 
@@ -190,13 +190,7 @@ def test_quantize_failure_after_writing_removes_the_output(model_dir, data_dir, 
 
 @pytest.fixture
 def scored_dir(data_dir, tmp_path):
-    from asrc.bin.score import main
-
-    d = tmp_path / "decode"
-    d.mkdir()
-    (d / "text").write_text("u0 A B\nu1 A\nu2 A B\n")
-    assert main(["--ref", str(data_dir / "text"), "--hyp", str(d / "text"), "--out", str(d), "--sclite", "no"]) == 0
-    return d
+    return score_a_hypothesis(data_dir, tmp_path / "decode")
 
 
 def test_results_wer_dataset_names_no_row(scored_dir, tmp_path, capsys):
