@@ -43,12 +43,25 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _check_ctm_names(parser, paths) -> None:
+    """CTM has no quoting: a file's name there has ``_`` for each run of whitespace, so two
+    different files may get one name (``a b.wav``, ``a_b.wav``); refuse before decoding."""
+    seen = {}
+    for path in paths:
+        name = ctm_line(path, "", 0.0, 0.0, 0.0).split(" ", 1)[0]
+        if seen.setdefault(name, path) != path:
+            parser.error(f"--output ctm: {seen[name]!r} and {path!r} would have the same name in the CTM ({name!r}: "
+                         f"CTM cannot quote spaces); rename one, or use --output json")
+
+
 @command("asrc-transcribe")
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.threads < 1:
         parser.error(f"--threads must be >= 1, got {args.threads}")
+    if args.output == "ctm":
+        _check_ctm_names(parser, args.audio)
     torch.set_num_threads(args.threads)
     model_dir = resolve_model_dir(args.model, Path(args.model) / "asrc_export")
     with tempfile.TemporaryDirectory(prefix="asrc-transcribe-") as tmp:

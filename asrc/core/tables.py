@@ -12,15 +12,18 @@ disk it is ``tokens.txt``, one token per line, line ``i`` (from 0) = index ``i``
 
 import os
 import re
+import unicodedata
 from pathlib import Path
 from typing import Dict, NamedTuple, Tuple
 
 from asrc.core.audio_info import audio_info
+from asrc.core.constants import MAX_SEGMENT_OVERSHOOT
 from asrc.core.files import atomic_write
 from asrc.errors import AsrcError
 
-__all__ = ["REQUIRED_FILES", "DataDirError", "Utterance", "split_line", "read_table", "read_data_dir",
-           "read_segments", "read_tokens", "write_tokens"]
+__all__ = ["REQUIRED_FILES", "BOM", "DataDirError", "Utterance", "odd_space", "char_name", "split_line",
+           "read_table", "read_data_dir", "parse_segment", "segment_outside", "read_segments", "read_tokens",
+           "write_tokens"]
 
 REQUIRED_FILES = ("wav.scp", "text", "utt2spk")
 _FIELD_SEP = re.compile(r"[ \t]+")
@@ -39,6 +42,20 @@ class Utterance(NamedTuple):
     text: str  # normalised transcript, non-empty
     num_samples: int  # per channel
     sample_rate: int
+
+
+BOM = "\ufeff"
+
+
+def odd_space(text: str):
+    """The first whitespace character of ``text`` other than an ASCII space or tab (the only
+    separators of Kaldi tables and sclite, e.g. U+00A0 NO-BREAK SPACE), or None."""
+    return next((c for c in text if c.isspace() and c not in " \t"), None)
+
+
+def char_name(c: str) -> str:
+    """``U+00A0 NO-BREAK SPACE``: a character as an error message names it."""
+    return f"U+{ord(c):04X}" + (f" {unicodedata.name(c)}" if unicodedata.name(c, "") else "")
 
 
 def split_line(line: str):
@@ -158,6 +175,38 @@ def write_tokens(path, tokens) -> None:
         f.write("".join(t + "\n" for t in tokens))
 
 
+def parse_segment(fields, wav_scp):
+    """``((recording, start, end), None)`` for the fields of a ``segments`` line
+    (``utt recording start end``), or ``(None, problem)``: what is wrong with it, in words that
+    :func:`read_segments` and :func:`asrc.data.datadir.validate_data_dir` both report."""
+    if len(fields) != 4:
+        return None, f"expected 'utterance recording start end', got {' '.join(fields)!r}"
+    rec = fields[1]
+    try:
+        start, end = float(fields[2]), float(fields[3])
+    except ValueError:
+        return None, f"start {fields[2]!r} / end {fields[3]!r} is not a number"
+    if not (start >= 0 and (end > start or end == -1)):
+        return None, (f"start {fields[2]} and end {fields[3]} (seconds) do not make a segment (need 0 <= start < end, "
+                      f"or end -1 for the rest of the recording)")
+    if rec not in wav_scp:
+        return None, f"recording {rec!r} is not in wav.scp"
+    return (rec, start, end), None
+
+
+def segment_outside(start: float, end: float, num_samples: int, sample_rate: int):
+    """Whether the segment ``start``-``end`` s (``end`` -1: to the end) of a recording of
+    ``num_samples`` at ``sample_rate`` Hz is refused: ``"start"`` if it starts at or after the
+    end of the recording, ``"end"`` if it ends more than ``MAX_SEGMENT_OVERSHOOT`` s after it
+    (Kaldi's ``extract-segments --max-overshoot``), else None; rounded to samples as the cut is.
+    ``asrc-decode`` cuts by this rule and ``asrc-data validate`` reports by it."""
+    if int(round(start * sample_rate)) >= num_samples:
+        return "start"
+    if end >= 0 and int(round(end * sample_rate)) > num_samples + MAX_SEGMENT_OVERSHOOT * sample_rate:
+        return "end"
+    return None
+
+
 def read_segments(path, wav_scp) -> Dict[str, Tuple[str, float, float]]:
     """A Kaldi ``segments`` file: ``utt recording start end`` per line (seconds; ``end`` -1: to
     the end of the recording), in file order, checked line by line.
@@ -173,22 +222,13 @@ def read_segments(path, wav_scp) -> Dict[str, Tuple[str, float, float]]:
         fields = line.split()
         if not fields:
             continue
-        where = f"{path}:{lineno}"
-        if len(fields) != 4:
-            raise DataDirError(f"{where}: expected 'utterance recording start end', got {line.strip()!r}")
-        utt, rec = fields[0], fields[1]
-        try:
-            start, end = float(fields[2]), float(fields[3])
-        except ValueError:
-            raise DataDirError(f"{where}: segment {utt}: start {fields[2]!r} / end {fields[3]!r} is not a number") from None
-        if not (start >= 0 and (end > start or end == -1)):
-            raise DataDirError(f"{where}: segment {utt}: start {fields[2]} and end {fields[3]} (seconds) do not make "
-                               f"a segment (need 0 <= start < end, or end -1 for the rest of the recording)")
-        if rec not in wav_scp:
-            raise DataDirError(f"{where}: segment {utt}: recording {rec!r} is not in wav.scp")
+        where, utt = f"{path}:{lineno}", fields[0]
+        segment, problem = parse_segment(fields, wav_scp)
+        if problem:
+            raise DataDirError(f"{where}: segment {utt}: {problem}")
         if utt in out:
             raise DataDirError(f"{where}: segment {utt} appears twice")
-        out[utt] = (rec, start, end)
+        out[utt] = segment
     if not out:
         raise DataDirError(f"{path} is empty")
     return out

@@ -28,13 +28,13 @@ import functools
 import heapq
 import logging
 import math
-import unicodedata
 from pathlib import Path
 from typing import Iterable, NamedTuple
 
 from asrc.core.constants import MAX_SEGMENT_OVERSHOOT, SAMPLE_RATE
 from asrc.core.files import atomic_write
-from asrc.core.tables import REQUIRED_FILES, DataDirError, Utterance, split_line
+from asrc.core.tables import (BOM, REQUIRED_FILES, DataDirError, Utterance, char_name, odd_space, parse_segment,
+                              segment_outside, split_line)
 from asrc.errors import AsrcError
 
 __all__ = [
@@ -62,7 +62,6 @@ SKIPPED_FILE = "skipped.txt"
 LOST_CHARS_FILE = "text_lost_chars.txt"
 PER_UTT_FILES = ("wav.scp", "text", "utt2spk", "utt2dur", "utt2num_samples")
 _DURATION_TOLERANCE = 0.01  # seconds; utt2dur has 4 decimals, other tools round to 2-3
-_BOM = "\ufeff"
 
 
 class Problem(NamedTuple):
@@ -259,11 +258,11 @@ def validate_data_dir(data_dir, token_list=None, expected_sr: int = SAMPLE_RATE,
 
             allowed = token_characters(token_list)
         for utt, transcript in tables["text"].items():
-            odd = _odd_space(transcript)
+            odd = odd_space(transcript)
             if not transcript.strip():
                 problems.append(Problem("text", utt, "empty transcript"))
             elif odd:
-                problems.append(Problem("text", utt, f"{_char_name(odd)} between the words, which is not a "
+                problems.append(Problem("text", utt, f"{char_name(odd)} between the words, which is not a "
                                                      f"space to Kaldi tools, ESPnet or sclite; use an ASCII space"))
             elif allowed is not None:
                 bad = sorted(set(transcript) - allowed)
@@ -288,35 +287,30 @@ def validate_data_dir(data_dir, token_list=None, expected_sr: int = SAMPLE_RATE,
     return problems
 
 
-def _odd_space(text: str):
-    """The first whitespace character of ``text`` that is not an ASCII space, tab or line end
-    (Kaldi tools split on those only), or None."""
-    return next((c for c in text if c.isspace() and c not in " \t\r\n"), None)
-
-
-def _char_name(c: str) -> str:
-    return f"U+{ord(c):04X}" + (f" {unicodedata.name(c)}" if unicodedata.name(c, "") else "")
+def _without_bom(name, lineno, line, problems) -> str:
+    """``line`` without a UTF-8 byte-order mark at the start of the file, reported."""
+    if lineno == 1 and line.startswith(BOM):
+        line = line.lstrip(BOM)
+        entry = split_line(line)
+        problems.append(Problem(name, entry[0] if entry else "", "line 1 starts with a UTF-8 byte-order mark, which "
+                                "Kaldi tools and asrc read as part of the first id; save the file without it"))
+    return line
 
 
 def _table_entry(name, lineno, line, problems):
     """``(key, value)`` of a line (``None`` for a blank one, reported), reporting a byte-order
     mark on line 1 and an id that runs into its value through an odd space; the key is then
     what the line meant, so that the other checks do not repeat the fault."""
-    if lineno == 1 and line.startswith(_BOM):
-        line = line.lstrip(_BOM)
-        entry = split_line(line)
-        problems.append(Problem(name, entry[0] if entry else "", "line 1 starts with a UTF-8 byte-order mark, which "
-                                "Kaldi tools and asrc read as part of the first id; save the file without it"))
-    entry = split_line(line)
+    entry = split_line(_without_bom(name, lineno, line, problems))
     if entry is None:
         problems.append(Problem(name, "", f"line {lineno} is blank"))
         return None
     key, value = entry
-    odd = _odd_space(key)
+    odd = odd_space(key)
     if odd:
         key, _, rest = key.partition(odd)
         key = key.split()[0] if key.split() else key
-        problems.append(Problem(name, key, f"line {lineno}: {_char_name(odd)} after the id, which Kaldi tools do not "
+        problems.append(Problem(name, key, f"line {lineno}: {char_name(odd)} after the id, which Kaldi tools do not "
                                            f"read as a separator; use a space or tab"))
         value = " ".join([rest, value]).strip()
     return key, value
@@ -366,12 +360,7 @@ def _check_segments(path, recordings: dict, problems):
     segments, ids, first_line = {}, {}, {}
     with open(path, encoding="utf-8", errors="replace") as f:
         for lineno, line in enumerate(f, 1):
-            if lineno == 1 and line.startswith(_BOM):
-                line = line.lstrip(_BOM)
-                problems.append(Problem("segments", (line.split() or [""])[0], "line 1 starts with a UTF-8 "
-                                        "byte-order mark, which Kaldi tools and asrc read as part of the first id; "
-                                        "save the file without it"))
-            fields = line.split()
+            fields = _without_bom("segments", lineno, line, problems).split()
             if not fields:
                 continue
             utt = fields[0]
@@ -387,37 +376,14 @@ def _check_segments(path, recordings: dict, problems):
                 continue
             first_line[utt] = lineno
             ids[utt] = None
-            if len(fields) != 4:
-                bad(f"expected 'utterance recording start end', got {line.strip()!r}")
-                continue
-            rec = fields[1]
-            try:
-                start, end = float(fields[2]), float(fields[3])
-            except ValueError:
-                bad(f"start {fields[2]!r} / end {fields[3]!r} is not a number")
-                continue
-            if not (start >= 0 and (end > start or end == -1)):
-                bad(f"start {fields[2]} and end {fields[3]} (seconds) do not make a segment (need 0 <= start < end, "
-                    f"or end -1 for the rest of the recording)")
-            elif rec not in recordings:
-                bad(f"recording {rec!r} is not in wav.scp")
+            segment, problem = parse_segment(fields, recordings)
+            if problem:
+                bad(problem)
             else:
-                segments[utt] = (rec, start, end, lineno)
+                segments[utt] = (*segment, lineno)
     if not first_line:
         problems.append(Problem("segments", "", f"is empty ({path})"))
     return segments, ids
-
-
-def segment_outside(start: float, end: float, num_samples: int, sample_rate: int):
-    """Whether ``asrc-decode`` refuses the segment ``start``-``end`` s (``end`` -1: to the end)
-    of a recording of ``num_samples`` at ``sample_rate`` Hz: ``"start"`` if it starts at or after
-    the end of the recording, ``"end"`` if it ends more than ``MAX_SEGMENT_OVERSHOOT`` s after
-    it, else None (rounded to samples as the decoder's cut is)."""
-    if int(round(start * sample_rate)) >= num_samples:
-        return "start"
-    if end >= 0 and int(round(end * sample_rate)) > num_samples + MAX_SEGMENT_OVERSHOOT * sample_rate:
-        return "end"
-    return None
 
 
 def _check_segment_ends(segments: dict, infos: dict, problems) -> None:

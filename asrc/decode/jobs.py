@@ -15,11 +15,12 @@ from asrc.core.audio import read_audio
 from asrc.core.batching import pad_waveforms
 from asrc.core.constants import SAMPLE_RATE
 from asrc.core.files import atomic_write
+from asrc.core.tables import segment_outside
 from asrc.decode.ctc import ctm_line, timed_words
 from asrc.decode.longform import recognise
 from asrc.decode.model_dir import frame_seconds, load_model, model_footprint
 from asrc.decode.options import build_decoder
-from asrc.decode.plan import MAX_OVERSHOOT_SECONDS, JobSpec, make_batches
+from asrc.decode.plan import JobSpec, make_batches
 from asrc.errors import AsrcError
 
 __all__ = ["run_job", "run_parallel"]
@@ -121,12 +122,11 @@ def _checked(u: str, w: np.ndarray, min_samples: int) -> torch.Tensor:
 def _cut(u: str, audio: np.ndarray, start: float, end: float, recording: str) -> np.ndarray:
     """Segment ``u`` (``start``/``end`` seconds, ``end`` -1: to the end) of a recording's samples."""
     n = audio.shape[0]
-    a = int(round(start * SAMPLE_RATE))
-    b = n if end < 0 else int(round(end * SAMPLE_RATE))
-    if a >= n or b > n + MAX_OVERSHOOT_SECONDS * SAMPLE_RATE:
+    if segment_outside(start, end, n, SAMPLE_RATE):
         raise AsrcError(f"utterance {u}: segment {start:g}-{end:g} s is outside its recording {recording} "
                         f"({n / SAMPLE_RATE:.2f} s long)")
-    return audio[a:min(b, n)]
+    b = n if end < 0 else int(round(end * SAMPLE_RATE))
+    return audio[int(round(start * SAMPLE_RATE)):min(b, n)]
 
 
 def _batches(spec: JobSpec, min_samples: int):

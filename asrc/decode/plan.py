@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from asrc.core.audio import is_pipe, num_samples
 from asrc.core.batching import pack_padded
-from asrc.core.constants import MAX_SEGMENT_OVERSHOOT, SAMPLE_RATE
+from asrc.core.constants import SAMPLE_RATE
 from asrc.core.tables import read_table
 from asrc.decode.options import DecodeOptions
 from asrc.errors import AsrcError
@@ -19,7 +19,6 @@ from asrc.models.wav2vec2 import inference_path
 
 __all__ = ["JobSpec", "job_done", "job_fingerprint", "make_batches", "split_jobs", "utterance_lengths"]
 
-MAX_OVERSHOOT_SECONDS = MAX_SEGMENT_OVERSHOOT  # asrc.core.constants
 
 
 

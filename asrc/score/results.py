@@ -211,8 +211,8 @@ def write_results(out, rows: Sequence[Tuple[str, str, str]], note=None, wer_json
     """Write RESULTS.md ``out`` from ``(model, dataset, decode_dir)`` rows, each scored by
     ``asrc-score``; ``note`` (a markdown file) is appended after the tables. With ``wer_json``,
     also write ``{model: WER %}`` of ``wer_dataset`` (default: the first row's dataset) there;
-    with ``cer_json``, ``{model: CER %}`` of the same dataset (models scored with ``--cer``).
-    Returns the records."""
+    with ``cer_json``, ``{model: CER %}`` of the same dataset (models scored with ``--cer``; an
+    error, before anything is written, when none of them was). Returns the records."""
     out = Path(out)
     if out.is_dir():
         raise AsrcError(f"--out {out} is a directory; give the RESULTS.md file to write")
@@ -233,12 +233,15 @@ def write_results(out, rows: Sequence[Tuple[str, str, str]], note=None, wer_json
         if not (Path(decode_dir) / "score_wer" / "score.json").is_file():
             raise AsrcError(f"{decode_dir}: no score_wer/score.json (run asrc-score first)")
         records.append(record_from_decode_dir(model, dataset, decode_dir))
+    dataset = wer_dataset or records[0].dataset
+    if cer_json and not error_rates(records, "cer", dataset):
+        raise AsrcError(f"--cer-json {cer_json}: no row of dataset {dataset!r} was scored with CER "
+                        f"(asrc-score --cer writes score_cer/); nothing to write")
     text = render_results(records)
     if note:
         text += "\n" + Path(note).read_text(encoding="utf-8")
     with atomic_write(out) as f:
         f.write(text)
-    dataset = wer_dataset or records[0].dataset
     for path, metric in ((wer_json, "wer"), (cer_json, "cer")):
         if path:
             with atomic_write(path) as f:

@@ -28,14 +28,13 @@ the utterance id as written there, never the generated trn files:
 
 import json
 import logging
-import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Union
 
 from asrc.core.config_files import read_json_object
 from asrc.core.files import atomic_write
-from asrc.core.tables import read_table
+from asrc.core.tables import char_name, odd_space, read_table
 from asrc.errors import AsrcError
 from asrc.score.align import INS_COST, SUB_COST, AlignedPair, Counts, align, count, format_alignment
 from asrc.score.sclite import find_sclite, run_sclite
@@ -94,34 +93,25 @@ _MARKUP_HELP = ("sclite reads ( ) as an utterance id or an optionally deletable 
                 "the word @ as an empty one, and a trn file cannot escape them: remove or replace them in the text")
 
 
-def _char_name(c: str) -> str:
-    return f"U+{ord(c):04X}" + (f" {unicodedata.name(c)}" if unicodedata.name(c, "") else "")
-
-
 def read_text(path) -> Dict[str, str]:
     """A Kaldi ``text`` (or ``utt2spk``) file for scoring: :func:`asrc.core.tables.read_table`,
     refusing what would silently change its ids or words.
 
     Raises:
-        AsrcError: naming the file, line and utterance: a UTF-8 byte-order mark at the start
-            (it would become part of the first id), or whitespace other than ASCII spaces and
+        AsrcError: naming the file, line and utterance (besides :func:`read_table`'s
+            errors, a byte-order mark among them): whitespace other than ASCII spaces and
             tabs (e.g. U+00A0 NO-BREAK SPACE: Kaldi does not split the id from the words there,
             Python's ``split()`` would split the words there, sclite would not).
     """
     table = read_table(path)
     # read_table refuses blank lines, so entry k is on line k
     for lineno, (key, value) in enumerate(table.items(), 1):
-        if lineno == 1 and key.startswith("\ufeff"):
-            raise AsrcError(
-                f"{path}:1: starts with a UTF-8 byte-order mark, which would become part of utterance id "
-                f"{key.lstrip(chr(0xfeff))!r}; save the file without it (sed -i '1s/^\\xEF\\xBB\\xBF//' {path})"
-            )
-        odd = next((c for c in key + value if c.isspace() and c not in " \t"), None)
+        odd = odd_space(key + value)
         if odd is not None:
             utt = (key.split() or [key])[0]
             where = "after the id" if odd in key else "between the words"
             raise AsrcError(
-                f"{path}:{lineno}: utterance {utt!r}: {_char_name(odd)} {where}, which Kaldi tables and sclite "
+                f"{path}:{lineno}: utterance {utt!r}: {char_name(odd)} {where}, which Kaldi tables and sclite "
                 f"do not read as a space; replace it by an ASCII space"
             )
     return table

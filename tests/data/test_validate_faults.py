@@ -82,17 +82,19 @@ def test_tables_keyed_by_segments_say_so(segmented):
 def test_segment_rule_is_the_decoders(start, end):
     torch = pytest.importorskip("torch")  # noqa: F841 (asrc.decode needs it)
     from asrc.decode.jobs import _cut
-    from asrc.decode.plan import MAX_OVERSHOOT_SECONDS
     from asrc.errors import AsrcError
 
-    assert MAX_SEGMENT_OVERSHOOT == MAX_OVERSHOOT_SECONDS
-    audio = np.zeros(48000, np.float32)  # 3 s
+    audio = np.arange(48000, dtype=np.float32)  # 3 s
     try:
-        _cut("u", audio, start, end, "r1")
-        refused = False
+        cut = _cut("u", audio, start, end, "r1")
     except AsrcError:
-        refused = True
-    assert (segment_outside(start, end, 48000, 16000) is not None) == refused
+        cut = None
+    assert (segment_outside(start, end, 48000, 16000) is not None) == (cut is None)
+    # by the rule itself: starts at or after the end, or ends more than MAX_SEGMENT_OVERSHOOT s after it
+    a, b = round(start * 16000), 48000 if end < 0 else round(end * 16000)
+    assert (cut is None) == (a >= 48000 or b > 48000 + MAX_SEGMENT_OVERSHOOT * 16000)
+    if cut is not None:  # the samples of the segment, clipped at the end of the recording
+        assert cut[0] == a and len(cut) == min(b, 48000) - a
 
 
 @pytest.mark.parametrize("name", ["wav.scp", "text", "utt2spk", "segments"])

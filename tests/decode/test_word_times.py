@@ -111,6 +111,22 @@ def test_transcribe_ctm_and_json(tmp_path, model_dir, make_wav, capsys):
         assert float(dur) == pytest.approx(w["end"] - w["start"], abs=0.011)
 
 
+def test_transcribe_ctm_refuses_names_that_collide(tmp_path, model_dir, make_wav, capsys):
+    """CTM cannot quote: 'a b.wav' and 'a_b.wav' would share a name there, so the pair is refused
+    before decoding (one line naming both); text and JSON output keep the names apart."""
+    from asrc.bin import transcribe as cli
+
+    spaced, underscored = make_wav(tmp_path / "a b.wav", 16000), make_wav(tmp_path / "a_b.wav", 16000)
+    with pytest.raises(SystemExit) as e:
+        cli.main([str(model_dir), str(spaced), str(underscored), "--output", "ctm"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert str(spaced) in err and str(underscored) in err and "same name in the CTM" in err
+    assert cli.main([str(model_dir), str(spaced), str(underscored), "--output", "json"]) == 0
+    assert [json.loads(x)["file"] for x in capsys.readouterr().out.splitlines()] == [str(spaced), str(underscored)]
+    assert cli.main([str(model_dir), str(spaced), str(spaced), "--output", "ctm"]) == 0  # one file twice is fine
+
+
 def test_split_at_pauses_times_are_recording_times(tmp_path, an4_root, capsys):
     """Two AN4 utterances 4 s apart, split at the pause: the second one's words are timed after it."""
     from asrc.bin import transcribe as cli

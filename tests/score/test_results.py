@@ -44,7 +44,7 @@ def test_environment_has_the_keys():
     assert set(ENV) <= set(env) and env["torch"] != "not installed"
 
 
-def test_write_results_wer_and_cer_json(tmp_path):
+def test_write_results_wer_and_cer_json(tmp_path, capsys):
     """--wer-json / --cer-json: {model: error %} of one dataset; a model scored without CER is
     left out of the CER file."""
     from asrc.bin.results import main
@@ -66,3 +66,12 @@ def test_write_results_wer_and_cer_json(tmp_path):
     # sclite counts the space)
     assert json.loads((tmp_path / "w.json").read_text()) == {"teacher": 33.33, "pruned_0.7": 33.33}
     assert json.loads((tmp_path / "c.json").read_text()) == {"teacher": 14.29}
+    # no row of the dataset scored with CER: an error naming it, and nothing written (was '{}')
+    (tmp_path / "teacher" / "test" / "score_cer" / "score.json").unlink()
+    for f in ("R.md", "c.json"):
+        (tmp_path / f).unlink()
+    assert main(["--out", str(tmp_path / "R.md"), *rows, "--cer-json", str(tmp_path / "c.json"),
+                 "--wer-dataset", "test"]) == 1
+    err = capsys.readouterr().err
+    assert "c.json" in err and "no row of dataset 'test' was scored with CER" in err
+    assert not (tmp_path / "R.md").exists() and not (tmp_path / "c.json").exists()
