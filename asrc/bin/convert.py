@@ -1,7 +1,9 @@
-"""asrc-convert: a Hugging Face or fairseq wav2vec 2.0 checkpoint -> an asrc model directory.
+"""asrc-convert: a Hugging Face or fairseq wav2vec 2.0 / HuBERT checkpoint -> an asrc model directory.
 
 Usage:
     asrc-convert --from hf wav2vec2-base-960h/ exp/teacher
+    asrc-convert --from hf hubert-large-ls960-ft/ exp/teacher
+    asrc-convert --from hf hubert-base-ls960/ exp/pretrained --dict dict.ltr.txt  # bare model: untrained head
     asrc-convert --from fairseq wav2vec_small_960h.pt exp/teacher --dict dict.ltr.txt
     asrc-convert --from fairseq wav2vec_small.pt exp/pretrained --dict dict.ltr.txt  # untrained head
 
@@ -25,7 +27,8 @@ def get_parser() -> argparse.ArgumentParser:
                             epilog=__doc__.split("\n", 2)[2],
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--from", dest="source_format", required=True, choices=("hf", "fairseq"),
-                        help="hf: a Wav2Vec2ForCTC folder; fairseq: a wav2vec 2.0 .pt checkpoint")
+                        help="hf: a Wav2Vec2ForCTC / HubertForCTC folder (or a bare Wav2Vec2Model / HubertModel / "
+                             "Wav2Vec2ForPreTraining one, with --dict); fairseq: a wav2vec 2.0 or HuBERT .pt checkpoint")
     parser.add_argument("src", help="Hugging Face folder or fairseq .pt file")
     parser.add_argument("out", help="model directory to write")
     parser.add_argument("--dict", dest="dict_path",

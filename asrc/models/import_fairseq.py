@@ -1,4 +1,4 @@
-"""Import fairseq wav2vec 2.0 checkpoints without fairseq.
+"""Import fairseq wav2vec 2.0 (and HuBERT) checkpoints without fairseq.
 
 A fairseq ``.pt`` file is a pickle (``torch.load(weights_only=False)``: convert only files you
 trust) holding ``model`` (the state dict) and the hyperparameters, either as ``cfg`` (a plain
@@ -19,6 +19,9 @@ Layouts:
   dictionary: the head gets one row per token and is freshly initialised, ready for
   fine-tuning; regularisation then takes asrc's defaults (pretraining values are not
   fine-tuning values).
+- HuBERT (``hubert`` pretrained, ``hubert_ctc`` fine-tuned): the same modules under the same
+  names (its features' LayerNorm, projection, Transformer); its pretraining heads
+  (``final_proj``, ``label_embs_concat``) are dropped like wav2vec 2.0's.
 
 Tokens come from fairseq's ``dict.ltr.txt`` (``SYMBOL COUNT`` lines; default: the file of that
 name next to the checkpoint): fairseq's Dictionary puts ``<s> <pad> </s> <unk>`` before the
@@ -117,6 +120,7 @@ def fairseq_rename_rules(prefix: str) -> List[RenameRule]:
         RenameRule(r"w2v_encoder\.proj\.(weight|bias)", r"ctc_head.\1"),
         # The contrastive pretraining task's modules.
         RenameRule(p + r"(quantizer|project_q|final_proj|target_glu)\..*", None),
+        RenameRule(p + r"label_embs_concat", None),  # HuBERT's cluster embeddings
     ]
 
 
@@ -264,8 +268,8 @@ def _pretrained_hyperparameters(model_cfg, path: Path):
 def _architecture(arch, source: str, notes: List[str]) -> dict:
     """Architecture fields of a fairseq wav2vec 2.0 model cfg, old defaults filled in (noted)."""
     name = _field(arch, "_name") or _field(arch, "arch")
-    if name is not None and not str(name).startswith("wav2vec2"):
-        raise ConfigError(f"{source}: model {name!r} is not wav2vec 2.0")
+    if name is not None and not str(name).startswith(("wav2vec2", "hubert")):
+        raise ConfigError(f"{source}: model {name!r} is not wav2vec 2.0 or HuBERT")
     fields, assumed = {}, []
     for key, default in OLD_ARCH_DEFAULTS.items():
         v = _field(arch, key, _MISSING)

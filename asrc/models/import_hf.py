@@ -1,4 +1,10 @@
-"""Import Hugging Face ``Wav2Vec2ForCTC`` folders without transformers.
+"""Import Hugging Face ``Wav2Vec2ForCTC`` and ``HubertForCTC`` folders without transformers.
+
+HuBERT has wav2vec 2.0's architecture (CNN, LayerNorm + projection of its features,
+convolutional position embedding, Transformer, CTC head); only its pre-training differs, so a
+``model_type: hubert`` folder imports into the same asrc model. Folders of the bare models
+(``Wav2Vec2Model``, ``HubertModel``: keys without the ``wav2vec2.`` / ``hubert.`` prefix, as
+``facebook/hubert-base-ls960`` is saved) import like pre-training folders, with a token list.
 
 A folder written by ``save_pretrained`` (plus its processor) holds:
 
@@ -35,7 +41,8 @@ from asrc.models.import_common import (WEIGHT_NORM_CONV_PARAM, ImportedCheckpoin
 from asrc.models.io import read_state_dict
 from asrc.models.wav2vec2 import Wav2Vec2CTC
 
-__all__ = ["read_hf", "load_hf", "convert_hf", "from_hf", "hf_config_to_asrc", "hf_state_dict_to_asrc", "hf_tokens"]
+__all__ = ["read_hf", "load_hf", "convert_hf", "from_hf", "hf_config_to_asrc", "hf_state_dict_to_asrc", "hf_tokens",
+           "hf_rename_rules", "MODEL_TYPES"]
 
 # transformers' Wav2Vec2Config defaults for keys an older config.json may lack.
 HF_DEFAULTS = {
@@ -70,28 +77,41 @@ HF_DEFAULTS = {
     "pad_token_id": 0,
     "add_adapter": False,
     "adapter_attn_dim": None,
+    # HubertConfig's (a wav2vec2 model always has the projection's LayerNorm and no batch norm)
+    "feat_proj_layer_norm": True,
+    "conv_pos_batch_norm": False,
 }
 
-_P = r"wav2vec2\."
-_LAYER = _P + r"encoder\.layers\.(\d+)\."
-HF_RENAME_RULES = [
-    RenameRule(_P + r"feature_extractor\.conv_layers\.(\d+)\.conv\.(weight|bias)",
-               r"feature_extractor.conv_layers.\1.conv.\2"),
-    RenameRule(_P + r"feature_extractor\.conv_layers\.(\d+)\.layer_norm\.(weight|bias)",
-               r"feature_extractor.conv_layers.\1.norm.\2"),
-    RenameRule(_P + r"feature_projection\.(layer_norm|projection)\.(weight|bias)", r"feature_projection.\1.\2"),
-    RenameRule(_P + r"encoder\.pos_conv_embed\.conv\." + WEIGHT_NORM_CONV_PARAM, r"encoder.pos_conv.\1"),
-    RenameRule(_P + r"encoder\.layer_norm\.(weight|bias)", r"encoder.layer_norm.\1"),
-    RenameRule(_LAYER + r"attention\.(q|k|v|out)_proj\.(weight|bias)", r"encoder.layers.\1.self_attn.\2_proj.\3"),
-    RenameRule(_LAYER + r"layer_norm\.(weight|bias)", r"encoder.layers.\1.self_attn_layer_norm.\2"),
-    RenameRule(_LAYER + r"feed_forward\.intermediate_dense\.(weight|bias)", r"encoder.layers.\1.fc1.\2"),
-    RenameRule(_LAYER + r"feed_forward\.output_dense\.(weight|bias)", r"encoder.layers.\1.fc2.\2"),
-    RenameRule(_LAYER + r"final_layer_norm\.(weight|bias)", r"encoder.layers.\1.final_layer_norm.\2"),
-    RenameRule(_P + r"masked_spec_embed", "mask_emb"),
-    RenameRule(r"lm_head\.(weight|bias)", r"ctc_head.\1"),
-    # Wav2Vec2ForPreTraining: the contrastive task's modules.
-    RenameRule(r"(quantizer|project_q|project_hid)\..*", None),
-]
+#: model_type -> the prefix of the base model's keys in ``*ForCTC`` / ``*ForPreTraining``
+MODEL_TYPES = {"wav2vec2": "wav2vec2", "hubert": "hubert"}
+
+
+def hf_rename_rules(model_type: str = "wav2vec2") -> List[RenameRule]:
+    """The rules from a transformers model of ``model_type`` to asrc names; the base model's
+    prefix (``wav2vec2.``) is optional, so that a bare ``Wav2Vec2Model`` imports too."""
+    _P = r"(?:" + MODEL_TYPES[model_type] + r"\.)?"
+    _LAYER = _P + r"encoder\.layers\.(\d+)\."
+    return [
+        RenameRule(_P + r"feature_extractor\.conv_layers\.(\d+)\.conv\.(weight|bias)",
+                   r"feature_extractor.conv_layers.\1.conv.\2"),
+        RenameRule(_P + r"feature_extractor\.conv_layers\.(\d+)\.layer_norm\.(weight|bias)",
+                   r"feature_extractor.conv_layers.\1.norm.\2"),
+        RenameRule(_P + r"feature_projection\.(layer_norm|projection)\.(weight|bias)", r"feature_projection.\1.\2"),
+        RenameRule(_P + r"encoder\.pos_conv_embed\.conv\." + WEIGHT_NORM_CONV_PARAM, r"encoder.pos_conv.\1"),
+        RenameRule(_P + r"encoder\.layer_norm\.(weight|bias)", r"encoder.layer_norm.\1"),
+        RenameRule(_LAYER + r"attention\.(q|k|v|out)_proj\.(weight|bias)", r"encoder.layers.\1.self_attn.\2_proj.\3"),
+        RenameRule(_LAYER + r"layer_norm\.(weight|bias)", r"encoder.layers.\1.self_attn_layer_norm.\2"),
+        RenameRule(_LAYER + r"feed_forward\.intermediate_dense\.(weight|bias)", r"encoder.layers.\1.fc1.\2"),
+        RenameRule(_LAYER + r"feed_forward\.output_dense\.(weight|bias)", r"encoder.layers.\1.fc2.\2"),
+        RenameRule(_LAYER + r"final_layer_norm\.(weight|bias)", r"encoder.layers.\1.final_layer_norm.\2"),
+        RenameRule(_P + r"masked_spec_embed", "mask_emb"),
+        RenameRule(r"lm_head\.(weight|bias)", r"ctc_head.\1"),
+        # Wav2Vec2ForPreTraining: the contrastive task's modules.
+        RenameRule(r"(quantizer|project_q|project_hid)\..*", None),
+    ]
+
+
+HF_RENAME_RULES = hf_rename_rules("wav2vec2")
 
 
 def _wrong_types(c: dict) -> List[str]:
@@ -123,8 +143,13 @@ def hf_config_to_asrc(hf: dict, normalize: bool, source: str = "config.json") ->
     if wrong:
         raise ConfigError(f"{source}: " + "; ".join(wrong))
     problems = []
-    if c["model_type"] != "wav2vec2":
-        problems.append(f"model_type={c['model_type']!r} is not 'wav2vec2'")
+    if c["model_type"] not in MODEL_TYPES:
+        problems.append(f"model_type={c['model_type']!r} is not one of {', '.join(map(repr, MODEL_TYPES))}")
+    if not c["feat_proj_layer_norm"]:
+        problems.append("feat_proj_layer_norm=false (no LayerNorm on the CNN features, as in DistilHuBERT) is not "
+                        "supported")
+    if c["conv_pos_batch_norm"]:
+        problems.append("conv_pos_batch_norm=true (batch norm in the position embedding) is not supported")
     for key in ("feat_extract_activation", "hidden_act"):
         if c[key] != "gelu":
             problems.append(f"{key}={c[key]!r} (only exact 'gelu' is supported)")
@@ -165,9 +190,12 @@ def hf_config_to_asrc(hf: dict, normalize: bool, source: str = "config.json") ->
     )
 
 
-def hf_state_dict_to_asrc(state: Dict[str, Tensor], source: str = "state_dict"):
-    """transformers ``Wav2Vec2ForCTC`` state dict -> ``(asrc state dict, dropped keys)``."""
-    return rename_state_dict(state, HF_RENAME_RULES, source)
+def hf_state_dict_to_asrc(state: Dict[str, Tensor], source: str = "state_dict", model_type: str = "wav2vec2"):
+    """transformers ``Wav2Vec2ForCTC`` / ``HubertForCTC`` (or bare model, or
+    ``Wav2Vec2ForPreTraining``) state dict -> ``(asrc state dict, dropped keys)``."""
+    if model_type not in MODEL_TYPES:
+        raise ConfigError(f"{source}: model_type={model_type!r} is not one of {', '.join(map(repr, MODEL_TYPES))}")
+    return rename_state_dict(state, hf_rename_rules(model_type), source)
 
 
 def hf_tokens(vocab: Dict[str, int], vocab_size: int, pad_token_id: int, word_delimiter: str = WORD_BOUNDARY,
@@ -282,8 +310,8 @@ def from_hf(hf_config: dict, state_dict: Dict[str, Tensor], normalize: bool, tok
     (blank first). May be None for a model with a head (a model without a token list).
     config_source: names ``hf_config`` in errors (default: ``source``).
     """
-    state, dropped = hf_state_dict_to_asrc(state_dict, source)
     config = hf_config_to_asrc(hf_config, normalize, config_source or source)
+    state, dropped = hf_state_dict_to_asrc(state_dict, source, hf_config.get("model_type") or "wav2vec2")
     fresh = [] if "mask_emb" in state else ["mask_emb"]
     notes = []
     if "ctc_head.weight" in state:

@@ -209,10 +209,36 @@ def test_seq2seq_and_other_models_are_refused(tmp_path):
     with pytest.raises(CheckpointError, match="sequence-to-sequence"):
         read_fairseq(tmp_path / "s2s.pt")
     ckpt = finetuned_checkpoint(hf, "cfg")
+    ckpt["cfg"]["model"]["w2v_args"]["model"]["_name"] = "data2vec_audio"
+    torch.save(ckpt, tmp_path / "data2vec.pt")
+    with pytest.raises(ConfigError, match="'data2vec_audio' is not wav2vec 2.0 or HuBERT"):
+        read_fairseq(tmp_path / "data2vec.pt")
+
+
+def test_hubert_checkpoints(tmp_path):
+    """fairseq HuBERT: fine-tuned (hubert_ctc) gives the logits of the same weights; pretrained
+    drops its cluster heads (final_proj, label_embs_concat) and takes a dictionary."""
+    hf = tiny_hf_model("pre_ln_layer")
+    ckpt = finetuned_checkpoint(hf, "cfg")
+    ckpt["cfg"]["model"]["_name"] = "hubert_ctc"
     ckpt["cfg"]["model"]["w2v_args"]["model"]["_name"] = "hubert"
-    torch.save(ckpt, tmp_path / "hubert.pt")
-    with pytest.raises(ConfigError, match="'hubert' is not wav2vec 2.0"):
-        read_fairseq(tmp_path / "hubert.pt")
+    ckpt["cfg"]["model"]["w2v_args"]["task"]["_name"] = "hubert_pretraining"
+    torch.save(ckpt, tmp_path / "hubert_ft.pt")
+    write_dict(tmp_path / "dict.ltr.txt")
+    wav = torch.randn(2, 3000)
+    ours, _ = load_fairseq(tmp_path / "hubert_ft.pt")(wav)
+    assert (ours - hf_logits(hf, wav)).abs().max().item() < 1e-4
+
+    extra = {"label_embs_concat": torch.zeros(504, 16), "final_proj.weight": torch.zeros(16, 32),
+             "final_proj.bias": torch.zeros(16)}
+    ckpt = {"args": None, "cfg": {"model": {"_name": "hubert", **arch_fields(hf)}, "task": {"normalize": False}},
+            "model": {**fairseq_state_from_hf(hf, prefix=""), **extra}}
+    torch.save(ckpt, tmp_path / "hubert_base_ls960.pt")
+    imported = read_fairseq(tmp_path / "hubert_base_ls960.pt", write_dict(tmp_path / "d.txt", LETTERS[:3]))
+    assert imported.dropped == sorted(extra)
+    with torch.no_grad():
+        expected = hf.wav2vec2(wav).last_hidden_state
+    assert (imported.build_model().encode(wav).x - expected).abs().max().item() < 1e-4
 
 
 def test_conv_feature_layers_parsed_without_eval():

@@ -200,6 +200,69 @@ def test_pretraining_folder_needs_tokens(tmp_path):
     assert (model.encode(wav).x - expected).abs().max().item() < 1e-4
 
 
+def tiny_hubert(layout: str, cls=None, seed: int = 0, **overrides):
+    """A random tiny ``HubertForCTC`` (or ``cls``: ``HubertModel``) of the same shape as :func:`tiny_hf_model`."""
+    torch.manual_seed(seed)
+    config = transformers.HubertConfig(**{**tiny_hf_model(layout).config.to_dict(), "model_type": "hubert",
+                                          **overrides})
+    model = (cls or transformers.HubertForCTC)(config).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    return model
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_hubert_same_logits_as_transformers(tmp_path, layout):
+    """HuBERT is wav2vec 2.0's architecture: a HubertForCTC folder imports into the same model."""
+    hf = tiny_hubert(layout)
+    assert next(iter(hf.state_dict())).startswith("hubert.")
+    model = load_hf(save_hf_folder(hf, tmp_path))
+    assert model.tokens == ["<blank>", "<s>", "</s>", "<unk>"] + LETTERS
+    wav = torch.randn(2, 3000)
+    logits, lengths = model(wav, torch.tensor([3000, 2100]))
+    assert (logits[0] - hf_logits(hf, wav[:1])[0]).abs().max().item() < 1e-4
+    expected = hf_logits(hf, wav[1:, :2100])[0]
+    assert lengths[1].item() == expected.shape[0]
+    assert (logits[1, :lengths[1]] - expected).abs().max().item() < 1e-4
+
+
+@pytest.mark.parametrize("cls", ["HubertModel", "Wav2Vec2Model"])
+def test_bare_model_folder_imports_with_tokens(tmp_path, cls):
+    """A bare base model (keys without the ``hubert.`` / ``wav2vec2.`` prefix, as
+    facebook/hubert-base-ls960 is saved) imports with a token list, its encoder exact."""
+    if cls == "HubertModel":
+        bare = tiny_hubert("post_ln_group", transformers.HubertModel)
+    else:
+        torch.manual_seed(0)
+        bare = transformers.Wav2Vec2Model(tiny_hf_model("post_ln_group").config).eval()
+    bare.save_pretrained(tmp_path)
+    with pytest.raises(CheckpointError, match="no lm_head"):
+        read_hf(tmp_path)
+    tokens = ["<blank>", "<pad>", "</s>", "<unk>", "|", "A"]
+    model = read_hf(tmp_path, tokens=tokens).build_model()
+    wav = torch.randn(1, 2000)
+    with torch.no_grad():
+        expected = bare(wav).last_hidden_state
+    assert (model.encode(wav).x - expected).abs().max().item() < 1e-4
+
+
+@pytest.mark.parametrize("overrides, named", [(dict(feat_proj_layer_norm=False), "feat_proj_layer_norm=false"),
+                                              (dict(conv_pos_batch_norm=True), "conv_pos_batch_norm=true")])
+def test_hubert_variants_without_an_asrc_counterpart_are_named(tmp_path, overrides, named):
+    folder = save_hf_folder(tiny_hubert("post_ln_group", **overrides), tmp_path)
+    with pytest.raises(ValueError, match=named):
+        read_hf(folder)
+
+
+def test_other_model_types_are_named(tmp_path):
+    folder = save_hf_folder(tiny_hf_model("post_ln_group"), tmp_path)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "model_type": "wavlm"}))
+    with pytest.raises(ValueError, match="model_type='wavlm' is not one of 'wav2vec2', 'hubert'"):
+        read_hf(folder)
+
+
 def test_unsupported_config_is_named(tmp_path):
     hf = tiny_hf_model("post_ln_group", hidden_act="relu")
     with pytest.raises(ValueError, match="hidden_act='relu'"):
