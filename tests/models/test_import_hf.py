@@ -183,23 +183,6 @@ def test_both_weight_norm_spellings_at_once_is_an_error(tmp_path):
         read_hf(_corrupt(tmp_path, both))
 
 
-def test_pretraining_folder_needs_tokens(tmp_path):
-    torch.manual_seed(0)
-    pre = transformers.Wav2Vec2ForPreTraining(tiny_hf_model("post_ln_group").config).eval()
-    pre.save_pretrained(tmp_path)
-    with pytest.raises(CheckpointError, match="no lm_head"):
-        read_hf(tmp_path)
-    tokens = ["<blank>", "<pad>", "</s>", "<unk>", "|", "A"]
-    imported = read_hf(tmp_path, tokens=tokens)
-    assert imported.config.vocab_size == 6 and sorted(imported.fresh) == ["ctc_head.bias", "ctc_head.weight"]
-    assert {k.split(".")[0] for k in imported.dropped} == {"quantizer", "project_q", "project_hid"}
-    model = imported.build_model()
-    wav = torch.randn(1, 2000)
-    with torch.no_grad():
-        expected = pre.wav2vec2(wav).last_hidden_state
-    assert (model.encode(wav).x - expected).abs().max().item() < 1e-4
-
-
 def tiny_hubert(layout: str, cls=None, seed: int = 0, **overrides):
     """A random tiny ``HubertForCTC`` (or ``cls``: ``HubertModel``) of the same shape as :func:`tiny_hf_model`."""
     torch.manual_seed(seed)
@@ -227,24 +210,28 @@ def test_hubert_same_logits_as_transformers(tmp_path, layout):
     assert (logits[1, :lengths[1]] - expected).abs().max().item() < 1e-4
 
 
-@pytest.mark.parametrize("cls", ["HubertModel", "Wav2Vec2Model"])
-def test_bare_model_folder_imports_with_tokens(tmp_path, cls):
-    """A bare base model (keys without the ``hubert.`` / ``wav2vec2.`` prefix, as
-    facebook/hubert-base-ls960 is saved) imports with a token list, its encoder exact."""
+@pytest.mark.parametrize("cls", ["Wav2Vec2ForPreTraining", "Wav2Vec2Model", "HubertModel"])
+def test_folder_without_a_head_needs_tokens(tmp_path, cls):
+    """A pre-training folder, or a bare base model (keys without the ``wav2vec2.`` / ``hubert.``
+    prefix, as facebook/hubert-base-ls960 is saved), imports with a token list: a fresh CTC head,
+    the pre-training modules dropped, the encoder exact."""
     if cls == "HubertModel":
-        bare = tiny_hubert("post_ln_group", transformers.HubertModel)
+        model = tiny_hubert("post_ln_group", transformers.HubertModel)
     else:
         torch.manual_seed(0)
-        bare = transformers.Wav2Vec2Model(tiny_hf_model("post_ln_group").config).eval()
-    bare.save_pretrained(tmp_path)
+        model = getattr(transformers, cls)(tiny_hf_model("post_ln_group").config).eval()
+    model.save_pretrained(tmp_path)
     with pytest.raises(CheckpointError, match="no lm_head"):
         read_hf(tmp_path)
     tokens = ["<blank>", "<pad>", "</s>", "<unk>", "|", "A"]
-    model = read_hf(tmp_path, tokens=tokens).build_model()
+    imported = read_hf(tmp_path, tokens=tokens)
+    assert imported.config.vocab_size == 6 and sorted(imported.fresh) == ["ctc_head.bias", "ctc_head.weight"]
+    pretraining = {"quantizer", "project_q", "project_hid"} if cls == "Wav2Vec2ForPreTraining" else set()
+    assert {k.split(".")[0] for k in imported.dropped} == pretraining
     wav = torch.randn(1, 2000)
     with torch.no_grad():
-        expected = bare(wav).last_hidden_state
-    assert (model.encode(wav).x - expected).abs().max().item() < 1e-4
+        expected = getattr(model, "wav2vec2", model)(wav).last_hidden_state
+    assert (imported.build_model().encode(wav).x - expected).abs().max().item() < 1e-4
 
 
 @pytest.mark.parametrize("overrides, named", [(dict(feat_proj_layer_norm=False), "feat_proj_layer_norm=false"),
