@@ -17,6 +17,7 @@ deterministic ~10 % of the training speakers, both genders) and ``test``.
 import logging
 import os
 import re
+import shutil
 from pathlib import Path
 
 from asrc.core.audio_info import checked_or_reason
@@ -32,6 +33,7 @@ logger = logging.getLogger(__name__)
 
 AN4_URL = "http://www.speech.cs.cmu.edu/databases/an4/an4_sphere.tar.gz"
 AN4_MIRRORS = ("https://dldata-public.s3.us-east-2.amazonaws.com/an4_sphere.tar.gz",)
+_SAMPLE_RATE = 16000  # AN4 is 16 kHz mono; other audio is skipped with the reason
 _TRANSCRIPT = re.compile(r"^\s*(?:<s>)?(.*?)(?:</s>)?\s*\(([^()\s]+)\)\s*$")
 
 
@@ -43,12 +45,17 @@ def download_an4(dest="downloads", url: str = AN4_URL, mirrors=AN4_MIRRORS, sour
     folder holding ``an4_sphere.tar.gz`` or ``an4/``, or the tarball itself. No checksum is
     published for AN4, so ``md5`` defaults to ``None``; a truncated archive is still caught
     (extraction fails), reported, deleted and fetched again. Idempotent via ``an4/.done``.
+    An archive that holds no ``an4/`` tree is an :class:`AsrcError`; what it unpacked (and,
+    when downloaded, the archive itself) is removed, so a rerun fails the same way.
     """
     dest = Path(dest)
     root = dest / "an4"
     stamp = root / ".done"
-    if stamp.is_file() or (root.is_symlink() and _is_an4_root(root)):
+    if (stamp.is_file() or root.is_symlink()) and _is_an4_root(root):
         return root
+    if stamp.is_file():
+        stamp.unlink()  # left by an extraction that gave no AN4 tree: unpack and check again
+    before = set(os.listdir(dest)) if dest.is_dir() else set()
     if source is not None:
         source = Path(source)
         for tree in (source, source / "an4"):
@@ -64,10 +71,21 @@ def download_an4(dest="downloads", url: str = AN4_URL, mirrors=AN4_MIRRORS, sour
             raise FileNotFoundError(f"download_an4: {source} holds neither an4/ (wav/, etc/) nor an4_sphere.tar.gz")
         extract_archive(archive, dest, stamp, progress=progress)
     else:
-        fetch_and_extract([url, *mirrors], dest / "an4_sphere.tar.gz", dest, stamp, md5=md5,
+        archive = dest / "an4_sphere.tar.gz"
+        fetch_and_extract([url, *mirrors], archive, dest, stamp, md5=md5,
                           retries=retries, backoff=backoff, progress=progress)
     if not _is_an4_root(root):
-        raise AsrcError(f"the AN4 archive did not produce {root}/wav and {root}/etc")
+        stamp.unlink(missing_ok=True)
+        junk = set(os.listdir(dest)) - before  # what the wrong archive unpacked
+        if source is None:
+            junk.add(archive.name)  # downloaded, and not AN4: fetch it afresh next time
+        for name in sorted(junk):
+            path = dest / name
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+        raise AsrcError(f"{archive}: is not the AN4 archive: it did not produce {root}/wav and {root}/etc")
     return root
 
 
@@ -81,9 +99,11 @@ def prepare_an4(an4_root, out_dir, dev_fraction: float = 0.1) -> dict:
     ``dev`` holds the training speakers chosen by :func:`split_speakers` (``dev_fraction`` of
     each gender, evenly spaced in sorted order: deterministic, no random state). Each
     utterance listed in ``.fileids`` or ``.transcription`` ends up in a table or in
-    ``skipped.txt`` with the reason (missing audio or transcript, unreadable or truncated
-    audio, empty transcript); transcripts that lost characters with no ASCII spelling are
-    listed in ``text_lost_chars.txt``.
+    ``skipped.txt`` with the reason (missing audio or transcript, an id on two lines of a file,
+    unreadable or truncated audio, audio that is not 16 kHz mono, empty transcript);
+    transcripts that lost characters with no ASCII spelling are listed in
+    ``text_lost_chars.txt``. A list file that is not UTF-8 is an :class:`AsrcError` naming the
+    line; a byte-order mark at its start is ignored.
     """
     an4_root = Path(an4_root)
     if not _is_an4_root(an4_root) and _is_an4_root(an4_root / "an4"):
@@ -146,27 +166,32 @@ def _read_part(root: Path, part: str):
     for p in (fileids_path, trans_path):
         if not p.is_file():
             raise FileNotFoundError(f"prepare_an4: missing {p}")
-    files = {}
-    with open(fileids_path, encoding="utf-8") as f:
-        for line in f:
-            rel = line.strip()
-            if rel:
-                files[os.path.basename(rel)] = rel
-    transcripts, skipped, lost = {}, [], []
-    with open(trans_path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            m = _TRANSCRIPT.match(line)
-            if m is None:
-                skipped.append((f"{trans_path.name}:{lineno}", f"unparsable transcription line {line.strip()!r}"))
-                continue
-            transcripts[m.group(2)] = m.group(1)
+    files, file_lines = {}, {}
+    for lineno, line in _read_lines(fileids_path):
+        rel = line.strip()
+        if rel:
+            files[os.path.basename(rel)] = rel
+            file_lines.setdefault(os.path.basename(rel), []).append(lineno)
+    transcripts, trans_lines, skipped, lost = {}, {}, [], []
+    for lineno, line in _read_lines(trans_path):
+        if not line.strip():
+            continue
+        m = _TRANSCRIPT.match(line)
+        if m is None:
+            skipped.append((f"{trans_path.name}:{lineno}", f"unparsable transcription line {line.strip()!r}"))
+            continue
+        transcripts[m.group(2)] = m.group(1)
+        trans_lines.setdefault(m.group(2), []).append(lineno)
     utts = []
     for base in sorted(files.keys() | transcripts.keys()):
         rel = files.get(base)
         speaker = os.path.basename(os.path.dirname(rel)) if rel else _speaker_from_id(base)
         utt_id = _utt_id(base, speaker)
+        repeated = (_repeated(file_lines.get(base, ()), fileids_path)
+                    or _repeated(trans_lines.get(base, ()), trans_path))
+        if repeated:
+            skipped.append((utt_id, repeated))
+            continue
         if rel is None:
             skipped.append((utt_id, f"in {trans_path.name} but not in {fileids_path.name}"))
             continue
@@ -178,6 +203,10 @@ def _read_part(root: Path, part: str):
         if reason:
             skipped.append((utt_id, reason))
             continue
+        if info.sample_rate != _SAMPLE_RATE or info.channels != 1:
+            skipped.append((utt_id, f"{path}: {info.sample_rate} Hz, {info.channels} channel(s); "
+                                    f"expected {_SAMPLE_RATE} Hz mono"))
+            continue
         text, lost_chars = normalize_text_lost(transcripts[base])
         if not text:
             skipped.append((utt_id, f"transcript {transcripts[base]!r} is empty after normalisation"))
@@ -186,6 +215,26 @@ def _read_part(root: Path, part: str):
         if lost_chars:
             lost.append((utt_id, lost_chars, transcripts[base]))
     return utts, skipped, lost
+
+
+def _read_lines(path: Path):
+    """``(line number, text)`` of each line of an AN4 list; a UTF-8 byte-order mark at the start
+    is dropped (``utf-8-sig``), a line that is not UTF-8 is an :class:`AsrcError` naming it."""
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            try:
+                yield lineno, raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+            except UnicodeDecodeError as e:
+                raise AsrcError(f"{path}:{lineno}: not valid UTF-8 ({e.reason} at byte {e.start}); "
+                                "AN4 lists are plain ASCII") from None
+
+
+def _repeated(linenos, path: Path):
+    """The skip reason for an id on more than one line of ``path``, else ``None``."""
+    if len(linenos) < 2:
+        return None
+    where = ", ".join(map(str, linenos[:-1])) + f" and {linenos[-1]}"
+    return f"{len(linenos)} lines ({where}) of {path} give this utterance"
 
 
 def _speaker_from_id(base: str) -> str:

@@ -199,8 +199,10 @@ def map_data_dir(src, out_dir, transform: Callable[[str, np.ndarray], np.ndarray
 
     from asrc.core.audio import read_audio
     from asrc.core.tables import read_table
+    from asrc.data.datadir import refuse_segments
 
     src, out_dir = Path(src), Path(out_dir)
+    refuse_segments(src, "an audio transform")
     wav_scp = read_table(src / "wav.scp")
     if not wav_scp:
         raise AsrcError(f"{src}/wav.scp: no utterances")

@@ -51,6 +51,7 @@ __all__ = [
     "write_lost_chars",
     "validate_data_dir",
     "segment_outside",
+    "refuse_segments",
     "combine_data_dirs",
     "copy_data_dir",
 ]
@@ -541,6 +542,15 @@ def _sorted_lines(path):
             yield key, line
 
 
+def refuse_segments(data_dir, what: str) -> None:
+    """An error for a data directory with a ``segments`` file, which ``what`` (an operation on
+    per-utterance ``wav.scp`` entries) would silently get wrong: its ``wav.scp`` lists recordings,
+    not utterances."""
+    if (Path(data_dir) / "segments").is_file():
+        raise AsrcError(f"{data_dir}/segments: {what} works on data directories without segments (wav.scp "
+                        f"entries as utterances); write each segment to its own file first (Kaldi's extract-segments)")
+
+
 def combine_data_dirs(out_dir, src_dirs, untranscribed_ok: bool = False) -> Path:
     """Union of the data directories ``src_dirs`` into ``out_dir`` (e.g. ``train_960``).
 
@@ -562,6 +572,7 @@ def combine_data_dirs(out_dir, src_dirs, untranscribed_ok: bool = False) -> Path
     for d in src_dirs:
         if not (d / "wav.scp").is_file():
             raise FileNotFoundError(f"combine_data_dirs: {d} is not a data directory (no wav.scp)")
+        refuse_segments(d, "combine")
     if out_dir.resolve() in {d.resolve() for d in src_dirs}:
         raise ValueError(f"combine_data_dirs: output {out_dir} is one of the sources")
     for name in PER_UTT_FILES:
@@ -617,6 +628,7 @@ def copy_data_dir(src_dir, out_dir, prefix: str, drop_text: bool = False) -> Pat
         raise ValueError(f"copy_data_dir: prefix {prefix!r} must be non-empty and without whitespace")
     if not (src_dir / "wav.scp").is_file():
         raise FileNotFoundError(f"copy_data_dir: {src_dir} is not a data directory (no wav.scp)")
+    refuse_segments(src_dir, "copy")
     if out_dir.resolve() == src_dir.resolve():
         raise ValueError(f"copy_data_dir: output {out_dir} is the source")
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -21,6 +21,7 @@ import shutil
 import tarfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import zlib
 from http.client import HTTPException
@@ -214,10 +215,20 @@ def _fetch_once(url, part: Path, timeout, progress, state):
     try:
         response = urllib.request.urlopen(request, timeout=timeout)
     except urllib.error.HTTPError as e:
-        if e.code == 416 and have:
-            # Nothing left to send: the part file is complete (or too long; MD5 will tell).
+        if e.code != 416 or not have:
+            raise
+        total = _content_range_total(e.headers.get("Content-Range"))  # 416: "bytes */<size>"
+        e.close()
+        response = None
+    if response is None:
+        if total == have:  # nothing left to send: the part file is complete
             return _hash_existing(part, state)
-        raise
+        # Longer than the file, or its size unknown: not known to be a prefix of it.
+        logger.warning("%s: %s has %d bytes, the file on the server %s; starting over", url, part, have,
+                       "an unknown size" if total is None else f"{total}")
+        part.unlink(missing_ok=True)
+        state["hasher"], state["hashed"] = None, 0
+        return _fetch_once(url, part, timeout, progress, state)  # no Range request now: no recursion
     with response:
         if have and response.status == 206:
             start = _content_range_start(response.headers.get("Content-Range"))
@@ -269,6 +280,14 @@ def _content_range_start(value):
     # "bytes 100-999/1000"
     try:
         return int(value.split()[1].split("-")[0])
+    except (AttributeError, IndexError, ValueError):
+        return None
+
+
+def _content_range_total(value):
+    # "bytes */1000" (a 416 answer) -> 1000; None when absent or unknown ("*")
+    try:
+        return int(value.rsplit("/", 1)[1])
     except (AttributeError, IndexError, ValueError):
         return None
 
@@ -363,18 +382,47 @@ def _read_block(f, n: int) -> bytes:
         raise _NotAnLM(f"cannot read it: {e}") from None
 
 
+_GZIP_MAGIC = b"\x1f\x8b"
+_TAIL = 1 << 16  # an ARPA file's last 64 KiB must hold its \end\ line
+
+
+def _is_gzip(path: Path) -> bool:
+    """Gzip is told by its magic bytes, not by the name (a URL may end in ``?download=1``)."""
+    with open(path, "rb") as f:
+        return f.read(2) == _GZIP_MAGIC
+
+
+def _has_end_line(tail: bytes) -> bool:
+    """True if ``tail`` (the end of an ARPA file) ends with the ``\\end\\`` line, then only whitespace."""
+    lines = tail.rstrip().splitlines()
+    return bool(lines) and lines[-1].strip() == b"\\end\\"
+
+
+_TRUNCATED = "truncated: no \\end\\ line at its end"
+
+
 def _arpa_to(local: Path, dest: Path) -> None:
-    """Check that ``local`` (``.gz`` decompressed) is an ARPA file and write it to ``dest``
+    """Check that ``local`` (decompressed if it is gzip) is a whole ARPA file (a ``\\data\\``
+    section in its first 64 KiB, the ``\\end\\`` line at its end) and write it to ``dest``
     (through ``<dest>.part``; nothing is written when ``local`` is ``dest``). Raises
     :class:`_NotAnLM` for bad content; errors writing ``dest`` (a full disk) stay ``OSError``."""
-    opener = gzip.open if local.name.endswith(".gz") else open
+    gz = _is_gzip(local)
+    opener = gzip.open if gz else open
     with opener(local, "rb") as f:
-        head = _read_block(f, 1 << 16)  # a file that is not gzip fails here, at its first read
+        head = _read_block(f, 1 << 16)  # a damaged gzip file fails here, at its first read
     if b"\\data\\" not in head:
         raise _NotAnLM("not an ARPA file (no \\data\\ section in its first 64 KiB)")
     if local.resolve() == dest.resolve():
+        if gz:
+            raise AsrcError(f"LM {local}: is gzip-compressed and also the destination; "
+                            f"give another destination for the decompressed ARPA file")
+        with open(local, "rb") as f:
+            f.seek(max(0, local.stat().st_size - _TAIL))
+            if not _has_end_line(f.read()):
+                raise _NotAnLM(_TRUNCATED)
         return
     part = dest.with_name(dest.name + ".part")
+    tail = b""
     try:
         with opener(local, "rb") as fin, open(part, "wb") as fout:
             while True:
@@ -382,29 +430,84 @@ def _arpa_to(local: Path, dest: Path) -> None:
                 if not block:
                     break
                 fout.write(block)
+                tail = block[-_TAIL:] if len(block) >= _TAIL else (tail + block)[-_TAIL:]
+        if not _has_end_line(tail):
+            raise _NotAnLM(_TRUNCATED)
     except BaseException:
         part.unlink(missing_ok=True)
         raise
     os.replace(part, dest)
 
 
+def _download_name(url: str, dest: Path) -> str:
+    """The local name of a downloaded LM: the last part of the URL's path (no query), never
+    ``dest``'s own name (the download is decompressed or copied to ``dest``)."""
+    name = urllib.parse.urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1]
+    if name in ("", ".", "..") or name == dest.name:
+        name = dest.name + ".download"
+    return name
+
+
+def _tie_to_url(target: Path, url: str, md5) -> None:
+    """Make ``target`` and ``<target>.part`` (kept to resume) belong to ``url``: the sidecar
+    ``<target>.url`` names the URL they came from; files of another URL are deleted, and so are
+    files of unknown origin (from an older version) unless ``md5`` will check them."""
+    sidecar = target.with_name(target.name + ".url")
+    recorded = sidecar.read_text(encoding="utf-8").strip() if sidecar.is_file() else None
+    if recorded == url:
+        return
+    if recorded is not None or md5 is None:
+        for p in (target, target.with_name(target.name + ".part"), _stamp_path(target)):
+            if p.is_file():
+                logger.info("%s: from %s, not %s; deleting it", p, recorded or "an unknown URL", url)
+                p.unlink()
+    with atomic_write(sidecar) as f:
+        f.write(url + "\n")
+
+
+def _source_identity(src: str):
+    """What the ``.done`` stamp records about ``src``: the URL, or a local file's absolute path,
+    size and mtime (a rewritten file is fetched again); ``None`` for a missing local file."""
+    if src.startswith(("http://", "https://")):
+        return src
+    path = Path(src)
+    if not path.is_file():
+        return None
+    st = path.stat()
+    return f"{path.resolve()}\nsize {st.st_size} mtime_ns {st.st_mtime_ns}"
+
+
 def fetch_lm(src, dest, md5: str = None, progress: bool = True) -> Path:
     """An ARPA n-gram LM at ``dest`` from ``src``: an http(s) URL (downloaded resumably next to
-    ``dest``, ``md5`` checked if given), or a local file; ``.gz`` is decompressed. A finished
-    ``dest`` (its ``.done`` stamp naming ``src``) is kept. Raises :class:`AsrcError` naming
-    ``src`` when it is missing or not an ARPA file (no ``\\data\\`` section).
+    ``dest``, ``md5`` checked if given), or a local file; gzip is decompressed (told by its
+    magic bytes). A finished ``dest`` is kept while its ``.done`` stamp matches ``src`` (the same
+    URL, or a local file of the same path, size and mtime); otherwise it is made again. Raises
+    :class:`AsrcError` naming ``src`` when it is missing or not a whole ARPA file (no
+    ``\\data\\`` section, or no ``\\end\\`` line at its end: truncated), or when ``dest`` is a
+    directory.
 
-    A download that cannot be read (a truncated ``.gz``, an HTML page served instead of the LM)
-    is deleted and downloaded once more, as :func:`fetch_and_extract` does with archives; if
-    the second copy is bad too it is deleted as well, and the error names the URL and the local
-    file, so that a rerun (once the server is fixed) downloads afresh."""
+    A download that cannot be read (a truncated ``.gz`` or ARPA file, an HTML page served
+    instead of the LM) is deleted and downloaded once more, as :func:`fetch_and_extract` does
+    with archives; if the second copy is bad too it is deleted as well, and the error names the
+    URL and the local file, so that a rerun (once the server is fixed) downloads afresh."""
     src, dest = str(src), Path(dest)
+    if dest.is_dir():
+        raise AsrcError(f"LM destination {dest} is a directory; give the ARPA file to write, "
+                        f"e.g. {dest / 'lm.arpa'}")
+    is_url = src.startswith(("http://", "https://"))
+    identity = _source_identity(src)
     stamp = dest.with_name(dest.name + ".done")
-    if dest.is_file() and stamp.is_file() and stamp.read_text(encoding="utf-8").strip() == src:
-        return dest
+    if dest.is_file() and stamp.is_file():
+        done = stamp.read_text(encoding="utf-8").strip()
+        if done == identity:
+            return dest
+        if identity is None and done.split("\n", 1)[0] == str(Path(src).resolve()):
+            logger.warning("LM %s no longer exists; keeping %s, made from it", src, dest)
+            return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
-    if src.startswith(("http://", "https://")):
-        target = dest.with_name(src.rstrip("/").rsplit("/", 1)[-1])
+    if is_url:
+        target = dest.with_name(_download_name(src, dest))
+        _tie_to_url(target, src, md5)
         for attempt in (1, 2):
             local = download(src, target, md5=md5, progress=progress)
             try:
@@ -419,7 +522,7 @@ def fetch_lm(src, dest, md5: str = None, progress: bool = True) -> Path:
                 logger.warning("LM %s: downloaded file %s: %s; deleting it and downloading it again", src, local, e)
     else:
         local = Path(src)
-        if not local.is_file():
+        if identity is None:
             raise FileNotFoundError(f"LM {src} does not exist")
         if md5 is not None and not verify_md5(local, md5, progress=progress):
             raise DownloadError(f"LM {src}: MD5 is not {md5}")
@@ -428,5 +531,5 @@ def fetch_lm(src, dest, md5: str = None, progress: bool = True) -> Path:
         except _NotAnLM as e:
             raise AsrcError(f"LM {src}: {e}") from None
     with atomic_write(stamp) as f:
-        f.write(src + "\n")
+        f.write(identity + "\n")
     return dest

@@ -425,10 +425,9 @@ def synthesize_corpus(
     settings = {"subsets": subsets, "utts_per_speaker": utts_per_speaker, "seed": seed, "engines": engines,
                 **({"first_speaker": first_speaker} if first_speaker != 1000 else {}),
                 "text_file": str(Path(text_file).resolve()) if text_file else None}
-    _check_settings(out_dir, settings)
-
     total = sum(subsets.values())
-    sentences = read_sentences(text_file) if text_file else builtin_sentences(total, seed)
+    sentences = read_sentences(text_file) if text_file else builtin_sentences(total, seed)  # before synth.json
+    _check_settings(out_dir, settings)
     random.Random(f"asrc-synth-order-{seed}").shuffle(sentences)
     if len(sentences) < total:
         logger.warning("%d sentences for %d utterances: sentences are reused", len(sentences), total)
@@ -463,16 +462,19 @@ def synthesize_corpus(
 
 
 def _check_settings(out_dir: Path, settings: dict) -> None:
+    """Record ``settings`` in ``out_dir/synth.json``; a folder that holds a corpus (anything
+    besides synth.json) made with other settings, or no synth.json, is refused."""
     path = out_dir / "synth.json"
-    if path.is_file():
+    made = [p for p in out_dir.iterdir() if p.name != "synth.json"] if out_dir.is_dir() else []
+    if path.is_file() and made:
         previous = json.loads(path.read_text())
         if previous != json.loads(json.dumps(settings)):
             raise AsrcError(f"{out_dir} holds a corpus made with other settings ({path}: {previous}); "
                             "use another folder or delete it")
         return
-    if out_dir.is_dir() and any(out_dir.iterdir()):
+    if made:
         raise AsrcError(f"{out_dir} is not empty and has no synth.json; use an empty folder")
-    with atomic_write(path) as f:
+    with atomic_write(path) as f:  # nothing made yet: (re)write the settings
         f.write(json.dumps(settings, indent=2, sort_keys=True) + "\n")
 
 

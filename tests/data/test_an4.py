@@ -7,6 +7,7 @@ from asrc.core.tables import read_table
 from asrc.data.an4 import download_an4, prepare_an4, split_speakers
 from asrc.data.datadir import validate_data_dir
 from asrc.data.tokens import letter_tokens
+from asrc.errors import AsrcError
 
 
 def _count(path):
@@ -84,3 +85,118 @@ def test_download_an4(an4_root, tmp_path, server):
     assert linked.is_symlink() and (linked / "etc" / "an4_test.transcription").is_file()
     with pytest.raises(FileNotFoundError, match="neither an4/"):
         download_an4(tmp_path / "none", source=tmp_path / "data", progress=False)
+
+
+# --------------------------------------------------------------------------------------------
+# faults in a tiny synthetic AN4 tree
+
+
+_TINY_TRAIN = {"an1-fash-b": "YES", "an2-fash-b": "NO", "an3-fash-b": "RUBOUT", "an4-fbbh-b": "GO"}
+
+
+def _tiny_an4(root, write_audio):
+    """An AN4 tree: train speakers fash (train, 3 utterances) and fbbh (dev), test mcen.
+    ``.sph`` files are real NIST SPHERE, 16 kHz mono."""
+    train = {f"an4_clstk/{base.split('-')[1]}/{base}": text for base, text in _TINY_TRAIN.items()}
+    test = {"an4test_clstk/mcen/an5-mcen-b": "ENTER"}
+    for rel in [*train, *test]:
+        write_audio(root / "wav" / f"{rel}.sph", 1600, fmt="NIST")
+    (root / "etc").mkdir()
+    for part, utts, tags in (("train", train, ("<s> ", " </s>")), ("test", test, ("", ""))):
+        (root / "etc" / f"an4_{part}.fileids").write_text("".join(f"{rel}\n" for rel in utts))
+        (root / "etc" / f"an4_{part}.transcription").write_text(
+            "".join(f"{tags[0]}{text}{tags[1]} ({rel.rsplit('/', 1)[1]})\n" for rel, text in utts.items()))
+    return root
+
+
+def test_prepare_an4_tiny(tmp_path, write_audio):
+    written = prepare_an4(_tiny_an4(tmp_path / "an4", write_audio), tmp_path / "data")
+    assert (written["train"] / "text").read_text() == "fash-an1-b YES\nfash-an2-b NO\nfash-an3-b RUBOUT\n"
+    assert (written["dev"] / "text").read_text() == "fbbh-an4-b GO\n"
+    assert (written["test"] / "text").read_text() == "mcen-an5-b ENTER\n"
+    assert all((d / "skipped.txt").read_text() == "" for d in written.values())
+
+
+@pytest.mark.parametrize("name", ["an4_train.transcription", "an4_train.fileids"])
+def test_prepare_an4_ignores_bom(tmp_path, write_audio, name):
+    root = _tiny_an4(tmp_path / "an4", write_audio)
+    path = root / "etc" / name
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    written = prepare_an4(root, tmp_path / "data")
+    assert (written["train"] / "text").read_text() == "fash-an1-b YES\nfash-an2-b NO\nfash-an3-b RUBOUT\n"
+    assert (written["train"] / "skipped.txt").read_text() == ""
+
+
+def test_prepare_an4_skips_repeated_ids(tmp_path, write_audio):
+    root = _tiny_an4(tmp_path / "an4", write_audio)
+    trans, fileids = root / "etc" / "an4_train.transcription", root / "etc" / "an4_train.fileids"
+    with open(trans, "a") as f:
+        f.write("<s> NO </s> (an1-fash-b)\n")
+    with open(fileids, "a") as f:
+        f.write("an4_clstk/fash/an2-fash-b\n")
+    written = prepare_an4(root, tmp_path / "data")
+    assert (written["train"] / "text").read_text() == "fash-an3-b RUBOUT\n"
+    assert read_table(written["train"] / "skipped.txt") == {
+        "fash-an1-b": f"2 lines (1 and 5) of {trans.resolve()} give this utterance",
+        "fash-an2-b": f"2 lines (2 and 5) of {fileids.resolve()} give this utterance",
+    }
+
+
+def test_prepare_an4_skips_wrong_rate_and_stereo(tmp_path, write_audio):
+    root = _tiny_an4(tmp_path / "an4", write_audio)
+    wav = root.resolve() / "wav" / "an4_clstk" / "fash"
+    write_audio(wav / "an1-fash-b.sph", 800, sample_rate=8000, fmt="NIST")
+    write_audio(wav / "an2-fash-b.sph", 1600, channels=2, fmt="NIST")
+    written = prepare_an4(root, tmp_path / "data")
+    assert (written["train"] / "text").read_text() == "fash-an3-b RUBOUT\n"
+    assert read_table(written["train"] / "skipped.txt") == {
+        "fash-an1-b": f"{wav}/an1-fash-b.sph: 8000 Hz, 1 channel(s); expected 16000 Hz mono",
+        "fash-an2-b": f"{wav}/an2-fash-b.sph: 16000 Hz, 2 channel(s); expected 16000 Hz mono",
+    }
+    assert validate_data_dir(written["train"], token_list=letter_tokens()) == []
+
+
+@pytest.mark.parametrize("name", ["an4_train.transcription", "an4_test.fileids"])
+def test_prepare_an4_not_utf8(tmp_path, write_audio, name):
+    root = _tiny_an4(tmp_path / "an4", write_audio)
+    path = root / "etc" / name
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(b"".join(lines) + b"<s> CAF\xe9 </s> (an9-fash-b)\n")
+    with pytest.raises(AsrcError, match=rf"{name}:{len(lines) + 1}: not valid UTF-8"):
+        prepare_an4(root, tmp_path / "data")
+
+
+def _tarball(path, members):
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+@pytest.mark.parametrize("member", ["foo/readme", "an4/readme"])
+def test_download_an4_wrong_archive_fails_again(tmp_path, member):
+    archive = _tarball(tmp_path / "an4_sphere.tar.gz", {member: b"hi\n"})
+    dest = tmp_path / "dl"
+    (dest / "keep").mkdir(parents=True)
+    for _ in range(2):  # the rerun must not trust a stamp of the failed extraction
+        with pytest.raises(AsrcError, match="did not produce"):
+            download_an4(dest, source=archive, progress=False)
+        assert sorted(p.name for p in dest.iterdir()) == ["keep"]  # what it unpacked is gone
+    assert archive.is_file()
+    # A stamp left by an older version over a tree that is not AN4 is not trusted either.
+    (dest / "an4").mkdir()
+    (dest / "an4" / ".done").write_text("extracted from an4_sphere.tar.gz\n")
+    with pytest.raises(AsrcError, match="did not produce"):
+        download_an4(dest, source=archive, progress=False)
+
+
+def test_download_an4_wrong_archive_from_url(tmp_path, server):
+    _tarball(tmp_path / "x.tar.gz", {"foo/readme": b"hi\n"})
+    server.files["/an4_sphere.tar.gz"] = (tmp_path / "x.tar.gz").read_bytes()
+    for n in (1, 2):
+        with pytest.raises(AsrcError, match="did not produce"):
+            download_an4(tmp_path / "dl", url=server.url + "/an4_sphere.tar.gz", mirrors=(), backoff=0,
+                         progress=False)
+        assert list((tmp_path / "dl").iterdir()) == [] and len(server.requests) == n  # fetched afresh

@@ -1,3 +1,4 @@
+import json
 import logging
 from pathlib import Path
 
@@ -118,3 +119,25 @@ def test_synthesis_is_deterministic(tmp_path):
                           engines=engines, progress=False)
         runs.append({p.relative_to(tmp_path / name): p.read_bytes() for p in (tmp_path / name).rglob("*.flac")})
     assert len(runs[0]) == len(engines) and runs[0] == runs[1]
+
+
+def test_a_wrong_text_file_leaves_the_folder_usable(tmp_path):
+    """--text that does not exist failed after synth.json was written, so the corrected rerun
+    was refused ("holds a corpus made with other settings") though nothing had been made."""
+    engines = available_engines()[:1]
+    if not engines:
+        pytest.skip("no TTS engine installed")
+    out = tmp_path / "sy"
+    with pytest.raises(FileNotFoundError):
+        synthesize_corpus(out, {"train": 1}, engines=engines, text_file=tmp_path / "typo.txt", progress=False)
+    assert not (out / "synth.json").exists()
+    # settings recorded but nothing made yet (a run killed at once): other settings may take over
+    out.mkdir(exist_ok=True)
+    (out / "synth.json").write_text('{"seed": 99}\n')
+    text = tmp_path / "sent.txt"
+    text.write_text("HELLO WORLD\n")
+    synthesize_corpus(out, {"train": 1}, engines=engines, text_file=text, progress=False, nj=1)
+    assert json.loads((out / "synth.json").read_text())["text_file"] == str(text.resolve())
+    (out / "stray").write_text("")
+    with pytest.raises(AsrcError, match="other settings"):
+        synthesize_corpus(out, {"train": 1}, engines=engines, seed=5, text_file=text, progress=False, nj=1)

@@ -132,3 +132,24 @@ def test_multi_channel_audio(tmp_path, write_audio, capsys):
     assert data_main(["validate", str(d)]) == 1
     assert "s-2: 2 channels" in capsys.readouterr().out
     assert data_main(["validate", str(d), "--mix-channels"]) == 0
+
+
+@pytest.mark.parametrize("command", ["copy", "combine", "map"])
+def test_segmented_directories_are_refused_where_they_would_be_copied_wrong(segmented, tmp_path, command):
+    """copy / combine / an audio transform read wav.scp entries as utterances: on a directory
+    with segments they dropped the segments file and wrote recordings as utterances (exit 0)."""
+    from asrc.data.augment import map_data_dir
+    from asrc.data.datadir import combine_data_dirs, copy_data_dir
+    from asrc.errors import AsrcError
+
+    d = segmented(["r1-a r1 0.0 1.0", "r2-a r2 0.0 1.0"])
+    out = tmp_path / "out"
+    with pytest.raises(AsrcError, match=f"{d}/segments: .*without segments"):
+        if command == "copy":
+            copy_data_dir(d, out, prefix="x-")
+        elif command == "combine":
+            combine_data_dirs(out, [d, d.parent / "other"])
+        else:
+            map_data_dir(d, out, lambda _u, a: a)
+    assert not out.exists()
+    assert data_main(["copy", str(d), str(out), "--prefix", "x-"]) == 1 and not out.exists()
