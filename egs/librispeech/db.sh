@@ -9,8 +9,8 @@ LIBRISPEECH=${LIBRISPEECH:-downloads}
 LIBRISPEECH_URL=${LIBRISPEECH_URL:-}
 # LIBRISPEECH_MD5: an md5sum-style list replacing the published sums (a private mirror).
 LIBRISPEECH_MD5=${LIBRISPEECH_MD5:-}
-# TEACHER: the fine-tuned wav2vec 2.0 CTC teacher: a Hugging Face Wav2Vec2ForCTC folder
-#   (e.g. wav2vec2-base-960h) or a fairseq checkpoint (e.g. wav2vec_small_960h.pt, with
-#   dict.ltr.txt beside it); TEACHER_FORMAT says which (hf or fairseq).
+# TEACHER: the fine-tuned wav2vec 2.0 (or HuBERT) CTC teacher: a Hugging Face Wav2Vec2ForCTC /
+#   HubertForCTC folder (e.g. wav2vec2-base-960h, hubert-large-ls960-ft) or a fairseq checkpoint
+#   (e.g. wav2vec_small_960h.pt, with dict.ltr.txt beside it); TEACHER_FORMAT says which (hf or fairseq).
 TEACHER=${TEACHER:-}
 TEACHER_FORMAT=${TEACHER_FORMAT:-hf}
