@@ -20,6 +20,7 @@ corpus, 292,367 utterances, against seconds for the headers alone); see
 ``asrc-bench librispeech-prep``.
 """
 
+import codecs
 import logging
 import multiprocessing
 import os
@@ -136,9 +137,10 @@ def download_librispeech(
             default to unchecked). A subset without an entry is not checked.
         keep_archives: keep downloaded ``.tar.gz`` after extraction (default) or delete them.
 
-    A subset whose ``LibriSpeech/<subset>/.done`` stamp exists is skipped. Raises
-    :class:`asrc.data.download.DownloadError` (wrong MD5 twice, every mirror failing) or
-    :class:`FileNotFoundError` (a subset not found in ``source``), naming the subset.
+    A subset whose ``LibriSpeech/<subset>/.done`` stamp exists (next to speaker folders) is
+    skipped. Raises :class:`asrc.data.download.DownloadError` (wrong MD5 twice, every mirror
+    failing), :class:`FileNotFoundError` (a subset not found in ``source``), naming the subset,
+    or :class:`AsrcError` (an archive without ``LibriSpeech/<subset>/<speaker>/``).
     """
     subsets = SUBSETS if subsets is None else [subsets] if isinstance(subsets, str) else list(subsets)
     if source is None and base_url == OPENSLR_URL and set(mirrors) <= set(MIRRORS):
@@ -155,8 +157,12 @@ def download_librispeech(
     for subset in subsets:
         stamp = root / subset / ".done"
         if stamp.is_file():
-            logger.info("%s: already extracted (%s)", subset, stamp)
-            continue
+            if _has_folders(root / subset) or (root / subset).is_symlink():
+                logger.info("%s: already extracted (%s)", subset, stamp)
+                continue
+            # A stamp over no speaker folders (left by an archive without LibriSpeech/<subset>):
+            # not trusted; the archive is extracted and checked again.
+            stamp.unlink()
         if source is not None:
             _from_local(Path(source), subset, len(subsets), dest, root, stamp, md5s.get(subset), progress)
             continue
@@ -173,8 +179,7 @@ def download_librispeech(
             backoff=backoff,
             progress=progress,
         )
-        if not (root / subset).is_dir():
-            raise AsrcError(f"{archive}: extracted, but it holds no LibriSpeech/{subset} folder")
+        _check_extracted(archive, root, subset, stamp)
         if not keep_archives:
             archive.unlink()
             archive.with_name(archive.name + ".md5").unlink(missing_ok=True)
@@ -204,8 +209,30 @@ def _from_local(source: Path, subset, n_subsets, dest: Path, root: Path, stamp: 
     if md5 is not None and not verify_md5(archive, md5, progress=progress):
         raise AsrcError(f"{archive}: MD5 differs from the published {md5}; the archive is corrupt or truncated")
     extract_archive(archive, dest, stamp, progress=progress)
-    if not (root / subset).is_dir():
-        raise AsrcError(f"{archive}: extracted, but it holds no LibriSpeech/{subset} folder")
+    _check_extracted(archive, root, subset, stamp)
+
+
+def _has_folders(path) -> bool:
+    """Whether the folder ``path`` holds a (non-hidden) folder: a subset's speakers."""
+    try:
+        with os.scandir(path) as entries:
+            return any(e.is_dir() and not e.name.startswith(".") for e in entries)
+    except OSError:
+        return False
+
+
+def _check_extracted(archive, root: Path, subset, stamp: Path):
+    """An archive that brought no ``LibriSpeech/<subset>/<speaker>/`` is an error; the stamp
+    that extraction wrote (and the folder made only to hold it) are removed."""
+    if _has_folders(root / subset):
+        return
+    stamp.unlink(missing_ok=True)
+    try:
+        (root / subset).rmdir()  # only if empty: never anything the archive brought
+    except OSError:
+        pass
+    raise AsrcError(f"{archive}: holds no LibriSpeech/{subset} folder with speaker folders in it "
+                    f"(is it the {subset} archive?)")
 
 
 # --------------------------------------------------------------------------------------------
@@ -234,7 +261,10 @@ def prepare_librispeech(
 
     Every utterance of the corpus ends up either in the tables or in ``<set>/skipped.txt``
     with a reason (no audio, no transcript line, unreadable, truncated or wrong-rate audio,
-    NaN/Inf samples in a float file, empty transcript, id not matching its folder).
+    NaN/Inf samples in a float file, empty transcript, id not matching its folder, a transcript
+    line that is not UTF-8, a second transcript line or audio file for an id, audio outside
+    the ``<subset>/<speaker>/<chapter>/`` folders). A ``corpus_dir`` that is itself a subset
+    folder (its folders are numeric speaker ids) is an error.
     Transcripts already in LibriSpeech style are kept verbatim; others go through
     :func:`asrc.data.text.normalize_text_lost`, and those that lost characters with no ASCII
     spelling are listed in ``<set>/text_lost_chars.txt``.
@@ -247,17 +277,26 @@ def prepare_librispeech(
     subsets = _find_subsets(corpus_dir, subsets)
     out_dir = Path(out_dir)
     tasks = []
+    stray = {}  # subset -> [(utt-id, reason)] for audio files directly in the subset folder
     for subset in subsets:
         subset_dir = os.path.join(corpus_dir, subset)
-        speakers = sorted(e.name for e in os.scandir(subset_dir) if e.is_dir() and not e.name.startswith("."))
+        speakers, stray[subset] = [], []
+        for e in os.scandir(subset_dir):
+            if e.name.startswith("."):
+                continue
+            if e.is_dir():
+                speakers.append(e.name)
+            elif e.name.endswith(_AUDIO_SUFFIXES):
+                stray[subset].append((e.name.rsplit(".", 1)[0], f"{e.path}: audio directly in the subset folder, "
+                                      f"not read; expected in {subset}/<speaker>/<chapter>/"))
         if not speakers:
             raise AsrcError(f"prepare_librispeech: {subset_dir} has no speaker folders")
-        tasks.extend((subset, subset_dir, spk, expected_sr) for spk in speakers)
+        tasks.extend((subset, subset_dir, spk, expected_sr) for spk in sorted(speakers))
     written = {}
     remaining = {s: 0 for s in subsets}
     for task in tasks:
         remaining[task[0]] += 1
-    collected = {s: ([], [], []) for s in subsets}
+    collected = {s: ([], stray[s], []) for s in subsets}
     in_memory = {}  # blocks kept for the combined sets
     keep = {p for parts in COMBINED_SETS.values() for p in parts} if combine else set()
     with _pool(nj) as pool, _progress(len(tasks), progress) as bar:
@@ -299,6 +338,11 @@ def _find_subsets(corpus_dir: Path, subsets):
             subsets = sorted(e.name for e in os.scandir(corpus_dir) if e.is_dir() and not e.name.startswith("."))
         if not subsets:
             raise FileNotFoundError(f"prepare_librispeech: no subset folders in {corpus_dir}")
+        if all(s.isdigit() for s in subsets):  # speaker folders: the subset folder itself was given
+            raise AsrcError(f"prepare_librispeech: {corpus_dir} looks like a subset folder (its folders "
+                            f"{', '.join(subsets[:3])}{', ...' if len(subsets) > 3 else ''} are speakers); "
+                            f"pass the folder above it, {corpus_dir.parent} (--subsets {corpus_dir.name} "
+                            f"for this subset alone)")
         return subsets
     subsets = [subsets] if isinstance(subsets, str) else list(subsets)
     for s in subsets:
@@ -334,9 +378,14 @@ def _scan_speaker(task):
     utts, skipped, lost = [], [], []
     speaker_dir = subset_dir + "/" + speaker
     for chapter_entry in os.scandir(speaker_dir):
-        if not chapter_entry.is_dir() or chapter_entry.name.startswith("."):
+        name = chapter_entry.name
+        if name.startswith("."):
             continue
-        _scan_chapter(chapter_entry.path, speaker, chapter_entry.name, expected_sr, utts, skipped, lost)
+        if chapter_entry.is_dir():
+            _scan_chapter(chapter_entry.path, speaker, name, expected_sr, utts, skipped, lost)
+        elif name.endswith(_AUDIO_SUFFIXES):
+            skipped.append((name.rsplit(".", 1)[0], f"{chapter_entry.path}: audio directly in the speaker folder, "
+                            f"not read; expected in a chapter folder {speaker}/<chapter>/"))
     block = format_speaker(speaker, utts, where=speaker_dir) if utts else None
     return subset, block, skipped, lost
 
@@ -346,30 +395,56 @@ def _scan_chapter(chapter_dir, speaker, chapter, expected_sr, utts, skipped, los
     trans_name = prefix + ".trans.txt"
     audio = {}
     has_trans = False
+    path_prefix = chapter_dir + "/"
     dir_fd = os.open(chapter_dir, os.O_RDONLY | os.O_DIRECTORY)
     try:
         for entry in os.scandir(dir_fd):
             name = entry.name
             if name.endswith(_AUDIO_SUFFIXES):
-                audio[name.rsplit(".", 1)[0]] = name
+                utt = name.rsplit(".", 1)[0]
+                other = audio.setdefault(utt, name)
+                if other != name:  # X.flac and X.wav: the FLAC (LibriSpeech's format) is read
+                    used, extra = (other, name) if other.endswith(".flac") else (name, other)
+                    audio[utt] = used
+                    skipped.append((utt, f"{path_prefix}{extra}: a second audio file for this id, not read; "
+                                         f"{used} is used"))
             elif name == trans_name:
                 has_trans = True
-        trans_path = chapter_dir + "/" + trans_name
+            elif not name.startswith(".") and entry.is_dir():
+                _misplaced(path_prefix + name, f"directly in the chapter folder {speaker}/{chapter}/", skipped)
+        trans_path = path_prefix + trans_name
         if not has_trans:
             skipped.extend((utt, f"no transcript file {trans_path}") for utt in audio)
             return
-        with open(trans_path, encoding="utf-8", errors="replace") as f:
-            lines = f.read().splitlines()
+        with open(trans_path, "rb") as f:
+            data = f.read()
+        if data.startswith(codecs.BOM_UTF8):
+            data = data[len(codecs.BOM_UTF8):]
         id_prefix = prefix + "-"
-        path_prefix = chapter_dir + "/"
-        for lineno, line in enumerate(lines, 1):
-            utt, _, text = line.partition(" ")
-            if not utt:
+        seen = {}  # utt-id -> line number
+        for lineno, line in enumerate(data.splitlines(), 1):
+            try:
+                line = line.decode("utf-8")
+                bad_utf8 = False
+            except UnicodeDecodeError:
+                line, bad_utf8 = line.decode("utf-8", errors="replace"), True
+            fields = line.split(None, 1)  # any whitespace: a tab must not end up in the id
+            if not fields:
                 continue
+            utt = fields[0]
+            if utt in seen:
+                skipped.append((utt, f"a second transcript line for this id, {trans_path}:{lineno} "
+                                     f"(the first is line {seen[utt]}), not read"))
+                continue
+            seen[utt] = lineno
             name = audio.pop(utt, None)
+            if bad_utf8:
+                skipped.append((utt, f"transcript line {lineno} of {trans_path} is not valid UTF-8"))
+                continue
             if name is None:
                 skipped.append((utt, f"no audio file for {trans_path}:{lineno}"))
                 continue
+            text = fields[1] if len(fields) > 1 else ""
             path = path_prefix + name
             if not utt.startswith(id_prefix):
                 skipped.append((utt, f"id does not belong to folder {speaker}/{chapter} ({path})"))
@@ -412,3 +487,13 @@ def _scan_chapter(chapter_dir, speaker, chapter, expected_sr, utts, skipped, los
             skipped.append((utt, f"no transcript line in {trans_path}"))
     finally:
         os.close(dir_fd)
+
+
+def _misplaced(folder, expected, skipped):
+    """List every audio file under ``folder`` (not read) in ``skipped``, saying where it was expected."""
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if name.endswith(_AUDIO_SUFFIXES):
+                skipped.append((name.rsplit(".", 1)[0], f"{dirpath}/{name}: in a subfolder, not read; "
+                                                        f"audio is expected {expected}"))

@@ -192,3 +192,103 @@ def test_wrong_content_is_fetched_again_from_the_next_mirror(tmp_path, server):
     assert path.read_bytes() == good
     assert [r[0] for r in server.requests] == ["/a/f.tar.gz", "/b/f.tar.gz"]
     assert (tmp_path / "f.tar.gz.md5").read_text().startswith(hashlib.md5(good).hexdigest())
+
+
+# --------------------------------------------------------------------------------------------
+# audit: nothing vanishes silently, reasons that say what happened
+
+
+def _skipped(d):
+    return [tuple(line.split("\t")) for line in (d / "skipped.txt").read_text().splitlines()]
+
+
+def test_non_utf8_transcript_line_is_skipped_with_its_reason(tmp_path, tiny_corpus):
+    chap = tiny_corpus / "dev-clean" / "19" / "198"
+    (chap / "19-198.trans.txt").write_bytes(b"19-198-0000 CAF\xe9 AU LAIT\n19-198-0001 IT'S A TEST\n")
+    d = prepare_librispeech(tiny_corpus, tmp_path / "data", nj=1, progress=False)["dev_clean"]
+    text = (d / "text").read_text().splitlines()
+    assert "19-198-0001 IT'S A TEST" in text and not [t for t in text if t.startswith("19-198-0000")]
+    assert _skipped(d) == [("19-198-0000", f"transcript line 1 of {chap}/19-198.trans.txt is not valid UTF-8")]
+    assert (d / "text_lost_chars.txt").read_text() == ""
+
+
+def test_audio_outside_chapter_folders_is_listed(tmp_path, tiny_corpus, write_audio):
+    subset = tiny_corpus / "dev-clean"
+    spk = subset / "1034"
+    for f in (spk / "121119").iterdir():  # a speaker folder without its chapter level
+        f.rename(spk / f.name)
+    (spk / "121119").rmdir()
+    write_audio(subset / "19" / "198" / "more" / "19-198-0007.flac", 800)  # nested in a chapter
+    write_audio(subset / "5-50-0000.flac", 800)  # directly in the subset folder
+    d = prepare_librispeech(tiny_corpus, tmp_path / "data", nj=2, progress=False)["dev_clean"]
+    assert len((d / "text").read_text().splitlines()) == 4
+    reasons = dict(_skipped(d))
+    assert sorted(reasons) == ["1034-121119-0000", "19-198-0007", "5-50-0000"]
+    assert reasons["1034-121119-0000"] == (f"{spk}/1034-121119-0000.flac: audio directly in the speaker folder, "
+                                           "not read; expected in a chapter folder 1034/<chapter>/")
+    assert reasons["19-198-0007"] == (f"{subset}/19/198/more/19-198-0007.flac: in a subfolder, not read; "
+                                      "audio is expected directly in the chapter folder 19/198/")
+    assert reasons["5-50-0000"] == (f"{subset}/5-50-0000.flac: audio directly in the subset folder, not read; "
+                                    "expected in dev-clean/<speaker>/<chapter>/")
+
+
+def test_transcript_quirks_have_true_reasons(tmp_path, tiny_corpus, write_audio):
+    base = tiny_corpus / "dev-clean"
+    bom = base / "103" / "1240" / "103-1240.trans.txt"
+    bom.write_bytes(b"\xef\xbb\xbf" + bom.read_bytes())  # UTF-8 BOM: stripped
+    (base / "103" / "1241" / "103-1241.trans.txt").write_text("103-1241-0005\tGOOD MORNING\n")  # tab-separated
+    chap = base / "19" / "198"
+    with open(chap / "19-198.trans.txt", "a") as f:
+        f.write("19-198-0000 SOMETHING ELSE\n")  # a second line for one id
+    for i in (0, 1):  # X.flac and X.wav: the FLAC is read, whatever the directory order
+        write_audio(chap / f"19-198-000{i}.wav", 400)
+    d = prepare_librispeech(tiny_corpus, tmp_path / "data", nj=1, progress=False)["dev_clean"]
+    assert (d / "text").read_text().splitlines() == [
+        "103-1240-0000 ONE TWO THREE", "103-1241-0005 GOOD MORNING", "1034-121119-0000 A",
+        "19-198-0000 HELLO WORLD", "19-198-0001 IT'S A TEST"]
+    assert [line.split()[1] for line in (d / "wav.scp").read_text().splitlines()][-2:] == [
+        f"{chap}/19-198-0000.flac", f"{chap}/19-198-0001.flac"]
+    assert _skipped(d) == [
+        ("19-198-0000", f"{chap}/19-198-0000.wav: a second audio file for this id, not read; "
+                        "19-198-0000.flac is used"),
+        ("19-198-0000", f"a second transcript line for this id, {chap}/19-198.trans.txt:3 (the first is line 1), "
+                        "not read"),
+        ("19-198-0001", f"{chap}/19-198-0001.wav: a second audio file for this id, not read; "
+                        "19-198-0001.flac is used"),
+    ]
+
+
+def test_subset_folder_as_corpus_is_refused_up_front(tmp_path, tiny_corpus, capsys):
+    from asrc.bin import data as data_cli
+
+    subset = tiny_corpus / "dev-clean"
+    with pytest.raises(AsrcError, match=f"{subset} looks like a subset folder .* pass the folder above it, "
+                                        f"{tiny_corpus} "):
+        prepare_librispeech(subset, tmp_path / "data", nj=1, progress=False)
+    assert not (tmp_path / "data").exists()
+    assert data_cli.main(["prepare-librispeech", str(subset), str(tmp_path / "data"), "--nj", "1",
+                          "--no-progress"]) != 0
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1 and "--subsets dev-clean" in err
+    assert not (tmp_path / "data").exists()
+
+
+def test_archive_without_the_subset_fails_and_fails_again(tmp_path, server, tiny_corpus):
+    body = _tarball(tiny_corpus, "dev-clean")
+    (tmp_path / "x.tar.gz").write_bytes(body)
+    server.files["/dev-clean-2.tar.gz"] = body
+    dest = tmp_path / "dl"
+    root = dest / "LibriSpeech"
+    for _ in range(2):  # the rerun must not trust a stamp
+        with pytest.raises(AsrcError, match=r"x.tar.gz: holds no LibriSpeech/dev-clean-2 folder"):
+            download_librispeech(["dev-clean-2"], dest, source=tmp_path / "x.tar.gz", progress=False)
+        assert not (root / "dev-clean-2").exists()
+    (root / "dev-clean-2").mkdir()
+    (root / "dev-clean-2" / ".done").write_text("stale\n")  # left by an older version
+    with pytest.raises(AsrcError, match=r"x.tar.gz: holds no LibriSpeech/dev-clean-2 folder"):
+        download_librispeech(["dev-clean-2"], dest, source=tmp_path / "x.tar.gz", progress=False)
+    assert not (root / "dev-clean-2").exists()
+    for _ in range(2):  # fetched from a server
+        with pytest.raises(AsrcError, match=r"dev-clean-2.tar.gz: holds no LibriSpeech/dev-clean-2 folder"):
+            download_librispeech(["dev-clean-2"], dest, base_url=server.url, mirrors=[], backoff=0, progress=False)
+        assert not (root / "dev-clean-2").exists()
