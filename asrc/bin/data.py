@@ -99,6 +99,8 @@ def _synth(args):
         name, _, count = item.partition(":")
         if not name or not count.isdigit():
             raise SystemExit(f"asrc-data synth: --subsets wants name:count[,name:count], got {item!r}")
+        if name in subsets:
+            raise SystemExit(f"asrc-data synth: --subsets names {name!r} twice ({args.subsets!r})")
         subsets[name] = int(count)
     counts = synthesize_corpus(
         args.out, subsets, utts_per_speaker=args.utts_per_speaker, text_file=args.text, seed=args.seed,

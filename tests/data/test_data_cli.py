@@ -68,3 +68,12 @@ def test_download_librispeech_cli_md5_file(tmp_path, tiny_corpus, server, capsys
     md5_file.write_text("not-an-md5 dev-clean.tar.gz\n")
     with pytest.raises(SystemExit, match="md5sum.txt:1"):
         main(args + ["--md5-file", str(md5_file)])
+
+
+@pytest.mark.parametrize("subsets, message", [("train:2,train:3", "names 'train' twice"),
+                                              ("train:2,dev", "wants name:count")])
+def test_synth_subsets_are_checked(tmp_path, subsets, message):
+    """--subsets train:2,train:3 kept the last count without a word; nothing is made."""
+    with pytest.raises(SystemExit) as e:
+        main(["synth", str(tmp_path / "sy"), "--subsets", subsets])
+    assert message in str(e.value) and not (tmp_path / "sy").exists()
