@@ -575,6 +575,11 @@ def combine_data_dirs(out_dir, src_dirs, untranscribed_ok: bool = False) -> Path
         refuse_segments(d, "combine")
     if out_dir.resolve() in {d.resolve() for d in src_dirs}:
         raise ValueError(f"combine_data_dirs: output {out_dir} is one of the sources")
+    for name in REQUIRED_FILES:  # before anything is written
+        missing = [str(d) for d in src_dirs if not (d / name).is_file()]
+        if missing and not (name == "text" and untranscribed_ok):
+            raise FileNotFoundError(f"combine_data_dirs: {name} missing in {', '.join(missing)}"
+                                    + ("; --untranscribed-ok combines untranscribed audio" if name == "text" else ""))
     for name in PER_UTT_FILES:
         present = [d for d in src_dirs if (d / name).is_file()]
         if name == "text" and untranscribed_ok:
@@ -590,8 +595,6 @@ def combine_data_dirs(out_dir, src_dirs, untranscribed_ok: bool = False) -> Path
             if present:
                 missing = [str(d) for d in src_dirs if d not in present]
                 logger.warning("combine: %s missing in %s; not written to %s", name, ", ".join(missing), out_dir)
-            if name in REQUIRED_FILES:
-                raise FileNotFoundError(f"combine_data_dirs: {name} missing in some of {[str(d) for d in src_dirs]}")
             (out_dir / name).unlink(missing_ok=True)
             continue
         _merge_table(out_dir / name, [d / name for d in src_dirs])

@@ -173,6 +173,11 @@ def test_combine(tmp_path, write_audio):
     (a / "text").write_text("spkA-2 IT'S ME\nspkA-1 HELLO WORLD\n")
     with pytest.raises(ValueError, match="not sorted"):
         combine_data_dirs(tmp_path / "bad", [a, b])
+    # a source without text: refused before anything is written (a partial folder was left)
+    (a / "text").unlink()
+    with pytest.raises(FileNotFoundError, match=f"text missing in {a}; --untranscribed-ok"):
+        combine_data_dirs(tmp_path / "partial", [b, a])
+    assert not (tmp_path / "partial").exists()
 
 
 def test_copy_with_prefix_combines_with_its_source(tmp_path, write_audio):
