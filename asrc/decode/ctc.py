@@ -23,6 +23,8 @@ Beam search is torchaudio's flashlight-text decoder (:func:`torchaudio.models.de
   is the token list, e.g. a character n-gram for letter models).
 """
 
+import gzip
+import logging
 import math
 import tempfile
 from dataclasses import dataclass, field
@@ -35,6 +37,8 @@ from asrc.core.constants import BLANK, UNK
 from asrc.core.constants import WORD_BOUNDARY as LETTER_BOUNDARY
 from asrc.errors import AsrcError
 from asrc.models.ctc import check_logits
+
+logger = logging.getLogger(__name__)
 
 CHAR_BOUNDARY = "<space>"
 BPE_WORD_START = "\u2581"
@@ -129,11 +133,15 @@ def timed_words(hyp: "Hypothesis", tokens: Sequence[str], frame_seconds: float,
                 offset: float = 0.0) -> List[Tuple[str, float, float, float]]:
     """``(word, start, end, confidence)`` of each word of ``hyp``, times in seconds (its frames
     x ``frame_seconds``, plus ``offset``); confidence 1.0 where the decoder gave none. Empty when
-    the hypothesis carries no frames."""
+    the hypothesis carries no frames. The words are the decoder's own (``hyp.words``: a lexicon
+    search's words as its lexicon writes them, ``7`` spelled ``S E V E N``) where it gave one per
+    spelled word, else the words the tokens spell, as in the text."""
     toks = [tokens[i] for i in hyp.ids]
     if len(hyp.frames) != len(toks):
         return []
     spans = word_spans(toks, hyp.frames)
+    if hyp.words and len(hyp.words) == len(spans):
+        spans = [(w, a, b) for w, (_, a, b) in zip(hyp.words, spans)]
     confs = ([c for _, c in word_confidences(toks, hyp.confidences)] if len(hyp.confidences) == len(toks)
              else [1.0] * len(spans))
     return [(w, offset + a * frame_seconds, offset + b * frame_seconds, c) for (w, a, b), c in zip(spans, confs)]
@@ -268,6 +276,8 @@ class BeamSearchDecoder:
                 raise FileNotFoundError(f"{what} file {path} does not exist")
         if lexicon is not None:
             check_lexicon(lexicon, self.tokens)
+            if lm is not None and is_arpa(lm):
+                _check_lm_covers_lexicon(lm, lexicon)
         elif lm is not None and is_arpa(lm):
             # Without a lexicon flashlight scores *tokens* with the LM; a word LM would be
             # consulted with single letters and quietly do nothing useful.
@@ -305,16 +315,18 @@ class BeamSearchDecoder:
                     sil_token=_sil_token(self.tokens),
                     unk_word=UNK,
                 )
-        except RuntimeError as e:
-            # KenLM's FormatLoadException and friends: say which file it was.
-            raise AsrcError(f"cannot build the CTC beam decoder (lexicon={self.lexicon}, lm={self.lm}): {e}") from e
+        except (RuntimeError, UnicodeDecodeError, ValueError) as e:
+            # KenLM's FormatLoadException and friends, a file that is no LM at all: say which file it was.
+            raise AsrcError(f"cannot build the CTC beam decoder (lexicon={self.lexicon}, lm={self.lm}): "
+                            f"{type(e).__name__}: {e}") from e
         self._boundaries = {i for i, t in enumerate(self.tokens) if t in (LETTER_BOUNDARY, CHAR_BOUNDARY)}
+        self._sil = self.tokens.index(_sil_token(self.tokens))
 
     def nbest(self, logits: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> List[List[Hypothesis]]:
         """Decode ``logits[B, T', V]`` (``lengths[B]``); per utterance the n best, best first."""
         lengths = check_logits(logits, lengths, len(self.tokens))
         log_probs = torch.log_softmax(logits.detach().float(), dim=-1).cpu().contiguous()
-        results = self._decoder(log_probs, lengths.to(torch.int32))
+        results = self._decoder(*self._closed(log_probs, lengths))
         out = []
         for b, hyps in enumerate(results):
             utt = []
@@ -342,9 +354,45 @@ class BeamSearchDecoder:
             out.append(utt)
         return out
 
+    def _closed(self, log_probs: torch.Tensor, lengths: torch.Tensor):
+        """What the decoder searches: with a lexicon, each utterance gets one more frame in which
+        the word boundary is certain. flashlight completes a lexicon word only on the boundary
+        that ends its spelling, and a model trained on transcripts without a final ``|`` (asrc's
+        targets) never emits one after the last word, which was then dropped or replaced by a
+        shorter word. A boundary after the model's own final ``|`` adds nothing (CTC merges it
+        or it is silence)."""
+        lengths = lengths.to(torch.int32)
+        if self.lexicon is None or self._sil not in self._boundaries:
+            return log_probs, lengths
+        b, t, v = log_probs.shape
+        closing = torch.full((v,), -1e4)
+        closing[self._sil] = 0.0
+        out = closing.expand(b, t + 1, v).clone()
+        out[:, :t] = log_probs
+        for i, n in enumerate(lengths.tolist()):
+            out[i, n] = closing
+        return out.contiguous(), lengths + 1
+
     def __call__(self, logits: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> List[Hypothesis]:
         """Decode ``logits[B, T', V]`` (``lengths[B]``) into the best hypothesis per utterance."""
         return [hyps[0] if hyps else Hypothesis(ids=[], text="", score=-math.inf) for hyps in self.nbest(logits, lengths)]
+
+
+def _check_lm_covers_lexicon(lm, lexicon) -> None:
+    """A word LM must know the lexicon's words: none of them in its unigrams (another case,
+    another language) is an error, fewer than half a warning; otherwise the LM scores every
+    word as ``<unk>`` and the search runs on without it, silently."""
+    with open(lexicon, encoding="utf-8") as f:
+        words = {line.split()[0] for line in f if line.strip()}
+    known = set(arpa_unigrams(lm))
+    covered = len(words & known)
+    if covered == 0:
+        raise AsrcError(f"LM {lm} knows none of the {len(words)} words of the lexicon {lexicon} (e.g. "
+                        f"{sorted(words)[:3]} against the LM's {sorted(known - {UNK, '<s>', '</s>'})[:3]}): "
+                        f"the LM would score every word as {UNK}; check case and language")
+    if covered < len(words) / 2:
+        logger.warning("LM %s knows only %d of the %d words of the lexicon %s; the others get its %s score",
+                       lm, covered, len(words), lexicon, UNK)
 
 
 def check_lexicon(path, tokens: Sequence[str]) -> int:
@@ -425,40 +473,62 @@ def write_letter_lexicon(words: Iterable[str], tokens: Sequence[str], path) -> T
     elif skipped_path.exists():
         skipped_path.unlink()
     if written == 0:
-        raise AsrcError(f"{path}: none of the {len(skipped)} words can be spelled with the token list")
+        path.unlink(missing_ok=True)
+        raise AsrcError(f"none of the {len(skipped)} words can be spelled with the token list (e.g. {skipped[:3]}); "
+                        f"no lexicon written to {path}")
     return written, skipped
 
 
+def _open_text(path):
+    """``path`` as UTF-8 text, through gzip when it is compressed (told by its first bytes)."""
+    with open(path, "rb") as f:
+        gz = f.read(2) == b"\x1f\x8b"
+    return gzip.open(path, "rt", encoding="utf-8") if gz else open(path, encoding="utf-8")
+
+
 def read_word_list(path) -> List[str]:
-    """Words of a word-list file (first field of each line) or of an ARPA file's unigrams."""
+    """Words of a word-list file (first field of each line) or of an ARPA file's unigrams
+    (gzip-compressed or not). Raises :class:`AsrcError` naming the file when it is not UTF-8
+    text or holds no word."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"word list {path} does not exist")
-    with open(path, encoding="utf-8") as f:
-        first = ""
-        for first in f:
-            if first.strip():
-                break
-        if first.strip() == "\\data\\":
-            return arpa_unigrams(path)
-        words = [first.split()[0]] if first.strip() else []
-        words += [line.split()[0] for line in f if line.strip()]
+    try:
+        with _open_text(path) as f:
+            first = ""
+            for first in f:
+                if first.strip():
+                    break
+            if first.strip() == "\\data\\":
+                return arpa_unigrams(path)
+            words = [first.split()[0]] if first.strip() else []
+            words += [line.split()[0] for line in f if line.strip()]
+    except (UnicodeDecodeError, EOFError, OSError) as e:
+        if isinstance(e, FileNotFoundError):
+            raise
+        raise AsrcError(f"word list {path}: not a word list or ARPA file (UTF-8 text, gzip allowed): {e}") from None
+    if not words:
+        raise AsrcError(f"word list {path} holds no word")
     return words
 
 
 def is_arpa(path) -> bool:
-    """True if the first non-empty line of ``path`` is ``\\data\\`` (an ARPA file, not a KenLM binary)."""
-    with open(path, "rb") as f:
-        for line in f:
-            if line.strip():
-                return line.strip() == b"\\data\\"
+    """True if the first non-empty line of ``path`` (gzip-compressed or not) is ``\\data\\``
+    (an ARPA file, not a KenLM binary)."""
+    try:
+        with _open_text(path) as f:
+            for line in f:
+                if line.strip():
+                    return line.strip() == "\\data\\"
+    except (UnicodeDecodeError, EOFError, OSError):  # binary, or damaged gzip
+        return False
     return False
 
 
 def arpa_unigrams(path) -> List[str]:
-    """The words of the ``\\1-grams:`` section of an ARPA file, in file order."""
+    """The words of the ``\\1-grams:`` section of an ARPA file (gzip-compressed or not), in file order."""
     words, in_unigrams = [], False
-    with open(path, encoding="utf-8") as f:
+    with _open_text(path) as f:
         for line in f:
             line = line.strip()
             if line == "\\1-grams:":

@@ -155,3 +155,61 @@ def test_beam_errors_name_the_file(tmp_path):
     (tmp_path / "uni.arpa").write_text("\\data\\\nngram 1=1\n\n\\1-grams:\n-1\tA\t0\n\n\\end\\\n")
     with pytest.raises(AsrcError, match="uni.arpa"):
         BeamSearchDecoder(LETTERS, lm=tmp_path / "uni.arpa")
+
+
+def test_lexicon_keeps_the_last_word_without_a_final_boundary(tmp_path):
+    """asrc's targets have no '|' after the last word, so its models emit none there; flashlight
+    completes a lexicon word only on the boundary that ends its spelling, and the last word was
+    dropped (or a shorter word put in its place). Two utterances of different lengths in a batch."""
+    write_letter_lexicon(["AB", "BA", "A", "CAB"], LETTERS, tmp_path / "lex.txt")
+    ab_ba = frames([{"A": 0.9}, {"B": 0.9}, {"|": 0.9}, {"B": 0.9}, {"A": 0.9}])
+    cab = torch.cat([frames([{"C": 0.9}, {"A": 0.9}, {"B": 0.9}]), frames([{"<blank>": 0.9}] * 2)], dim=1)
+    hyps = BeamSearchDecoder(LETTERS, lexicon=tmp_path / "lex.txt")(torch.cat([ab_ba, cab]), torch.tensor([5, 3]))
+    assert [h.text for h in hyps] == ["AB BA", "CAB"]
+    assert hyps[0].words == ["AB", "BA"]
+    assert [len(h.frames) for h in hyps] == [5, 3]  # A B | B A, C A B: the added boundary is no token
+    assert all(a < 5 for a, _ in hyps[0].frames) and all(a < 3 for a, _ in hyps[1].frames)
+    # a model that does end with '|' (fairseq / Hugging Face targets) reads the same
+    closed = frames([{"A": 0.9}, {"B": 0.9}, {"|": 0.9}, {"B": 0.9}, {"A": 0.9}, {"|": 0.9}])
+    assert BeamSearchDecoder(LETTERS, lexicon=tmp_path / "lex.txt")(closed)[0].text == "AB BA"
+
+
+def test_word_times_carry_the_lexicon_words(tmp_path):
+    """A lexicon word spelled otherwise ('X7' spelled A B) is the word of the CTM/JSON too, as in the text."""
+    from asrc.decode.ctc import timed_words
+
+    (tmp_path / "lex.txt").write_text("X7\tA B |\nBA\tB A |\n")
+    hyp = BeamSearchDecoder(LETTERS, lexicon=tmp_path / "lex.txt")(frames([{"A": 0.9}, {"B": 0.9}]))[0]
+    assert hyp.text == "X7"
+    assert [w for w, *_ in timed_words(hyp, LETTERS, 0.02)] == ["X7"]
+    greedy = GreedyDecoder(LETTERS)(frames([{"A": 0.9}, {"B": 0.9}]))[0]
+    assert [w for w, *_ in timed_words(greedy, LETTERS, 0.02)] == ["AB"]
+
+
+def test_lm_and_word_list_faults_are_named(tmp_path):
+    import gzip
+
+    words = write_arpa(tmp_path / "words.arpa", {"<unk>": -1, "<s>": -99, "</s>": -1, "AB": -0.1}, {"<s> AB": -0.1})
+    gz = tmp_path / "words.arpa.gz"
+    gz.write_bytes(gzip.compress(words.read_bytes()))
+    # a gzipped word LM without a lexicon was taken for a binary and used as a letter LM
+    with pytest.raises(AsrcError, match="needs a lexicon"):
+        BeamSearchDecoder(LETTERS, lm=gz)
+    assert read_word_list(gz) == ["<unk>", "<s>", "</s>", "AB"]
+    noise = tmp_path / "noise.bin"
+    noise.write_bytes(bytes(range(256)) * 20)
+    with pytest.raises(AsrcError, match="noise.bin: not a word list"):
+        read_word_list(noise)
+    (tmp_path / "empty.txt").write_text("\n")
+    with pytest.raises(AsrcError, match="empty.txt holds no word"):
+        read_word_list(tmp_path / "empty.txt")
+    with pytest.raises(AsrcError, match="noise.bin"):
+        BeamSearchDecoder(LETTERS, lexicon=write_letter_lexicon(["AB"], LETTERS, tmp_path / "lex.txt") and
+                          tmp_path / "lex.txt", lm=noise)
+    # an LM that knows none of the lexicon's words (another case) would score every word as <unk>
+    write_letter_lexicon(["BA", "CAB"], LETTERS, tmp_path / "lex2.txt")
+    with pytest.raises(AsrcError, match=r"knows none of the 2 words"):
+        BeamSearchDecoder(LETTERS, lexicon=tmp_path / "lex2.txt", lm=words)
+    with pytest.raises(AsrcError, match="none of the 1 words can be spelled"):
+        write_letter_lexicon(["XY"], LETTERS, tmp_path / "lex3.txt")
+    assert not (tmp_path / "lex3.txt").exists()
