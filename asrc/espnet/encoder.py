@@ -76,8 +76,14 @@ REGULARISATION_KEYS = frozenset({
 
 def _check_init_dir(init) -> None:
     if not is_model_dir(init):
+        where = ""
+        if not Path(init).is_absolute():
+            # config.yaml of an experiment keeps the path as given, relative to the recipe folder.
+            where = (f"; the path is relative to the current directory {Path.cwd()} (tried "
+                     f"{Path(init).absolute()}): use an ESPnet experiment from its recipe folder, as its "
+                     f"other relative paths (token list, data, stats) are, or give an absolute path")
         raise FileNotFoundError(f"encoder_conf.init: {init} is not an asrc model directory "
-                                f"(needs config.yaml and model.pth)")
+                                f"(needs config.yaml and model.pth){where}")
     if (Path(init) / QUANT_NAME).is_file():
         raise ConfigError(f"encoder_conf.init: {init} is a quantized model; training needs a float model")
 
@@ -236,6 +242,16 @@ def as_waveform(speech: Tensor) -> Tensor:
     """ESPnet gives raw audio as ``[batch, sample]`` or ``[batch, sample, 1]``; asrc wants the former."""
     if speech.dim() == 3 and speech.shape[-1] == 1:
         speech = speech.squeeze(-1)
+    if speech.dim() == 3:
+        # Multi-channel audio: [batch, sample, channel] (a [sample, channel] array, as soundfile
+        # reads stereo) or [batch, channel, sample] (a [channel, sample] array, as torchaudio does).
+        _, a, b = speech.shape
+        layout, channels = (("[batch, sample, channel]", b) if 2 <= b <= 8 < a else
+                            ("[batch, channel, sample]", a) if 2 <= a <= 8 < b else (None, 0))
+        if layout is not None:
+            raise ValueError(f"got shape {tuple(speech.shape)}: this looks like multi-channel audio ({layout}, "
+                             f"{channels} channels), but the model reads mono audio: mix it down first "
+                             f"(e.g. the mean over the channel axis)")
     if speech.dim() != 2:
         raise ValueError(f"expected a raw waveform [batch, sample] (set --input_size 1 and no frontend), "
                          f"got shape {tuple(speech.shape)}")

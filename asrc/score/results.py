@@ -33,9 +33,11 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 from asrc.core.config_files import read_json_object
 from asrc.core.files import atomic_write
+from asrc.core.tables import read_table
 from asrc.errors import AsrcError
 from asrc.score.align import Counts
 from asrc.score.scorer import RERUN, ScoreResult, read_score_json
+from asrc.score.trn import read_trn, tokenize
 
 COLUMNS = ["dataset", "Snt", "Wrd", "Corr", "Sub", "Del", "Ins", "Err", "S.Err", "Params", "MB", "RTF"]
 
@@ -180,13 +182,69 @@ def comparison_note(records: Sequence[ResultRecord], pairs: Sequence[Tuple[str, 
     return "\n".join(lines) + "\n" if lines else ""
 
 
+def _same_hypotheses(score_subdir: Path, hyps: Dict[str, str], unit: str) -> bool:
+    """Whether ``hyp.trn`` of ``score_subdir`` holds exactly ``hyps`` (a decode dir's ``text``)
+    tokenized as ``unit``. Its ids are ``spk-utt`` (``utt-utt`` without utt2spk): an id matches
+    an utterance it ends with after a ``-``. ``False`` when ``hyp.trn`` cannot be read."""
+    try:
+        scored = read_trn(score_subdir / "hyp.trn")
+    except (OSError, ValueError, AsrcError):
+        return False
+    if not scored:
+        return False
+    for ident, tokens in scored.items():
+        utts = [ident[k + 1:] for k, c in enumerate(ident) if c == "-" and ident[k + 1:] in hyps]
+        if not utts and not tokens:
+            continue  # scored as empty (asrc-score --allow-missing) and still not decoded
+        if not any(tokenize(hyps[u], unit) == tokens for u in utts):
+            return False
+    return True
+
+
+def check_score_is_current(decode_dir) -> None:
+    """An :class:`AsrcError` when a ``score_*/score.json`` of ``decode_dir`` is older than its
+    ``text`` and does not score what ``text`` now holds.
+
+    ``asrc-decode`` rewrites ``text`` (and ``rtf.json``) but leaves the score directories alone,
+    so a decode directory decoded again and not scored again would pair the old score with the
+    new run's RTF. ``score.json`` records neither the hypothesis file nor its content (and
+    ``asrc-score --hyp`` may be another file, e.g. normalised text made from ``text``), so a
+    score written after ``text`` is taken as current. One written before is stale unless its
+    ``hyp.trn`` holds exactly the hypotheses of ``text`` (decoded again to the same words, or
+    a directory copied without its modification times).
+    """
+    decode_dir = Path(decode_dir)
+    text = decode_dir / "text"
+    if not text.is_file():
+        return
+    text_mtime = text.stat().st_mtime_ns
+    hyps = None
+    cer = " --cer" if (decode_dir / "score_cer" / "score.json").is_file() else ""
+    for name, unit in (("score_wer", "word"), ("score_cer", "char")):
+        score = decode_dir / name / "score.json"
+        if not score.is_file() or score.stat().st_mtime_ns >= text_mtime:
+            continue
+        if hyps is None:
+            try:
+                hyps = read_table(text)
+            except (OSError, ValueError, AsrcError):
+                hyps = {}
+        if not _same_hypotheses(decode_dir / name, hyps, unit):
+            raise AsrcError(
+                f"{decode_dir}: {name}/score.json is older than {text} and scores other hypotheses "
+                f"(decoded again after scoring?); rerun asrc-score on it (asrc-score --ref REF --hyp {text} "
+                f"--out {decode_dir}{cer}) so that the score is that of these hypotheses")
+
+
 def record_from_decode_dir(model: str, dataset: str, decode_dir) -> ResultRecord:
     """Build a record from what ``asrc-decode`` and ``asrc-score`` wrote into ``decode_dir``.
 
     Reads ``score_wer/score.json`` (required), ``score_cer/score.json`` (if present) and
-    ``rtf.json`` (if present: RTF, parameter count, model size).
+    ``rtf.json`` (if present: RTF, parameter count, model size). A score older than the
+    hypotheses (``text`` decoded again after scoring) is an error: see :func:`check_score_is_current`.
     """
     decode_dir = Path(decode_dir)
+    check_score_is_current(decode_dir)
     wer = read_score_json(decode_dir / "score_wer")
     cer = read_score_json(decode_dir / "score_cer") if (decode_dir / "score_cer" / "score.json").is_file() else None
     rec = ResultRecord(model=model, dataset=dataset, wer=wer, cer=cer)

@@ -87,6 +87,50 @@ def test_encoder_loads_init_exactly_and_reads_raw_waveform(espnet_ready, tiny_di
     assert enc.config.dropout == 0.2 and enc.init_tokens == TOKENS and enc.output_size() == 32
 
 
+def test_relative_init_names_the_current_directory(espnet_ready, tiny_dir, tmp_path, monkeypatch):
+    """config.yaml keeps encoder_conf.init as given (e.g. ``teacher``, relative to the recipe
+    folder): used from elsewhere (Speech2Text), the error says where it looked and why."""
+    from asrc.espnet.encoder import AsrcWav2Vec2Encoder, resolve_encoder_config
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    with pytest.raises(FileNotFoundError) as e:
+        AsrcWav2Vec2Encoder(init="tiny", config={"dropout": 0.2})
+    msg = str(e.value)
+    assert msg.startswith("encoder_conf.init: tiny is not an asrc model directory")
+    assert f"relative to the current directory {elsewhere}" in msg and str(elsewhere / "tiny") in msg
+    assert "recipe folder" in msg
+    # An absolute path needs no such note; from the right folder the relative path works.
+    with pytest.raises(FileNotFoundError) as e:
+        resolve_encoder_config({}, init=str(tmp_path / "missing"))
+    assert "current directory" not in str(e.value)
+    monkeypatch.chdir(tmp_path)
+    assert resolve_encoder_config({}, init="tiny").num_layers == 2
+
+
+def test_multi_channel_audio_is_named(espnet_ready, tiny_dir):
+    """Speech2Text adds the batch axis: a stereo [sample, 2] array arrives as [1, sample, 2]."""
+    from asrc.espnet.encoder import AsrcWav2Vec2Encoder, as_waveform
+
+    enc = AsrcWav2Vec2Encoder(init=str(tiny_dir)).eval()
+    wav = batch(n=1)["speech"]
+    lengths = torch.tensor([wav.shape[1]])
+    for speech, layout, channels in ((torch.stack([wav, wav], -1), "[batch, sample, channel]", 2),
+                                     (torch.stack([wav] * 6, 1), "[batch, channel, sample]", 6)):
+        with pytest.raises(ValueError) as e:
+            enc(speech, lengths)
+        msg = str(e.value)
+        assert "multi-channel audio" in msg and layout in msg and f"{channels} channels" in msg
+        assert "mono" in msg and "mix it down" in msg and "--input_size" not in msg
+    # Mono as [batch, sample] or [batch, sample, 1] is fine; other shapes keep the general message.
+    assert as_waveform(wav[..., None]).shape == wav.shape
+    with pytest.raises(ValueError, match="expected a raw waveform \\[batch, sample\\]"):
+        as_waveform(torch.zeros(1, 4000, 80))  # filter-bank features
+    with pytest.raises(ValueError, match="expected a raw waveform"):
+        as_waveform(torch.zeros(4000))
+
+
 def test_feature_extractor_frozen_for_the_first_updates(espnet_ready):
     from asrc.espnet.encoder import AsrcWav2Vec2Encoder
 

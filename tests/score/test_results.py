@@ -75,3 +75,58 @@ def test_write_results_wer_and_cer_json(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "c.json" in err and "no row of dataset 'test' was scored with CER" in err
     assert not (tmp_path / "R.md").exists() and not (tmp_path / "c.json").exists()
+
+
+def test_score_older_than_the_hypotheses_is_an_error(tmp_path, capsys):
+    """Decoded again into the same directory after scoring: the old score would be reported
+    next to the new run's RTF. A score_*/score.json older than ``text`` that scores other
+    hypotheses is an error naming the directory and asrc-score."""
+    import os
+
+    import pytest
+
+    from asrc.bin.results import main
+    from asrc.errors import AsrcError
+
+    refs, hyps = {"u": "A B", "v-1": "C D"}, {"u": "A C", "v-1": "C D"}
+    utt2spk = {"u": "s", "v-1": "v"}  # hyp.trn ids: s-u, v-v-1
+    (tmp_path / "text").write_text("u A C\nv-1 C D\n")
+    score_dir(refs, hyps, tmp_path / "score_wer", utt2spk=utt2spk, use_sclite=False)
+    score_dir(refs, hyps, tmp_path / "score_cer", unit="char", utt2spk=utt2spk, use_sclite=False)
+    t = 1_700_000_000
+
+    def decoded_at(when, text=None):
+        if text is not None:
+            (tmp_path / "text").write_text(text)
+        os.utime(tmp_path / "text", (when, when))
+
+    for name in ("score_wer", "score_cer"):
+        os.utime(tmp_path / name / "score.json", (t + 10, t + 10))
+    decoded_at(t)
+    assert record_from_decode_dir("m", "d", tmp_path).wer.sub == 1  # scored after decoding: fine
+    # Decoded again to the same words (e.g. another --nj), or copied without the mtimes: the
+    # score is that of these hypotheses.
+    decoded_at(t + 20, "v-1 C D\nu A C\n")
+    assert record_from_decode_dir("m", "d", tmp_path).wer.sub == 1
+
+    decoded_at(t + 20, "u A B\nv-1 C D\n")  # decoded again with other options, not scored again
+    with pytest.raises(AsrcError) as e:
+        record_from_decode_dir("m", "d", tmp_path)
+    msg = str(e.value)
+    assert str(tmp_path) in msg and "score_wer/score.json is older than" in msg and "rerun asrc-score" in msg
+    assert main(["--out", str(tmp_path / "R.md"), "--row", "m", "d", str(tmp_path)]) == 1
+    assert "rerun asrc-score" in capsys.readouterr().err and not (tmp_path / "R.md").exists()
+
+    # Only the CER score is stale (WER scored again alone): still an error, naming score_cer.
+    score_dir(refs, {"u": "A B", "v-1": "C D"}, tmp_path / "score_wer", utt2spk=utt2spk, use_sclite=False)
+    os.utime(tmp_path / "score_wer" / "score.json", (t + 30, t + 30))
+    with pytest.raises(AsrcError, match="score_cer/score.json is older than"):
+        record_from_decode_dir("m", "d", tmp_path)
+    # hyp.trn gone: an old score counts as stale.
+    score_dir(refs, {"u": "A B", "v-1": "C D"}, tmp_path / "score_cer", unit="char", utt2spk=utt2spk,
+              use_sclite=False)
+    os.utime(tmp_path / "score_cer" / "score.json", (t + 10, t + 10))
+    assert record_from_decode_dir("m", "d", tmp_path).cer.err == 0
+    (tmp_path / "score_cer" / "hyp.trn").unlink()
+    with pytest.raises(AsrcError, match="score_cer/score.json is older than"):
+        record_from_decode_dir("m", "d", tmp_path)
