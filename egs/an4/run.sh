@@ -42,6 +42,9 @@
 #      per update as kd and ctc) and its control (ctcm: CTC alone on the same audio with its
 #      transcripts), and kd with the hidden-state loss too (kdh:
 #      conf/student_hidden.yaml), for each of $seeds (conf/train_student.yaml), side by side;
+#      and (only when named in $student_kinds) kds: kdm with speed-perturbed copies of AN4 train
+#      ($speed_factors, Kaldi's) as the untranscribed audio (AN4 train twice beside them,
+#      batches of $mixed_batch_size), and its control ctcs (the same with every transcript);
 #      $student_kinds picks the kinds
 #   9  int8 quantization of the distilled student (first seed)
 #   10 decoding + scoring of data/test and its degraded copy (stage 1's data/test_degraded) by
@@ -115,6 +118,7 @@ student_tag=                               # stages 8, 10: in the students' name
                                            #   (e.g. _lr1e-3 with --student_config conf/train_student_lr1e-3.yaml)
 mixed_an4_copies=8                         # stage 8, kdm: copies of AN4 train beside the untranscribed audio
 mixed_batch_size=16                        # stage 8, kdm: its batch size (about half transcribed)
+speed_factors="0.9 1.1"                    # stage 8, kds and ctcs: the speed-perturbed copies of AN4 train
 force_stages=
 nj=2                                       # synthesis and decoding jobs
 synth_subsets="train:1200,dev:60"          # stage 1: synthetic speech for the teacher ("" = AN4 only)
@@ -210,10 +214,17 @@ if stage_begin 1 "data preparation" $stamps; then
             --first-speaker 20000 \
             --seed 3 --nj "$nj" "${opts[@]}"
         for c in words lj; do
+            # prepared afresh (a redone stage, or a rerun with other subsets, must not keep old tables:
+            # mv into an existing folder nests instead of replacing)
+            rm -rf "data/synth/$c" "data/synth/${c}_train" "data/synth/${c}_dev"
             run_logged exp/logs/prepare_synth_$c.log asrc-data prepare-librispeech db/synth_$c data/synth/$c \
                 --no-combine --nj "$nj"
-            mv data/synth/$c/train data/synth/${c}_train && mv data/synth/$c/dev data/synth/${c}_dev && rmdir data/synth/$c
-            twelve_train+=(data/synth/${c}_train) twelve_dev+=(data/synth/${c}_dev)
+            for s in train dev; do
+                [ -d "data/synth/$c/$s" ] || continue
+                mv "data/synth/$c/$s" "data/synth/${c}_$s"
+                if [ $s = train ]; then twelve_train+=("data/synth/${c}_$s"); else twelve_dev+=("data/synth/${c}_$s"); fi
+            done
+            rm -rf "data/synth/$c"
         done
     fi
     run_logged exp/logs/make_augment.log local/make_augment.py db/augment --babble-from data/train --seed 0
@@ -315,7 +326,8 @@ wants_kind() { [[ " $student_kinds " == *" $1 "* ]]; }
 
 if stage_begin 8 "students ($student_kinds), seeds $seeds" $stamps; then
     for kind in $student_kinds; do
-        case $kind in kd|ctc|kdu|kdm|ctcm|kdh) ;; *) die "student_kinds: unknown kind '$kind' (kd, ctc, kdu, kdm, ctcm, kdh)";; esac
+        case $kind in kd|ctc|kdu|kdm|ctcm|kdh|kds|ctcs) ;;
+            *) die "student_kinds: unknown kind '$kind' (kd, ctc, kdu, kdm, ctcm, kdh, kds, ctcs)";; esac
     done
     if wants_kind kdu || wants_kind kdm || wants_kind ctcm; then
         # The untranscribed set-ups' data: AN4 train (transcribed) + audio whose transcripts the
@@ -345,6 +357,23 @@ if stage_begin 8 "students ($student_kinds), seeds $seeds" $stamps; then
         run_logged exp/logs/combine_train_mixed_labelled.log \
             asrc-data combine data/train_mixed_labelled "${mixed[@]}" "${labelled_dirs[@]}"
     fi
+    if wants_kind kds || wants_kind ctcs; then
+        # kds: speed-perturbed copies of AN4 train without their transcripts, AN4 train twice
+        # beside them (about half of each batch transcribed, as kdm); ctcs: the same, transcribed
+        [ -d data/an4_mix1 ] || run_logged exp/logs/copy_an4_mix1.log asrc-data copy data/train data/an4_mix1 --prefix mix1-
+        sp_untranscribed=() sp_labelled=()
+        for f in $speed_factors; do
+            run_logged exp/logs/speed_copy_$f.log local/speed_copy.py data/train "data/train_sp$f" --factor "$f"
+            run_logged exp/logs/copy_untranscribed_sp$f.log \
+                asrc-data copy "data/train_sp$f" "data/untranscribed_train_sp$f" --prefix u- --drop-text
+            sp_untranscribed+=("data/untranscribed_train_sp$f")
+            sp_labelled+=("data/train_sp$f")
+        done
+        run_logged exp/logs/combine_train_sp_mixed.log \
+            asrc-data combine --untranscribed-ok data/train_sp_mixed data/train data/an4_mix1 "${sp_untranscribed[@]}"
+        run_logged exp/logs/combine_train_sp_labelled.log \
+            asrc-data combine data/train_sp_labelled data/train data/an4_mix1 "${sp_labelled[@]}"
+    fi
     # All runs of a seed start from the same every_k initialisation of the teacher (grouped
     # kernels fitted on data/train's speech), with the same schedule ($student_config:
     # max_epoch x num_iters_per_epoch updates); kd and ctc differ only in the loss, kdu
@@ -366,6 +395,9 @@ if stage_begin 8 "students ($student_kinds), seeds $seeds" $stamps; then
                 kdm) args=(--model_conf "teacher=$student_teacher" --train_data_dir data/train_mixed
                            --batch_size "$mixed_batch_size") ;;
                 ctcm) args=(--model asrc_ctc --train_data_dir data/train_mixed_labelled --batch_size "$mixed_batch_size") ;;
+                kds) args=(--model_conf "teacher=$student_teacher" --train_data_dir data/train_sp_mixed
+                           --batch_size "$mixed_batch_size") ;;
+                ctcs) args=(--model asrc_ctc --train_data_dir data/train_sp_labelled --batch_size "$mixed_batch_size") ;;
                 kdh) args=(--model_conf "teacher=$student_teacher" --student conf/student_hidden.yaml) ;;
             esac
             log "log: exp/logs/train_$(basename "$out").log (tensorboard --logdir exp)"
