@@ -40,6 +40,11 @@ from asrc.models.ctc import check_logits
 
 logger = logging.getLogger(__name__)
 
+#: Changes when the beam search gives other results for the same input (asrc-decode's job
+#: fingerprint holds it, so earlier decodes are redone): 2, the closing word boundary of a
+#: lexicon search (the last word was lost).
+BEAM_SEARCH_VERSION = 2
+
 CHAR_BOUNDARY = "<space>"
 BPE_WORD_START = "\u2581"
 

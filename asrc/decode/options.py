@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
-from asrc.decode.ctc import BeamSearchDecoder, GreedyDecoder
+from asrc.decode.ctc import BEAM_SEARCH_VERSION, BeamSearchDecoder, GreedyDecoder
 
 __all__ = ["METHODS", "DecodeOptions", "build_decoder"]
 
@@ -83,6 +83,8 @@ class DecodeOptions:
         if self.method == "beam":
             keys += ["beam_size", "beam_threshold", "lm_weight", "word_score", "sil_score", "lexicon", "lm"]
         d = {k: getattr(self, k) for k in keys}
+        if self.method == "beam":
+            d["search_version"] = BEAM_SEARCH_VERSION  # a changed search redoes earlier decodes
         for k in ("lexicon", "lm"):
             if d.get(k):
                 st = os.stat(d[k])

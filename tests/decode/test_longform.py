@@ -226,6 +226,12 @@ def test_options_validate_the_window():
     # the segmentation is part of what a decode directory's output depends on
     fp = {m: DecodeOptions(segment=m).decoder_fingerprint() for m in ("none", "chunk", "vad")}
     assert len({str(v) for v in fp.values()}) == 3
+    # and so is the beam search's version: a fixed search redoes earlier beam decodes
+    import asrc.decode.options as options
+
+    beam = DecodeOptions(method="beam").decoder_fingerprint()
+    assert beam["search_version"] == options.BEAM_SEARCH_VERSION
+    assert "search_version" not in DecodeOptions().decoder_fingerprint()  # greedy: unchanged
 
 
 def test_transcribe_and_decode_cli_on_a_long_file(tmp_path, model_dir, capsys):
