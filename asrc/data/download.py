@@ -363,11 +363,24 @@ def fetch_and_extract(
             return extract_archive(archive, dest_dir, done_stamp, progress=progress)
         except CorruptArchiveError as e:
             if attempt == 2:
-                raise
+                sources = ", ".join([urls] if isinstance(urls, str) else list(urls))
+                raise CorruptArchiveError(f"{e}; downloaded twice from {sources}{_looks_like_a_page(archive)}") from None
             logger.warning("%s; deleting it and downloading it again", e)
             Path(archive).unlink()
             _stamp_path(Path(archive)).unlink(missing_ok=True)
     raise AssertionError("unreachable")
+
+
+def _looks_like_a_page(path) -> str:
+    """``"; it is an HTML page, not an archive"`` when ``path`` starts like one (a login or error
+    page served with status 200 in place of the file), else ``""``."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1024).lstrip().lower()
+    except OSError:
+        return ""
+    return "; it is an HTML page, not an archive" if head.startswith((b"<!doctype html", b"<html", b"<?xml")) \
+        or b"<html" in head else ""
 
 
 class _NotAnLM(Exception):

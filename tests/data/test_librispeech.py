@@ -85,6 +85,11 @@ def test_truncated_archive_is_refetched_and_never_half_extracted(tmp_path, serve
         fetch_and_extract(server.url + "/bad.tar.gz", tmp_path / "e" / "bad.tar.gz", tmp_path / "e",
                           tmp_path / "e" / ".done", backoff=0, progress=False)
     assert sorted(p.name for p in (tmp_path / "e").iterdir()) == ["bad.tar.gz"]
+    # An HTML page served in place of the archive (status 200): the URL and what came are named.
+    server.files["/page.tar.gz"] = b"<!DOCTYPE html>\n<html><body>Sign in</body></html>\n"
+    with pytest.raises(AsrcError, match=r"downloaded twice from http://127\.0\.0\.1:\d+/page\.tar\.gz; it is an HTML page"):
+        fetch_and_extract(server.url + "/page.tar.gz", tmp_path / "f" / "page.tar.gz", tmp_path / "f",
+                          tmp_path / "f" / ".done", backoff=0, progress=False)
 
 
 def test_download_from_local_source(tmp_path, tiny_corpus):
