@@ -339,11 +339,15 @@ def check_audio(path, deep: bool = False, info: AudioInfo = None) -> AudioInfo:
     return info
 
 
-def checked_or_reason(path, info: AudioInfo = None):
-    """``(check_audio(path, info=info), None)``, or ``(None, why)`` for a corpus's skip report."""
+def checked_or_reason(path, info: AudioInfo = None, expected_sr: int = None):
+    """``(check_audio(path, info=info), None)``, or ``(None, why)`` for a corpus's skip report;
+    with ``expected_sr``, audio at another rate or not mono is such a reason too."""
     try:
-        return check_audio(path, info=info), None
+        checked = check_audio(path, info=info)
     except (AudioHeaderError, OSError) as e:
         return None, f"unreadable audio: {e}"
     except AudioFileError as e:  # truncated, or NaN/Inf samples: the message says which
         return None, str(e)
+    if expected_sr is not None and (checked.sample_rate != expected_sr or checked.channels != 1):
+        return None, f"{path}: {checked.sample_rate} Hz, {checked.channels} channel(s); expected {expected_sr} Hz mono"
+    return checked, None

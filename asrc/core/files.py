@@ -29,6 +29,13 @@ def atomic_write(path, mode="w", encoding="utf-8"):
         raise
 
 
+def is_gzip(path) -> bool:
+    """Whether the file ``path`` is gzip-compressed, told by its magic bytes (not by its name: a
+    URL may end in ``?download=1``, a ``.gz`` may have been decompressed in place)."""
+    with open(path, "rb") as f:
+        return f.read(2) == b"\x1f\x8b"
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -21,6 +21,7 @@ import shutil
 from pathlib import Path
 
 from asrc.core.audio_info import checked_or_reason
+from asrc.core.constants import SAMPLE_RATE
 from asrc.core.tables import Utterance
 from asrc.data.datadir import write_data_dir
 from asrc.data.download import extract_archive, fetch_and_extract
@@ -33,7 +34,6 @@ logger = logging.getLogger(__name__)
 
 AN4_URL = "http://www.speech.cs.cmu.edu/databases/an4/an4_sphere.tar.gz"
 AN4_MIRRORS = ("https://dldata-public.s3.us-east-2.amazonaws.com/an4_sphere.tar.gz",)
-_SAMPLE_RATE = 16000  # AN4 is 16 kHz mono; other audio is skipped with the reason
 _TRANSCRIPT = re.compile(r"^\s*(?:<s>)?(.*?)(?:</s>)?\s*\(([^()\s]+)\)\s*$")
 
 
@@ -199,13 +199,9 @@ def _read_part(root: Path, part: str):
             skipped.append((utt_id, f"no transcript in {trans_path}"))
             continue
         path = root / "wav" / f"{rel}.sph"
-        info, reason = checked_or_reason(path)
+        info, reason = checked_or_reason(path, expected_sr=SAMPLE_RATE)  # AN4 is 16 kHz mono
         if reason:
             skipped.append((utt_id, reason))
-            continue
-        if info.sample_rate != _SAMPLE_RATE or info.channels != 1:
-            skipped.append((utt_id, f"{path}: {info.sample_rate} Hz, {info.channels} channel(s); "
-                                    f"expected {_SAMPLE_RATE} Hz mono"))
             continue
         text, lost_chars = normalize_text_lost(transcripts[base])
         if not text:

@@ -27,7 +27,7 @@ import zlib
 from http.client import HTTPException
 from pathlib import Path
 
-from asrc.core.files import atomic_write
+from asrc.core.files import atomic_write, is_gzip
 from asrc.errors import AsrcError
 
 __all__ = [
@@ -395,14 +395,7 @@ def _read_block(f, n: int) -> bytes:
         raise _NotAnLM(f"cannot read it: {e}") from None
 
 
-_GZIP_MAGIC = b"\x1f\x8b"
 _TAIL = 1 << 16  # an ARPA file's last 64 KiB must hold its \end\ line
-
-
-def _is_gzip(path: Path) -> bool:
-    """Gzip is told by its magic bytes, not by the name (a URL may end in ``?download=1``)."""
-    with open(path, "rb") as f:
-        return f.read(2) == _GZIP_MAGIC
 
 
 def _has_end_line(tail: bytes) -> bool:
@@ -419,7 +412,7 @@ def _arpa_to(local: Path, dest: Path) -> None:
     section in its first 64 KiB, the ``\\end\\`` line at its end) and write it to ``dest``
     (through ``<dest>.part``; nothing is written when ``local`` is ``dest``). Raises
     :class:`_NotAnLM` for bad content; errors writing ``dest`` (a full disk) stay ``OSError``."""
-    gz = _is_gzip(local)
+    gz = is_gzip(local)
     opener = gzip.open if gz else open
     with opener(local, "rb") as f:
         head = _read_block(f, 1 << 16)  # a damaged gzip file fails here, at its first read

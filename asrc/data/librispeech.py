@@ -472,14 +472,11 @@ def _scan_chapter(chapter_dir, speaker, chapter, expected_sr, utts, skipped, los
                 bits = int.from_bytes(head[18:26], "big")
                 if bits & 0xFFFFFFFFF:
                     info = AudioInfo(bits >> 44, bits & 0xFFFFFFFFF, ((bits >> 41) & 7) + 1)
-            checked, reason = checked_or_reason(path, info=info)
+            checked, reason = checked_or_reason(path, info=info, expected_sr=expected_sr)
             if reason:
                 skipped.append((utt, reason))
                 continue
-            rate, samples, channels = checked
-            if rate != expected_sr or channels != 1:
-                skipped.append((utt, f"{path}: {rate} Hz, {channels} channel(s); expected {expected_sr} Hz mono"))
-                continue
+            rate, samples, _ = checked
             utts.append(Utterance(utt, speaker, path, text, samples, rate))
             if lost_chars:
                 lost.append((utt, lost_chars, original))

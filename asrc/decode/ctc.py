@@ -35,6 +35,7 @@ import torch
 
 from asrc.core.constants import BLANK, UNK
 from asrc.core.constants import WORD_BOUNDARY as LETTER_BOUNDARY
+from asrc.core.files import is_gzip
 from asrc.errors import AsrcError
 from asrc.models.ctc import check_logits
 
@@ -486,9 +487,7 @@ def write_letter_lexicon(words: Iterable[str], tokens: Sequence[str], path) -> T
 
 def _open_text(path):
     """``path`` as UTF-8 text, through gzip when it is compressed (told by its first bytes)."""
-    with open(path, "rb") as f:
-        gz = f.read(2) == b"\x1f\x8b"
-    return gzip.open(path, "rt", encoding="utf-8") if gz else open(path, encoding="utf-8")
+    return gzip.open(path, "rt", encoding="utf-8") if is_gzip(path) else open(path, encoding="utf-8")
 
 
 def read_word_list(path) -> List[str]:
@@ -508,9 +507,7 @@ def read_word_list(path) -> List[str]:
                 return arpa_unigrams(path)
             words = [first.split()[0]] if first.strip() else []
             words += [line.split()[0] for line in f if line.strip()]
-    except (UnicodeDecodeError, EOFError, OSError) as e:
-        if isinstance(e, FileNotFoundError):
-            raise
+    except (UnicodeDecodeError, EOFError, OSError) as e:  # binary, or a damaged gzip file
         raise AsrcError(f"word list {path}: not a word list or ARPA file (UTF-8 text, gzip allowed): {e}") from None
     if not words:
         raise AsrcError(f"word list {path} holds no word")
