@@ -9,13 +9,16 @@ imports espnet):
 - ``--preprocessor asrc``: :class:`asrc.espnet.preprocess.AsrcPreprocessor`
 
 so that ``ASRTask.build_model`` (training) and ``ASRTask.build_model_from_file`` (ESPnet's
-inference tools) both find them. Training goes through :class:`asrc.espnet.task.AsrcASRTask`
+inference tools) both find them; the latter builds an asrc experiment from its ``config.yaml``
+alone, without the teacher, initial model or data its training started from
+(:mod:`asrc.espnet.inference`). Training goes through :class:`asrc.espnet.task.AsrcASRTask`
 (``asrc-train``); :func:`asrc.models.espnet_dir.export_model_dir` turns an experiment into an asrc
 model directory.
 """
 
 from espnet2.tasks import asr as _asr
 
+from asrc.espnet import inference as _inference
 from asrc.espnet.encoder import AsrcWav2Vec2Encoder
 from asrc.espnet.models import AsrcCTCModel, AsrcDistillModel
 from asrc.espnet.preprocess import AsrcPreprocessor
@@ -26,10 +29,12 @@ PREPROCESSORS = {"asrc": AsrcPreprocessor}
 
 
 def register() -> None:
-    """Add asrc's classes to espnet2's ASR choice tables (idempotent)."""
+    """Add asrc's classes to espnet2's ASR choice tables and let ESPnet's inference tools load an
+    experiment from its own directory (:mod:`asrc.espnet.inference`); idempotent."""
     _asr.encoder_choices.classes.update(ENCODERS)
     _asr.model_choices.classes.update(MODELS)
     _asr.preprocessor_choices.classes.update(PREPROCESSORS)
+    _inference.install()
 
 
 register()

@@ -137,6 +137,68 @@ def test_distillation_logs_every_term_and_leaves_the_teacher_alone(trained_teach
     assert num_parameters(student) < num_parameters(teacher)
 
 
+def test_espnet_inference_needs_only_the_experiment_directory(trained_teacher, corpus, tmp_path):
+    """ESPnet's loader builds a model as for training before loading the checkpoint: for a student
+    that meant the teacher folder (encoder_conf.init, model_conf.teacher) and the training data
+    (encoder_conf.calibration). Experiments moved away from both decode as asrc reads them."""
+    import shutil
+
+    import soundfile as sf
+    from espnet2.bin.asr_inference import Speech2Text
+
+    from asrc.errors import CheckpointError, ConfigError
+    from asrc.models.espnet_dir import read_experiment
+
+    teacher_dir = copy_model(trained_teacher["model"], tmp_path / "teacher")
+    train = tmp_path / "train"
+    shutil.copytree(corpus["train"], train)
+    exps = {}
+    for name, extra in (("plain", {}), ("qat", {"qat": {"start_updates": 0}})):
+        conf = dict(distill_config(corpus, teacher_dir), max_epoch=1, train_data_dir=str(train), **extra)
+        rc, _ = run(["--config", write_yaml(tmp_path / f"{name}.yaml", conf), "--exp_dir", tmp_path / "exp"])
+        assert rc == 0
+        exps[name] = shutil.copytree(tmp_path / "exp" / name, tmp_path / "moved" / name)
+    for gone in (tmp_path / "exp", teacher_dir, train):
+        shutil.rmtree(gone)
+    config = yaml.safe_load((exps["plain"] / "config.yaml").read_text())
+    assert config["model"] == "asrc_distill" and config["encoder_conf"]["calibration"] == str(train.resolve())
+
+    def speech2text(exp, checkpoint="valid.loss.ave.pth"):
+        return Speech2Text(asr_train_config=str(exp / "config.yaml"), asr_model_file=str(exp / checkpoint),
+                           ctc_weight=1.0, beam_size=1, device="cpu")
+
+    wav = sf.read((corpus["valid"] / "wav.scp").read_text().split()[1], dtype="float32")[0]
+    x = torch.from_numpy(wav)[None]
+    s2t = speech2text(exps["plain"])
+    enc, _ = s2t.asr_model.encode(x, torch.tensor([x.shape[1]]))
+    logits, _ = read_experiment(exps["plain"])(x)
+    assert torch.allclose(s2t.asr_model.ctc.ctc_lo(enc), logits, atol=1e-5)
+    assert isinstance(s2t(wav)[0][0], str)
+    # Quantization-aware training: the student under the fake quantization it was trained with.
+    s2t = speech2text(exps["qat"])
+    assert s2t.asr_model.encoder.qat_active()
+    state = torch.load(exps["qat"] / "valid.loss.ave.pth", weights_only=True)
+    assert any(k.endswith("input_range.range") for k in s2t.asr_model.state_dict())
+    assert all(torch.equal(v, state[k]) for k, v in s2t.asr_model.state_dict().items())
+    assert isinstance(s2t(wav)[0][0], str)
+
+    # A checkpoint that lacks a tensor is an error naming it (ESPnet's strict=False kept the random init),
+    # and so is one that does not fit the config (here: QAT weights for a config without qat).
+    exp = exps["plain"]
+    state = torch.load(exp / "valid.loss.ave.pth", weights_only=True)
+    state.pop(next(k for k in state if k.startswith("encoder.model.") and ".layers.0." in k))
+    torch.save(state, exp / "cut.pth")
+    with pytest.raises(CheckpointError, match="cut.pth.*missing keys"):
+        speech2text(exp, "cut.pth")
+    shutil.copy(exps["qat"] / "valid.loss.ave.pth", exp / "qat.pth")
+    with pytest.raises(CheckpointError, match="qat.pth.*unexpected keys.*input_range"):
+        speech2text(exp, "qat.pth")
+    # A pruning run's weights mean something only under its gates.
+    write_yaml(exp / "config.yaml", dict(config, prune={"target_sparsity": 0.5}))
+    with pytest.raises(ConfigError, match="structured-pruning run"):
+        speech2text(exp)
+
+
 def tiny_demo_config(corpus, teacher_dir, tmp_path):
     d = yaml.safe_load(DEMO_CONFIG.read_text())
     d["data_loader"].update(train_data_path=str(corpus["train"]), val_data_path=str(corpus["valid"]),
