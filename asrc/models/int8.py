@@ -19,8 +19,9 @@ The quantization parameters follow torch's observers exactly (:func:`affine_qpar
 rounding of int32 accumulation and requantization.
 """
 
+import logging
 import weakref
-from typing import Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 import torch.ao.nn.quantized as nnq
@@ -31,6 +32,8 @@ from torch import Tensor, nn
 from asrc.models.int8_cnn import (cached_fast_form, clamp_codes_, cpu_has_vnni, fused_available, onednn_group_weights,
                                   quint8_codes, saturation_free, weight_scales, window_weights)
 from asrc.models.wav2vec2 import PositionalConv, _inference_fast_path
+
+logger = logging.getLogger(__name__)
 
 #: int8 weights: symmetric, zero point 0, range [-128, 127] (torch's ``qint8`` observers).
 WEIGHT_QMIN, WEIGHT_QMAX = -128, 127
@@ -173,13 +176,14 @@ class Int8Conv1d(nn.Module):
             scale, zp = self.input_qparams()
             x = x.clamp(max=(self.input_qmax - zp) * scale)
         q = self.quant(x)
-        if saturation_free(self.input_qmax):
+        if saturation_free(self.input_qmax) and torch_conv_is_exact(self.conv, self.input_qmax):
             return self.conv(q).dequantize()
         return self._emulated(q)
 
     def _emulated(self, q: Tensor) -> Tensor:
         """The int8 conv on quint8 input ``q`` in float (8-bit codes on a CPU without VNNI, whose
-        int8 kernels would saturate): the codes' values against the int8 kernel's, then the
+        int8 kernels would saturate, and geometries torch's kernel gets wrong on this CPU,
+        :func:`torch_conv_is_exact`): the codes' values against the int8 kernel's, then the
         output's requantization. Equal to the int8 conv up to float32 rounding of the sums."""
         c = self.conv
         weight, bias = self._float_kernel()
@@ -205,6 +209,63 @@ class Int8Conv1d(nn.Module):
 
 
 _FLOAT_KERNELS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+#: torch_conv_is_exact's verdicts, by engine and conv geometry.
+_CONV_CHECKS: Dict[tuple, bool] = {}
+
+
+def torch_conv_is_exact(conv: nnq.Conv1d, input_qmax: int = 255) -> bool:
+    """Whether torch's int8 conv computes ``conv``'s geometry right on this CPU with its engine.
+
+    Not a given: on an Intel Xeon with AMX (torch 2.9.1, engine ``x86`` or ``onednn``; ``fbgemm``
+    is right) grouped convs with fewer than 32 input channels per group and a long kernel (16,
+    128: the positional conv of a narrow or tiny model) came out hundreds of output codes off,
+    with 7-bit and 8-bit input codes alike. So, once per geometry and process, a random int8 conv
+    of that geometry (random weights and input codes up to ``input_qmax``) is run and compared
+    with the same int8 arithmetic in float64; a kernel more than one output code off is not used
+    (:meth:`Int8Conv1d._emulated` computes the same arithmetic in float) and a warning says so."""
+    key = (torch.backends.quantized.engine, conv.in_channels, conv.out_channels, conv.kernel_size[0],
+           conv.stride[0], conv.padding[0], conv.dilation[0], conv.groups, int(input_qmax))
+    verdict = _CONV_CHECKS.get(key)
+    if verdict is None:
+        state = torch._C._get_tracing_state()
+        torch._C._set_tracing_state(None)  # a check, not part of a traced graph
+        try:
+            with torch.inference_mode():
+                worst = _conv_kernel_error(*key[1:])
+        finally:
+            torch._C._set_tracing_state(state)
+        verdict = _CONV_CHECKS[key] = worst <= 1
+        if not verdict:
+            logger.warning("torch's int8 conv kernel (engine %s) is wrong on this CPU for a conv of %d -> %d channels, "
+                           "kernel %d, %d groups (%d output codes off on a random test): asrc computes that conv's "
+                           "int8 arithmetic in float instead (same results, slower)", key[0], key[1], key[2], key[3],
+                           key[7], worst)
+    return verdict
+
+
+def _conv_kernel_error(cin: int, cout: int, kernel: int, stride: int, padding: int, dilation: int, groups: int,
+                       input_qmax: int) -> int:
+    """The largest difference, in output codes, between torch's int8 conv and exact int8 arithmetic
+    on random weights and input codes (a fixed seed) of this geometry."""
+    gen = torch.Generator().manual_seed(0)
+    frames = max(4 * kernel * dilation + 8 * stride, 64)
+    weight = torch.randn(cout, cin // groups, kernel, generator=gen)
+    qweight = torch.quantize_per_channel(weight, weight.abs().amax((1, 2)) / 127, torch.zeros(cout, dtype=torch.long),
+                                         0, torch.qint8)
+    zp, scale = input_qmax // 2, 1.0 / 64
+    codes = torch.randint(0, input_qmax + 1, (1, cin, frames), generator=gen)
+    x = torch.quantize_per_tensor(((codes - zp) * scale).float(), scale, zp, torch.quint8)
+    exact = F.conv1d(x.dequantize().double(), qweight.dequantize().double(), None, stride, padding, dilation, groups)
+    lo, hi = min(float(exact.min()), 0.0), max(float(exact.max()), 0.0)
+    out_scale = max((hi - lo) / 255, 1e-8)
+    out_zp = min(max(int(round(-lo / out_scale)), 0), 255)
+    q = nnq.Conv1d(cin, cout, kernel, stride=stride, padding=padding, dilation=dilation, groups=groups, bias=False)
+    q.set_weight_bias(qweight, None)
+    q.scale, q.zero_point = out_scale, out_zp
+    got = q(x).int_repr().long()
+    want = torch.quantize_per_tensor(exact.float(), out_scale, out_zp, torch.quint8).int_repr().long()
+    return int((got - want).abs().max())
 
 
 class _PosConvGemm:

@@ -27,14 +27,16 @@ def cpu(request, monkeypatch):
     return request.param
 
 
-def _int8_reference(m: Int8Conv1d, x: torch.Tensor) -> torch.Tensor:
+def _int8_reference(m: Int8Conv1d, x: torch.Tensor, requantize: bool = True) -> torch.Tensor:
     """What the int8 conv computes, in float64: input codes (clamped to the module's largest
-    code) times the int8 kernel, summed exactly, then requantized to the output's codes."""
+    code) times the int8 kernel, summed exactly, then (``requantize``) rounded to the output's codes."""
     scale, zp = m.input_qparams()
     codes = torch.quantize_per_tensor(x, scale, zp, torch.quint8).int_repr().long().clamp(max=m.input_qmax)
     c = m.conv
     y = F.conv1d(((codes - zp) * scale).double(), c.weight().dequantize().double(), m.bias().double(), c.stride,
                  c.padding, c.dilation, c.groups)
+    if not requantize:
+        return y.float()
     return torch.quantize_per_tensor(y.float(), float(c.scale), int(c.zero_point), torch.quint8).dequantize()
 
 
@@ -126,9 +128,52 @@ def test_positional_conv_with_8bit_codes_is_exact(cpu, trained_tiny, calibration
     x = (torch.randint(0, 256, (1, 60, conv.conv.in_channels), generator=gen) - zp) * scale
     with torch.inference_mode():
         out = pos(x)
-    ref = _int8_reference(conv, x.transpose(1, 2))
+    # The gemm keeps the conv output in float (no rounding or clipping to the output codes, which
+    # random codes over the whole range overflow); torch's conv and its emulation round and clip.
+    gemm = _pos_conv_gemm(conv) is not None
+    ref = _int8_reference(conv, x.transpose(1, 2), requantize=not gemm)
     if pos.kernel % 2 == 0:
         ref = ref[:, :, :-1]
     ref = F.gelu(ref).transpose(1, 2)
     step = conv.output_qparams()[0]
-    assert float((out - ref).abs().max()) <= 1.2 * step
+    assert float((out - ref).abs().max()) <= (1e-4 if gemm else 1.2 * step)
+
+
+@pytest.mark.parametrize("input_qmax", [127, 255])
+@pytest.mark.parametrize("per_group,kernel", [(12, 16), (24, 128), (48, 16), (64, 3)])
+def test_grouped_long_kernel_convs_are_right_on_any_cpu(per_group, kernel, input_qmax):
+    """torch's x86/oneDNN int8 kernel got grouped convs with < 32 channels per group and a long
+    kernel (the positional conv of tiny and narrow models) hundreds of codes wrong on an Intel
+    Xeon with AMX. Int8Conv1d checks the kernel once per geometry and computes such a conv in
+    float where it is wrong: within one output code of the exact int8 arithmetic on every CPU."""
+    from asrc.models.int8 import torch_conv_is_exact
+
+    gen = torch.Generator().manual_seed(2)
+    channels = 4 * per_group
+    conv = torch.nn.Conv1d(channels, channels, kernel, padding=kernel // 2, groups=4)
+    with torch.no_grad():
+        conv.weight.copy_(torch.randn(conv.weight.shape, generator=gen))
+        conv.bias.copy_(torch.randn(channels, generator=gen))
+    x = (torch.randint(0, input_qmax + 1, (2, channels, 90), generator=gen) - 60) * 0.01
+    ref_float = F.conv1d(x, conv.weight, conv.bias, padding=kernel // 2, groups=4).detach()
+    lo, hi = float(ref_float.min()), float(ref_float.max())
+    out_scale = (hi - lo) / 255
+    m = Int8Conv1d.from_qparams(conv, (0.01, 60), (out_scale, round(-lo / out_scale)), input_qmax=input_qmax)
+    with torch.inference_mode(), plain_ops():
+        out = m(x)
+    diff = (out - _int8_reference(m, x)).abs()
+    assert float(diff.max()) <= out_scale * 1.001
+    assert isinstance(torch_conv_is_exact(m.conv, input_qmax), bool)
+
+
+def test_a_wrong_kernel_is_not_used(monkeypatch):
+    """Where the check finds torch's kernel wrong, the module computes the conv in float: the
+    exact int8 result (a stand-in for the wrong kernel: the check reporting 200 codes off)."""
+    from asrc.models import int8
+
+    monkeypatch.setattr(int8, "_CONV_CHECKS", {})
+    monkeypatch.setattr(int8, "_conv_kernel_error", lambda *geometry: 200)
+    m, x, step = _saturating_conv(127)
+    monkeypatch.setattr(m.conv, "forward", lambda q: pytest.fail("the wrong kernel was used"))
+    _assert_int8_exact(m, x, step)
+    assert not int8.torch_conv_is_exact(m.conv, 127)
