@@ -5,14 +5,18 @@ Usage:
     asrc-export exp/student exp/student_int8.onnx --format onnx --int8      # onnxruntime int8
     asrc-export exp/student exp/student.pt --format torchscript
     asrc-export exp/student_int8 exp/student_int8.pt --format torchscript   # asrc-quantize output
+    asrc-export exp/student_int8 exp/student_int8.onnx --format onnx        # QDQ of asrc's int8
 
 Inputs ``wav [batch, samples]`` float32 16 kHz and ``lengths [batch]`` int64; outputs ``logits
-[batch, frames, vocab]`` and ``out_lengths [batch]``; batch and length are dynamic. TorchScript
-takes float and asrc-quantize'd directories. ONNX takes float directories only (torch's int8
-modules have no ONNX form); --int8 quantizes the exported graph's MatMul weights with
-onnxruntime. --check compares the export with the PyTorch model on random audio and fails
-beyond the tolerance (max |logit difference| 1e-3 for float exports); an export that fails it is
-deleted, not written as OUT.
+[batch, frames, vocab]`` and ``out_lengths [batch]``; batch and length are dynamic. Both formats
+take float and asrc-quantize'd directories: TorchScript runs torch's int8 kernels, ONNX writes
+asrc's int8 model as QDQ (int8 convs with asrc's scales, MatMuls quantized by onnxruntime);
+--int8 quantizes a float model's exported MatMul weights with onnxruntime. Int8 layers that
+quantize their input per call see the whole batch in ONNX: feed one utterance at a time for
+logits that do not depend on the batch (TorchScript, like asrc, loops over the batch itself).
+--check compares the export with the PyTorch model on random audio and fails beyond the
+tolerance (max |logit difference| 1e-3 for float exports, cosine for int8); an export that
+fails it is deleted, not written as OUT.
 """
 
 import argparse
@@ -27,7 +31,7 @@ def get_parser() -> argparse.ArgumentParser:
 
     parser = ArgumentParser(prog="asrc-export", description=__doc__.split("\n")[0],
                             epilog=__doc__.split("\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("model", help="model directory (float, or asrc-quantize output for torchscript)")
+    parser.add_argument("model", help="model directory (float, or asrc-quantize output)")
     parser.add_argument("out", help="file to write (.onnx / .pt)")
     parser.add_argument("--format", required=True, choices=FORMATS)
     parser.add_argument("--int8", action="store_true", help="onnx: quantize the exported graph with onnxruntime")

@@ -577,10 +577,12 @@ class Wav2Vec2CTC(nn.Module):
         with a scale taken from the tensor at hand, so the other utterances and the padding of a
         batch would change every utterance's numbers (by up to a third of a logit, measured on
         the AN4 teacher); one at a time, an utterance gets the same logits in any batch. This is
-        part of the inference fast path (module doc): :func:`plain_ops`, training and exports
-        (TorchScript, ONNX: their dynamic quantization is per tensor too) compute the batch whole."""
+        part of the inference fast path (module doc): :func:`plain_ops` and training compute the
+        batch whole; TorchScript exports loop over the batch as here
+        (:class:`asrc.quant.export.EachUtterance`), ONNX exports compute it whole (onnxruntime's
+        dynamic quantization takes one scale per call: feed them one utterance at a time)."""
         if (wav.dim() == 2 and wav.shape[0] > 1 and not output_hidden_states and _inference_fast_path(self, wav)
-                and _has_dynamic_int8(self)):
+                and has_dynamic_int8(self)):
             return self._forward_each(wav, lengths)
         out = self.encode(wav, lengths, output_hidden_states=output_hidden_states)
         logits = self.ctc_head(self.final_dropout(out.x))
@@ -602,7 +604,7 @@ class Wav2Vec2CTC(nn.Module):
         return logits, torch.cat([o[1] for o in outs])
 
 
-def _has_dynamic_int8(module: nn.Module) -> bool:
+def has_dynamic_int8(module: nn.Module) -> bool:
     """Whether ``module`` holds Linear layers that quantize their input per call (dynamic int8)."""
     import torch.ao.nn.quantized.dynamic as nnqd
 

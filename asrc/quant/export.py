@@ -9,6 +9,14 @@ everywhere (masked group-norm statistics, zeroed padding before the positional c
 masks), which is also exact for unpadded input, so one graph serves any batch; sizes are
 recorded as graph operations, so any length works.
 
+Dynamic int8 Linear layers quantize their input with one scale per call, so in a padded batch
+the other utterances and the padding change each utterance's logits. asrc runs such models one
+utterance at a time (:meth:`asrc.models.Wav2Vec2CTC.forward`), and so does their TorchScript
+(:class:`EachUtterance`: a scripted loop around the model traced on one unpadded utterance).
+Their ONNX graphs (and onnxruntime's dynamic int8 of a float graph) compute the batch whole, as
+onnxruntime's ``DynamicQuantizeLinear`` does for every such model: feed them one utterance at a
+time for logits that do not depend on the batch.
+
 What each format supports:
 
 =============  ==========================================  =====================================
@@ -41,7 +49,7 @@ import copy
 import os
 import warnings
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -51,7 +59,7 @@ from asrc.core.constants import SAMPLE_RATE
 from asrc.errors import AsrcError
 from asrc.models.int8 import Int8Conv1d
 from asrc.models.int8_cnn import cpu_has_vnni
-from asrc.models.wav2vec2 import plain_ops
+from asrc.models.wav2vec2 import has_dynamic_int8, plain_ops
 
 FORMATS = ("torchscript", "onnx")
 ONNX_OPSET = 17
@@ -104,15 +112,55 @@ def _trace(model: nn.Module, inputs):
         return torch.jit.trace(LogitsOnly(model).eval(), inputs, check_trace=False)
 
 
+class EachUtterance(nn.Module):
+    """TorchScript of a model with dynamic int8 Linear layers: the traced model run on each
+    utterance alone at its own length, logits padded with zeros to the longest, as asrc runs such
+    a model (:meth:`asrc.models.Wav2Vec2CTC.forward`). Those layers quantize their input with a
+    scale taken from the tensor at hand: run on a whole padded batch, the other utterances and
+    the padding would change each utterance's logits."""
+
+    def __init__(self, traced: nn.Module):
+        super().__init__()
+        self.model = traced
+
+    def forward(self, wav: Tensor, lengths: Tensor) -> Tuple[Tensor, Tensor]:
+        outs: List[Tensor] = []
+        out_lengths: List[Tensor] = []
+        for i in range(wav.shape[0]):
+            n = int(lengths[i])
+            logits, out_len = self.model(wav[i:i + 1, :n], lengths[i:i + 1])
+            outs.append(logits[0])
+            out_lengths.append(out_len)
+        frames = 0
+        for x in outs:
+            frames = max(frames, x.shape[0])
+        vocab = outs[0].shape[1] if len(outs) > 0 else 0
+        logits = wav.new_zeros([len(outs), frames, vocab])
+        for i, x in enumerate(outs):
+            logits[i, :x.shape[0]] = x
+        return logits, (torch.cat(out_lengths) if len(out_lengths) > 0 else lengths)
+
+
+def runs_each_utterance(model: nn.Module) -> bool:
+    """Whether exports of ``model`` run a batch one utterance at a time (:class:`EachUtterance`)."""
+    return has_dynamic_int8(model)
+
+
 @torch.inference_mode(False)
 def export_torchscript(model: nn.Module, out_path) -> Path:
-    """Trace ``model`` and save it with ``torch.jit.save``; load with ``torch.jit.load``."""
+    """Trace ``model`` and save it with ``torch.jit.save``; load with ``torch.jit.load``. A model
+    with dynamic int8 layers is saved as :class:`EachUtterance` (a scripted loop over the batch)."""
     out_path = check_out_path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     was_training = model.training
     try:
         with torch.no_grad():
-            traced = _trace(model.eval(), example_inputs(model))
+            wav, lengths = example_inputs(model)
+            if runs_each_utterance(model):
+                # It only ever sees one unpadded utterance: traced on one, the unmasked path.
+                traced = torch.jit.script(EachUtterance(_trace(model.eval(), (wav[:1], lengths[:1]))))
+            else:
+                traced = _trace(model.eval(), (wav, lengths))
     finally:
         model.train(was_training)
     tmp = out_path.with_name(f".{out_path.name}.tmp")
@@ -370,6 +418,14 @@ def run_export(path, fmt: str, threads: Optional[int] = None):
     raise ValueError(f"format {fmt!r} is not one of {FORMATS}")
 
 
+def _each_utterance(model: nn.Module, wav: Tensor, lengths: Tensor):
+    outs = [model(wav[i:i + 1, :n], lengths[i:i + 1]) for i, n in enumerate(lengths.tolist())]
+    logits = wav.new_zeros(len(outs), max(int(x.shape[1]) for x, _ in outs), outs[0][0].shape[2])
+    for i, (x, _) in enumerate(outs):
+        logits[i, :x.shape[1]] = x[0]
+    return logits, torch.cat([n for _, n in outs])
+
+
 @torch.inference_mode()
 def check_export(model: nn.Module, path, fmt: str, *, int8: bool = False) -> dict:
     """Compare an export with ``model`` on a padded random batch of another size than the trace's."""
@@ -381,9 +437,13 @@ def check_export(model: nn.Module, path, fmt: str, *, int8: bool = False) -> dic
     wav = 0.1 * torch.randn(3, samples, generator=gen)
     for i, n in enumerate(lengths.tolist()):
         wav[i, n:] = 0.0
-    # TorchScript traces the plain modules, so it is held to them; ONNX (QDQ) to what asrc runs.
+    # TorchScript traces the plain modules, so it is held to them (one utterance at a time where
+    # the export runs so, EachUtterance); ONNX (QDQ) to what asrc runs.
     with (plain_ops() if fmt == "torchscript" else contextlib.nullcontext()):
-        ref, ref_len = model.eval()(wav, lengths)
+        if fmt == "torchscript" and runs_each_utterance(model):
+            ref, ref_len = _each_utterance(model.eval(), wav, lengths)
+        else:
+            ref, ref_len = model.eval()(wav, lengths)
     out, out_len = run_export(path, fmt)(wav, lengths)
     if out.shape != ref.shape or out_len.tolist() != ref_len.tolist():
         return {"ok": False, "message": f"{path}: output shape {tuple(out.shape)} lengths {out_len.tolist()} vs "
