@@ -80,9 +80,15 @@ def train(cmd: Sequence[str], defaults: Optional[dict] = None, command: Optional
             if rank() == 0:
                 output_dir.mkdir(parents=True, exist_ok=True)
                 if command:
-                    _write_command(output_dir, command)
                     logger.info("command: %s", shlex.join(command))
-            AsrcASRTask.main(args=args)
+
+            def completed():
+                # Only a run that starts (or resumes) replaces train.sh: not one refused for options
+                # that differ from those of the run it would resume.
+                if rank() == 0 and command:
+                    _write_command(output_dir, command)
+
+            AsrcASRTask.main(args=args, completed=completed)
             if rank() == 0:
                 check_updates_made(output_dir)
             if export_dir is not None and rank() == 0 and getattr(args, "qat", None) is not None:

@@ -30,23 +30,30 @@ It is :class:`espnet2.tasks.asr.ASRTask` (same options, same trainer, same check
   parameters without gradient in some steps;
 - logging into ``train.log`` also from the processes ESPnet spawns for multi-GPU training;
 - a clear error instead of a crash when ``checkpoint.pth`` was truncated by a kill during
-  its (in-place) write.
+  its (in-place) write;
+- a clear error instead of a silent mix when a run is resumed with options that change what is
+  trained (:data:`RESUME_KEYS`, :func:`check_resume_config`): ESPnet would restore the weights,
+  the optimizer and the scheduler from ``checkpoint.pth`` and overwrite ``config.yaml`` with the
+  new options.
 """
 
 import argparse
 import logging
 import zipfile
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Callable, List, Optional, Sequence, Tuple
+
+import yaml
 
 from espnet2.tasks.asr import ASRTask
 from espnet2.utils.nested_dict_action import NestedDictAction
 from espnet2.utils.types import str_or_none
+from espnet2.utils.yaml_no_alias_safe_dump import yaml_no_alias_safe_dump
 
 from asrc.core.constants import WORD_BOUNDARY
 from asrc.core.tables import read_tokens
 from asrc.errors import CheckpointError, ConfigError
-from asrc.espnet.data import untranscribed, write_shape_file, write_training_text
+from asrc.espnet.data import TEXT_NAME, untranscribed, write_shape_file, write_training_text
 from asrc.espnet.encoder import AsrcWav2Vec2Encoder, resolve_encoder_config
 from asrc.espnet.logs import logging_to
 from asrc.models import load_config
@@ -55,7 +62,7 @@ from asrc.models.student_spec import read_student_spec
 from asrc.prune.spec import PruneSpec
 from asrc.quant.qat import QATConfig
 
-__all__ = ["ASRC_DEFAULTS", "AsrcASRTask", "apply_student_spec", "complete_args"]
+__all__ = ["ASRC_DEFAULTS", "RESUME_KEYS", "AsrcASRTask", "apply_student_spec", "check_resume_config", "complete_args"]
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +85,50 @@ ASRC_DEFAULTS = dict(
     best_model_criterion=[["valid", "loss", "min"], ["valid", "cer", "min"]],
     # ESPnet's attention plots find no ESPnet attention modules in asrc's encoder.
     num_att_plot=0,
+)
+
+#: The options that a resumed run must share with the run it resumes (:func:`check_resume_config`),
+#: compared with ``<output_dir>/config.yaml`` once asrc has completed them: those that say what is
+#: trained. Resuming restores the weights, the optimizer's and the scheduler's state from
+#: ``checkpoint.pth``, so a new value of one of these would be ignored (``optim_conf.lr``, a
+#: ``scheduler_conf`` whose state comes back from the checkpoint), change the objective or the data
+#: halfway (``model_conf``, the data lists), or not fit the saved weights (``encoder_conf``); and
+#: ``config.yaml``, which ESPnet rewrites on every run, would describe a model that was not trained.
+#: ``seed`` too: it draws the initial weights and each epoch's batch order, and a rerun with another
+#: seed in the same directory is a forgotten ``--tag``, not a resume. The token list is compared by
+#: its tokens (a file name in the arguments, the list in ``config.yaml``).
+#: Not compared, as changing them is what a rerun is for or does not change the model: how long to
+#: train and when to stop (``max_epoch``: extending a finished run; ``num_iters_per_epoch``,
+#: ``patience``, ``early_stopping_criterion``; a schedule derived from them shows in
+#: ``scheduler_conf``), which checkpoints are kept and averaged (``best_model_criterion``,
+#: ``keep_nbest_models``, ``nbest_averaging_interval``), the hardware and processes (``ngpu``,
+#: ``num_workers``, ``dist_*``, ``multiprocessing_distributed``, ``use_amp``, ``use_tf32``,
+#: ``cudnn_*``, DDP options), logging and plots (``log_*``, ``use_tensorboard``, ``use_wandb``, ...),
+#: validation batching (``valid_batch_*``), caches, ``resume``, ``print_config``, ``dry_run``, and paths
+#: that are not the data: ``output_dir`` (``--exp_dir``/``--tag``), ``config`` (a config file's
+#: contents are compared through the options it sets), the shape files (derived from the data).
+#: ``--train_data_dir``/``--valid_data_dir`` and ``--student`` are compared through what they expand
+#: into (the data lists; ``encoder_conf``, ``model_conf``). The knobs of ESPnet's chunk and category
+#: iterators are not compared (``iterator_type`` is; asrc trains with the sequence iterator).
+RESUME_KEYS = (
+    # the model
+    "model", "model_conf", "encoder", "encoder_conf", "frontend", "frontend_conf", "specaug", "specaug_conf",
+    "normalize", "normalize_conf", "preencoder", "preencoder_conf", "postencoder", "postencoder_conf",
+    "decoder", "decoder_conf", "ctc_conf", "joint_net_conf", "aux_ctc_tasks", "input_size",
+    "token_list", "token_type", "bpemodel", "prune", "qat", "use_adapter", "adapter", "adapter_conf",
+    # its initialisation, and which parameters train
+    "init", "init_param", "ignore_init_mismatch", "freeze_param", "seed",
+    # the data and its preprocessing
+    "train_data_path_and_name_and_type", "valid_data_path_and_name_and_type",
+    "use_preprocessor", "preprocessor", "preprocessor_conf", "non_linguistic_symbols", "cleaner", "g2p",
+    "speech_volume_normalize", "rir_scp", "rir_apply_prob", "noise_scp", "noise_apply_prob", "noise_db_range",
+    "short_noise_thres", "use_lang_prompt", "use_nlp_prompt",
+    # batching: what one update averages over
+    "iterator_type", "batch_type", "batch_size", "batch_bins", "max_batch_size", "min_batch_size", "fold_length",
+    # the optimisation
+    "optim", "optim_conf", "scheduler", "scheduler_conf", "val_scheduler_criterion", "accum_grad",
+    "grad_clip", "grad_clip_type", "grad_noise", "exclude_weight_decay", "exclude_weight_decay_conf",
+    "train_dtype",
 )
 
 
@@ -129,11 +180,16 @@ class AsrcASRTask(ASRTask):
         return parser.parse_args(cmd)
 
     @classmethod
-    def main(cls, args: Optional[argparse.Namespace] = None, cmd: Optional[Sequence[str]] = None):
+    def main(cls, args: Optional[argparse.Namespace] = None, cmd: Optional[Sequence[str]] = None,
+             completed: Optional[Callable[[], None]] = None):
+        """ESPnet's main on the completed ``args``; ``completed`` is called once they are (the
+        resume checks passed), before ESPnet starts."""
         if args is None:
             args = cls.parse_args(cmd)
         if not args.print_config:
             complete_args(args)
+            if completed is not None:
+                completed()
         super().main(args=args)
 
     @classmethod
@@ -225,6 +281,97 @@ def check_resume_state(args: argparse.Namespace) -> None:
                               f"are in <n>epoch.pth, usable with --init_param)")
 
 
+_UNSET = object()  # an option that the old config.yaml does not have
+_MAX_SHOWN = 8  # differences named in the message
+_SHORT = 60  # characters of a value shown
+
+
+def _token_list_as_built(token_list) -> Any:
+    """The token list as ESPnet's ``ASRTask.build_model`` leaves it in the arguments it dumps: a
+    file read into its lines (asrc's models are CTC: no transducer blanks are added)."""
+    if isinstance(token_list, str) and Path(token_list).is_file():
+        with open(token_list, encoding="utf-8") as f:
+            token_list = [line.rstrip() for line in f]
+    return token_list
+
+
+def _as_dumped(options: dict) -> dict:
+    """``options`` as they read back from ESPnet's ``config.yaml`` (tuples become lists, ...)."""
+    try:
+        return yaml.safe_load(yaml_no_alias_safe_dump(options))
+    except yaml.YAMLError:  # ESPnet could not dump them either; compare as they are
+        return dict(options)
+
+
+def _differences(old, new, name: str) -> List[Tuple[str, Any, Any]]:
+    """``(option, old, new)`` for each difference, naming keys inside mappings (``optim_conf.lr``) and
+    items of lists of the same length (``token_list[5]``)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        found = []
+        for key in list(old) + [k for k in new if k not in old]:
+            found += _differences(old.get(key, _UNSET), new.get(key, _UNSET), f"{name}.{key}")
+        return found
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        return [d for i, (a, b) in enumerate(zip(old, new)) for d in _differences(a, b, f"{name}[{i}]")]
+    return [] if old == new else [(name, old, new)]
+
+
+def _short(value) -> str:
+    if value is _UNSET:
+        return "(not set)"
+    text = repr(value)
+    if len(text) <= _SHORT:
+        return text
+    if isinstance(value, (list, tuple, dict)):
+        return f"{text[:_SHORT - 20]}... ({len(value)} items)"
+    return f"{text[:15]}...{text[15 - _SHORT:]}"  # a path's end tells it from another
+
+
+def check_resume_config(args: argparse.Namespace) -> None:
+    """Refuse to resume a run with options that change what is trained (:data:`RESUME_KEYS`).
+
+    With ``--resume true`` and ``<output_dir>/checkpoint.pth``, ESPnet resumes whatever the
+    options: the weights, optimizer and scheduler come from the checkpoint, and ``config.yaml`` (the
+    options the run was started with) is overwritten with the new ones. ``args`` must be completed
+    (:func:`complete_args`), as they were when ESPnet dumped ``config.yaml``. An option that the old
+    ``config.yaml`` lacks (written by an older version) counts as unset (None).
+    """
+    output_dir = Path(args.output_dir or ".")
+    path = output_dir / "config.yaml"
+    if not (args.resume and (output_dir / "checkpoint.pth").is_file() and path.is_file()):
+        return
+    try:
+        old = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        old = e
+    if not isinstance(old, dict):  # e.g. emptied by a kill while ESPnet rewrote it
+        logger.warning("%s is unreadable (%s): resuming without comparing the options with it", path,
+                       old if isinstance(old, Exception) else "not a mapping")
+        return
+    new = {k: getattr(args, k, None) for k in RESUME_KEYS}
+    new["token_list"] = _token_list_as_built(new["token_list"])
+    if args.input_size is not None:  # ESPnet's build_model drops the front end of features read as they are
+        new["frontend"], new["frontend_conf"] = None, {}
+    new = _as_dumped(new)
+    found = []
+    for key in RESUME_KEYS:
+        before = old.get(key)
+        if key == "token_list":
+            before = _token_list_as_built(before)
+        found += _differences(before, new[key], key)
+    if not found:
+        return
+    shown = "; ".join(f"{name}: {_short(a)} -> {_short(b)}" for name, a, b in found[:_MAX_SHOWN])
+    if len(found) > _MAX_SHOWN:
+        shown += f"; and {len(found) - _MAX_SHOWN} more"
+    raise ConfigError(
+        f"{output_dir} holds a run started with other options, which resuming it would mix with the new ones "
+        f"(the weights, optimizer and scheduler come from its checkpoint.pth): {shown}. To go on with that run, "
+        f"give the options it was started with again (they are in {path}); to train with the new ones, use "
+        f"another --output_dir or --exp_dir/--tag, or move {output_dir} away, or pass --resume false to start "
+        f"over in {output_dir} (overwriting its checkpoints)")
+
+
 def _merge_once(target: dict, values: dict, where: str) -> None:
     """``target.update(values)``, refusing a key that both set to different values."""
     clash = sorted(k for k, v in values.items() if k in target and target[k] != v)
@@ -283,8 +430,22 @@ def apply_student_spec(args: argparse.Namespace) -> None:
 
 
 def complete_args(args: argparse.Namespace) -> None:
-    """Fill in what asrc derives (token list, full encoder config, data files); see the module doc."""
+    """Fill in what asrc derives (token list, full encoder config, data files); see the module doc.
+
+    A resumed run is checked first (:func:`check_resume_state`), then, once completed, compared with
+    the options it was started with (:func:`check_resume_config`), before anything is written into
+    the output directory (the shape files).
+    """
     check_resume_state(args)
+    writes = _complete(args)
+    check_resume_config(args)
+    for write in writes:
+        write()
+
+
+def _complete(args: argparse.Namespace) -> List[Callable[[], None]]:
+    """:func:`complete_args` without the checks; returns the writes of the data files it names."""
+    writes: List[Callable[[], None]] = []
     apply_student_spec(args)
     if getattr(args, "prune", None) is not None:
         if args.model != "asrc_distill":
@@ -294,7 +455,7 @@ def complete_args(args: argparse.Namespace) -> None:
     if args.encoder != "asrc_wav2vec2":
         if getattr(args, "qat", None) is not None:
             raise ConfigError(f"qat: quantization-aware training needs --encoder asrc_wav2vec2, not {args.encoder}")
-        return
+        return writes
     if getattr(args, "qat", None) is not None:
         QATConfig.from_dict(args.qat)  # a bad section fails here, before the data is read
     encoder_conf = dict(args.encoder_conf or {})
@@ -351,11 +512,18 @@ def complete_args(args: argparse.Namespace) -> None:
                               f"only distillation (--model asrc_distill) trains on untranscribed audio, and "
                               f"validation needs transcripts")
         out = Path(args.output_dir) / "shapes" / mode
-        shape = write_shape_file(data_dir, out, resolved, tokens, args.token_type, space_symbol,
-                                 untranscribed_ok=bool(missing))
-        text = write_training_text(data_dir, out) if missing else Path(data_dir) / "text"
-        if missing:
-            logger.info("%s: %d untranscribed utterance(s): teacher losses only", data_dir, missing)
+        text = out / TEXT_NAME if missing else Path(data_dir) / "text"
         setattr(args, f"{mode}_data_path_and_name_and_type",
                 [(str(Path(data_dir) / "wav.scp"), "speech", "sound"), (str(text), "text", "text")])
-        setattr(args, f"{mode}_shape_file", [str(shape)])
+
+        def write(mode=mode, data_dir=data_dir, out=out, missing=missing, text=text):
+            shape = write_shape_file(data_dir, out, resolved, tokens, args.token_type, space_symbol,
+                                     untranscribed_ok=bool(missing))
+            if missing:
+                written = write_training_text(data_dir, out)
+                assert written == text, (written, text)
+                logger.info("%s: %d untranscribed utterance(s): teacher losses only", data_dir, missing)
+            setattr(args, f"{mode}_shape_file", [str(shape)])
+
+        writes.append(write)
+    return writes
