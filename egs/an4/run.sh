@@ -4,8 +4,10 @@
 # experiment (distilled vs CTC-only student) from the committed teacher.
 #
 #   ./run.sh --stop_stage 6           # the teacher: data, warm start, training, decoding, scoring
-#   ./run.sh --stage 4 --stop_stage 6 # retrain the teacher, decode, score
-#   ./run.sh --force_stages "4"       # redo a finished stage (stamps in exp/stages/)
+#   ./run.sh --stage 4 --stop_stage 6 --force_stages 4  # retrain the teacher, decode, score
+#   ./run.sh --force_stages "4"       # redo a finished stage (stamps in exp/stages/); a done
+#                                     # stage is also redone when an option it reads, a file
+#                                     # that option names or a stage it depends on changed
 #   OMP_NUM_THREADS=2 ./run.sh ...    # training and decoding threads per job (path.sh: 1)
 #
 # Stages:
@@ -301,18 +303,18 @@ fi
 
 teacher_model="teacher=$teacher_exp/model@$teacher_exp"
 
-if stage_begin 5 "decoding ($teacher_sets)" $stamps; then
+if stage_begin 5 "decoding ($teacher_sets)" $stamps "4"; then
     decode_sets "$teacher_model" "$teacher_sets"
     stage_done 5 $stamps
 fi
 
-if stage_begin 6 "scoring" $stamps; then
+if stage_begin 6 "scoring" $stamps "5"; then
     score_sets "$teacher_model" "$teacher_sets"
     write_results exp/logs/results_teacher.log "$teacher_exp/RESULTS.md" "$teacher_model" "$teacher_sets"
     cat "$teacher_exp/RESULTS.md"
     stage_done 6 $stamps
 fi
-if [ "$update_teacher" = true ] && stage_begin 7 "replace the committed teacher/ with $teacher_exp/model" $stamps; then
+if [ "$update_teacher" = true ] && stage_begin 7 "replace the committed teacher/ with $teacher_exp/model" $stamps "4"; then
     # float16 storage halves model.pth (5.7M parameters: 11.5 MB); it loads into the fp32 model
     run_logged exp/logs/update_teacher.log local/store_fp16.py "$teacher_exp/model" teacher
     log "teacher/ updated; put $teacher_exp/RESULTS.md and the curve into teacher/RESULTS.md"
@@ -324,7 +326,7 @@ fi
 # wants_kind KIND: whether $student_kinds names KIND
 wants_kind() { [[ " $student_kinds " == *" $1 "* ]]; }
 
-if stage_begin 8 "students ($student_kinds), seeds $seeds" $stamps; then
+if stage_begin 8 "students ($student_kinds), seeds $seeds" $stamps "1 2"; then
     for kind in $student_kinds; do
         case $kind in kd|ctc|kdu|kdm|ctcm|kdh|kds|ctcs) ;;
             *) die "student_kinds: unknown kind '$kind' (kd, ctc, kdu, kdm, ctcm, kdh, kds, ctcs)";; esac
@@ -417,7 +419,7 @@ first_seed=${seeds%% *}
 # The int8 student of stages 9-10 exists only for the untagged kd students.
 kd_int8=false
 [ -z "$student_tag" ] && wants_kind kd && kd_int8=true
-if stage_begin 9 "int8 quantization of the distilled student (seed $first_seed)" $stamps; then
+if stage_begin 9 "int8 quantization of the distilled student (seed $first_seed)" $stamps "8"; then
     if $kd_int8; then
         run_logged exp/logs/quantize.log asrc-quantize "exp/student_kd_s$first_seed/model" exp/student_kd_int8/model \
             --mode static-pos --calib data/dev --overwrite
@@ -427,7 +429,7 @@ if stage_begin 9 "int8 quantization of the distilled student (seed $first_seed)"
     fi
 fi
 
-if stage_begin 10 "decoding and scoring data/test (and data/test_degraded) -> exp/RESULTS$student_tag.md" $stamps; then
+if stage_begin 10 "decoding and scoring data/test (and data/test_degraded) -> exp/RESULTS$student_tag.md" $stamps "8 9"; then
     experiment="teacher_committed=$student_teacher"
     student_sets=test
     # stage 1's degraded copy of AN4 test (room, 10 dB noise, 8 kHz band), where it exists
@@ -447,7 +449,7 @@ if stage_begin 10 "decoding and scoring data/test (and data/test_degraded) -> ex
 fi
 
 # ---- the narrow student: front end warm-started on the teacher's features, then KD vs CTC ----
-if stage_begin 11 "narrow student: front-end warm start on the teacher's features" $stamps; then
+if stage_begin 11 "narrow student: front-end warm start on the teacher's features" $stamps "1 2"; then
     fresh_outputs exp/narrow_frontend_init
     log "log: exp/logs/narrow_frontend_init.log"
     $train_cmd exp/logs/narrow_frontend_init.log \
@@ -457,7 +459,7 @@ if stage_begin 11 "narrow student: front-end warm start on the teacher's feature
     stage_done 11 $stamps
 fi
 
-if stage_begin 12 "narrow student: distilled and CTC-only (in parallel)" $stamps; then
+if stage_begin 12 "narrow student: distilled and CTC-only (in parallel)" $stamps "11"; then
     fresh_outputs exp/narrow_kd exp/narrow_ctc
     log "logs: exp/logs/train_narrow_kd.log, exp/logs/train_narrow_ctc.log"
     common=(--student "$narrow_student" --encoder_conf init=exp/narrow_frontend_init
@@ -475,7 +477,7 @@ if stage_begin 12 "narrow student: distilled and CTC-only (in parallel)" $stamps
     stage_done 12 $stamps
 fi
 
-if stage_begin 13 "narrow students: int8, decoding and scoring -> exp/RESULTS_narrow.md" $stamps; then
+if stage_begin 13 "narrow students: int8, decoding and scoring -> exp/RESULTS_narrow.md" $stamps "12"; then
     for m in kd ctc; do
         run_logged exp/logs/quantize_narrow_$m.log asrc-quantize exp/narrow_$m/model exp/narrow_${m}_int8/model \
             --mode static-pos --calib data/dev --overwrite
@@ -503,7 +505,7 @@ prune_names() {
 }
 
 if stage_begin 14 "pruning with distillation: target sparsities $prune_targets; longer schedule: $prune_long_targets; more: $prune_extra_runs" \
-        $stamps; then
+        $stamps "1 2"; then
     for run in $(prune_runs); do
         IFS=: read -r t target config <<< "$run"
         fresh_outputs exp/prune_$t
@@ -518,7 +520,7 @@ if stage_begin 14 "pruning with distillation: target sparsities $prune_targets; 
     stage_done 14 $stamps
 fi
 
-if stage_begin 15 "final distillation of the pruned students" $stamps; then
+if stage_begin 15 "final distillation of the pruned students" $stamps "14"; then
     for t in $(prune_names); do
         fresh_outputs exp/pruned_$t
         # shellcheck disable=SC2086
@@ -533,7 +535,7 @@ if stage_begin 15 "final distillation of the pruned students" $stamps; then
 fi
 
 if stage_begin 16 "pruned students against the 4-layer and narrow students: scores, footprint -> exp/RESULTS_prune.md" \
-        $stamps; then
+        $stamps "8 15"; then
     # What the pruned students are compared with: the teacher and the 4-layer student as stage 10
     # decoded them, the narrow student as stage 13 did (when stage 12 trained one).
     layer_dropped=student_kd_s$first_seed
@@ -584,7 +586,7 @@ int8_variant() {
     IFS=, read -r -a int8_flags <<< "${1#*:}"
 }
 
-if stage_begin 17 "int8 of the CNN: post-training variants, QAT and its float control ($int8_float)" $stamps; then
+if stage_begin 17 "int8 of the CNN: post-training variants, QAT and its float control ($int8_float)" $stamps "8"; then
     [ -f "$int8_float/model.pth" ] || die "$int8_float not found: run stage 8 first (seeds $seeds)"
     [ -f "$student_teacher/model.pth" ] || die "student_teacher: $student_teacher is not a model directory"
     for v in $int8_ptq; do
@@ -612,7 +614,7 @@ if stage_begin 17 "int8 of the CNN: post-training variants, QAT and its float co
     stage_done 17 $stamps
 fi
 
-if stage_begin 18 "int8: decoding, scoring data/test -> exp/RESULTS_int8.md" $stamps; then
+if stage_begin 18 "int8: decoding, scoring data/test -> exp/RESULTS_int8.md" $stamps "17"; then
     # The float student as stage 10 decoded and scored it (decoded here only when missing).
     float_model="student_kd_s$first_seed=$int8_float"
     int8_models=
@@ -638,7 +640,7 @@ if stage_begin 18 "int8: decoding, scoring data/test -> exp/RESULTS_int8.md" $st
     cat exp/RESULTS_int8.md
     stage_done 18 $stamps
 fi
-if stage_begin 19 "silence and long recordings: whole, trimmed or split at pauses, in windows -> exp/RESULTS_long.md" $stamps; then
+if stage_begin 19 "silence and long recordings: whole, trimmed or split at pauses, in windows -> exp/RESULTS_long.md" $stamps "1"; then
     for s in dev test; do
         run_logged "exp/logs/concat_${s}_long.log" local/concat_long.py "data/$s" "data/${s}_long" \
             --max-seconds "$long_max_seconds"
@@ -681,7 +683,7 @@ if stage_begin 19 "silence and long recordings: whole, trimmed or split at pause
     stage_done 19 $stamps
 fi
 
-if stage_begin 20 "word $lm_order-gram LM, beam search tuned on dev -> exp/RESULTS_lm.md" $stamps; then
+if stage_begin 20 "word $lm_order-gram LM, beam search tuned on dev -> exp/RESULTS_lm.md" $stamps "1"; then
     lm=exp/lm/an4.arpa
     run_logged exp/logs/train_lm.log local/train_lm.sh data/train/text "$lm_order" "$lm"
     lm_sets=test

@@ -8,6 +8,8 @@
 #   ./run.sh                              # everything -> exp/RESULTS.md, exp/footprint.png
 #   ./run.sh --stage 2 --stop_stage 2     # distillation only
 #   ./run.sh --force_stages all           # redo everything
+#   (a done stage is redone by itself when an option it reads, a file that option names, e.g.
+#   demo_config.yaml, or an earlier stage changed since: utils/lib.sh)
 #
 # Stages (stamps in exp/stages/):
 #   1  data: synthetic corpus (db/synth) -> data/synth/*, AN4 -> data/an4/*, data/{train,dev}

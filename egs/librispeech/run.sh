@@ -6,6 +6,8 @@
 #   TEACHER=/models/wav2vec2-base-960h ./run.sh                 # everything
 #   ./run.sh --stage 6 --stop_stage 6 --ngpu 4                   # distillation only, 4 GPUs
 #   ./run.sh --force_stages "8 9"                                # redo finished stages
+#   (a done stage is also redone when an option it reads, a file that option names or an
+#   earlier stage changed since: utils/lib.sh)
 #   tensorboard --logdir exp                                     # watch training
 #
 # Stages (stamps in exp/stages/; each writes the command that resumes it beside the stamp):

@@ -5,7 +5,7 @@
 #   sets="synth/test test=an4_test"                               # SET[=LABEL], data dirs under data/
 #   decode_sets "$models" "$sets"     # asrc-decode of data/SET -> OUT_DIR/decode_<SET, / as _>
 #   score_sets "$models" "$sets"      # asrc-score (sclite when installed) of each decode dir
-#   decode_score_missing "$models" "$sets"  # both, only where a decode dir has no CER score yet
+#   decode_score_missing "$models" "$sets"  # both, reusing the decoding jobs that still hold
 #   write_results exp/logs/results.log exp/RESULTS.md "$models" "$sets" [asrc-results flags...]
 #   results_rows "$models" "$sets"    # the --row flags alone (LABEL SET-LABEL DECODE_DIR)
 #
@@ -45,18 +45,18 @@ score_sets() {
     done
 }
 
-# decode_score_missing MODELS SETS : decode_sets + score_sets of each model and set whose decode
-# dir has no score_cer/score.json yet (an earlier stage's decodes are reused as they are).
+# decode_score_missing MODELS SETS : decode_sets + score_sets of each model and set, reusing an
+# earlier stage's decodes where they still hold: asrc-decode redoes only the jobs whose model,
+# audio or options changed since (its job fingerprints), so a decode dir made with another
+# model of the same label is decoded again, not taken for this one's.
 decode_score_missing() {
-    local m s
+    local m s dir
     for m in $1; do
         for s in $2; do
-            if [ -f "$(_decode_dir "$m" "$s")/score_cer/score.json" ]; then
-                log "$(_decode_dir "$m" "$s"): scored already, reused"
-            else
-                decode_sets "$m" "$s"
-                score_sets "$m" "$s"
-            fi
+            dir=$(_decode_dir "$m" "$s")
+            [ -f "$dir/score_cer/score.json" ] && log "$dir: decoded and scored before; asrc-decode reuses the jobs that still hold"
+            decode_sets "$m" "$s"
+            score_sets "$m" "$s"
         done
     done
 }

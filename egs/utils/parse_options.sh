@@ -8,7 +8,8 @@
 # Every "--name value" (or "--name=value") sets the shell variable "name" (dashes in the
 # option become underscores) if, and only if, the script defined it (lower-case, not exported)
 # before sourcing this file;
-# an unknown option is an error. "--config FILE" sources FILE first (lines "name=value").
+# an unknown option is an error, and so is a value of another kind than the default's where
+# that is true/false or a number. "--config FILE" sources FILE first (lines "name=value").
 # "--help" prints the script's leading comment block and the variables with their values.
 # Positional arguments are left in "$@".
 
@@ -44,6 +45,17 @@ while [ $# -gt 0 ]; do
                 exit 1
             fi
             [ $# -ge 2 ] || { echo "$0: option $1 needs a value" >&2; exit 1; }
+            # An option whose default is true/false or a number takes the same kind of value
+            # (--update_teacher yes, --an4_repeats two were taken as false / 0).
+            _po_old=${!_po_name}
+            if [[ $_po_old == true || $_po_old == false ]] && [[ $2 != true && $2 != false ]]; then
+                echo "$0: option $1 takes true or false, got '$2'" >&2
+                exit 1
+            fi
+            if [[ $_po_old =~ ^-?[0-9]+(\.[0-9]+)?$ ]] && ! [[ $2 =~ ^-?[0-9]+(\.[0-9]+)?$ ]]; then
+                echo "$0: option $1 takes a number, got '$2'" >&2
+                exit 1
+            fi
             printf -v "$_po_name" '%s' "$2"
             shift 2 ;;
         *)
@@ -52,4 +64,4 @@ while [ $# -gt 0 ]; do
     esac
 done
 set -- "${_po_positional[@]+"${_po_positional[@]}"}"
-unset _po_key _po_value _po_name _po_positional
+unset _po_key _po_value _po_name _po_positional _po_old
