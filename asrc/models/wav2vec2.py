@@ -583,7 +583,7 @@ class Wav2Vec2CTC(nn.Module):
         dynamic quantization takes one scale per call: feed them one utterance at a time)."""
         if (wav.dim() == 2 and wav.shape[0] > 1 and not output_hidden_states and _inference_fast_path(self, wav)
                 and has_dynamic_int8(self)):
-            return self._forward_each(wav, lengths)
+            return self.forward_each(wav, lengths)
         out = self.encode(wav, lengths, output_hidden_states=output_hidden_states)
         logits = self.ctc_head(self.final_dropout(out.x))
         if output_hidden_states:
@@ -591,7 +591,7 @@ class Wav2Vec2CTC(nn.Module):
         return logits, out.lengths
 
 
-    def _forward_each(self, wav: Tensor, lengths: Optional[Tensor]):
+    def forward_each(self, wav: Tensor, lengths: Optional[Tensor]):
         """:meth:`forward` of each utterance alone; logits padded with zeros to the longest."""
         self._check_input(wav, lengths)
         n = lengths.tolist() if lengths is not None else [wav.shape[1]] * wav.shape[0]

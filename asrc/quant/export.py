@@ -418,14 +418,6 @@ def run_export(path, fmt: str, threads: Optional[int] = None):
     raise ValueError(f"format {fmt!r} is not one of {FORMATS}")
 
 
-def _each_utterance(model: nn.Module, wav: Tensor, lengths: Tensor):
-    outs = [model(wav[i:i + 1, :n], lengths[i:i + 1]) for i, n in enumerate(lengths.tolist())]
-    logits = wav.new_zeros(len(outs), max(int(x.shape[1]) for x, _ in outs), outs[0][0].shape[2])
-    for i, (x, _) in enumerate(outs):
-        logits[i, :x.shape[1]] = x[0]
-    return logits, torch.cat([n for _, n in outs])
-
-
 @torch.inference_mode()
 def check_export(model: nn.Module, path, fmt: str, *, int8: bool = False) -> dict:
     """Compare an export with ``model`` on a padded random batch of another size than the trace's."""
@@ -441,7 +433,7 @@ def check_export(model: nn.Module, path, fmt: str, *, int8: bool = False) -> dic
     # the export runs so, EachUtterance); ONNX (QDQ) to what asrc runs.
     with (plain_ops() if fmt == "torchscript" else contextlib.nullcontext()):
         if fmt == "torchscript" and runs_each_utterance(model):
-            ref, ref_len = _each_utterance(model.eval(), wav, lengths)
+            ref, ref_len = model.eval().forward_each(wav, lengths)  # each alone, plain ops (no recursion)
         else:
             ref, ref_len = model.eval()(wav, lengths)
     out, out_len = run_export(path, fmt)(wav, lengths)
