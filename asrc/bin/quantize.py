@@ -66,9 +66,36 @@ def get_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Flags that only a post-training static mode reads (dynamic quantizes activations per call,
+# qat takes its ranges and bits from training): given to another mode they would be ignored.
+_STATIC_FLAGS = ("calib", "calib_utts", "activation_bits", "conv_weights", "conv_calibration", "percentile",
+                 "bias_correction")
+
+
+def _check_flags(parser: argparse.ArgumentParser, args) -> None:
+    """A flag the chosen mode would ignore is an error naming it (it was silently ignored)."""
+    from asrc.errors import AsrcError
+
+    given = [f"--{name.replace('_', '-')}" for name in _STATIC_FLAGS
+             if getattr(args, name) != parser.get_default(name)]
+    if args.mode == "qat" and given:
+        raise AsrcError(f"--mode qat converts a QAT experiment: its activation ranges and bits come from training "
+                        f"(the qat: section, e.g. activation_bits); {' '.join(given)} would be ignored: remove it")
+    if args.mode == "dynamic" and given:
+        raise AsrcError(f"--mode dynamic quantizes the Linear layers' inputs per call, without calibration (8-bit "
+                        f"codes on a CPU with VNNI, 7-bit without); {' '.join(given)} applies to the static modes "
+                        f"(static-pos, static-conv): remove it or choose one")
+    if args.percentile != parser.get_default("percentile") and args.conv_calibration != "percentile":
+        raise AsrcError(f"--percentile applies to --conv-calibration percentile, not {args.conv_calibration}")
+    if Path(args.src).resolve() == Path(args.out).resolve():
+        raise AsrcError(f"OUT {args.out} is SRC: the float model would be overwritten; give another folder")
+
+
 @command("asrc-quantize")
 def main(argv=None) -> int:
-    args = get_parser().parse_args(argv)
+    parser = get_parser()
+    args = parser.parse_args(argv)
+    _check_flags(parser, args)
     from asrc.quant.agreement import format_agreement
     from asrc.quant.calibrate import ConvQuantOptions
     from asrc.quant.quantize_dir import quantize_dir

@@ -40,6 +40,21 @@ def _write_command(output_dir, command: Sequence[str]):
     os.chmod(Path(output_dir) / "train.sh", 0o755)
 
 
+def _check_export_dir(export_dir, args) -> None:
+    """Refuse an ``--export_model_dir`` that is the model the run starts from or its teacher: the
+    export would overwrite it (checked before training, not after hours of it)."""
+    from asrc.errors import ConfigError
+
+    if export_dir is None:
+        return
+    sources = {"encoder_conf.init": (getattr(args, "encoder_conf", None) or {}).get("init"),
+               "model_conf.teacher": (getattr(args, "model_conf", None) or {}).get("teacher")}
+    for name, source in sources.items():
+        if source is not None and Path(source).resolve() == Path(export_dir).resolve():
+            raise ConfigError(f"--export_model_dir {export_dir} is {name}: the export would overwrite the model this "
+                              f"run starts from; give another folder")
+
+
 def check_updates_made(output_dir) -> None:
     """An :class:`AsrcError` when the run's optimizer never stepped: ESPnet's trainer skips an
     update whose loss or gradient is not finite and carries on, so a run in which every loss was
@@ -83,6 +98,7 @@ def train(cmd: Sequence[str], defaults: Optional[dict] = None, command: Optional
                     logger.info("command: %s", shlex.join(command))
 
             def completed():
+                _check_export_dir(export_dir, args)
                 # Only a run that starts (or resumes) replaces train.sh: not one refused for options
                 # that differ from those of the run it would resume.
                 if rank() == 0 and command:

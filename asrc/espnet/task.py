@@ -447,6 +447,9 @@ def _complete(args: argparse.Namespace) -> List[Callable[[], None]]:
     """:func:`complete_args` without the checks; returns the writes of the data files it names."""
     writes: List[Callable[[], None]] = []
     apply_student_spec(args)
+    if getattr(args, "prune", None) is not None and getattr(args, "qat", None) is not None:
+        raise ConfigError("prune: and qat: in one run are not supported (the int8 export would keep the unpruned "
+                          "student): prune, export the dense model (--export_model_dir), then fine-tune it with qat:")
     if getattr(args, "prune", None) is not None:
         if args.model != "asrc_distill":
             raise ConfigError(f"prune: structured pruning runs with distillation; set --model asrc_distill "

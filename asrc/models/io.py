@@ -159,9 +159,12 @@ def is_model_dir(path) -> bool:
 
 
 def save_model_dir(model: Wav2Vec2CTC, out_dir, tokens: Optional[Sequence[str]] = None):
-    """Write ``config.yaml``, ``model.pth`` and (when known) ``tokens.txt`` to ``out_dir``."""
+    """Write ``config.yaml``, ``model.pth`` and (when known) ``tokens.txt`` to ``out_dir`` (a float
+    model: a ``quantization.yaml`` left there by an int8 model is removed, or the folder would
+    not load)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    (out / QUANT_NAME).unlink(missing_ok=True)
     tokens = tokens if tokens is not None else model.tokens
     with atomic_write(out / CONFIG_NAME) as f:
         f.write(model.config.to_yaml())

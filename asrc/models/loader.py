@@ -71,7 +71,8 @@ def describe(path) -> dict:
             if spec.static_int8_conv:
                 bits = 7 if spec.activation_reduce_range else 8
         # The weights are read as every command reads them; an empty config.yaml is an error, not wav2vec2-base.
-        config = load(path).config if WEIGHTS_NAME in files else load_config(path)
+        # An ESPnet experiment (config.yaml of ESPnet's options) is read as load() reads it.
+        config = load(path).config if WEIGHTS_NAME in files or is_espnet_experiment(path) else load_config(path)
     elif path.is_file():
         _refuse_student_spec(path)
         config, files, quantization, bits = Wav2Vec2Config.from_yaml(path), {path.name: path.stat().st_size}, None, None

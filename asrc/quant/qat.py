@@ -343,6 +343,9 @@ def read_qat_experiment(exp_dir, checkpoint: Optional[str] = None) -> Wav2Vec2CT
     if args.get("qat") is None:
         raise ConfigError(f"{exp_dir}: trained without a qat section; quantize its model directory with a "
                           f"post-training mode instead (asrc-quantize --mode static-conv)")
+    if args.get("prune") is not None:
+        raise ConfigError(f"{exp_dir}: trained with both prune: and qat:, which asrc does not convert (the int8 "
+                          f"model would be the unpruned student); prune first, then fine-tune the dense model with qat:")
     model = prepare_qat(Wav2Vec2CTC(config, tokens), QATConfig.from_dict(args["qat"], source=f"{exp_dir} qat"))
     from asrc.models.io import load_state_dict_strict
 

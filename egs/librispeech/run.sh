@@ -203,8 +203,10 @@ if [ "$student_method" = distill ] && stage_begin 6 "distillation (ESPnet traine
 fi
 
 if stage_begin 7 "int8 quantization ($quant_mode)" $stamps; then
+    calib=()
+    [[ $quant_mode == static-* ]] && calib=(--calib "data/$valid_set")  # dynamic takes no calibration
     run_logged exp/logs/quantize.log asrc-quantize $student $student_int8 --mode "$quant_mode" \
-        --calib data/$valid_set --overwrite
+        "${calib[@]+"${calib[@]}"}" --overwrite
     stage_done 7 $stamps
 fi
 
