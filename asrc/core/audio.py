@@ -304,7 +304,7 @@ def read_waveforms(data_dir, max_utterances: int = 16, max_seconds: float = 120.
     """Waveforms (for calibration or agreement checks) from a Kaldi-style data dir: up to
     ``max_utterances`` spread evenly over ``wav.scp`` (so one speaker or one recording session
     does not set all the ranges), stopping at ``max_seconds`` of audio. Returns ``(waveforms, info)``
-    with 1-D float32 tensors. Damaged audio (truncated, NaN/Inf samples, ...) is an
+    with 1-D float32 tensors (``info["ids"]``: their utterance ids). Damaged audio (truncated, NaN/Inf samples, ...) is an
     :class:`AsrcError` naming the utterance: one bad file would otherwise set every activation range."""
     data_dir = Path(data_dir)
     wav_scp_path = data_dir / "wav.scp"
@@ -324,5 +324,5 @@ def read_waveforms(data_dir, max_utterances: int = 16, max_seconds: float = 120.
         if seconds >= max_seconds:
             break
     info = {"data_dir": str(data_dir), "utterances": len(chosen), "seconds": round(seconds, 2),
-            "first_utterances": chosen[:5]}
+            "first_utterances": chosen[:5], "ids": chosen}
     return waveforms, info

@@ -19,6 +19,8 @@ from typing import Dict, Tuple
 import torch
 from torch import Tensor, nn
 
+from asrc.core.constants import SAMPLE_RATE
+from asrc.errors import ConfigError
 from asrc.models.config import Wav2Vec2Config
 from asrc.prune.cost import Sizes, cost
 from asrc.prune.lagrangian import LagrangianConstraint
@@ -36,6 +38,10 @@ class PruningObjective(nn.Module):
         self.gates = ModelGates(config, spec.structures, spec.init_drop_rate)
         self.constraint = LagrangianConstraint(spec.target_sparsity, spec.warmup_updates)
         full = Sizes.of_config(config)
+        if spec.cost == "macs" and spec.cost_seconds * SAMPLE_RATE < config.receptive_field:
+            raise ConfigError(f"prune.cost_seconds={spec.cost_seconds} is {int(spec.cost_seconds * SAMPLE_RATE)} "
+                              f"samples, shorter than the student's receptive field ({config.receptive_field}): "
+                              f"give a clip of at least {config.receptive_field / SAMPLE_RATE:.3f} s")
         #: Cost of the unpruned model (the spec's kind) and its parameter count.
         self.full_cost = float(cost(config, full, spec.cost, spec.cost_seconds))
         self.full_params = float(cost(config, full, "params"))

@@ -54,9 +54,12 @@ def quantize_dir(src, out, mode: str = "dynamic", calib=None, calib_utts: int = 
     for flag, data_dir in (("--calib", calib), ("--check", check)):
         if data_dir and not (Path(data_dir) / "wav.scp").is_file():
             raise AsrcError(f"{flag} {data_dir}: no wav.scp; {flag} needs a Kaldi-style data dir")
-    check_waves = _read_audio("--check", check, max_utterances=50, max_seconds=600)[0] if check else None
+    check_waves = check_ids = None
+    if check:
+        check_waves, check_info = _read_audio("--check", check, max_utterances=50, max_seconds=600)
+        check_ids = check_info["ids"]
     if mode == "qat":
-        return _convert_qat(src, out, checkpoint, engine, check_waves)
+        return _convert_qat(src, out, checkpoint, engine, check_waves, check_ids, check)
     if not is_model_dir(src):
         raise FileNotFoundError(f"{src}: not a model directory (config.yaml + model.pth)")
     if (src / QUANT_NAME).is_file():
@@ -64,13 +67,27 @@ def quantize_dir(src, out, mode: str = "dynamic", calib=None, calib_utts: int = 
     if mode.startswith("static-") and not calib:
         raise AsrcError(f"--mode {mode} needs --calib DATA_DIR (a data dir with wav.scp)")
     model = load(src)
+    _check_long_enough(model, check_waves, check_ids, check)
     waveforms, info = None, {}
     if calib:
         waveforms, info = _read_audio("--calib", calib, max_utterances=calib_utts)
+        info.pop("ids")  # quantization.yaml names the first few (first_utterances)
     qmodel, spec = quantize_model(model, mode, waveforms, engine=engine, reduce_range=activation_bits == 7,
                                   calibration_info=info, options=options)
     spec.calibration.setdefault("source_model", str(src))
     return _save_and_summarise(model, qmodel, spec, out, (src / WEIGHTS_NAME).stat().st_size / 1e6, check_waves)
+
+
+def _check_long_enough(model, waves, ids, data_dir) -> None:
+    """``--check`` utterances shorter than the model's receptive field are named before anything
+    is written (the comparison failed after OUT was, naming neither the flag nor the utterance)."""
+    if waves is None:
+        return
+    field = model.config.receptive_field
+    short = [u for u, w in zip(ids, waves) if w.numel() < field]
+    if short:
+        raise AsrcError(f"--check {data_dir}: utterance(s) {short[:5]} shorter than the model's receptive field "
+                        f"({field} samples, {field / 16000:.3f} s); give a data dir of longer ones")
 
 
 def _read_audio(flag: str, data_dir, **kwargs):
@@ -102,7 +119,7 @@ def _save_and_summarise(model, qmodel, spec, out: Path, mb_in: float, check_wave
     return summary
 
 
-def _convert_qat(src: Path, out: Path, checkpoint, engine, check_waves) -> dict:
+def _convert_qat(src: Path, out: Path, checkpoint, engine, check_waves, check_ids=None, check=None) -> dict:
     from asrc.models.io import is_model_dir
     from asrc.quant.qat import convert_experiment
 
@@ -111,5 +128,6 @@ def _convert_qat(src: Path, out: Path, checkpoint, engine, check_waves) -> dict:
                         f"model directory (quantize it post-training: --mode static-conv, static-pos or dynamic)")
 
     float_model, qmodel, spec = convert_experiment(src, checkpoint, engine=engine)
+    _check_long_enough(float_model, check_waves, check_ids, check)
     mb_in = sum(p.numel() * p.element_size() for p in float_model.state_dict().values()) / 1e6
     return _save_and_summarise(float_model, qmodel, spec, out, mb_in, check_waves)

@@ -96,3 +96,35 @@ def test_asrc_info_reads_an_experiment_as_load_does(model_dir, tmp_path, capsys)
     torch.save({f"encoder.model.{k}": v for k, v in model.state_dict().items()}, exp / "valid.loss.ave.pth")
     assert main([str(exp)]) == 0, capsys.readouterr().err
     assert "unknown" not in capsys.readouterr().err
+
+
+def test_short_check_utterances_are_named_before_anything_is_written(model_dir, tmp_path, capsys):
+    """--check with an utterance shorter than the receptive field failed after OUT was written,
+    naming neither --check nor the utterance."""
+    import numpy as np
+    import soundfile as sf
+
+    from asrc.bin.quantize import main
+    from asrc.models import load_config
+
+    d = tmp_path / "check"
+    d.mkdir()
+    for utt, n in (("long1", 16000), ("tiny2", load_config(model_dir).receptive_field - 1)):
+        sf.write(d / f"{utt}.wav", (0.1 * np.random.default_rng(0).standard_normal(n)).astype("float32"), 16000)
+    (d / "wav.scp").write_text(f"long1 {d}/long1.wav\ntiny2 {d}/tiny2.wav\n")
+    out = tmp_path / "q"
+    assert main([str(model_dir), str(out), "--check", str(d)]) == 1
+    line = error_line(capsys.readouterr().err, "asrc-quantize")
+    assert "--check" in line and "'tiny2'" in line and "receptive field" in line
+    assert not out.exists()
+
+
+def test_a_macs_clip_shorter_than_the_receptive_field_names_prune_cost_seconds():
+    from asrc.errors import ConfigError
+    from asrc.models import Wav2Vec2Config
+    from asrc.prune.objective import PruningObjective
+    from asrc.prune.spec import PruneSpec
+
+    with pytest.raises(ConfigError, match=r"prune.cost_seconds=0.001 is 16 samples, shorter than the student's "
+                                          r"receptive field \(400\)"):
+        PruningObjective(Wav2Vec2Config(), PruneSpec(cost="macs", cost_seconds=0.001))
