@@ -11,7 +11,7 @@ import torch
 
 from asrc.core.audio import read_waveforms
 from asrc.errors import AsrcError
-from asrc.models.io import QUANT_NAME, WEIGHTS_NAME, is_model_dir
+from asrc.models.io import QUANT_NAME, WEIGHTS_NAME, is_espnet_experiment, is_model_dir
 from asrc.models.loader import load
 from asrc.models.quantized import save_quantized
 from asrc.quant.agreement import agreement
@@ -61,6 +61,10 @@ def quantize_dir(src, out, mode: str = "dynamic", calib=None, calib_utts: int = 
     if mode == "qat":
         return _convert_qat(src, out, checkpoint, engine, check_waves, check_ids, check)
     if not is_model_dir(src):
+        if is_espnet_experiment(src):
+            raise AsrcError(f"{src}: an asrc-train experiment, not a model directory: quantize the model it exported "
+                            f"(asrc-train --export_model_dir; for a prune: run, the dense model), or convert a "
+                            f"qat: run with --mode qat")
         raise FileNotFoundError(f"{src}: not a model directory (config.yaml + model.pth)")
     if (src / QUANT_NAME).is_file():
         raise AsrcError(f"{src}: already quantized ({QUANT_NAME}); quantize the float model")

@@ -128,3 +128,16 @@ def test_a_macs_clip_shorter_than_the_receptive_field_names_prune_cost_seconds()
     with pytest.raises(ConfigError, match=r"prune.cost_seconds=0.001 is 16 samples, shorter than the student's "
                                           r"receptive field \(400\)"):
         PruningObjective(Wav2Vec2Config(), PruneSpec(cost="macs", cost_seconds=0.001))
+
+
+def test_quantizing_an_experiment_directory_says_what_to_quantize(model_dir, tmp_path, capsys):
+    from asrc.bin.quantize import main
+
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    (exp / "config.yaml").write_text(yaml.safe_dump({"encoder": "asrc_wav2vec2", "model": "asrc_distill",
+                                                     "prune": {"target_sparsity": 0.5}}))
+    (tmp_path / "wav.scp").write_text("")
+    assert main([str(exp), str(tmp_path / "q"), "--mode", "static-pos", "--calib", str(tmp_path)]) == 1
+    line = error_line(capsys.readouterr().err, "asrc-quantize")
+    assert "an asrc-train experiment" in line and "--export_model_dir" in line and "--mode qat" in line
