@@ -23,7 +23,8 @@ Rows (names are what ``--wer`` and ``--cer`` keys refer to):
                        ``asrc.models.student.build_student`` for each ``--student-preset``
 ``<student>-int8``     the student through ``asrc.quant`` (first ``--int8-mode``, default static-pos),
                        saved, and timed as loaded back with ``asrc.models.load``; further
-                       ``--int8-mode`` values add ``<student>-int8-<mode>`` rows (none: ``--no-int8``)
+                       ``--int8-mode`` values add ``<student>-int8-<mode>`` rows (none: ``--no-int8``);
+                       ``--int8-bf16-attention`` a ``-bf16att`` twin of each (attention in bfloat16)
 ``<student>-onnx``     onnxruntime, float32 export; ``<student>-onnx-int8``: its onnxruntime int8 graph
 ``<int8 row>-qdq``     onnxruntime, the asrc int8 row exported as QDQ (static int8 convs as
                        ``QLinearConv``, Linear layers as dynamic int8 MatMul; ``asrc.quant.export``)
@@ -496,6 +497,9 @@ def add_arguments(parser: argparse.ArgumentParser):
     parser.add_argument("--bias-correction", action="store_true", help="bias correction of the static int8 convs")
     parser.add_argument("--activation-bits", type=int, choices=(7, 8), default=8,
                         help="static int8 activations (default 8; 7: int8 speed on CPUs without VNNI, less accurate)")
+    parser.add_argument("--int8-bf16-attention", action="store_true",
+                        help="also time each int8 row with its attention products in bfloat16 "
+                             "(<row>-bf16att: asrc-quantize --attention-dtype bfloat16)")
     parser.add_argument("--int8-student", metavar="NAME=DIR", action="append", default=[],
                         help="an int8 model directory to time as it is (e.g. a QAT run's export; repeatable)")
     parser.add_argument("--calib", metavar="DATA_DIR", help="calibration data dir for the static modes "
@@ -726,7 +730,7 @@ def _add_student_rows(bench: _Bench, args, name: str, student, calib, calib_info
     ``--no-onnx``, its ONNX exports."""
     from asrc.models import load, num_parameters, save_model_dir
     from asrc.models.io import WEIGHTS_NAME
-    from asrc.models.quantized import save_quantized
+    from asrc.models.quantized import save_quantized, set_attention_dtype
     from asrc.quant import quantize_model
     from asrc.quant.export import export_onnx, run_export
 
@@ -742,8 +746,14 @@ def _add_student_rows(bench: _Bench, args, name: str, student, calib, calib_info
                                       reduce_range=args.activation_bits == 7)
         save_quantized(qmodel, spec, work / qname)
         reloaded = load(work / qname)
-        bench.add(Row(qname, "asrc", f"int8 ({mode}{ptq_label if mode != 'dynamic' else ''})",
-                      num_parameters(reloaded), _file_mb(work / qname / WEIGHTS_NAME), macs), reloaded, source=name)
+        precision = f"int8 ({mode}{ptq_label if mode != 'dynamic' else ''})"
+        bench.add(Row(qname, "asrc", precision, num_parameters(reloaded), _file_mb(work / qname / WEIGHTS_NAME),
+                      macs), reloaded, source=name)
+        if args.int8_bf16_attention:
+            bf16 = load(work / qname)
+            set_attention_dtype(bf16, "bfloat16")
+            bench.add(Row(f"{qname}-bf16att", "asrc", f"{precision} + bf16 attention", num_parameters(bf16),
+                          _file_mb(work / qname / WEIGHTS_NAME), macs), bf16, source=name)
         if not args.no_onnx:
             _add_qdq(bench, args, qname, reloaded, macs, name)
     if not args.no_onnx:

@@ -10,10 +10,20 @@ Modes:
                  positional conv's weight norm folded into one kernel; convs stay float.
     static-pos   dynamic + static int8 positional conv, activation ranges from --calib audio
                  (a Kaldi-style data dir with wav.scp). As accurate as dynamic, smaller, faster.
-    static-conv  static-pos + static int8 CNN layers 2..N: fastest and smallest, but it
-                 cost 5.2 CER points (28.8 -> 34.0) on the AN4 teacher; check before use.
-                 --conv-weights, --conv-calibration and --bias-correction choose how the
-                 static convs are quantized (asrc.quant.calibrate), each alone or together.
+    static-conv  static-pos + static int8 CNN layers 2..N: fastest and smallest, at a cost in
+                 accuracy (AN4 teacher, test CER 14.5 float: 16.6 with the default percentile
+                 ranges); check before use, or train with qat. --conv-weights,
+                 --conv-calibration and --bias-correction choose how the static convs are
+                 quantized (asrc.quant.calibrate), each alone or together. --bias-correction
+                 corrects the means of torch's int8 modules, which round each conv's output;
+                 asrc's CPU path does not round them and decodes worse with it (AN4 teacher:
+                 22.6 against 16.6 CER; egs/an4/RESULTS.md): use it for exports and
+                 ASRC_FAST_PATH=0 only.
+    --attention-dtype bfloat16: the attention products (activations times activations, float
+                 in every mode) in bfloat16, for CPUs with bf16 units (AMX, AVX512-BF16): the
+                 narrow student of asrc-bench footprint 14.1x -> 16.3x faster than the fp32
+                 teacher on an AMX Xeon; AN4 teacher static-conv CER 16.61 -> 16.53
+                 (docs/FOOTPRINT.md). Recorded in quantization.yaml.
     qat          SRC is an asrc-train experiment trained with a `qat:` section
                  (asrc.quant.qat): its fake-quantized model becomes the static-conv structure
                  with the learned scales; --checkpoint picks the checkpoint.
@@ -37,6 +47,7 @@ from asrc.bin._cli import ArgumentParser, command
 
 
 def get_parser() -> argparse.ArgumentParser:
+    from asrc.models.quantized import ATTENTION_DTYPES
     from asrc.quant import MODES
     from asrc.quant.calibrate import CALIBRATION_METHODS, ConvQuantOptions
 
@@ -60,6 +71,9 @@ def get_parser() -> argparse.ArgumentParser:
                         help="with --conv-calibration percentile: the upper quantile in percent (default 99.99)")
     parser.add_argument("--bias-correction", action="store_true",
                         help="move int8 conv biases by their mean output shift on the --calib audio")
+    parser.add_argument("--attention-dtype", choices=ATTENTION_DTYPES, default="float32",
+                        help="dtype of the attention products (default float32; bfloat16 runs them on the bf16 "
+                             "units of CPUs that have them: AMX, AVX512-BF16)")
     parser.add_argument("--checkpoint", help="--mode qat: checkpoint of the experiment (default: as asrc-decode)")
     parser.add_argument("--check", metavar="DATA_DIR", help="report agreement with the float model on this data dir")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
@@ -104,7 +118,8 @@ def main(argv=None) -> int:
                                percentile=args.percentile, bias_correction=args.bias_correction)
     summary = quantize_dir(args.src, args.out, args.mode, calib=args.calib, calib_utts=args.calib_utts,
                            engine=args.engine, activation_bits=args.activation_bits, check=args.check,
-                           overwrite=args.overwrite, options=options, checkpoint=args.checkpoint)
+                           overwrite=args.overwrite, options=options, checkpoint=args.checkpoint,
+                           attention_dtype=args.attention_dtype)
     spec, mb_in, mb_out = summary["spec"], summary["mb_in"], summary["mb_out"]
     print(f"{Path(args.out)}: mode {args.mode}, {len(spec.dynamic_int8_linear)} int8 Linear, "
           f"{len(spec.static_int8_conv)} int8 Conv; model.pth {mb_in:.1f} MB -> {mb_out:.1f} MB "

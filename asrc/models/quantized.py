@@ -40,6 +40,9 @@ def _is_names(v) -> bool:
 
 
 # quantization.yaml keys whose type is checked on loading: (check, what the value must be).
+#: How the attention products of an int8 model are computed (QuantizationSpec.attention_dtype).
+ATTENTION_DTYPES = ("float32", "bfloat16")
+
 _SPEC_TYPES = {
     "dynamic_int8_linear": (_is_names, "a list of module names"),
     "static_int8_conv": (_is_names, "a list of module names"),
@@ -48,6 +51,7 @@ _SPEC_TYPES = {
     "activation_reduce_range": (lambda v: isinstance(v, bool), "true or false"),
     "calibration": (lambda v: isinstance(v, dict), "a mapping"),
     "format_version": (lambda v: type(v) is int, "an integer"),
+    "attention_dtype": (lambda v: v in ATTENTION_DTYPES, f"one of {list(ATTENTION_DTYPES)}"),
 }
 
 
@@ -63,6 +67,9 @@ class QuantizationSpec:
     # Quantized kernels are packed for this backend of ``torch.backends.quantized``.
     engine: str = "x86"
     activation_reduce_range: bool = True
+    # The attention products (q k^T, softmax, . v): activations times activations, never int8;
+    # bfloat16 runs them on a CPU's bf16 units (AMX, AVX512-BF16), set_attention_dtype.
+    attention_dtype: str = "float32"
     calibration: Dict = field(default_factory=dict)
     torch_version: str = str(torch.__version__)
     format_version: int = FORMAT_VERSION
@@ -136,7 +143,21 @@ def build_quantized(config: Wav2Vec2Config, spec: QuantizationSpec, tokens=None)
     if missing:
         raise CheckpointError(f"{QUANT_NAME}: dynamic_int8_linear names {missing}, not Linear layers of this model")
     quantize_linear_dynamic(model, spec.dynamic_int8_linear)
+    set_attention_dtype(model, spec.attention_dtype)
     return model.eval()
+
+
+def set_attention_dtype(model: nn.Module, dtype: str) -> None:
+    """Compute every attention product of ``model`` in ``dtype`` (one of :data:`ATTENTION_DTYPES`):
+    queries, keys and values are cast to it for ``scaled_dot_product_attention`` and the result
+    back to float32; the projections around it are unchanged."""
+    from asrc.models.wav2vec2 import SelfAttention
+
+    if dtype not in ATTENTION_DTYPES:
+        raise AsrcError(f"attention dtype {dtype!r} is not one of {list(ATTENTION_DTYPES)}")
+    for m in model.modules():
+        if isinstance(m, SelfAttention):
+            m.compute_dtype = None if dtype == "float32" else getattr(torch, dtype)
 
 
 def quantize_linear_dynamic(model: nn.Module, names) -> None:

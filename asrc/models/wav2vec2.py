@@ -278,6 +278,10 @@ class SelfAttention(nn.Module):
     """Multi-head self-attention; ``num_heads * head_dim`` may be smaller than ``embed_dim``
     (a layer with pruned heads); ``head_dim`` defaults to ``embed_dim // num_heads``."""
 
+    #: dtype of the attention products (:meth:`products`); None: the input's. Set on int8 models
+    #: by :func:`asrc.models.quantized.set_attention_dtype`.
+    compute_dtype: Optional[torch.dtype] = None
+
     def __init__(self, embed_dim: int, num_heads: int, dropout: float, head_dim: Optional[int] = None):
         super().__init__()
         self.num_heads = num_heads
@@ -297,11 +301,18 @@ class SelfAttention(nn.Module):
         def heads(y: Tensor) -> Tensor:
             return y.view(b, t, self.num_heads, self.head_dim).transpose(1, 2)
 
-        y = F.scaled_dot_product_attention(
-            heads(self.q_proj(x)), heads(self.k_proj(x)), heads(self.v_proj(x)),
-            attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0,
-        )
+        y = self.products(heads(self.q_proj(x)), heads(self.k_proj(x)), heads(self.v_proj(x)), attn_mask,
+                          self.dropout if self.training else 0.0)
         return y.transpose(1, 2).reshape(b, t, d)
+
+    def products(self, q: Tensor, k: Tensor, v: Tensor, attn_mask: Optional[Tensor], dropout_p: float = 0.0) -> Tensor:
+        """``softmax(q k^T / sqrt(d)) v`` per head, in :attr:`compute_dtype` when one is set (an int8
+        model quantized with ``attention_dtype: bfloat16``), returned in ``q``'s dtype."""
+        if self.compute_dtype is None or q.dtype == self.compute_dtype:
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p)
+        dt = self.compute_dtype
+        return F.scaled_dot_product_attention(q.to(dt), k.to(dt), v.to(dt), attn_mask=attn_mask,
+                                              dropout_p=dropout_p).to(q.dtype)
 
     def forward(self, x: Tensor, attn_mask: Optional[Tensor] = None) -> Tensor:
         """x ``[batch, frame, embed_dim]``; attn_mask ``[batch, 1, 1, frame]`` True where attended."""
@@ -390,8 +401,8 @@ class TransformerLayer(nn.Module):
 
         def attention(y: Tensor, residual: Tensor) -> Tensor:
             codes = quantize(y)
-            h = F.scaled_dot_product_attention(heads(attn.q_proj, codes), heads(attn.k_proj, codes),
-                                               heads(attn.v_proj, codes), attn_mask=attn_mask)
+            h = attn.products(heads(attn.q_proj, codes), heads(attn.k_proj, codes), heads(attn.v_proj, codes),
+                              attn_mask)
             h = h.transpose(1, 2).reshape(b * t, attn.num_heads * attn.head_dim)
             return attn.out_proj.forward_codes(quantize(h), residual=residual)
 

@@ -42,7 +42,7 @@ from torch import Tensor, nn
 from asrc.core.constants import SAMPLE_RATE
 from asrc.models.int8 import FoldedPositionalConv, Int8Conv1d, activation_qmax
 from asrc.models.quantized import (MODES, QuantizationSpec, fold_weight_norm, quantize_linear_dynamic, quiet_ao,
-                                   set_engine, set_module)
+                                   set_attention_dtype, set_engine, set_module)
 from asrc.models.wav2vec2 import Wav2Vec2CTC
 from asrc.quant.calibrate import ConvQuantOptions, RangeObserver, correct_biases
 
@@ -115,7 +115,8 @@ def _calibrate_convs(model: Wav2Vec2CTC, names: Sequence[str], waveforms: List[T
 
 def quantize_model(model: Wav2Vec2CTC, mode: str = "dynamic", calibration=None, *,
                    engine: Optional[str] = None, reduce_range: bool = False,
-                   calibration_info: Optional[dict] = None, options: Optional[ConvQuantOptions] = None):
+                   calibration_info: Optional[dict] = None, options: Optional[ConvQuantOptions] = None,
+                   attention_dtype: str = "float32"):
     """Quantized copy of ``model`` (the float model is left untouched).
 
     Args:
@@ -132,6 +133,9 @@ def quantize_model(model: Wav2Vec2CTC, mode: str = "dynamic", calibration=None, 
         calibration_info: what to record about the calibration data in ``quantization.yaml``.
         options: how the static convs are quantized (default :class:`ConvQuantOptions()`:
             per-channel weights, percentile ranges, no bias correction).
+        attention_dtype: ``float32`` (default) or ``bfloat16``: the dtype of the attention
+            products (activations times activations, not int8 in any mode); bfloat16 runs them on
+            the bf16 units of CPUs that have them (AMX, AVX512-BF16), slowly elsewhere.
 
     Returns:
         ``(quantized_model, QuantizationSpec)``; the model is in eval mode.
@@ -166,4 +170,6 @@ def quantize_model(model: Wav2Vec2CTC, mode: str = "dynamic", calibration=None, 
         spec.calibration.setdefault("utterances", len(waveforms))
         spec.calibration.setdefault("seconds", round(sum(w.numel() for w in waveforms) / SAMPLE_RATE, 2))
     spec.dynamic_int8_linear = dynamic_linear(q)
+    spec.attention_dtype = attention_dtype
+    set_attention_dtype(q, attention_dtype)
     return q.eval(), spec

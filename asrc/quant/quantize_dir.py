@@ -13,7 +13,7 @@ from asrc.core.audio import read_waveforms
 from asrc.errors import AsrcError
 from asrc.models.io import QUANT_NAME, WEIGHTS_NAME, is_espnet_experiment, is_model_dir
 from asrc.models.loader import load
-from asrc.models.quantized import save_quantized
+from asrc.models.quantized import save_quantized, set_attention_dtype
 from asrc.quant.agreement import agreement
 from asrc.quant.calibrate import ConvQuantOptions
 from asrc.quant.quantize import quantize_model
@@ -23,7 +23,8 @@ __all__ = ["quantize_dir"]
 
 def quantize_dir(src, out, mode: str = "dynamic", calib=None, calib_utts: int = 16, engine: Optional[str] = None,
                  activation_bits: int = 8, check=None, overwrite: bool = False,
-                 options: Optional[ConvQuantOptions] = None, checkpoint: Optional[str] = None) -> dict:
+                 options: Optional[ConvQuantOptions] = None, checkpoint: Optional[str] = None,
+                 attention_dtype: str = "float32") -> dict:
     """Quantize the float model directory ``src`` into ``out`` (:func:`asrc.quant.quantize_model`).
 
     Args:
@@ -36,6 +37,7 @@ def quantize_dir(src, out, mode: str = "dynamic", calib=None, calib_utts: int = 
         check: a data directory on which to compare the reloaded int8 model with the float one.
         overwrite: replace a non-empty ``out``.
         options: how static convs are quantized (:class:`asrc.quant.calibrate.ConvQuantOptions`).
+        attention_dtype: dtype of the attention products (:func:`asrc.quant.quantize_model`).
         checkpoint: for ``mode="qat"``, where ``src`` is an ``asrc-train`` experiment trained with
             a ``qat`` section: which checkpoint to convert (default as ``asrc.models.espnet_dir``).
 
@@ -59,7 +61,7 @@ def quantize_dir(src, out, mode: str = "dynamic", calib=None, calib_utts: int = 
         check_waves, check_info = _read_audio("--check", check, max_utterances=50, max_seconds=600)
         check_ids = check_info["ids"]
     if mode == "qat":
-        return _convert_qat(src, out, checkpoint, engine, check_waves, check_ids, check)
+        return _convert_qat(src, out, checkpoint, engine, check_waves, check_ids, check, attention_dtype)
     if not is_model_dir(src):
         if is_espnet_experiment(src):
             raise AsrcError(f"{src}: an asrc-train experiment, not a model directory: quantize the model it exported "
@@ -77,7 +79,7 @@ def quantize_dir(src, out, mode: str = "dynamic", calib=None, calib_utts: int = 
         waveforms, info = _read_audio("--calib", calib, max_utterances=calib_utts)
         info.pop("ids")  # quantization.yaml names the first few (first_utterances)
     qmodel, spec = quantize_model(model, mode, waveforms, engine=engine, reduce_range=activation_bits == 7,
-                                  calibration_info=info, options=options)
+                                  calibration_info=info, options=options, attention_dtype=attention_dtype)
     spec.calibration.setdefault("source_model", str(src))
     return _save_and_summarise(model, qmodel, spec, out, (src / WEIGHTS_NAME).stat().st_size / 1e6, check_waves)
 
@@ -123,7 +125,8 @@ def _save_and_summarise(model, qmodel, spec, out: Path, mb_in: float, check_wave
     return summary
 
 
-def _convert_qat(src: Path, out: Path, checkpoint, engine, check_waves, check_ids=None, check=None) -> dict:
+def _convert_qat(src: Path, out: Path, checkpoint, engine, check_waves, check_ids=None, check=None,
+                 attention_dtype: str = "float32") -> dict:
     from asrc.models.io import is_model_dir
     from asrc.quant.qat import convert_experiment
 
@@ -132,6 +135,8 @@ def _convert_qat(src: Path, out: Path, checkpoint, engine, check_waves, check_id
                         f"model directory (quantize it post-training: --mode static-conv, static-pos or dynamic)")
 
     float_model, qmodel, spec = convert_experiment(src, checkpoint, engine=engine)
+    spec.attention_dtype = attention_dtype
+    set_attention_dtype(qmodel, attention_dtype)
     _check_long_enough(float_model, check_waves, check_ids, check)
     mb_in = sum(p.numel() * p.element_size() for p in float_model.state_dict().values()) / 1e6
     return _save_and_summarise(float_model, qmodel, spec, out, mb_in, check_waves)

@@ -1,3 +1,4 @@
+import contextlib
 import shutil
 import warnings
 
@@ -185,3 +186,50 @@ def test_int8_logits_do_not_depend_on_the_batch(trained_tiny, calibration_set, m
             alone, n = qmodel(w[None], torch.tensor([len(w)]))
             assert int(out_lengths[i]) == int(n[0]) == alone.shape[1]
             assert torch.equal(logits[i, :alone.shape[1]], alone[0])
+
+
+@pytest.mark.parametrize("mode", ["dynamic", "static-conv"])
+def test_bfloat16_attention_is_recorded_and_close_to_float32(trained_tiny, calibration_set, structured_set, mode,
+                                                              tmp_path):
+    """asrc-quantize --attention-dtype bfloat16: the attention products (never int8) in bf16, on
+    the fast int8 path and torch's modules alike; recorded in quantization.yaml, so the model loads
+    as it was quantized; close to the float32-attention model, not equal to it."""
+    import yaml
+
+    from asrc.models import load
+    from asrc.models.quantized import save_quantized
+    from asrc.models.wav2vec2 import SelfAttention, plain_ops
+
+    q32, _ = quantize_model(trained_tiny, mode, calibration_set)
+    q16, spec = quantize_model(trained_tiny, mode, calibration_set, attention_dtype="bfloat16")
+    assert spec.attention_dtype == "bfloat16"
+    save_quantized(q16, spec, tmp_path / "q")
+    assert yaml.safe_load((tmp_path / "q" / "quantization.yaml").read_text())["attention_dtype"] == "bfloat16"
+    loaded = load(tmp_path / "q")
+    assert {m.compute_dtype for m in loaded.modules() if isinstance(m, SelfAttention)} == {torch.bfloat16}
+    wav = structured_set[2][None]
+    with torch.inference_mode():
+        for context in (contextlib.nullcontext, plain_ops):
+            with context():
+                a, _ = q32(wav)
+                b, _ = loaded(wav)
+                c, _ = q16(wav)
+            assert torch.equal(b, c)
+            assert not torch.equal(a, b)
+            assert torch.nn.functional.cosine_similarity(a.flatten(), b.flatten(), dim=0) > 0.999
+            assert (a.argmax(-1) == b.argmax(-1)).float().mean() > 0.97
+
+
+def test_an_unknown_attention_dtype_is_refused(trained_tiny, tmp_path):
+    from asrc.errors import AsrcError
+    from asrc.models import load
+    from asrc.models.quantized import save_quantized
+
+    q, spec = quantize_model(trained_tiny, "dynamic")
+    save_quantized(q, spec, tmp_path / "q")
+    path = tmp_path / "q" / "quantization.yaml"
+    path.write_text(path.read_text().replace("attention_dtype: float32", "attention_dtype: float16"))
+    with pytest.raises(AsrcError, match=r"attention_dtype='float16' \(expected one of \['float32', 'bfloat16'\]\)"):
+        load(tmp_path / "q")
+    with pytest.raises(AsrcError, match="not one of"):
+        quantize_model(trained_tiny, "dynamic", attention_dtype="float16")
