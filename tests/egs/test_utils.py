@@ -99,27 +99,13 @@ def test_resume_hint_gives_bash_the_same_arguments(tmp_path):
     """exp/stages/stageN.resume, run by bash, passes every argument back unchanged: paths with
     spaces, options with quotes inside, an empty value; also when run.sh was called by a
     relative path from elsewhere (recipes cd into their own folder)."""
-    recipe = tmp_path / "my recipe"
-    recipe.mkdir()
-    script = recipe / "run.sh"
-    script.write_text(f"""#!/usr/bin/env bash
-set -euo pipefail
-cd "$(dirname "$0")"
-_recipe_args=${{1+$(printf ' %q' "$@")}}
-stage=1
-stop_stage=100
-force_stages=
-train_args=
-data=
-empty=x
-. {UTILS}/parse_options.sh
-. {UTILS}/lib.sh
-printf '%s\\n' "$stage" "$train_args" "$data" "$empty" "$@" > "got.$stage"
+    stages = """printf '%s\\n' "$stage" "$train_args" "$data" "$empty" "$@" > "got.$stage"
 if stage_begin 2 "two" st; then
     stage_done 2 st
 fi
-""")
-    script.chmod(0o755)
+"""
+    recipe = _recipe(tmp_path, stages, options="train_args=\ndata=\nempty=x\n", name="my recipe")
+    script = recipe / "run.sh"
     args = ["--train_args", "--max_epoch 1 --optim_conf \"lr=1e-3\" --tag 'a b'", "--data", "/corpora/my data/x*",
             "--empty", "", "pos 1", "$HOME"]
     r = subprocess.run(["bash", "my recipe/run.sh", *args], capture_output=True, text=True, cwd=tmp_path)
@@ -225,9 +211,9 @@ decode_score_missing "teacher=../teacher@exp/teacher_committed kd=exp/kd/model" 
         "--utt2spk data/test/utt2spk --cer"]
 
 
-def _recipe(tmp_path, stages: str, options: str = ""):
-    """A recipe in tmp_path/r/run.sh with the usual header, ``options`` and ``stages``."""
-    recipe = tmp_path / "r"
+def _recipe(tmp_path, stages: str, options: str = "", name: str = "r"):
+    """A recipe in tmp_path/NAME/run.sh with the usual header, ``options`` and ``stages``."""
+    recipe = tmp_path / name
     recipe.mkdir(exist_ok=True)
     script = recipe / "run.sh"
     script.write_text(f"""#!/usr/bin/env bash
