@@ -43,3 +43,24 @@ def test_demo_recipe_tiny(tmp_path):
     assert "## Footprint" in results and (exp / "footprint.png").is_file()
     synth_speakers = (recipe / "db" / "synth" / "SPEAKERS.tsv").read_text()
     assert "piper" in synth_speakers
+
+    # An identical rerun finds every stage done.
+    r = subprocess.run(["bash", str(recipe / "run.sh"), *args], cwd=recipe, capture_output=True, text=True,
+                       env=dict(os.environ), timeout=900)
+    assert r.returncode == 0 and r.stderr.count("already done") == 6, r.stderr[-3000:]
+    # demo_config.yaml edited (the audit: every stage said "already done" and the old RESULTS.md
+    # was printed): the distillation and every stage after it are redone, the data is not.
+    config = recipe / "demo_config.yaml"
+    config.write_text(config.read_text().replace("num_trans_layer_student_model: 4",
+                                                 "num_trans_layer_student_model: 2"))
+    before = (exp / "RESULTS.md").read_text()
+    r = subprocess.run(["bash", str(recipe / "run.sh"), *args], cwd=recipe, capture_output=True, text=True,
+                       env=dict(os.environ), timeout=900)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
+    assert "stage 1: data" in r.stderr and r.stderr.count("already done") == 1
+    assert "stage 2: out of date, redone: its inputs changed" in r.stderr and "demo_config.yaml" in r.stderr
+    for n in (3, 4, 5, 6):
+        assert f"stage {n}: out of date, redone: stage 2, which it depends on, has been redone since" in r.stderr
+    student = yaml.safe_load((exp / "student" / "model" / "config.yaml").read_text())
+    assert student["num_layers"] == 2
+    assert (exp / "RESULTS.md").read_text() != before
