@@ -45,6 +45,9 @@ class PruneSpec:
             unknown = [x for x in s if x not in STRUCTURES]
             if unknown:
                 problems.append(f"structures {unknown} unknown (known: {list(STRUCTURES)})")
+            repeated = sorted({x for x in s if s.count(x) > 1})
+            if repeated:
+                problems.append(f"structures {repeated} given more than once")
 
         def number(name, ok, what):
             v = getattr(self, name)

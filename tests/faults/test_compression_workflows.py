@@ -141,3 +141,12 @@ def test_quantizing_an_experiment_directory_says_what_to_quantize(model_dir, tmp
     assert main([str(exp), str(tmp_path / "q"), "--mode", "static-pos", "--calib", str(tmp_path)]) == 1
     line = error_line(capsys.readouterr().err, "asrc-quantize")
     assert "an asrc-train experiment" in line and "--export_model_dir" in line and "--mode qat" in line
+
+
+def test_a_structure_named_twice_is_refused():
+    """prune.structures: [conv, conv, heads] was accepted without comment."""
+    from asrc.errors import ConfigError
+    from asrc.prune.spec import PruneSpec
+
+    with pytest.raises(ConfigError, match=r"prune: structures \['conv'\] given more than once"):
+        PruneSpec.from_dict({"structures": ["conv", "conv", "heads"]})
