@@ -117,6 +117,7 @@ stage_begin() {
     if [ $# -ge 4 ]; then _stage_dep_of[$n]=$4; else _stage_dep_of[$n]=$_stage_seen; fi
     _stage_seen="$_stage_seen $n"
     stage_redo=false
+    _stage_now=$n
     [ "$stage" -le "$n" ] && [ "$stop_stage" -ge "$n" ] || return 1
     if [ -f "$dir/stage$n.done" ]; then
         if [[ " ${force_stages:-} " != *" $n "* ]] && [ "${force_stages:-}" != all ]; then
@@ -154,13 +155,23 @@ stage_begin() {
     return 0
 }
 
-# fresh_outputs DIR... : inside a stage that --force_stages redoes (its stamp exists), move
-# each DIR aside to DIR.old-<time> so that the trainer starts over instead of resuming the
-# finished run (which would only re-export the old model). A stage that runs for the first
-# time or after a kill keeps its dirs and resumes.
+# fresh_outputs DIR... : inside a stage that is redone (--force_stages, or out of date: its
+# stamp exists), move each DIR aside to DIR.old-<time> so that the trainer starts over instead
+# of resuming the finished run (which would only re-export the old model). A stage that runs
+# for the first time or after a kill keeps its dirs and resumes. A *.yaml / *.yml file named by
+# an option the stage reads must exist first (a typo would fail the stage after the move).
 fresh_outputs() {
     [ "${stage_redo:-false}" = true ] || return 0
-    local d old
+    local d old name value
+    # A config file the stage reads that is not there (a typo) fails the stage anyway: say so
+    # before the finished outputs are moved aside, not after.
+    for name in $(python3 "$(dirname "${BASH_SOURCE[0]}")/stage_inputs.py" "$(_recipe_script)" "${_stage_now:-0}" \
+                  ${_po_options:-}); do
+        value=${!name-}
+        if [[ $value == *.yaml || $value == *.yml ]] && [ ! -f "$value" ]; then
+            die "--$name $value: no such file (stage ${_stage_now:-?} not started; nothing was moved)"
+        fi
+    done
     for d in "$@"; do
         [ -e "$d" ] || continue
         old="$d.old-$(date '+%Y%m%d-%H%M%S')"

@@ -383,3 +383,19 @@ def test_boolean_and_numeric_options_take_values_of_their_kind(tmp_path):
                           (["--ratio", ""], "option --ratio takes a number")):
         r = run_script(tmp_path, body, *args)
         assert r.returncode == 1 and message in r.stderr, (args, r.stderr)
+
+
+def test_a_missing_config_file_stops_a_redone_stage_before_its_outputs_are_moved(tmp_path):
+    """--force_stages 2 --demo_config typo.yaml moved exp/student aside, then failed."""
+    stages = """
+if stage_begin 1 "train" st; then
+    fresh_outputs exp/run
+    mkdir -p exp/run; cat "$conf" > exp/run/model; stage_done 1 st
+fi
+"""
+    recipe = _recipe(tmp_path, stages, "conf=a.yaml\n")
+    (recipe / "a.yaml").write_text("x\n")
+    assert _run(recipe).returncode == 0
+    r = _run(recipe, "--force_stages", "1", "--conf", "typo.yaml")
+    assert r.returncode == 1 and "--conf typo.yaml: no such file (stage 1 not started; nothing was moved)" in r.stderr
+    assert (recipe / "exp" / "run" / "model").read_text() == "x\n" and not list((recipe / "exp").glob("run.old-*"))
