@@ -39,10 +39,10 @@ def _is_names(v) -> bool:
     return isinstance(v, list) and all(isinstance(x, str) for x in v)
 
 
-# quantization.yaml keys whose type is checked on loading: (check, what the value must be).
 #: How the attention products of an int8 model are computed (QuantizationSpec.attention_dtype).
 ATTENTION_DTYPES = ("float32", "bfloat16")
 
+# quantization.yaml keys whose type is checked on loading: (check, what the value must be).
 _SPEC_TYPES = {
     "dynamic_int8_linear": (_is_names, "a list of module names"),
     "static_int8_conv": (_is_names, "a list of module names"),

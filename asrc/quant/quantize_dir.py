@@ -10,6 +10,7 @@ from typing import Optional
 import torch
 
 from asrc.core.audio import read_waveforms
+from asrc.core.constants import SAMPLE_RATE
 from asrc.errors import AsrcError
 from asrc.models.io import QUANT_NAME, WEIGHTS_NAME, is_espnet_experiment, is_model_dir
 from asrc.models.loader import load
@@ -93,7 +94,7 @@ def _check_long_enough(model, waves, ids, data_dir) -> None:
     short = [u for u, w in zip(ids, waves) if w.numel() < field]
     if short:
         raise AsrcError(f"--check {data_dir}: utterance(s) {short[:5]} shorter than the model's receptive field "
-                        f"({field} samples, {field / 16000:.3f} s); give a data dir of longer ones")
+                        f"({field} samples, {field / SAMPLE_RATE:.3f} s); give a data dir of longer ones")
 
 
 def _read_audio(flag: str, data_dir, **kwargs):

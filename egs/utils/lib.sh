@@ -44,14 +44,23 @@ _check_stage_options() {
     done
 }
 
+# _stage_input_names N : the options stage N reads (utils/stage_inputs.py on run.sh), found once
+# per stage: stage_begin looks them up in the recipe's own shell, so that the subshells of
+# _stage_outdated, fresh_outputs and stage_done read them from _stage_inputs.
+declare -A _stage_inputs=()
+_stage_input_names() {
+    if [ -z "${_stage_inputs[$1]+x}" ]; then
+        _stage_inputs[$1]=$(python3 "$(dirname "${BASH_SOURCE[0]}")/stage_inputs.py" "$(_recipe_script)" "$1" \
+                            ${_po_options:-}) || die "utils/stage_inputs.py failed on $(_recipe_script) stage $1"
+    fi
+    echo "${_stage_inputs[$1]}"
+}
+
 # _stage_record N : the options stage N reads with their values, and a checksum of each file (or
 # model folder's config.yaml + model.pth) they name; one "option ..." / "file ..." line each.
 _stage_record() {
     local n=$1 name value f
-    local names
-    names=$(python3 "$(dirname "${BASH_SOURCE[0]}")/stage_inputs.py" "$(_recipe_script)" "$n" ${_po_options:-}) \
-        || die "utils/stage_inputs.py failed on $(_recipe_script) stage $n"
-    for name in $names; do
+    for name in $(_stage_input_names "$n"); do
         [[ $_STAGE_CONTROL == *" $name "* ]] && continue
         value=${!name-}
         printf 'option %s=%q\n' "$name" "$value"
@@ -119,6 +128,7 @@ stage_begin() {
     stage_redo=false
     _stage_now=$n
     [ "$stage" -le "$n" ] && [ "$stop_stage" -ge "$n" ] || return 1
+    _stage_input_names "$n" > /dev/null
     if [ -f "$dir/stage$n.done" ]; then
         if [[ " ${force_stages:-} " != *" $n "* ]] && [ "${force_stages:-}" != all ]; then
             why=$(_stage_outdated "$n" "$dir")
@@ -165,8 +175,7 @@ fresh_outputs() {
     local d old name value
     # A config file the stage reads that is not there (a typo) fails the stage anyway: say so
     # before the finished outputs are moved aside, not after.
-    for name in $(python3 "$(dirname "${BASH_SOURCE[0]}")/stage_inputs.py" "$(_recipe_script)" "${_stage_now:-0}" \
-                  ${_po_options:-}); do
+    for name in $(_stage_input_names "${_stage_now:-0}"); do
         value=${!name-}
         if [[ $value == *.yaml || $value == *.yml ]] && [ ! -f "$value" ]; then
             die "--$name $value: no such file (stage ${_stage_now:-?} not started; nothing was moved)"
