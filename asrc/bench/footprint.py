@@ -479,7 +479,7 @@ def plot(rows: List[Row], path, env: dict):
 
 
 def add_arguments(parser: argparse.ArgumentParser):
-    from asrc.quant.calibrate import CALIBRATION_METHODS, ConvQuantOptions
+    from asrc.quant.calibrate import BIAS_CORRECTION, CALIBRATION_METHODS, ConvQuantOptions
     from asrc.quant.quantize import PTQ_MODES
 
     parser.add_argument("--teacher", metavar="DIR", help="teacher model dir (default: random wav2vec2-base)")
@@ -494,7 +494,9 @@ def add_arguments(parser: argparse.ArgumentParser):
     parser.add_argument("--conv-calibration", choices=CALIBRATION_METHODS, default=ConvQuantOptions.calibration,
                         help=f"activation ranges of the static int8 convs (default {ConvQuantOptions.calibration})")
     parser.add_argument("--percentile", type=float, default=99.99, help="for --conv-calibration percentile")
-    parser.add_argument("--bias-correction", action="store_true", help="bias correction of the static int8 convs")
+    parser.add_argument("--bias-correction", nargs="?", const="all", default="none", choices=BIAS_CORRECTION,
+                        metavar="WHICH", help="bias correction of the static int8 convs: all (the flag alone), "
+                                              "pos-conv, cnn or none (default; asrc.quant.calibrate)")
     parser.add_argument("--activation-bits", type=int, choices=(7, 8), default=8,
                         help="static int8 activations (default 8; 7: int8 speed on CPUs without VNNI, less accurate)")
     parser.add_argument("--int8-bf16-attention", action="store_true",
@@ -691,8 +693,10 @@ def _ptq_options(args):
 
     options = ConvQuantOptions(calibration=args.conv_calibration, percentile=args.percentile,
                                bias_correction=args.bias_correction)
-    label = ("" if (options.calibration, options.bias_correction) == (ConvQuantOptions.calibration, False) else
-             f", {options.calibration}" + (" + bias corr." if options.bias_correction else ""))
+    corrected = {"none": "", "all": " + bias corr."}.get(options.bias_correction,
+                                                         f" + bias corr. ({options.bias_correction})")
+    label = ("" if (options.calibration, corrected) == (ConvQuantOptions.calibration, "") else
+             f", {options.calibration}{corrected}")
     if args.activation_bits == 7:
         label += ", 7-bit"
     return options, label

@@ -14,11 +14,11 @@ Modes:
                  accuracy (AN4 teacher, test CER 14.5 float: 16.6 with the default percentile
                  ranges); check before use, or train with qat. --conv-weights,
                  --conv-calibration and --bias-correction choose how the static convs are
-                 quantized (asrc.quant.calibrate), each alone or together. --bias-correction
-                 corrects the means of torch's int8 modules, which round each conv's output;
-                 asrc's CPU path does not round them and decodes worse with it (AN4 teacher:
-                 22.6 against 16.6 CER; egs/an4/RESULTS.md): use it for exports and
-                 ASRC_FAST_PATH=0 only.
+                 quantized (asrc.quant.calibrate), each alone or together.
+                 --bias-correction WHICH: all (the flag alone), pos-conv or cnn. On the AN4
+                 teacher (egs/an4/RESULTS.md) the positional conv's correction helped (CER
+                 16.61 -> 15.98 on asrc's CPU path), the CNN's hurt there (-> 26.12): it moves
+                 quiet frames by the mean shift of loud ones.
     --attention-dtype bfloat16: the attention products (activations times activations, float
                  in every mode) in bfloat16, for CPUs with bf16 units (AMX, AVX512-BF16): the
                  narrow student of asrc-bench footprint 14.1x -> 16.3x faster than the fp32
@@ -29,7 +29,7 @@ Modes:
                  with the learned scales; --checkpoint picks the checkpoint.
 
     asrc-quantize exp/student exp/student_int8 --mode static-conv --calib data/dev \
-        --conv-calibration mse --bias-correction
+        --conv-calibration mse --bias-correction pos-conv
     asrc-quantize exp/student_qat exp/student_qat_int8 --mode qat
 
 OUT holds config.yaml, quantization.yaml (what was quantized, engine, calibration),
@@ -49,7 +49,7 @@ from asrc.bin._cli import ArgumentParser, command
 def get_parser() -> argparse.ArgumentParser:
     from asrc.models.quantized import ATTENTION_DTYPES
     from asrc.quant import MODES
-    from asrc.quant.calibrate import CALIBRATION_METHODS, ConvQuantOptions
+    from asrc.quant.calibrate import BIAS_CORRECTION, CALIBRATION_METHODS, ConvQuantOptions
 
     parser = ArgumentParser(prog="asrc-quantize", description=__doc__.split("\n")[0],
                             epilog=__doc__.split("\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -69,8 +69,11 @@ def get_parser() -> argparse.ArgumentParser:
                         help=f"static int8 conv activation ranges (default {ConvQuantOptions.calibration})")
     parser.add_argument("--percentile", type=float, default=99.99,
                         help="with --conv-calibration percentile: the upper quantile in percent (default 99.99)")
-    parser.add_argument("--bias-correction", action="store_true",
-                        help="move int8 conv biases by their mean output shift on the --calib audio")
+    parser.add_argument("--bias-correction", nargs="?", const="all", default="none", choices=BIAS_CORRECTION,
+                        metavar="WHICH",
+                        help="move int8 conv biases by their mean output shift on the --calib audio: all the static "
+                             "convs (the flag alone), pos-conv (the positional conv alone: the one that helped on "
+                             "AN4), cnn (the CNN layers alone) or none (default)")
     parser.add_argument("--attention-dtype", choices=ATTENTION_DTYPES, default="float32",
                         help="dtype of the attention products (default float32; bfloat16 runs them on the bf16 "
                              "units of CPUs that have them: AMX, AVX512-BF16)")

@@ -27,10 +27,21 @@ is moved by the mean per-channel difference of its accumulator (before the outpu
 requantized) from the float conv's output, so that the quantized model's channels keep the
 float model's means. The output's own rounding and clipping are left out: clipping is not a
 shift of the mean that a bias could undo. Convs without a bias get one.
+
+Which convs are corrected (``ConvQuantOptions.bias_correction``, ``asrc-quantize
+--bias-correction [WHICH]``): ``all`` the static int8 convs, ``pos-conv`` the positional conv
+alone, ``cnn`` the CNN layers alone, ``none``. The mean it restores is over every frame, and the
+shift it undoes is not the same in every frame: most of a CNN conv's is the clipping of its
+input's loudest values (the percentile / histogram ranges clip them), which silent frames do not
+have. The correction moves silent frames by what loud frames lost, and their features, nearly
+constant across channels, are what the layer norm after the CNN divides by their small spread.
+On the AN4 teacher the CNN's correction cost CER on asrc's CPU path and the positional conv's
+gained on both paths (egs/an4/RESULTS.md, "Bias correction, conv by conv"; its
+``local/int8_frame_errors.py`` measures the features of quiet frames against the rest).
 """
 
 from dataclasses import dataclass
-from typing import Dict, List, Sequence
+from typing import Dict, List, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -40,6 +51,9 @@ from asrc.errors import ConfigError
 from asrc.models.int8 import affine_qparams
 
 CALIBRATION_METHODS = ("histogram", "minmax", "percentile", "mse")
+#: which static int8 convs bias correction moves (module doc); ``True`` means ``all``, ``False`` ``none``
+BIAS_CORRECTION = ("none", "all", "pos-conv", "cnn")
+_BIAS_CORRECTION_PREFIX = {"pos-conv": "encoder.pos_conv.", "cnn": "feature_extractor."}
 WEIGHT_GRANULARITY = ("per-channel", "per-tensor")
 SAMPLES_PER_CALL = 1 << 16
 MAX_SAMPLES = 1 << 21
@@ -52,15 +66,20 @@ class ConvQuantOptions:
     ``weights``          ``per-channel`` (one scale per output channel) or ``per-tensor``
     ``calibration``      activation range method, one of :data:`CALIBRATION_METHODS`
     ``percentile``       for ``calibration: percentile``: the upper quantile in percent
-    ``bias_correction``  move int8 conv biases by the mean output shift (module doc)
+    ``bias_correction``  move int8 conv biases by the mean output shift: which convs, one of
+                         :data:`BIAS_CORRECTION` (``True``: all; module doc)
     """
 
     weights: str = "per-channel"
     calibration: str = "percentile"
     percentile: float = 99.99
-    bias_correction: bool = False
+    bias_correction: Union[str, bool] = "none"
 
     def __post_init__(self):
+        if isinstance(self.bias_correction, bool) or self.bias_correction is None:
+            self.bias_correction = "all" if self.bias_correction else "none"
+        if self.bias_correction not in BIAS_CORRECTION:
+            raise ConfigError(f"bias correction={self.bias_correction!r} is not one of {list(BIAS_CORRECTION)}")
         if self.weights not in WEIGHT_GRANULARITY:
             raise ConfigError(f"conv weights={self.weights!r} is not one of {list(WEIGHT_GRANULARITY)}")
         if self.calibration not in CALIBRATION_METHODS:
@@ -71,6 +90,13 @@ class ConvQuantOptions:
     @property
     def per_channel(self) -> bool:
         return self.weights == "per-channel"
+
+    def bias_correction_targets(self, names: Sequence[str]) -> List[str]:
+        """Those of the static int8 convs ``names`` whose biases bias correction moves."""
+        if self.bias_correction == "none":
+            return []
+        prefix = _BIAS_CORRECTION_PREFIX.get(self.bias_correction, "")
+        return [n for n in names if n.startswith(prefix)]
 
     def record(self) -> dict:
         """What ``quantization.yaml`` notes under ``calibration``."""

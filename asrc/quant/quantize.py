@@ -40,6 +40,7 @@ import torch
 from torch import Tensor, nn
 
 from asrc.core.constants import SAMPLE_RATE
+from asrc.errors import ConfigError
 from asrc.models.int8 import FoldedPositionalConv, Int8Conv1d, activation_qmax
 from asrc.models.quantized import (MODES, QuantizationSpec, fold_weight_norm, quantize_linear_dynamic, quiet_ao,
                                    set_attention_dtype, set_engine, set_module)
@@ -154,7 +155,11 @@ def quantize_model(model: Wav2Vec2CTC, mode: str = "dynamic", calibration=None, 
             raise ValueError(f"mode {mode!r} needs calibration waveforms (asrc-quantize --calib DATA_DIR)")
         waveforms = _as_waveforms(calibration)
         names = static_conv_targets(q, mode)
-        reference = copy.deepcopy(q) if options.bias_correction else None
+        corrected = options.bias_correction_targets(names)
+        if options.bias_correction != "none" and not corrected:
+            raise ConfigError(f"bias correction of {options.bias_correction!r}: mode {mode!r} has no such int8 conv "
+                              f"(its static convs: {', '.join(names)})")
+        reference = copy.deepcopy(q) if corrected else None
         observers = _calibrate_convs(q, names, waveforms, reduce_range, options)
         for name in names:
             obs_in, obs_out = observers[name]
@@ -164,8 +169,8 @@ def quantize_model(model: Wav2Vec2CTC, mode: str = "dynamic", calibration=None, 
         spec.static_int8_conv = names
         spec.calibration = dict(calibration_info or {})
         spec.calibration.update(options.record())
-        if options.bias_correction:
-            shifts = correct_biases(reference, q, names, waveforms)
+        if corrected:
+            shifts = correct_biases(reference, q, corrected, waveforms)
             spec.calibration["bias_shift_max"] = round(max(shifts.values()), 6)
         spec.calibration.setdefault("utterances", len(waveforms))
         spec.calibration.setdefault("seconds", round(sum(w.numel() for w in waveforms) / SAMPLE_RATE, 2))

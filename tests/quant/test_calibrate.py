@@ -126,6 +126,40 @@ def test_bias_correction_restores_channel_means(trained_tiny, calibration_set):
     assert shift[True] < 0.5 * shift[False]
 
 
+def _biases(qmodel, names):
+    return {n: (None if qmodel.get_submodule(n).bias() is None else qmodel.get_submodule(n).bias().detach().clone())
+            for n in names}
+
+
+def test_bias_correction_of_some_convs(trained_tiny, calibration_set):
+    """--bias-correction pos-conv / cnn move those convs' biases and leave the others as quantized."""
+    plain, spec = quantize_model(trained_tiny, "static-conv", calibration_set)
+    names = spec.static_int8_conv
+    pos = [n for n in names if n.startswith("encoder.pos_conv.")]
+    cnn = [n for n in names if n.startswith("feature_extractor.")]
+    assert len(pos) == 1 and len(cnn) == 6
+    before = _biases(plain, names)
+    for which, moved in (("pos-conv", pos), ("cnn", cnn), ("all", names)):
+        qmodel, spec = quantize_model(trained_tiny, "static-conv", calibration_set,
+                                      options=ConvQuantOptions(bias_correction=which))
+        assert spec.calibration["bias_correction"] == which
+        after = _biases(qmodel, names)
+        for n in names:
+            unchanged = after[n] is None if before[n] is None else (
+                after[n] is not None and torch.equal(after[n], before[n]))
+            assert unchanged == (n not in moved), (which, n)
+
+
+def test_bias_correction_choices_are_checked(trained_tiny, calibration_set):
+    assert ConvQuantOptions(bias_correction=True).bias_correction == "all"
+    assert ConvQuantOptions(bias_correction=False).bias_correction == "none"
+    with pytest.raises(ConfigError, match="bias correction='pos'"):
+        ConvQuantOptions(bias_correction="pos")
+    # static-pos has no int8 CNN conv: a correction of the CNN would do nothing, silently
+    with pytest.raises(ConfigError, match="bias correction of 'cnn': mode 'static-pos' has no such int8 conv"):
+        quantize_model(trained_tiny, "static-pos", calibration_set, options=ConvQuantOptions(bias_correction="cnn"))
+
+
 def test_options_survive_saving_and_the_cli(trained_tiny, calibration_set, tmp_path, capsys):
     from asrc.bin.quantize import main
     from asrc.models import load
@@ -144,10 +178,20 @@ def test_options_survive_saving_and_the_cli(trained_tiny, calibration_set, tmp_p
                  "--conv-calibration", "percentile", "--percentile", "99.9", "--bias-correction"]) == 0
     spec = yaml.safe_load((tmp_path / "q" / "quantization.yaml").read_text())
     assert spec["calibration"]["method"] == "percentile" and spec["calibration"]["percentile"] == 99.9
-    assert spec["calibration"]["bias_correction"] is True
+    assert spec["calibration"]["bias_correction"] == "all"
     reloaded = load(tmp_path / "q")
     assert reloaded.feature_extractor.conv_layers[1].conv.bias() is not None
     assert main([str(tmp_path / "float"), str(tmp_path / "r"), "--mode", "static-conv", "--calib", str(calib),
                  "--conv-calibration", "percentile", "--percentile", "20"]) != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("asrc-quantize: error:") and "percentile=20" in err[-1]
+    # --bias-correction WHICH, recorded as chosen; a WHICH the mode has no conv for is one line
+    assert main([str(tmp_path / "float"), str(tmp_path / "p"), "--mode", "static-conv", "--calib", str(calib),
+                 "--bias-correction", "pos-conv"]) == 0
+    assert yaml.safe_load((tmp_path / "p" / "quantization.yaml").read_text())["calibration"]["bias_correction"] \
+        == "pos-conv"
+    assert main([str(tmp_path / "float"), str(tmp_path / "c"), "--mode", "static-pos", "--calib", str(calib),
+                 "--bias-correction", "cnn"]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("asrc-quantize: error:") and "'cnn': mode 'static-pos' has no such" in err[-1]
+    assert not (tmp_path / "c").exists()
