@@ -105,7 +105,7 @@ def _synth(args):
     counts = synthesize_corpus(
         args.out, subsets, utts_per_speaker=args.utts_per_speaker, text_file=args.text, seed=args.seed,
         nj=args.nj, engines=args.engines.split(",") if args.engines else None, progress=not args.no_progress,
-        first_speaker=args.first_speaker,
+        first_speaker=args.first_speaker, overwrite=args.overwrite,
     )
     for subset, n in counts.items():
         print(f"{args.out / subset}: {n} utterances")
@@ -252,6 +252,9 @@ def build_parser():
     p.add_argument("--engines", help="comma list of piper,espeak,flite,festival (default: those available)")
     p.add_argument("--first-speaker", type=int, default=1000,
                    help="first speaker id (default %(default)s); corpora to be combined need disjoint ids")
+    p.add_argument("--overwrite", action="store_true",
+                   help="OUT holds a corpus made with other settings: delete it and make this one (without: an "
+                        "error; with the same settings a rerun resumes either way)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_synth)
 

@@ -394,6 +394,7 @@ def synthesize_corpus(
     engines=None,
     progress: bool = True,
     first_speaker: int = 1000,
+    overwrite: bool = False,
 ) -> dict:
     """Synthesise a LibriSpeech-layout corpus; returns ``{subset: number of utterances}``.
 
@@ -409,7 +410,9 @@ def synthesize_corpus(
         first_speaker: the first speaker id; corpora that will be combined need disjoint ids.
 
     Rerunning with the same arguments skips finished speakers; other arguments on an existing
-    corpus raise :class:`asrc.errors.AsrcError` (use a new ``out_dir``).
+    corpus raise :class:`asrc.errors.AsrcError` (use a new ``out_dir``), unless ``overwrite``:
+    then that corpus (a folder with this function's ``synth.json``; no other folder) is deleted
+    and made again, as a recipe stage redone with other options must.
     """
     import torchaudio.transforms  # noqa: F401  (imported once here, inherited by the workers)
     from tqdm import tqdm
@@ -427,7 +430,7 @@ def synthesize_corpus(
                 "text_file": str(Path(text_file).resolve()) if text_file else None}
     total = sum(subsets.values())
     sentences = read_sentences(text_file) if text_file else builtin_sentences(total, seed)  # before synth.json
-    _check_settings(out_dir, settings)
+    _check_settings(out_dir, settings, overwrite)
     random.Random(f"asrc-synth-order-{seed}").shuffle(sentences)
     if len(sentences) < total:
         logger.warning("%d sentences for %d utterances: sentences are reused", len(sentences), total)
@@ -461,17 +464,28 @@ def synthesize_corpus(
     return dict(subsets)
 
 
-def _check_settings(out_dir: Path, settings: dict) -> None:
+def _check_settings(out_dir: Path, settings: dict, overwrite: bool = False) -> None:
     """Record ``settings`` in ``out_dir/synth.json``; a folder that holds a corpus (anything
-    besides synth.json) made with other settings, or no synth.json, is refused."""
+    besides synth.json) made with other settings is refused, or with ``overwrite`` emptied; one
+    without synth.json is refused."""
     path = out_dir / "synth.json"
     made = [p for p in out_dir.iterdir() if p.name != "synth.json"] if out_dir.is_dir() else []
     if path.is_file() and made:
         previous = json.loads(path.read_text())
         if previous != json.loads(json.dumps(settings)):
-            raise AsrcError(f"{out_dir} holds a corpus made with other settings ({path}: {previous}); "
-                            "use another folder or delete it")
-        return
+            if not overwrite:
+                raise AsrcError(f"{out_dir} holds a corpus made with other settings ({path}: {previous}); "
+                                "use another folder, delete it, or pass --overwrite")
+            logger.warning("%s: deleting the corpus made with other settings (%s)", out_dir, previous)
+            path.unlink()
+            for p in made:
+                if p.is_dir() and not p.is_symlink():
+                    shutil.rmtree(p)
+                else:
+                    p.unlink()
+            made = []
+        else:
+            return
     if made:
         raise AsrcError(f"{out_dir} is not empty and has no synth.json; use an empty folder")
     with atomic_write(path) as f:  # nothing made yet: (re)write the settings

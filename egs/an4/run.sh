@@ -199,7 +199,7 @@ if stage_begin 1 "data preparation" $stamps; then
     if [ -n "$synth_subsets" ]; then
         opts=()
         [ -n "$synth_engines" ] && opts+=(--engines "$synth_engines")
-        run_logged exp/logs/synth.log asrc-data synth db/synth --subsets "$synth_subsets" --seed "$synth_seed" \
+        run_logged exp/logs/synth.log asrc-data synth db/synth --subsets "$synth_subsets" --seed "$synth_seed" --overwrite \
             --nj "$nj" "${opts[@]}"
         run_logged exp/logs/prepare_synth.log asrc-data prepare-librispeech db/synth data/synth --no-combine --nj "$nj"
         run_logged exp/logs/combine_train.log asrc-data combine data/teacher_train data/train data/synth/train
@@ -210,9 +210,9 @@ if stage_begin 1 "data preparation" $stamps; then
     fi
     twelve_train=(data/train) twelve_dev=(data/dev)
     if [ -n "$synth_subsets" ]; then
-        run_logged exp/logs/synth_words.log asrc-data synth db/synth_words --subsets "$words_subsets" --seed 2 \
+        run_logged exp/logs/synth_words.log asrc-data synth db/synth_words --subsets "$words_subsets" --seed 2 --overwrite \
             --nj "$nj" "${opts[@]}"
-        run_logged exp/logs/synth_lj.log asrc-data synth db/synth_lj --text "$LJSPEECH_TEXT" --subsets "$lj_subsets" \
+        run_logged exp/logs/synth_lj.log asrc-data synth db/synth_lj --text "$LJSPEECH_TEXT" --subsets "$lj_subsets" --overwrite \
             --first-speaker 20000 \
             --seed 3 --nj "$nj" "${opts[@]}"
         for c in words lj; do

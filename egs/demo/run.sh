@@ -59,7 +59,7 @@ test_sets="synth/test"
 if stage_begin 1 "data (synthetic speech$([ "$use_an4" = true ] && echo ' + AN4'))" $stamps; then
     opts=()
     [ -n "$synth_engines" ] && opts+=(--engines "$synth_engines")
-    run_logged exp/logs/synth.log asrc-data synth db/synth --subsets "$synth_subsets" --nj "$nj" "${opts[@]}"
+    run_logged exp/logs/synth.log asrc-data synth db/synth --subsets "$synth_subsets" --overwrite --nj "$nj" "${opts[@]}"
     run_logged exp/logs/prepare_synth.log asrc-data prepare-librispeech db/synth data/synth --no-combine --nj "$nj"
     train_dirs="data/synth/train"
     dev_dirs="data/synth/dev"

@@ -141,3 +141,33 @@ def test_a_wrong_text_file_leaves_the_folder_usable(tmp_path):
     (out / "stray").write_text("")
     with pytest.raises(AsrcError, match="other settings"):
         synthesize_corpus(out, {"train": 1}, engines=engines, seed=5, text_file=text, progress=False, nj=1)
+
+
+def test_overwrite_replaces_a_corpus_made_with_other_settings(tmp_path, capsys):
+    """A recipe stage redone with other --synth_subsets met "holds a corpus made with other
+    settings" and stopped; with --overwrite the old corpus goes and the new one is made (and a
+    folder that is no synth corpus is still refused)."""
+    from asrc.bin.data import main
+
+    engines = [e for e in ("espeak", "flite", "piper") if e in available_engines()][:1]
+    assert engines, "no TTS engine installed"
+    out = tmp_path / "db"
+    args = [str(out), "--engines", engines[0], "--utts-per-speaker", "1", "--nj", "1", "--no-progress"]
+    assert main(["synth", *args, "--subsets", "train:2"]) == 0
+    assert main(["synth", *args, "--subsets", "train:1,dev:1"]) != 0
+    assert "other settings" in capsys.readouterr().err
+    assert len(list(out.rglob("*.flac"))) == 2 and not (out / "dev").exists()
+    assert main(["synth", *args, "--subsets", "train:1,dev:1", "--overwrite"]) == 0
+    assert json.loads((out / "synth.json").read_text())["subsets"] == {"train": 1, "dev": 1}
+    flacs = sorted(p.relative_to(out).parts[0] for p in out.rglob("*.flac"))
+    assert flacs == ["dev", "train"]
+    # same settings with --overwrite: resumes, nothing is made again
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*.flac")}
+    assert main(["synth", *args, "--subsets", "train:1,dev:1", "--overwrite"]) == 0
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*.flac")} == before
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "notes.txt").write_text("keep\n")
+    assert main(["synth", str(other), "--engines", engines[0], "--subsets", "train:1", "--overwrite",
+                 "--no-progress"]) != 0
+    assert (other / "notes.txt").read_text() == "keep\n"
