@@ -54,3 +54,15 @@ def train_tones(model, steps: int, gen: torch.Generator, lr: float) -> float:
         loss.backward()
         opt.step()
     return loss.item()
+
+
+def write_wav_dir(directory, waveforms) -> None:
+    """A Kaldi-style data dir (``wav.scp`` only) of float WAV files ``u0, u1, ...`` of ``waveforms``."""
+    import soundfile as sf
+
+    directory.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for i, w in enumerate(waveforms):
+        sf.write(directory / f"u{i}.wav", w.numpy(), 16000, subtype="FLOAT")
+        lines.append(f"u{i} {directory / f'u{i}.wav'}\n")
+    (directory / "wav.scp").write_text("".join(lines))

@@ -10,6 +10,7 @@ from asrc.models import save_model_dir
 from asrc.models.int8 import Int8Conv1d, affine_qparams
 from asrc.quant import quantize_model
 from asrc.quant.calibrate import CALIBRATION_METHODS, ConvQuantOptions, RangeObserver, mse_range
+from quant_helpers import write_wav_dir
 
 
 def quant_error(values, scale, zp):
@@ -166,14 +167,7 @@ def test_options_survive_saving_and_the_cli(trained_tiny, calibration_set, tmp_p
 
     save_model_dir(trained_tiny, tmp_path / "float", ["<blank>", "A", "B", "C", "|"])
     calib = tmp_path / "calib"
-    calib.mkdir()
-    import soundfile as sf
-
-    lines = []
-    for i, w in enumerate(calibration_set):
-        sf.write(calib / f"u{i}.wav", w.numpy(), 16000, subtype="FLOAT")
-        lines.append(f"u{i} {calib / f'u{i}.wav'}\n")
-    (calib / "wav.scp").write_text("".join(lines))
+    write_wav_dir(calib, calibration_set)
     assert main([str(tmp_path / "float"), str(tmp_path / "q"), "--mode", "static-conv", "--calib", str(calib),
                  "--conv-calibration", "percentile", "--percentile", "99.9", "--bias-correction"]) == 0
     spec = yaml.safe_load((tmp_path / "q" / "quantization.yaml").read_text())

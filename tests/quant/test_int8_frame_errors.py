@@ -5,11 +5,10 @@ row per path."""
 import importlib.util
 from pathlib import Path
 
-import soundfile as sf
-
 from asrc.models import save_model_dir
 from asrc.models.quantized import save_quantized
 from asrc.quant import quantize_model
+from quant_helpers import write_wav_dir
 
 SCRIPT = Path(__file__).resolve().parents[2] / "egs" / "an4" / "local" / "int8_frame_errors.py"
 
@@ -27,12 +26,7 @@ def test_frame_errors_table(trained_tiny, calibration_set, structured_set, tmp_p
     qmodel, spec = quantize_model(trained_tiny, "static-conv", calibration_set)
     save_quantized(qmodel, spec, tmp_path / "int8", tokens)
     data = tmp_path / "data"
-    data.mkdir()
-    lines = []
-    for i, w in enumerate(structured_set):
-        sf.write(data / f"u{i}.wav", w.numpy(), 16000, subtype="FLOAT")
-        lines.append(f"u{i} {data / f'u{i}.wav'}\n")
-    (data / "wav.scp").write_text("".join(lines))
+    write_wav_dir(data, structured_set)
     assert _script().main([str(tmp_path / "float"), str(data), f"same={tmp_path / 'float'}",
                            str(tmp_path / "int8")]) == 0
     rows = [line.split("|")[1:-1] for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
