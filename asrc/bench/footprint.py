@@ -24,6 +24,8 @@ Rows (names are what ``--wer`` and ``--cer`` keys refer to):
 ``<student>-int8``     the student through ``asrc.quant`` (first ``--int8-mode``, default static-pos),
                        saved, and timed as loaded back with ``asrc.models.load``; further
                        ``--int8-mode`` values add ``<student>-int8-<mode>`` rows (none: ``--no-int8``);
+                       ``--int8-per-frame`` a ``-frame`` twin of each static-conv row (the CNN's
+                       input ranges per frame: ``asrc-quantize --conv-activations per-frame``);
                        ``--int8-bf16-attention`` a ``-bf16att`` twin of each (attention in bfloat16)
 ``<student>-onnx``     onnxruntime, float32 export; ``<student>-onnx-int8``: its onnxruntime int8 graph
 ``<int8 row>-qdq``     onnxruntime, the asrc int8 row exported as QDQ (static int8 convs as
@@ -50,6 +52,7 @@ on real audio (logit cosine, argmax agreement, greedy-output difference).
 """
 
 import argparse
+import dataclasses
 import io
 import json
 import math
@@ -499,6 +502,9 @@ def add_arguments(parser: argparse.ArgumentParser):
                                               "pos-conv, cnn or none (default; asrc.quant.calibrate)")
     parser.add_argument("--activation-bits", type=int, choices=(7, 8), default=8,
                         help="static int8 activations (default 8; 7: int8 speed on CPUs without VNNI, less accurate)")
+    parser.add_argument("--int8-per-frame", action="store_true",
+                        help="also time each static-conv int8 row with per-frame input ranges in the CNN "
+                             "(<row>-frame: asrc-quantize --conv-activations per-frame)")
     parser.add_argument("--int8-bf16-attention", action="store_true",
                         help="also time each int8 row with its attention products in bfloat16 "
                              "(<row>-bf16att: asrc-quantize --attention-dtype bfloat16)")
@@ -753,6 +759,15 @@ def _add_student_rows(bench: _Bench, args, name: str, student, calib, calib_info
         precision = f"int8 ({mode}{ptq_label if mode != 'dynamic' else ''})"
         bench.add(Row(qname, "asrc", precision, num_parameters(reloaded), _file_mb(work / qname / WEIGHTS_NAME),
                       macs), reloaded, source=name)
+        if args.int8_per_frame and mode == "static-conv":
+            fname = f"{qname}-frame"
+            fmodel, fspec = quantize_model(student, mode, calib, calibration_info=calib_info,
+                                           options=dataclasses.replace(options, activations="per-frame"),
+                                           reduce_range=args.activation_bits == 7)
+            save_quantized(fmodel, fspec, work / fname)
+            framed = load(work / fname)
+            bench.add(Row(fname, "asrc", f"int8 ({mode}{ptq_label}, per-frame CNN)", num_parameters(framed),
+                          _file_mb(work / fname / WEIGHTS_NAME), macs), framed, source=name)
         if args.int8_bf16_attention:
             bf16 = load(work / qname)
             set_attention_dtype(bf16, "bfloat16")

@@ -19,6 +19,10 @@ Modes:
                  teacher (egs/an4/RESULTS.md) the positional conv's correction helped (CER
                  16.61 -> 15.98 on asrc's CPU path), the CNN's hurt there (-> 26.12): it moves
                  quiet frames by the mean shift of loud ones.
+                 --conv-activations per-frame: the CNN layers quantize their input per frame
+                 (and conv group), over the frame's own range on every call, instead of one calibrated
+                 range per layer: quiet frames keep their precision (AN4 teacher: see
+                 egs/an4/RESULTS.md, "Per-frame activations of the int8 CNN").
     --attention-dtype bfloat16: the attention products (activations times activations, float
                  in every mode) in bfloat16, for CPUs with bf16 units (AMX, AVX512-BF16): the
                  narrow student of asrc-bench footprint 14.1x -> 16.3x faster than the fp32
@@ -49,7 +53,7 @@ from asrc.bin._cli import ArgumentParser, command
 def get_parser() -> argparse.ArgumentParser:
     from asrc.models.quantized import ATTENTION_DTYPES
     from asrc.quant import MODES
-    from asrc.quant.calibrate import BIAS_CORRECTION, CALIBRATION_METHODS, ConvQuantOptions
+    from asrc.quant.calibrate import ACTIVATION_GRANULARITY, BIAS_CORRECTION, CALIBRATION_METHODS, ConvQuantOptions
 
     parser = ArgumentParser(prog="asrc-quantize", description=__doc__.split("\n")[0],
                             epilog=__doc__.split("\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -74,6 +78,10 @@ def get_parser() -> argparse.ArgumentParser:
                         help="move int8 conv biases by their mean output shift on the --calib audio: all the static "
                              "convs (the flag alone), pos-conv (the positional conv alone: the one that helped on "
                              "AN4), cnn (the CNN layers alone) or none (default)")
+    parser.add_argument("--conv-activations", choices=ACTIVATION_GRANULARITY, default=ConvQuantOptions.activations,
+                        help="input ranges of the int8 CNN layers (static-conv): per-tensor (calibrated, the "
+                             "default) or per-frame (each frame's channels of each conv group over their own range, "
+                             "computed on every call)")
     parser.add_argument("--attention-dtype", choices=ATTENTION_DTYPES, default="float32",
                         help="dtype of the attention products (default float32; bfloat16 runs them on the bf16 "
                              "units of CPUs that have them: AMX, AVX512-BF16)")
@@ -86,7 +94,7 @@ def get_parser() -> argparse.ArgumentParser:
 # Flags that only a post-training static mode reads (dynamic quantizes activations per call,
 # qat takes its ranges and bits from training): given to another mode they would be ignored.
 _STATIC_FLAGS = ("calib", "calib_utts", "activation_bits", "conv_weights", "conv_calibration", "percentile",
-                 "bias_correction")
+                 "bias_correction", "conv_activations")
 
 
 def _check_flags(parser: argparse.ArgumentParser, args) -> None:
@@ -118,7 +126,8 @@ def main(argv=None) -> int:
     from asrc.quant.quantize_dir import quantize_dir
 
     options = ConvQuantOptions(weights=args.conv_weights, calibration=args.conv_calibration,
-                               percentile=args.percentile, bias_correction=args.bias_correction)
+                               percentile=args.percentile, bias_correction=args.bias_correction,
+                               activations=args.conv_activations)
     summary = quantize_dir(args.src, args.out, args.mode, calib=args.calib, calib_utts=args.calib_utts,
                            engine=args.engine, activation_bits=args.activation_bits, check=args.check,
                            overwrite=args.overwrite, options=options, checkpoint=args.checkpoint,

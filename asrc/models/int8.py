@@ -12,6 +12,10 @@ Each keeps the call signature of the module it replaces, so the model code runs 
     tensor, int32 accumulation), with the activation scales fixed by calibration or learned in
     quantization-aware training. Its input codes stop at ``input_qmax`` (127 for 7-bit
     activations, 255 for 8-bit), so that no CPU can saturate on them (:meth:`Int8Conv1d.forward`).
+    With ``per_frame`` its input is quantized per frame instead: each frame's channels of each
+    conv group get their own uint8 range, taken from the frame itself on every call, so that a
+    quiet stretch of an utterance keeps as many codes as a loud one
+    (:meth:`Int8Conv1d.forward_per_frame`; no calibrated input range, float output).
 
 The quantization parameters follow torch's observers exactly (:func:`affine_qparams`,
 :func:`symmetric_weight_scale`), so that a fake-quantized float module using the same functions
@@ -60,6 +64,15 @@ def affine_qparams(lo, hi, quant_max: int):
     hi_pos = torch.tensor(max(float(hi), 0.0), dtype=torch.float32)
     scale, zero_point = affine_qparams(lo_neg, hi_pos, quant_max)
     return float(scale), int(zero_point)
+
+
+def frame_qparams(x: Tensor, quant_max: int, dim: int) -> Tuple[Tensor, Tensor]:
+    """Per-frame uint8 activation ``(scale, zero_point)`` (float tensors, ``dim`` kept with size 1):
+    each frame's values along ``dim`` (the channels of a conv group) over their own range, widened
+    to include 0 (:func:`affine_qparams`)."""
+    lo, hi = x.amin(dim, keepdim=True), x.amax(dim, keepdim=True)  # faster than aminmax(dim) on CPU
+    scale, zp = affine_qparams(lo, hi, quant_max)
+    return scale, zp.float()
 
 
 def symmetric_weight_scale(weight: Tensor, per_channel: bool = True) -> Tensor:
@@ -112,15 +125,17 @@ class Int8Conv1d(nn.Module):
     """Static int8 ``Conv1d`` with float input and output; ``x [batch, channel, frame]``.
 
     ``input_qmax`` (127: 7-bit activations, 255: 8-bit) is the largest input code; it is part of
-    the model's ``quantization.yaml`` (``activation_reduce_range``), not of its state dict."""
+    the model's ``quantization.yaml`` (``activation_reduce_range``), not of its state dict; so is
+    ``per_frame`` (``per_frame_int8_conv``: the input quantized per frame, module doc)."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel: int, stride: int = 1, padding: int = 0,
-                 groups: int = 1, bias: bool = True, input_qmax: int = 255):
+                 groups: int = 1, bias: bool = True, input_qmax: int = 255, per_frame: bool = False):
         super().__init__()
         self.quant = nnq.Quantize(1.0, 0, torch.quint8)
         self.conv = nnq.Conv1d(in_channels, out_channels, kernel, stride=stride, padding=padding,
                                groups=groups, bias=bias)
         self.input_qmax = int(input_qmax)
+        self.per_frame = bool(per_frame)
 
     @classmethod
     def from_float(cls, conv: nn.Conv1d, input_observer, output_observer) -> "Int8Conv1d":
@@ -132,16 +147,18 @@ class Int8Conv1d(nn.Module):
 
     @classmethod
     def from_qparams(cls, conv: nn.Conv1d, input_qparams, output_qparams, per_channel: bool = True,
-                     weight: Tensor = None, bias: Tensor = None, input_qmax: int = 255) -> "Int8Conv1d":
+                     weight: Tensor = None, bias: Tensor = None, input_qmax: int = 255,
+                     per_frame: bool = False) -> "Int8Conv1d":
         """Quantize ``conv`` with activation ``(scale, zero_point)`` pairs given (input codes up to
-        ``input_qmax``); ``weight`` / ``bias`` replace the conv's own (a folded kernel, a corrected bias)."""
+        ``input_qmax``); ``weight`` / ``bias`` replace the conv's own (a folded kernel, a corrected bias);
+        ``per_frame``: the input quantized per frame (the input pair is then kept but unused)."""
         if conv.padding_mode != "zeros" or not isinstance(conv.padding, tuple):
             raise ValueError(f"Int8Conv1d supports zero padding of a fixed size, got {conv.padding_mode!r} "
                              f"padding={conv.padding!r}")
         weight = conv.weight if weight is None else weight
         bias = conv.bias if bias is None else bias
         q = cls(conv.in_channels, conv.out_channels, conv.kernel_size[0], conv.stride[0], conv.padding[0],
-                conv.groups, bias is not None, input_qmax)
+                conv.groups, bias is not None, input_qmax, per_frame)
         q.set_weight_bias(weight, bias, per_channel)
         q.conv.scale = float(output_qparams[0])
         q.conv.zero_point = int(output_qparams[1])
@@ -172,6 +189,8 @@ class Int8Conv1d(nn.Module):
         return self.conv.weight().dequantize()
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.per_frame:
+            return self.forward_per_frame(x)
         if self.input_qmax < 255:  # in float, so that traced exports keep it
             scale, zp = self.input_qparams()
             x = x.clamp(max=(self.input_qmax - zp) * scale)
@@ -179,6 +198,21 @@ class Int8Conv1d(nn.Module):
         if saturation_free(self.input_qmax) and torch_conv_is_exact(self.conv, self.input_qmax):
             return self.conv(q).dequantize()
         return self._emulated(q)
+
+    def forward_per_frame(self, x: Tensor) -> Tensor:
+        """The conv with its input quantized per frame: each frame's channels of each group to
+        uint8 codes over their own range (:func:`frame_qparams`, codes up to ``input_qmax``), then
+        the conv of those values with the int8 kernel, in float; float output, not rounded to
+        output codes. The reference of the CPU path's per-frame chain (:mod:`asrc.models.int8_cnn`),
+        which computes the same sums with oneDNN's int8 matmul, one per kernel tap."""
+        c = self.conv
+        batch, channels, frames = x.shape
+        groups = c.groups
+        xg = x.float().reshape(batch, groups, channels // groups, frames)
+        scale, zp = frame_qparams(xg, self.input_qmax, dim=2)
+        xq = ((torch.round(xg / scale) + zp).clamp_(0, self.input_qmax) - zp) * scale
+        kernel, bias = self._float_kernel()  # the int8 kernel dequantized, the float bias
+        return F.conv1d(xq.reshape(batch, channels, frames), kernel, bias, c.stride, c.padding, c.dilation, groups)
 
     def _emulated(self, q: Tensor) -> Tensor:
         """The int8 conv on quint8 input ``q`` in float (8-bit codes on a CPU without VNNI, whose

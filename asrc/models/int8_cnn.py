@@ -29,6 +29,16 @@ round trips over the largest activations of the model cost more than the convolu
   while the tile is in cache, the module path's requantization: per-channel scale and bias,
   rounding and clamping to the output codes, dequantization, GELU, quantization to the next
   layer's codes. Equal to the module path up to float rounding at code boundaries;
+* **per frame** (layers quantized with ``per_frame``, :class:`asrc.models.int8.Int8Conv1d`;
+  fused form only): each output tile is quantized while in cache for the next layer, each frame
+  of each of its groups over its own range, into 8-bit codes in the same layout plus one scale
+  and zero point per frame and group (so a layer's output channels must cover whole groups of
+  the next layer's input, as every asrc CNN's do). A window then mixes frames of different
+  scales, so the conv is one oneDNN int8 matmul per kernel tap ``j`` (the codes of frames
+  ``t * stride + j``, a strided view, against tap ``j`` of the kernel, weight scales inside:
+  ``sum(u w) * s_w``), from which the frames' zero points are taken out (``- zp * sum(w) *
+  s_w``, a rank-one update) before the taps are summed with the frames' scales; then the bias
+  and the GELU, while the tile is in cache;
 * the first (float) layer's per-channel normalisation (wav2vec2-base's group norm) is folded
   into its kernel for each utterance: the statistics of a linear conv's output follow from the
   mean and covariance of its input windows (``k x k``, cheap), so the layer is one float
@@ -126,6 +136,21 @@ class _Layer:
             raise ValueError("padding / dilation")
         mats, w_scale, bias, groups = window_weights(conv)
         self.out_channels = mats.shape[0]
+        if conv.per_frame:  # one oneDNN matmul per group and kernel tap; zero points, scales, bias outside it
+            self.next_qmax = None if next_conv is None else next_conv.input_qmax
+            per = mats.shape[1] // self.kernel
+            self.taps, self.correction = [], []
+            for c in groups:
+                zero = torch.zeros(c.stop - c.start, dtype=torch.long)
+                taps, colsums = [], []
+                for j in range(self.kernel):
+                    w = mats[c, j * per:(j + 1) * per].contiguous()
+                    taps.append((torch.ops.onednn.qlinear_prepack(w, None), w_scale[c].contiguous(), zero))
+                    colsums.append(-(w.int().sum(1).float() * w_scale[c]))
+                self.taps.append(taps)
+                # [scale * zero point of each tap's frame..., 1] @ correction = the zero points' part + bias
+                self.correction.append(torch.stack(colsums + [bias[c]]).contiguous())
+            return
         in_scale, in_zp = conv.input_qparams()
         self.in_qparams = (float(in_scale), int(in_zp))
         self.next_qparams = None if next_conv is None else _stored_qparams(next_conv, shift)
@@ -176,7 +201,8 @@ class Int8ConvChain:
 
     ``supported(extractor)`` says whether a :class:`asrc.models.wav2vec2.ConvFeatureExtractor`
     has the structure the chain runs: a float first layer (channel norm or none, GELU) and
-    :class:`asrc.models.int8.Int8Conv1d` layers 2..N without norms.
+    :class:`asrc.models.int8.Int8Conv1d` layers 2..N without norms, all quantized per tensor or
+    all per frame (the latter only where the fused form runs).
     """
 
     def __init__(self, extractor, fused: Optional[bool] = None):
@@ -195,11 +221,14 @@ class Int8ConvChain:
         self.fused = self.fusable(extractor) if fused is None else bool(fused)
         if self.fused and not fused_available():
             raise ValueError("oneDNN's quantized linear is not available in this torch build")
-        self.shift, self.dtype = (0, torch.uint8) if self.fused else (128, torch.int8)
         convs = [b.conv for b in blocks[1:]]
+        self.per_frame = bool(convs[0].per_frame)
+        if self.per_frame and not self.fused:
+            raise ValueError("per-frame int8 convs run in the fused form only")
+        self.shift, self.dtype = (0, torch.uint8) if self.fused else (128, torch.int8)
         self.layers = [_Layer(c, convs[i + 1] if i + 1 < len(convs) else None, self.fused, self.shift)
                        for i, c in enumerate(convs)]
-        self.first_qparams = _stored_qparams(convs[0], self.shift)
+        self.first_qparams = convs[0].input_qmax if self.per_frame else _stored_qparams(convs[0], self.shift)
 
     @staticmethod
     def fusable(extractor) -> bool:
@@ -216,8 +245,16 @@ class Int8ConvChain:
             return False
         if blocks[0].norm is not None and not getattr(blocks[0].norm, "per_channel_over_time", False):
             return False
-        return all(isinstance(getattr(b.conv, "conv", None), nnq.Conv1d) and hasattr(b.conv, "input_qparams")
-                   and b.norm is None for b in blocks[1:])
+        if not all(isinstance(getattr(b.conv, "conv", None), nnq.Conv1d) and hasattr(b.conv, "input_qparams")
+                   and b.norm is None for b in blocks[1:]):
+            return False
+        per_frame = {bool(getattr(b.conv, "per_frame", False)) for b in blocks[1:]}
+        if per_frame == {False}:
+            return True
+        # per frame: each layer's output groups cover whole input groups of the next (module doc)
+        aligned = all((b.conv.conv.out_channels // b.conv.conv.groups) % (n.conv.conv.in_channels // n.conv.conv.groups)
+                      == 0 for b, n in zip(blocks[1:-1], blocks[2:]))
+        return per_frame == {True} and aligned and Int8ConvChain.fusable(extractor)
 
     def current(self, extractor) -> bool:
         """Whether the chain was built from the weights ``extractor`` holds now."""
@@ -263,6 +300,8 @@ class Int8ConvChain:
         c0 = kernel.shape[1]
         first = self.layers[0]
         x = torch.empty(first.groups, frames, c0 // first.groups, dtype=self.dtype)
+        if self.per_frame:  # the codes with their scales and zero points per group and frame
+            x = (x, torch.empty(first.groups, frames), torch.empty(first.groups, frames))
         rows = _rows_per_chunk(c0)
         z_buf = torch.empty(rows, c0)
         for r in range(0, frames, rows):
@@ -270,14 +309,17 @@ class Int8ConvChain:
             z = torch.mm(windows[r:r + n], kernel, out=z_buf[:n])
             torch.ops.aten.gelu_(z)
             self._store(x, z, r, 0, self.first_qparams)
-        run = self._run_fused if self.fused else self._run_layer
+        run = self._run_per_frame if self.per_frame else self._run_fused if self.fused else self._run_layer
         for i, layer in enumerate(self.layers):
             x = run(layer, x, self.layers[i + 1].groups if i + 1 < len(self.layers) else 0)
         return x
 
-    def _store(self, x: Tensor, z: Tensor, row: int, channel: int, qparams):
+    def _store(self, x, z: Tensor, row: int, channel: int, qparams):
         """Quantize the float tile ``z`` (rows ``row..``, channels ``channel..``; overwritten) into
         ``x``, laid out ``[group, frame, channels of the group]`` for the layer that reads it."""
+        if self.per_frame:  # qparams: the largest code
+            self._store_frames(x, z, row, channel, qparams)
+            return
         scale, zp, hi = qparams
         if self.shift == 0:  # uint8 codes: torch's vectorised quantization, its bytes viewed
             codes = quint8_codes(torch.quantize_per_tensor(z, scale, zp, torch.quint8))
@@ -285,6 +327,28 @@ class Int8ConvChain:
             return
         z.mul_(1.0 / scale).round_().add_(zp).clamp_(-self.shift, hi)
         self._put(x, z, row, channel)
+
+    @staticmethod
+    def _store_frames(x, z: Tensor, row: int, channel: int, qmax: int):
+        """Per frame: ``x = (codes, scales, zero points)`` <- the float tile ``z`` (whole groups of
+        channels), each frame of each group quantized over its own range (as
+        :meth:`asrc.models.int8.Int8Conv1d.forward_per_frame`)."""
+        from asrc.models.int8 import affine_qparams
+
+        codes, scales, zps = x
+        per = codes.shape[2]
+        n, width = z.shape
+        for g in range(channel // per, (channel + width) // per):
+            zg = z[:, g * per - channel:(g + 1) * per - channel]
+            scale, zp = affine_qparams(zg.amin(1), zg.amax(1), qmax)
+            zp = zp.float()
+            # round(z / scale + zp): torch's vectorised quantization of the shifted values, its bytes viewed
+            # (mul + add_ runs at twice the speed of addcmul with these broadcasts)
+            shifted = torch.mul(zg, scale.reciprocal()[:, None]).add_(zp[:, None])
+            q = quint8_codes(torch.quantize_per_tensor(shifted, 1.0, 0, torch.quint8))
+            codes[g, row:row + n].copy_(clamp_codes_(q, qmax))
+            scales[g, row:row + n] = scale
+            zps[g, row:row + n] = zp
 
     @staticmethod
     def _put(x: Tensor, z: Tensor, row: int, channel: int):
@@ -360,6 +424,50 @@ class Int8ConvChain:
                 out[r:r + n, g * og:(g + 1) * og] = y
         return out
 
+    def _run_per_frame(self, layer: _Layer, x, next_groups: int):
+        """:meth:`_run_fused` for per-frame layers (module doc): ``x = (codes [group, frame, channels
+        of the group], scales [group, frame], zero points [group, frame])`` -> the same for the next
+        layer, or float ``[frame, channel]`` after the last; one int8 matmul per kernel tap."""
+        codes, scale, zp = x
+        groups, frames, per = codes.shape
+        og = layer.out_channels // layer.groups
+        out_frames = layer.out_frames(frames)
+        if next_groups:
+            per_next = layer.out_channels // next_groups
+            out = (torch.empty(next_groups, out_frames, per_next, dtype=torch.uint8),
+                   torch.empty(next_groups, out_frames), torch.empty(next_groups, out_frames))
+        else:
+            out = torch.empty(out_frames, layer.out_channels)
+        rows = min(_rows_per_chunk(og), out_frames)
+        step = layer.stride
+        buf = torch.empty(rows, per, dtype=torch.uint8)
+        k = layer.kernel
+        sz_buf = torch.empty(rows, k + 1)
+        sz_buf[:, k] = 1.0
+        for g in range(groups):
+            cg = codes[g]
+            for r in range(0, out_frames, rows):
+                n = min(rows, out_frames - r)
+                acc = None
+                sz = sz_buf[:n]
+                for j, (packed, w_scale, w_zp) in enumerate(layer.taps[g]):
+                    first = r * step + j  # input frames first, first + step, ... feed tap j
+                    view = cg.as_strided((n, per), (step * per, 1), cg.storage_offset() + first * per)
+                    a = view if view.is_contiguous() else buf[:n].copy_(view)
+                    # sum over the frame's channels of u * w * s_w (x_scale 1, zero point 0: the codes as they are)
+                    y = torch.ops.onednn.qlinear_pointwise(a, 1.0, 0, packed, w_scale, w_zp, None, 1.0, 0,
+                                                           torch.float32, "none", [], "")
+                    s_rows = scale[g, first:first + step * n:step]
+                    torch.mul(s_rows, zp[g, first:first + step * n:step], out=sz[:, j])
+                    acc = y.mul_(s_rows[:, None]) if acc is None else acc.addcmul_(y, s_rows[:, None])
+                acc.addmm_(sz, layer.correction[g])  # - sum_j scale * zp * sum(w) * s_w + bias
+                torch.ops.aten.gelu_(acc)
+                if next_groups:
+                    self._store_frames(out, acc, r, g * og, layer.next_qmax)
+                else:
+                    out[r:r + n, g * og:(g + 1) * og] = acc
+        return out
+
     def __call__(self, wav: Tensor, lengths: Optional[Tensor] = None) -> Tensor:
         """``wav [batch, samples]`` (float32, CPU) -> features ``[batch, channels, frames]``."""
         feats = []
@@ -406,7 +514,8 @@ def int8_chain(extractor) -> Optional[Int8ConvChain]:
     """The (cached) chain of ``extractor``, or None when its structure is not one the chain runs
     or a forward hook watches one of its modules."""
     return cached_fast_form(_CHAINS, extractor,
-                            lambda chain: chain.current(extractor) and chain.fused == Int8ConvChain.fusable(extractor),
+                            lambda chain: chain.current(extractor) and chain.fused == Int8ConvChain.fusable(extractor)
+                            and chain.per_frame == bool(extractor.conv_layers[1].conv.per_frame),
                             Int8ConvChain.supported, Int8ConvChain)
 
 

@@ -46,6 +46,7 @@ ATTENTION_DTYPES = ("float32", "bfloat16")
 _SPEC_TYPES = {
     "dynamic_int8_linear": (_is_names, "a list of module names"),
     "static_int8_conv": (_is_names, "a list of module names"),
+    "per_frame_int8_conv": (_is_names, "a list of module names"),
     "folded_weight_norm": (_is_names, "a list of module names"),
     "engine": (lambda v: isinstance(v, str), "a string"),
     "activation_reduce_range": (lambda v: isinstance(v, bool), "true or false"),
@@ -63,6 +64,8 @@ class QuantizationSpec:
     # Module names, as in ``model.named_modules()``.
     dynamic_int8_linear: List[str] = field(default_factory=list)
     static_int8_conv: List[str] = field(default_factory=list)
+    # Those of static_int8_conv whose input is quantized per output frame (Int8Conv1d.per_frame).
+    per_frame_int8_conv: List[str] = field(default_factory=list)
     folded_weight_norm: List[str] = field(default_factory=list)
     # Quantized kernels are packed for this backend of ``torch.backends.quantized``.
     engine: str = "x86"
@@ -128,6 +131,9 @@ def build_quantized(config: Wav2Vec2Config, spec: QuantizationSpec, tokens=None)
     if sorted(folded) != sorted(spec.folded_weight_norm):
         raise CheckpointError(f"{QUANT_NAME}: folded_weight_norm {spec.folded_weight_norm} does not match the "
                               f"model's positional convs {folded}")
+    stray = sorted(set(spec.per_frame_int8_conv) - set(spec.static_int8_conv))
+    if stray:
+        raise CheckpointError(f"{QUANT_NAME}: per_frame_int8_conv names {stray}, not in static_int8_conv")
     for name in spec.static_int8_conv:
         try:
             conv = model.get_submodule(name)
@@ -137,7 +143,8 @@ def build_quantized(config: Wav2Vec2Config, spec: QuantizationSpec, tokens=None)
             raise CheckpointError(f"{QUANT_NAME}: static_int8_conv names {name!r}, a {type(conv).__name__}")
         set_module(model, name, Int8Conv1d(conv.in_channels, conv.out_channels, conv.kernel_size[0], conv.stride[0],
                                             conv.padding[0], conv.groups, conv.bias is not None,
-                                            activation_qmax(spec.activation_reduce_range)))
+                                            activation_qmax(spec.activation_reduce_range),
+                                            per_frame=name in spec.per_frame_int8_conv))
     linear = {n for n, m in model.named_modules() if type(m) is nn.Linear}
     missing = sorted(set(spec.dynamic_int8_linear) - linear)
     if missing:

@@ -55,6 +55,9 @@ CALIBRATION_METHODS = ("histogram", "minmax", "percentile", "mse")
 BIAS_CORRECTION = ("none", "all", "pos-conv", "cnn")
 _BIAS_CORRECTION_PREFIX = {"pos-conv": "encoder.pos_conv.", "cnn": "feature_extractor."}
 WEIGHT_GRANULARITY = ("per-channel", "per-tensor")
+#: Input ranges of the CNN's int8 convs (``ConvQuantOptions.activations``): one calibrated
+#: range per conv, or one per frame and conv group from the frame itself (no calibration).
+ACTIVATION_GRANULARITY = ("per-tensor", "per-frame")
 SAMPLES_PER_CALL = 1 << 16
 MAX_SAMPLES = 1 << 21
 
@@ -68,18 +71,25 @@ class ConvQuantOptions:
     ``percentile``       for ``calibration: percentile``: the upper quantile in percent
     ``bias_correction``  move int8 conv biases by the mean output shift: which convs, one of
                          :data:`BIAS_CORRECTION` (``True``: all; module doc)
+    ``activations``      input ranges of the CNN layers 2..N, one of :data:`ACTIVATION_GRANULARITY`:
+                         ``per-tensor`` (calibrated, the default) or ``per-frame`` (each input
+                         frame's channels of a conv group quantized over their own range on every
+                         call: quiet frames keep their codes; the positional conv stays calibrated)
     """
 
     weights: str = "per-channel"
     calibration: str = "percentile"
     percentile: float = 99.99
     bias_correction: Union[str, bool] = "none"
+    activations: str = "per-tensor"
 
     def __post_init__(self):
         if isinstance(self.bias_correction, bool) or self.bias_correction is None:
             self.bias_correction = "all" if self.bias_correction else "none"
         if self.bias_correction not in BIAS_CORRECTION:
             raise ConfigError(f"bias correction={self.bias_correction!r} is not one of {list(BIAS_CORRECTION)}")
+        if self.activations not in ACTIVATION_GRANULARITY:
+            raise ConfigError(f"conv activations={self.activations!r} is not one of {list(ACTIVATION_GRANULARITY)}")
         if self.weights not in WEIGHT_GRANULARITY:
             raise ConfigError(f"conv weights={self.weights!r} is not one of {list(WEIGHT_GRANULARITY)}")
         if self.calibration not in CALIBRATION_METHODS:
@@ -100,7 +110,8 @@ class ConvQuantOptions:
 
     def record(self) -> dict:
         """What ``quantization.yaml`` notes under ``calibration``."""
-        d = {"conv_weights": self.weights, "method": self.calibration, "bias_correction": self.bias_correction}
+        d = {"conv_weights": self.weights, "method": self.calibration, "bias_correction": self.bias_correction,
+             "conv_activations": self.activations}
         if self.calibration == "percentile":
             d["percentile"] = float(self.percentile)
         return d
@@ -174,7 +185,10 @@ def mse_range(values: Tensor, lo: float, hi: float, quant_max: int, steps: int =
 
 
 def int8_accumulator(conv, x: Tensor) -> Tensor:
-    """What an :class:`asrc.models.int8.Int8Conv1d` computes before requantizing its output."""
+    """What an :class:`asrc.models.int8.Int8Conv1d` computes before requantizing its output
+    (a per-frame conv does not requantize it: its output)."""
+    if conv.per_frame:
+        return conv.forward_per_frame(x).float()
     scale, zero_point = conv.input_qparams()
     c = conv.conv
     x = torch.fake_quantize_per_tensor_affine(x.float(), scale, zero_point, 0, conv.input_qmax)

@@ -298,6 +298,11 @@ def export_onnx(model: nn.Module, out_path, *, int8: bool = False, opset: int = 
     int8 model as QDQ (module doc)."""
     qdq = is_quantized(model)
     if qdq:
+        per_frame = [n for n, m in model.named_modules() if isinstance(m, Int8Conv1d) and m.per_frame]
+        if per_frame:
+            raise AsrcError(f"ONNX export: the int8 convs {', '.join(per_frame)} quantize their input per frame "
+                            f"(asrc-quantize --conv-activations per-frame), which asrc's QDQ export does not write; "
+                            f"export a model quantized with --conv-activations per-tensor, or use TorchScript")
         model = qdq_twin(model)
         left = sorted({type(m).__name__ for m in model.modules() if type(m).__module__.startswith("torch.ao.nn")})
         if left:

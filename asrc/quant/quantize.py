@@ -15,7 +15,11 @@ Modes (``quantize_model(model, mode)``, ``asrc-quantize --mode``):
     ``static-pos`` plus static int8 CNN layers 2..N (the first sees the raw waveform and
     stays float). The norms and GELUs between the convs stay float (torch's int8 GELU is
     slower than dequantize + float GELU). Fastest and smallest, but per-tensor 8-bit CNN
-    activations cost accuracy (egs/an4/RESULTS.md). Needs calibration audio.
+    activations cost accuracy (egs/an4/RESULTS.md). Needs calibration audio. With
+    ``ConvQuantOptions(activations="per-frame")`` (``asrc-quantize --conv-activations
+    per-frame``) the CNN layers quantize their input per frame instead (per frame and conv
+    group), over the frame's own range on every call (:class:`asrc.models.int8.Int8Conv1d`): quiet frames keep
+    their precision, at the cost of a range computation per frame.
 
 Static activations use 8 bits unless asked for 7 (see ``quantize_model``): exact on every CPU,
 at int8 speed on CPUs with VNNI; 7 bits run at int8 speed everywhere but cost accuracy.
@@ -54,6 +58,14 @@ PTQ_MODES = ("dynamic", "static-pos", "static-conv")
 def default_engine() -> str:
     engines = torch.backends.quantized.supported_engines
     return "x86" if "x86" in engines else torch.backends.quantized.engine
+
+
+def per_frame_targets(names: Sequence[str], options: ConvQuantOptions) -> List[str]:
+    """Those of the static int8 convs ``names`` whose input is quantized per frame: the CNN's,
+    with ``options.activations == "per-frame"``."""
+    if options.activations != "per-frame":
+        return []
+    return [n for n in names if n.startswith("feature_extractor.")]
 
 
 def static_conv_targets(model: Wav2Vec2CTC, mode: str) -> List[str]:
@@ -159,14 +171,19 @@ def quantize_model(model: Wav2Vec2CTC, mode: str = "dynamic", calibration=None, 
         if options.bias_correction != "none" and not corrected:
             raise ConfigError(f"bias correction of {options.bias_correction!r}: mode {mode!r} has no such int8 conv "
                               f"(its static convs: {', '.join(names)})")
+        per_frame = per_frame_targets(names, options)
+        if options.activations == "per-frame" and not per_frame:
+            raise ConfigError(f"per-frame conv activations: mode {mode!r} has no int8 CNN conv (use static-conv)")
         reference = copy.deepcopy(q) if corrected else None
         observers = _calibrate_convs(q, names, waveforms, reduce_range, options)
         for name in names:
             obs_in, obs_out = observers[name]
             set_module(q, name, Int8Conv1d.from_qparams(q.get_submodule(name), obs_in.qparams(), obs_out.qparams(),
                                                         per_channel=options.per_channel,
-                                                        input_qmax=activation_qmax(reduce_range)))
+                                                        input_qmax=activation_qmax(reduce_range),
+                                                        per_frame=name in per_frame))
         spec.static_int8_conv = names
+        spec.per_frame_int8_conv = per_frame
         spec.calibration = dict(calibration_info or {})
         spec.calibration.update(options.record())
         if corrected:

@@ -106,7 +106,7 @@ def test_footprint_end_to_end_tiny(tmp_path, capsys):
 
 def test_footprint_rows_for_ptq_options_and_int8_dirs(tmp_path):
     """--conv-calibration/--bias-correction/--activation-bits label the int8 rows (and make them);
-    --int8-student times a ready
+    --int8-per-frame adds a per-frame twin of the static-conv row; --int8-student times a ready
     int8 directory (here a QAT conversion) with its QDQ export; --agreement covers the new rows."""
     import copy
 
@@ -135,13 +135,18 @@ def test_footprint_rows_for_ptq_options_and_int8_dirs(tmp_path):
                     "--runs", "1", "--warmup", "0", "--threads", "1", "--no-peer", "--int8-mode", "static-conv",
                     "--conv-calibration", "percentile", "--bias-correction", "--activation-bits", "7", "--int8-student",
                     f"s-qat={tmp_path / 'qat'}", "--agreement", str(data), "--json", str(tmp_path / "o.json"),
-                    "--workdir", str(tmp_path / "w")])
+                    "--workdir", str(tmp_path / "w"), "--int8-per-frame"])
     assert rc == 0
     rows = {r["name"]: r for r in json.loads((tmp_path / "o.json").read_text())["rows"]}
     assert rows["s-int8"]["precision"] == "int8 (static-conv, percentile + bias corr., 7-bit)"
     assert "activation_reduce_range: true" in (tmp_path / "w" / "s-int8" / "quantization.yaml").read_text()
     assert rows["s-qat"]["precision"] == "int8 (qat)" and rows["s-qat-qdq"]["precision"] == "int8 (QDQ of qat)"
     assert rows["s-int8-qdq"]["agreement"]["logit_cosine"] > 0.9
+    # --int8-per-frame: a per-frame twin of the static-conv row, without a QDQ export (it has none)
+    assert rows["s-int8-frame"]["precision"] == "int8 (static-conv, percentile + bias corr., 7-bit, per-frame CNN)"
+    assert "per_frame_int8_conv:\n- feature_extractor" in (tmp_path / "w" / "s-int8-frame" / "quantization.yaml").read_text()
+    assert "s-int8-frame-qdq" not in rows
+    assert rows["s-int8-frame"]["agreement"]["logit_cosine"] > 0.9
     assert rows["s-qat"]["agreement"] is None  # no float row it was made from in this run
 
 
