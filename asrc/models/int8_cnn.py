@@ -400,12 +400,17 @@ class Int8ConvChain:
             acc = torch.mm(codes_buf[:n].copy_(a), layer.weights[g], out=acc_buf[:n])
             z = torch.addcmul(layer.beta[g], acc, layer.alpha[g], out=z_buf[:n])
             z.round_().clamp_(layer.lo, layer.hi).mul_(layer.out_scale)
-            torch.ops.aten.gelu_(z)
-            if next_groups:
-                self._store(out, z, r, g * og, layer.next_qparams)
-            else:
-                out[r:r + n, g * og:(g + 1) * og] = z
+            self._emit(out, z, r, g * og, next_groups, layer.next_qparams)
         return out
+
+    def _emit(self, out, z: Tensor, row: int, channel: int, next_groups: int, qparams):
+        """GELU of the float output tile ``z`` (in place), then stored for the next layer
+        (:meth:`_store`) or, after the last (``next_groups`` 0), written to the float output."""
+        torch.ops.aten.gelu_(z)
+        if next_groups:
+            self._store(out, z, row, channel, qparams)
+        else:
+            out[row:row + z.shape[0], channel:channel + z.shape[1]] = z
 
     def _run_fused(self, layer: _Layer, x: Tensor, next_groups: int) -> Tensor:
         """:meth:`_run_layer` with oneDNN's fused int8 matmul on uint8 codes."""
@@ -461,11 +466,7 @@ class Int8ConvChain:
                     torch.mul(s_rows, zp[g, first:first + step * n:step], out=sz[:, j])
                     acc = y.mul_(s_rows[:, None]) if acc is None else acc.addcmul_(y, s_rows[:, None])
                 acc.addmm_(sz, layer.correction[g])  # - sum_j scale * zp * sum(w) * s_w + bias
-                torch.ops.aten.gelu_(acc)
-                if next_groups:
-                    self._store_frames(out, acc, r, g * og, layer.next_qmax)
-                else:
-                    out[r:r + n, g * og:(g + 1) * og] = acc
+                self._emit(out, acc, r, g * og, next_groups, layer.next_qmax)
         return out
 
     def __call__(self, wav: Tensor, lengths: Optional[Tensor] = None) -> Tensor:
