@@ -217,16 +217,16 @@ def parse_wer(spec: Optional[str], metric: str = "WER") -> Dict[str, float]:
     return out
 
 
-def student_name_and_dir(spec: str):
-    """``--student`` value -> (row name, model dir): ``NAME=DIR``, or ``DIR`` named after itself
-    (after its parent when it is called ``model``, as in ``exp/student/model``)."""
+def student_name_and_dir(spec: str, what: str = "--student"):
+    """``--student`` value (or another ``what``) -> (row name, model dir): ``NAME=DIR``, or ``DIR``
+    named after itself (after its parent when it is called ``model``, as in ``exp/student/model``)."""
     name, sep, d = spec.partition("=")
     if not sep or os.path.isdir(spec):
         d = spec
         path = Path(spec).resolve()
         name = path.parent.name if path.name == "model" else path.name
     if not name or not d:
-        raise AsrcError(f"--student {spec!r}: expected DIR or NAME=DIR")
+        raise AsrcError(f"{what} {spec!r}: expected DIR or NAME=DIR")
     return name, d
 
 

@@ -76,7 +76,7 @@
 #      student of stage 8 (exp/student_kd_s<first seed>/model): 17 post-training int8, one model
 #      per entry of $int8_ptq (asrc-quantize, calibrated on $int8_calib): static-pos (CNN float,
 #      the reference int8), static-conv (int8 CNN, histogram ranges) and each conv option alone
-#      and together; then the student fine-tuned briefly with its distillation loss
+#      and together, per-frame CNN input ranges last; then the student fine-tuned briefly with its distillation loss
 #      ($int8_qat_config) twice, one run after the other: in float (the control, exp/int8/ft_float)
 #      and with quantization-aware training ($int8_qat; its int8 export: exp/int8/ft_qat/model);
 #      18 decoding, scoring of data/test by every stage-17 model (the float student's stage-10 decode reused)
@@ -163,7 +163,8 @@ int8_ptq="pos:--mode=static-pos,--conv-calibration=histogram conv:--mode=static-
           conv_percentile:--mode=static-conv,--conv-calibration=percentile
           conv_mse:--mode=static-conv,--conv-calibration=mse
           conv_bias_corr:--mode=static-conv,--bias-correction,--conv-calibration=histogram
-          conv_percentile_bias_corr:--mode=static-conv,--conv-calibration=percentile,--bias-correction"
+          conv_percentile_bias_corr:--mode=static-conv,--conv-calibration=percentile,--bias-correction
+          conv_per_frame:--mode=static-conv,--conv-activations=per-frame"
 int8_calib=data/dev                        # stage 17: calibration audio of the post-training variants
 int8_activation_bits=8                     # stage 17: static int8 activations, PTQ and QAT (7: fast without VNNI, less accurate)
 int8_qat_config=conf/train_qat.yaml        # stage 17: the fine-tune of the float control and of QAT

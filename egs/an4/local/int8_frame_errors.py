@@ -43,6 +43,7 @@ def main(argv=None) -> int:
     parser.add_argument("int8_models", nargs="+", metavar="INT8_MODEL", help="int8 model directories (LABEL=DIR or DIR)")
     parser.add_argument("--max-utts", type=int, default=40, help="utterances, spread over wav.scp (default 40)")
     args = parser.parse_args(argv)
+    from asrc.bench.footprint import student_name_and_dir
     from asrc.core.audio import read_waveforms
     from asrc.models import load
 
@@ -58,8 +59,7 @@ def main(argv=None) -> int:
         print("| model | path | layer-norm error, quiet frames | the other frames |")
         print("|---|---|---|---|")
         for spec in args.int8_models:
-            label, sep, path = spec.partition("=")
-            label, path = (label, path) if sep else (spec, spec)
+            label, path = student_name_and_dir(spec, "INT8_MODEL")
             model = load(path).eval()
             for fast in (True, False):
                 errors = torch.cat([(_features(model, w, fast)[1] - r).norm(dim=1) / r.norm(dim=1)
