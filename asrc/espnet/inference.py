@@ -28,8 +28,8 @@ from typing import Optional, Union
 
 import yaml
 
-from asrc.errors import CheckpointError, ConfigError
-from asrc.models.io import check_finite, load_state_dict_strict, torch_load
+from asrc.errors import ConfigError
+from asrc.models.io import load_state_dict_strict, read_espnet_state
 
 __all__ = ["TRAINING_ONLY_PREFIXES", "build_model_from_file", "inference_args", "install"]
 
@@ -60,15 +60,7 @@ def inference_args(args: argparse.Namespace, source) -> argparse.Namespace:
 
 
 def _checkpoint_state(model_file, map_location) -> dict:
-    path = Path(model_file)
-    state = torch_load(path, map_location=map_location, weights_only=False)
-    if isinstance(state, dict) and isinstance(state.get("module"), dict):  # DeepSpeed, as ESPnet reads it
-        state = state["module"]
-    if isinstance(state, dict) and isinstance(state.get("model"), dict) and "optimizers" in state:
-        state = state["model"]  # checkpoint.pth, the trainer's resume state
-    if not isinstance(state, dict):
-        raise CheckpointError(f"{path}: expected a state dict (parameter name -> tensor), got {type(state).__name__}")
-    check_finite(state, path)
+    state = read_espnet_state(model_file, map_location)
     return {k: v for k, v in state.items() if not k.startswith(TRAINING_ONLY_PREFIXES)}
 
 

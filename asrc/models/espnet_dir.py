@@ -14,13 +14,12 @@ import logging
 from pathlib import Path
 from typing import Optional
 
-import torch
 import yaml
 
 from asrc.core.tables import read_tokens
 from asrc.errors import CheckpointError, ConfigError
 from asrc.models.config import Wav2Vec2Config
-from asrc.models.io import load_state_dict_strict, save_model_dir
+from asrc.models.io import load_state_dict_strict, read_espnet_state, save_model_dir
 from asrc.models.wav2vec2 import Wav2Vec2CTC
 
 __all__ = ["DEFAULT_CHECKPOINTS", "find_checkpoint", "read_experiment", "read_experiment_parts", "read_experiment_state",
@@ -43,12 +42,6 @@ def find_checkpoint(exp_dir, checkpoint: Optional[str] = None) -> Path:
         if (exp_dir / name).is_file():
             return exp_dir / name
     raise FileNotFoundError(f"{exp_dir}: none of {list(DEFAULT_CHECKPOINTS)} exists; has training finished an epoch?")
-
-
-def _read_state(path: Path) -> dict:
-    if path.name == "checkpoint.pth":  # the trainer's resume state: model + optimizer + reporter
-        return torch.load(path, map_location="cpu", weights_only=False)["model"]
-    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def read_experiment(exp_dir, checkpoint: Optional[str] = None) -> Wav2Vec2CTC:
@@ -109,7 +102,7 @@ def _read_experiment_files(exp_dir, checkpoint: Optional[str]):
         raise ConfigError(f"{config_path}: token_list does not give {config.vocab_size} tokens")
 
     path = find_checkpoint(exp_dir, checkpoint)
-    state = _read_state(path)
+    state = read_espnet_state(path)
     own = {k[len(PREFIX):]: v for k, v in state.items() if k.startswith(PREFIX)}
     if not own:
         raise CheckpointError(f"{path}: no {PREFIX}* parameters; not a checkpoint of an asrc_wav2vec2 encoder")

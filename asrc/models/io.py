@@ -136,10 +136,27 @@ def check_finite(state: dict, source) -> None:
                               f"damaged or come from a diverged training")
 
 
+def read_espnet_state(path, map_location="cpu") -> dict:
+    """The model's state dict in an ESPnet checkpoint file: a plain state dict (the ``*.pth`` the
+    trainer keeps or averages), the trainer's resume state (``checkpoint.pth``: its ``model``) or a
+    DeepSpeed one (its ``module``); checked as :func:`read_state_dict` checks."""
+    path = Path(path)
+    # the resume state holds optimizer and reporter objects besides tensors
+    state = torch_load(path, map_location=map_location, weights_only=path.name != "checkpoint.pth")
+    if isinstance(state, dict) and isinstance(state.get("module"), dict):  # DeepSpeed, as ESPnet reads it
+        state = state["module"]
+    if isinstance(state, dict) and isinstance(state.get("model"), dict) and "optimizers" in state:
+        state = state["model"]
+    return _checked_state(state, path, True)
+
+
 def read_state_dict(path, map_location="cpu", finite: bool = True) -> dict:
     """A ``state_dict`` saved with ``torch.save`` (tensors by name), checked to be one and (unless
     ``finite=False``) to hold no NaN or Inf (:func:`check_finite`)."""
-    state = torch_load(path, map_location=map_location, weights_only=True)
+    return _checked_state(torch_load(path, map_location=map_location, weights_only=True), path, finite)
+
+
+def _checked_state(state, path, finite: bool) -> dict:
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: expected a state dict (parameter name -> tensor), got {type(state).__name__}")
     if finite:
