@@ -8,6 +8,14 @@ checkpoint, sets the gates to their deterministic values (:mod:`asrc.prune.gates
 ``model.pth``, ``tokens.txt``, loadable with :func:`asrc.models.load` like any other. The
 checkpoint defaults to ``latest.pth``, the gates at the end of training (an average over
 epochs would mix gates of earlier, less sparse targets), else :data:`DEFAULT_CHECKPOINTS`.
+
+The Lagrange multipliers do not always leave the expected cost on the target at the last update
+(at AN4 scale they swing past it and back, egs/an4/RESULTS.md). ``export_at_target`` (the
+``prune:`` key, or the argument) first moves every gate by one common offset of its
+``log_alpha`` until the dense model's cost comes nearest the target
+(:meth:`asrc.prune.objective.PruningObjective.shift_to_target`): the order of the gates is kept,
+the structures least sure to stay are the first to go; a final distillation of the dense model
+then adapts the rest.
 """
 
 import logging
@@ -47,9 +55,17 @@ def read_pruned_experiment(exp_dir, checkpoint: Optional[str] = None) -> Tuple[W
     return model, objective.eval(), path
 
 
-def export_pruned_model_dir(exp_dir, out_dir, checkpoint: Optional[str] = None) -> Path:
-    """Write the dense model of pruning run ``exp_dir`` to ``out_dir`` (module doc); returns ``out_dir``."""
+def export_pruned_model_dir(exp_dir, out_dir, checkpoint: Optional[str] = None,
+                            at_target: Optional[bool] = None) -> Path:
+    """Write the dense model of pruning run ``exp_dir`` to ``out_dir`` (module doc); returns ``out_dir``.
+    ``at_target``: shift the gates onto the target first (default: the run's ``export_at_target``)."""
     model, objective, path = read_pruned_experiment(exp_dir, checkpoint)
+    if objective.spec.export_at_target if at_target is None else at_target:
+        before = objective.dense_cost("params")
+        offset = objective.shift_to_target()
+        logger.info("gates of %s shifted by %+.3f in log_alpha onto target sparsity %.3f: parameters of the dense "
+                    "model %.0f -> %.0f", exp_dir, offset, objective.spec.target_sparsity, before,
+                    objective.dense_cost("params"))
     dense = materialise(model, objective.gates())
     save_model_dir(dense, out_dir, dense.tokens)
     expected = float(objective.expected_cost("params").detach())

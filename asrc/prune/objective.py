@@ -46,6 +46,50 @@ class PruningObjective(nn.Module):
         self.full_cost = float(cost(config, full, spec.cost, spec.cost_seconds))
         self.full_params = float(cost(config, full, "params"))
 
+    def dense_cost(self, kind: str = None) -> float:
+        """Cost (``spec.cost`` unless ``kind``) of the dense model the deterministic gates leave
+        (:func:`asrc.prune.masks.pruned_config`); 0 when they leave no model."""
+        from asrc.prune.masks import pruned_config
+
+        was_training = self.gates.training
+        self.gates.eval()
+        try:
+            with torch.no_grad():
+                config = pruned_config(self.config, self.gates())
+        except (ConfigError, ValueError):
+            return 0.0
+        finally:
+            self.gates.train(was_training)
+        return float(cost(config, Sizes.of_config(config), kind or self.spec.cost, self.spec.cost_seconds))
+
+    @torch.no_grad()
+    def shift_to_target(self, sparsity: float = None, iterations: int = 40) -> float:
+        """Move every gate's ``log_alpha`` by one common offset so that the dense model the
+        deterministic gates leave (:meth:`dense_cost`) comes nearest to ``1 - sparsity`` of the
+        full cost (default: the spec's target); the order of the gates within and across
+        structures is kept. Returns the offset. For the export of a run whose multipliers left the
+        expected cost off the target at its last update: the structures least sure to stay go
+        first (or the most sure of the closed ones come back)."""
+        sparsity = self.spec.target_sparsity if sparsity is None else sparsity
+        want = (1.0 - sparsity) * self.full_cost
+        gates = [g.log_alpha for g in self.gates.modules() if hasattr(g, "log_alpha")]
+        if not gates:
+            return 0.0
+        base = [g.clone() for g in gates]
+
+        def cost_at(offset: float) -> float:
+            for g, b in zip(gates, base):
+                g.copy_(b + offset)
+            return self.dense_cost()
+
+        lo, hi = -50.0, 50.0  # the dense cost grows with the offset, in steps
+        for _ in range(iterations):
+            mid = 0.5 * (lo + hi)
+            lo, hi = (mid, hi) if cost_at(mid) < want else (lo, mid)
+        offset = lo if abs(cost_at(lo) - want) < abs(cost_at(hi) - want) else hi
+        cost_at(offset)
+        return offset
+
     def expected_cost(self, kind: str = None) -> Tensor:
         """Expected cost (``spec.cost`` unless ``kind``) of the gated model; differentiable."""
         return cost(self.config, self.gates.expected_sizes(), kind or self.spec.cost, self.spec.cost_seconds)

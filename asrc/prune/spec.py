@@ -8,6 +8,7 @@
       warmup_updates: 5000             # target ramps linearly from 0 to target_sparsity
       reg_lr: 0.02                     # learning rate of the gates and the Lagrange multipliers
       init_drop_rate: 0.01             # initial drop probability of every gate
+      export_at_target: false          # export: shift the gates so the dense model meets the target
 
 Defaults are DPHuBERT's published settings (Peng et al., 2023): conv channels, heads and
 feed-forward units, 75 % sparsity over 5000 warm-up updates, 0.02 for the gates and
@@ -35,6 +36,7 @@ class PruneSpec:
     warmup_updates: int = 5000
     reg_lr: float = 0.02
     init_drop_rate: float = 0.01
+    export_at_target: bool = False
 
     def __post_init__(self):
         problems = []
@@ -60,6 +62,8 @@ class PruneSpec:
         number("init_drop_rate", lambda v: 0 < v < 1, "a number in (0, 1)")
         if type(self.warmup_updates) is not int or self.warmup_updates < 0:
             problems.append(f"warmup_updates={self.warmup_updates!r} must be an integer >= 0")
+        if not isinstance(self.export_at_target, bool):
+            problems.append(f"export_at_target={self.export_at_target!r} must be true or false")
         if self.cost not in COSTS:
             problems.append(f"cost={self.cost!r} must be one of {list(COSTS)}")
         if problems:

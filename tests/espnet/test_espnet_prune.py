@@ -97,6 +97,20 @@ def test_dense_export_equals_the_gated_student(pruned, capsys):
         load(pruned["exp"])
 
 
+def test_export_at_the_target(pruned):
+    """A 2-epoch run ends off its target (0.4 sparsity of the teacher); exported at the target, the
+    dense model has the target's parameter count within 5 %."""
+    from asrc.models import load, num_parameters
+    from asrc.prune.export import export_pruned_model_dir, read_pruned_experiment
+
+    _, objective, _ = read_pruned_experiment(pruned["exp"])
+    export_pruned_model_dir(pruned["exp"], pruned["root"] / "at_target", at_target=True)
+    want = (1 - objective.spec.target_sparsity) * objective.full_params
+    got, plain = num_parameters(load(pruned["root"] / "at_target")), num_parameters(load(pruned["dense"]))
+    assert abs(plain - want) > 0.05 * want  # the run's own export is off the target
+    assert abs(got - want) <= 0.05 * want
+
+
 def test_dense_model_fine_tunes_with_distillation(pruned, corpus):
     from asrc.models import load
 
