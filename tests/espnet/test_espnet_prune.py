@@ -59,7 +59,7 @@ def test_pruning_logs_the_constraint(pruned):
               "kept_conv", "kept_heads", "kept_ffn", "kept_attention_layer", "kept_ffn_layer"}
     assert logged <= scalar_tags(exp, "train")
     config = yaml.safe_load((exp / "config.yaml").read_text())
-    assert config["prune"] == {**PRUNE, "cost": "params", "cost_seconds": 1.0}
+    assert config["prune"] == {**PRUNE, "cost": "params", "cost_seconds": 1.0, "export_at_target": False}
     state = torch.load(exp / "checkpoint.pth", weights_only=False)
     assert any(k.startswith("pruning.gates.heads.0.log_alpha") for k in state["model"])
     # gates and multipliers have their own optimizer group: reg_lr, no weight decay
