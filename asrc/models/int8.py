@@ -33,8 +33,8 @@ import torch.ao.nn.quantized.dynamic as nnqd
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from asrc.models.int8_cnn import (cached_fast_form, clamp_codes_, cpu_has_vnni, fused_available, onednn_group_weights,
-                                  quint8_codes, saturation_free, weight_scales, window_weights)
+from asrc.models.int8_cnn import (affine_qparams, cached_fast_form, clamp_codes_, cpu_has_vnni, fused_available,
+                                  onednn_group_weights, quint8_codes, saturation_free, weight_scales, window_weights)
 from asrc.models.wav2vec2 import PositionalConv, _inference_fast_path
 
 logger = logging.getLogger(__name__)
@@ -47,23 +47,6 @@ _EPS = torch.finfo(torch.float32).eps
 def activation_qmax(reduce_range: bool) -> int:
     """Largest uint8 activation code: 127 with 7-bit activations (CPUs without VNNI), else 255."""
     return 127 if reduce_range else 255
-
-
-def affine_qparams(lo, hi, quant_max: int):
-    """``(scale, zero_point)`` of uint8 per-tensor affine activations covering ``[lo, hi]``
-    (widened to include 0), exactly as torch's ``MinMaxObserver`` computes them.
-
-    ``lo``/``hi`` may be Python numbers (-> float, int) or tensors (-> tensors, for
-    fake quantization on any device)."""
-    if isinstance(lo, Tensor):
-        lo_neg, hi_pos = lo.clamp(max=0.0), hi.clamp(min=0.0)
-        scale = ((hi_pos - lo_neg) / float(quant_max)).clamp(min=_EPS)
-        zero_point = (-torch.round(lo_neg / scale)).clamp(0, quant_max).to(torch.int32)
-        return scale, zero_point
-    lo_neg = torch.tensor(min(float(lo), 0.0), dtype=torch.float32)
-    hi_pos = torch.tensor(max(float(hi), 0.0), dtype=torch.float32)
-    scale, zero_point = affine_qparams(lo_neg, hi_pos, quant_max)
-    return float(scale), int(zero_point)
 
 
 def frame_qparams(x: Tensor, quant_max: int, dim: int) -> Tuple[Tensor, Tensor]:

@@ -90,6 +90,27 @@ def clamp_codes_(codes: Tensor, qmax: int) -> Tensor:
     return codes if qmax >= 255 else codes.clamp_(max=qmax)
 
 
+#: The smallest activation scale (torch's observers' eps).
+_ACTIVATION_EPS = torch.finfo(torch.float32).eps
+
+
+def affine_qparams(lo, hi, quant_max: int):
+    """``(scale, zero_point)`` of uint8 per-tensor affine activations covering ``[lo, hi]``
+    (widened to include 0), exactly as torch's ``MinMaxObserver`` computes them.
+
+    ``lo``/``hi`` may be Python numbers (-> float, int) or tensors (-> tensors, for
+    fake quantization on any device)."""
+    if isinstance(lo, Tensor):
+        lo_neg, hi_pos = lo.clamp(max=0.0), hi.clamp(min=0.0)
+        scale = ((hi_pos - lo_neg) / float(quant_max)).clamp(min=_ACTIVATION_EPS)
+        zero_point = (-torch.round(lo_neg / scale)).clamp(0, quant_max).to(torch.int32)
+        return scale, zero_point
+    lo_neg = torch.tensor(min(float(lo), 0.0), dtype=torch.float32)
+    hi_pos = torch.tensor(max(float(hi), 0.0), dtype=torch.float32)
+    scale, zero_point = affine_qparams(lo_neg, hi_pos, quant_max)
+    return float(scale), int(zero_point)
+
+
 def _rows_per_chunk(channels: int) -> int:
     return max(64, _CHUNK_BYTES // (4 * max(1, channels)))
 
@@ -333,8 +354,6 @@ class Int8ConvChain:
         """Per frame: ``x = (codes, scales, zero points)`` <- the float tile ``z`` (whole groups of
         channels), each frame of each group quantized over its own range (as
         :meth:`asrc.models.int8.Int8Conv1d.forward_per_frame`)."""
-        from asrc.models.int8 import affine_qparams
-
         codes, scales, zps = x
         per = codes.shape[2]
         n, width = z.shape
@@ -520,4 +539,5 @@ def int8_chain(extractor) -> Optional[Int8ConvChain]:
                             Int8ConvChain.supported, Int8ConvChain)
 
 
-__all__ = ["Int8ConvChain", "cached_fast_form", "hooked", "int8_chain", "onednn_group_weights", "window_weights"]
+__all__ = ["Int8ConvChain", "affine_qparams", "cached_fast_form", "hooked", "int8_chain", "onednn_group_weights",
+           "window_weights"]
