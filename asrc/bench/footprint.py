@@ -750,24 +750,23 @@ def _add_student_rows(bench: _Bench, args, name: str, student, calib, calib_info
     params = num_parameters(student)
     macs = clip_macs(student.config, bench.samples)
     bench.add(Row(name, "asrc", "fp32", params, _file_mb(work / name / WEIGHTS_NAME), macs), student)
-    for i, mode in enumerate([] if args.no_int8 else args.int8_mode or ["static-pos"]):
-        qname = f"{name}-int8" if i == 0 else f"{name}-int8-{mode}"
-        qmodel, spec = quantize_model(student, mode, calib, calibration_info=calib_info, options=options,
+    def add_int8(qname: str, mode: str, mode_options, precision: str):
+        """Quantize the student, save it, time it as loaded back; returns the loaded model."""
+        qmodel, spec = quantize_model(student, mode, calib, calibration_info=calib_info, options=mode_options,
                                       reduce_range=args.activation_bits == 7)
         save_quantized(qmodel, spec, work / qname)
         reloaded = load(work / qname)
-        precision = f"int8 ({mode}{ptq_label if mode != 'dynamic' else ''})"
         bench.add(Row(qname, "asrc", precision, num_parameters(reloaded), _file_mb(work / qname / WEIGHTS_NAME),
                       macs), reloaded, source=name)
+        return reloaded
+
+    for i, mode in enumerate([] if args.no_int8 else args.int8_mode or ["static-pos"]):
+        qname = f"{name}-int8" if i == 0 else f"{name}-int8-{mode}"
+        precision = f"int8 ({mode}{ptq_label if mode != 'dynamic' else ''})"
+        reloaded = add_int8(qname, mode, options, precision)
         if args.int8_per_frame and mode == "static-conv":
-            fname = f"{qname}-frame"
-            fmodel, fspec = quantize_model(student, mode, calib, calibration_info=calib_info,
-                                           options=dataclasses.replace(options, activations="per-frame"),
-                                           reduce_range=args.activation_bits == 7)
-            save_quantized(fmodel, fspec, work / fname)
-            framed = load(work / fname)
-            bench.add(Row(fname, "asrc", f"int8 ({mode}{ptq_label}, per-frame CNN)", num_parameters(framed),
-                          _file_mb(work / fname / WEIGHTS_NAME), macs), framed, source=name)
+            add_int8(f"{qname}-frame", mode, dataclasses.replace(options, activations="per-frame"),
+                     f"int8 ({mode}{ptq_label}, per-frame CNN)")
         if args.int8_bf16_attention:
             bf16 = load(work / qname)
             set_attention_dtype(bf16, "bfloat16")

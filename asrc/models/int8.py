@@ -33,8 +33,9 @@ import torch.ao.nn.quantized.dynamic as nnqd
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from asrc.models.int8_cnn import (affine_qparams, cached_fast_form, clamp_codes_, cpu_has_vnni, fused_available,
-                                  onednn_group_weights, quint8_codes, saturation_free, weight_scales, window_weights)
+from asrc.models.int8_cnn import (affine_qparams, cached_fast_form, clamp_codes_, cpu_has_vnni, frame_qparams,
+                                  fused_available, onednn_group_weights, quint8_codes, saturation_free, weight_scales,
+                                  window_weights)
 from asrc.models.wav2vec2 import PositionalConv, _inference_fast_path
 
 logger = logging.getLogger(__name__)
@@ -47,15 +48,6 @@ _EPS = torch.finfo(torch.float32).eps
 def activation_qmax(reduce_range: bool) -> int:
     """Largest uint8 activation code: 127 with 7-bit activations (CPUs without VNNI), else 255."""
     return 127 if reduce_range else 255
-
-
-def frame_qparams(x: Tensor, quant_max: int, dim: int) -> Tuple[Tensor, Tensor]:
-    """Per-frame uint8 activation ``(scale, zero_point)`` (float tensors, ``dim`` kept with size 1):
-    each frame's values along ``dim`` (the channels of a conv group) over their own range, widened
-    to include 0 (:func:`affine_qparams`)."""
-    lo, hi = x.amin(dim, keepdim=True), x.amax(dim, keepdim=True)  # faster than aminmax(dim) on CPU
-    scale, zp = affine_qparams(lo, hi, quant_max)
-    return scale, zp.float()
 
 
 def symmetric_weight_scale(weight: Tensor, per_channel: bool = True) -> Tensor:

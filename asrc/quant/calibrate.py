@@ -53,7 +53,9 @@ from asrc.models.int8 import affine_qparams
 CALIBRATION_METHODS = ("histogram", "minmax", "percentile", "mse")
 #: which static int8 convs bias correction moves (module doc); ``True`` means ``all``, ``False`` ``none``
 BIAS_CORRECTION = ("none", "all", "pos-conv", "cnn")
-_BIAS_CORRECTION_PREFIX = {"pos-conv": "encoder.pos_conv.", "cnn": "feature_extractor."}
+#: Module-name prefix of the CNN front end's convs.
+CNN_PREFIX = "feature_extractor."
+_BIAS_CORRECTION_PREFIX = {"pos-conv": "encoder.pos_conv.", "cnn": CNN_PREFIX}
 WEIGHT_GRANULARITY = ("per-channel", "per-tensor")
 #: Input ranges of the CNN's int8 convs (``ConvQuantOptions.activations``): one calibrated
 #: range per conv, or one per frame and conv group from the frame itself (no calibration).
@@ -107,6 +109,11 @@ class ConvQuantOptions:
             return []
         prefix = _BIAS_CORRECTION_PREFIX.get(self.bias_correction, "")
         return [n for n in names if n.startswith(prefix)]
+
+    def per_frame_targets(self, names: Sequence[str]) -> List[str]:
+        """Those of the static int8 convs ``names`` whose input is quantized per frame: the CNN's,
+        with ``activations: per-frame``."""
+        return [n for n in names if n.startswith(CNN_PREFIX)] if self.activations == "per-frame" else []
 
     def record(self) -> dict:
         """What ``quantization.yaml`` notes under ``calibration``."""

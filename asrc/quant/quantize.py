@@ -60,14 +60,6 @@ def default_engine() -> str:
     return "x86" if "x86" in engines else torch.backends.quantized.engine
 
 
-def per_frame_targets(names: Sequence[str], options: ConvQuantOptions) -> List[str]:
-    """Those of the static int8 convs ``names`` whose input is quantized per frame: the CNN's,
-    with ``options.activations == "per-frame"``."""
-    if options.activations != "per-frame":
-        return []
-    return [n for n in names if n.startswith("feature_extractor.")]
-
-
 def static_conv_targets(model: Wav2Vec2CTC, mode: str) -> List[str]:
     """Names of the ``nn.Conv1d`` modules that a static ``mode`` quantizes (after folding)."""
     names = [n + ".conv" for n, m in model.named_modules() if isinstance(m, FoldedPositionalConv)]
@@ -171,7 +163,7 @@ def quantize_model(model: Wav2Vec2CTC, mode: str = "dynamic", calibration=None, 
         if options.bias_correction != "none" and not corrected:
             raise ConfigError(f"bias correction of {options.bias_correction!r}: mode {mode!r} has no such int8 conv "
                               f"(its static convs: {', '.join(names)})")
-        per_frame = per_frame_targets(names, options)
+        per_frame = options.per_frame_targets(names)
         if options.activations == "per-frame" and not per_frame:
             raise ConfigError(f"per-frame conv activations: mode {mode!r} has no int8 CNN conv (use static-conv)")
         reference = copy.deepcopy(q) if corrected else None
